@@ -1,0 +1,5 @@
+import sys
+
+from pyphys.cli import main
+
+sys.exit(main())

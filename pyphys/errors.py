@@ -1,0 +1,89 @@
+"""The pyphys error tree.
+
+Every failure a user can cause or meet is a :class:`PyphysError` carrying one actionable
+line: what failed, why (the kernel's reason where there is one), and what to try. The CLI
+prints ``str(err)`` on stderr and exits with ``err.exit_code``; it never shows a traceback.
+``OSError`` is converted at the I/O layer (:func:`from_oserror`), not in the logic.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+
+class PyphysError(Exception):
+    """Base class: ``message`` says what failed, ``hint`` what to try."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(PyphysError):
+    """Bad input from the user: a malformed address, width, value, name or range."""
+
+    exit_code = 2
+
+
+class NotFoundError(PyphysError):
+    """A thing the user named does not exist (process, device, symbol, file, mapping)."""
+
+
+class PermissionDeniedError(PyphysError):
+    """The kernel refused for lack of privilege (not root, missing capability)."""
+
+
+class DevMemBlockedError(PyphysError):
+    """The kernel refused a physical access by policy (STRICT_DEVMEM, lockdown, PAT)."""
+
+
+class ModuleNotLoadedError(PyphysError):
+    """pyphys.ko (or its device) is needed and absent."""
+
+
+class RegionError(PyphysError):
+    """An address lies outside the region the user named, in a hole, or past RAM."""
+
+
+class VerifyError(PyphysError):
+    """A write was read back and the bytes differ from what was written."""
+
+
+class JournalError(PyphysError):
+    """The write journal cannot be used, or an undo would clobber newer bytes."""
+
+
+class ProcessGoneError(NotFoundError):
+    """The process exited (or became a zombie) while pyphys was reading it."""
+
+
+class LabError(PyphysError):
+    """The lab VM could not be built, booted or reached."""
+
+
+def from_oserror(err: OSError, what: str, hint: str | None = None) -> PyphysError:
+    """Turn an ``OSError`` raised while doing ``what`` into the matching PyphysError.
+
+    ``hint`` overrides the generic advice for the errno.
+    """
+    reason = os.strerror(err.errno) if err.errno else str(err)
+    msg = f"{what}: {reason}"
+    code = err.errno
+    if code == errno.ENOENT:
+        return NotFoundError(msg, hint or "it does not exist on this system")
+    if code in (errno.EACCES,):
+        return PermissionDeniedError(msg, hint or "run as root (sudo)")
+    if code == errno.EPERM:
+        return PermissionDeniedError(msg, hint or "the kernel refused: run as root, or see `pyphys doctor`")
+    if code == errno.ESRCH:
+        return ProcessGoneError(msg, hint)
+    if code in (errno.EBUSY, errno.EWOULDBLOCK):
+        return PyphysError(msg, hint or "something else holds it; try again")
+    return PyphysError(msg, hint)
