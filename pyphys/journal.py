@@ -1,0 +1,522 @@
+"""The write journal: every byte pyphys writes can be undone.
+
+The journal is a JSON-lines file at :func:`pyphys.paths.journal_path` (``PYPHYS_JOURNAL``
+overrides). It is append-only and guarded by ``flock(LOCK_EX)`` on the file itself, held from
+reading the old bytes until the write is verified, so concurrent pyphys processes serialize and
+the journal order is the write order. Each entry is appended and ``fsync``'d BEFORE the memory
+is written: after a crash the journal knows every write that may have happened.
+
+Entry line::
+
+    {"id": 7, "time": "2026-11-23T10:00:00.123Z", "kind": "phys", "target": {"backend": "mmap"},
+     "addr": "0x3a1f000", "old": "00000000", "new": "78563412", "label": "devmem 0x3a1f000 32"}
+
+Later facts about an entry are appended as marker lines ``{"ref": 7, "event": E, "time": ...}``:
+``undone`` (restored by ``pyphys undo``: undo is not a new write), ``aborted`` (the write
+failed, memory untouched), ``actual`` (read-back differed: ``"hex"`` holds what was read), and
+``old`` (batch mode: the bytes found just before the write differed from the journaled guess;
+``"hex"`` holds the real ones). :meth:`Journal.entries` folds them into :class:`Entry`.
+
+Target protocol
+---------------
+A *target* is what a write goes to. It is any object with::
+
+    read(addr_or_offset: int, n: int) -> bytes
+    write(addr_or_offset: int, data: bytes) -> None
+    describe() -> dict          # JSON-able, enough to reopen it later
+    close() -> None             # optional
+
+:func:`journaled_write` stores ``kind`` and ``target.describe()`` in the entry. To undo,
+the journal needs an *opener* for the kind: ``opener(description: dict) -> target`` (opened
+writable). Register one with :func:`register_target`. When an entry's kind has no opener,
+the journal imports ``pyphys.<kind>`` (e.g. ``pyphys.pci``), which is expected to call
+``journal.register_target("<kind>", opener)`` at import time. Kind ``"phys"`` is built in:
+its description is ``{"backend": NAME}`` and addresses are physical.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+
+from pyphys import paths
+from pyphys.errors import JournalError, UsageError, VerifyError, from_oserror
+
+Opener = Callable[[dict], Any]
+_OPENERS: dict[str, Opener] = {}
+
+
+def register_target(kind: str, opener: Opener) -> None:
+    """Make entries of ``kind`` undoable: ``opener(description) -> writable target``."""
+    _OPENERS[kind] = opener
+
+
+def _open_phys(description: dict) -> Any:
+    from pyphys import physmem
+
+    return physmem.open_physmem(description.get("backend", "auto"), writable=True)
+
+
+register_target("phys", _open_phys)
+
+
+def opener_for(kind: str) -> Opener:
+    """The opener registered for ``kind`` (importing ``pyphys.<kind>`` if needed); JournalError if none."""
+    if kind not in _OPENERS and kind.isidentifier():
+        try:
+            __import__(f"pyphys.{kind}")
+        except ImportError:
+            pass
+    try:
+        return _OPENERS[kind]
+    except KeyError:
+        raise JournalError(f"journal entries of kind {kind!r} cannot be reopened (no opener registered)") from None
+
+
+def _now() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+
+
+@dataclass
+class Entry:
+    """One journaled write, with the facts appended about it since."""
+
+    id: int
+    time: str
+    kind: str
+    target: dict
+    addr: int
+    old: bytes
+    new: bytes
+    label: str = ""
+    undone: bool = False
+    undone_time: Optional[str] = None
+    aborted: bool = False
+    actual: Optional[bytes] = None
+
+    @property
+    def active(self) -> bool:
+        """True if the write happened and has not been undone."""
+        return not self.undone and not self.aborted
+
+    def to_dict(self) -> dict:
+        """JSON-able form, as `pyphys journal --json` prints it."""
+        out = {
+            "id": self.id,
+            "time": self.time,
+            "kind": self.kind,
+            "target": self.target,
+            "addr": f"{self.addr:#x}",
+            "old": self.old.hex(),
+            "new": self.new.hex(),
+            "label": self.label,
+            "undone": self.undone,
+            "aborted": self.aborted,
+        }
+        if self.undone_time:
+            out["undone_time"] = self.undone_time
+        if self.actual is not None:
+            out["actual"] = self.actual.hex()
+        return out
+
+
+@dataclass
+class WriteRecord:
+    """What :func:`journaled_write` did: entry ``id``, ``addr``, ``old`` and ``new`` bytes, ``readback``."""
+
+    id: int
+    addr: int
+    old: bytes
+    new: bytes
+    readback: bytes
+    verified: bool = True
+
+
+@dataclass
+class UndoResult:
+    """One undone entry: ``status`` is "restored" or "already" (memory already held the old bytes)."""
+
+    id: int
+    addr: int
+    kind: str
+    target: dict
+    restored: bytes
+    status: str
+    label: str = ""
+
+
+@dataclass
+class _Planned:
+    entry: Entry
+    key: str
+    current: bytes
+    status: str
+
+
+class Journal:
+    """The journal file at ``path`` (default :func:`pyphys.paths.journal_path`)."""
+
+    def __init__(self, path: Optional[str] = None):
+        self.path = path or paths.journal_path()
+        self._fd: Optional[int] = None
+        self._depth = 0
+        self.bad_lines = 0
+
+    # -- file and lock --------------------------------------------------------------------
+    def _open(self) -> int:
+        if self._fd is None:
+            parent = os.path.dirname(self.path) or "."
+            try:
+                os.makedirs(parent, mode=0o700, exist_ok=True)
+                created = not os.path.exists(self.path)
+                self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                if created:
+                    # the new directory entry must survive a crash too
+                    dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+                    try:
+                        os.fsync(dfd)
+                    finally:
+                        os.close(dfd)
+            except OSError as err:
+                raise from_oserror(
+                    err, f"open journal {self.path}", "set PYPHYS_JOURNAL to a writable file"
+                ) from err
+        return self._fd
+
+    @contextmanager
+    def locked(self, wait: bool = True) -> Iterator["Journal"]:
+        """Hold ``flock(LOCK_EX)`` on the journal (re-entrant within this object)."""
+        fd = self._open()
+        if self._depth == 0:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except OSError as err:
+                raise JournalError(
+                    f"journal {self.path} is locked by another pyphys process", "wait for it to finish"
+                ) from err
+        self._depth += 1
+        try:
+            yield self
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Close the journal file (releases the lock)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            self._depth = 0
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading ----------------------------------------------------------------------------
+    def _lines(self) -> Iterable[dict]:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                for line in f:
+                    if not line.strip():
+                        continue
+                    try:
+                        obj = json.loads(line)
+                    except ValueError:
+                        # a torn last line after a crash mid-append: not an entry
+                        self.bad_lines += 1
+                        continue
+                    if isinstance(obj, dict):
+                        yield obj
+                    else:
+                        self.bad_lines += 1
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            raise from_oserror(err, f"read journal {self.path}") from err
+
+    def entries(self) -> list[Entry]:
+        """All entries in id order, with undone/aborted/actual folded in."""
+        by_id: dict[int, Entry] = {}
+        self.bad_lines = 0
+        for obj in self._lines():
+            try:
+                if "ref" in obj:
+                    entry = by_id.get(int(obj["ref"]))
+                    if entry is None:
+                        continue
+                    event = obj.get("event")
+                    if event == "undone":
+                        entry.undone, entry.undone_time = True, obj.get("time")
+                    elif event == "aborted":
+                        entry.aborted = True
+                    elif event == "actual":
+                        entry.actual = bytes.fromhex(obj["hex"])
+                    elif event == "old":
+                        entry.old = bytes.fromhex(obj["hex"])
+                    continue
+                entry = Entry(
+                    id=int(obj["id"]),
+                    time=str(obj.get("time", "")),
+                    kind=str(obj["kind"]),
+                    target=dict(obj.get("target") or {}),
+                    addr=int(str(obj["addr"]), 0),
+                    old=bytes.fromhex(obj["old"]),
+                    new=bytes.fromhex(obj["new"]),
+                    label=str(obj.get("label", "")),
+                )
+            except (KeyError, ValueError, TypeError):
+                self.bad_lines += 1
+                continue
+            by_id[entry.id] = entry
+        return [by_id[k] for k in sorted(by_id)]
+
+    def _last_id(self) -> int:
+        """Highest entry id (reads the file backwards; ids only grow)."""
+        try:
+            size = os.path.getsize(self.path)
+        except OSError:
+            return 0
+        if size == 0:
+            return 0
+        with open(self.path, "rb") as f:
+            chunk = 4096
+            pos = size
+            tail = b""
+            while pos > 0:
+                step = min(chunk, pos)
+                pos -= step
+                f.seek(pos)
+                tail = f.read(step) + tail
+                lines = tail.split(b"\n")
+                # the first piece may be a partial line unless we reached the start
+                complete = lines if pos == 0 else lines[1:]
+                for raw in reversed(complete):
+                    try:
+                        obj = json.loads(raw)
+                    except ValueError:
+                        continue
+                    if isinstance(obj, dict) and "id" in obj:
+                        return int(obj["id"])
+                chunk *= 4
+        return 0
+
+    # -- appending --------------------------------------------------------------------------
+    def _append(self, objs: Sequence[dict]) -> None:
+        fd = self._open()
+        data = "".join(json.dumps(o, separators=(",", ":")) + "\n" for o in objs).encode()
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        except OSError as err:
+            raise from_oserror(err, f"append to journal {self.path}", "nothing was written to memory") from err
+
+    def record_many(self, items: Sequence[tuple[str, dict, int, bytes, bytes, str]]) -> list[int]:
+        """Append entries (kind, target, addr, old, new, label) with ONE fsync; returns their ids."""
+        with self.locked():
+            first = self._last_id() + 1
+            stamp = _now()
+            objs = [
+                {
+                    "id": first + i,
+                    "time": stamp,
+                    "kind": kind,
+                    "target": target,
+                    "addr": f"{addr:#x}",
+                    "old": bytes(old).hex(),
+                    "new": bytes(new).hex(),
+                    "label": label,
+                }
+                for i, (kind, target, addr, old, new, label) in enumerate(items)
+            ]
+            self._append(objs)
+            return [o["id"] for o in objs]
+
+    def record(self, kind: str, target: dict, addr: int, old: bytes, new: bytes, label: str = "") -> int:
+        """Append one entry and fsync it; returns its id."""
+        return self.record_many([(kind, target, addr, old, new, label)])[0]
+
+    def mark(self, ref: int, event: str, data: Optional[bytes] = None) -> None:
+        """Append a marker (``undone``, ``aborted``, ``actual``, ``old``) about entry ``ref``."""
+        obj: dict = {"ref": ref, "event": event, "time": _now()}
+        if data is not None:
+            obj["hex"] = bytes(data).hex()
+        self._append([obj])
+
+    # -- undo -------------------------------------------------------------------------------
+    def select(self, which: Union[str, int, Sequence[int]] = "last", *, count: Optional[int] = None) -> list[Entry]:
+        """Entries to undo, newest first: "last", "all", an id, a list of ids, or the last ``count``.
+
+        UsageError for an unknown id or one already undone; JournalError if nothing is left.
+        """
+        entries = self.entries()
+        active = [e for e in entries if e.active]
+        if count is not None:
+            if count <= 0:
+                raise UsageError(f"--last {count}: give a positive number of entries")
+            chosen = active[-count:]
+        elif which == "all":
+            chosen = active
+        elif which == "last":
+            chosen = active[-1:]
+        else:
+            ids = [which] if isinstance(which, int) else list(which)  # type: ignore[arg-type]
+            known = {e.id: e for e in entries}
+            chosen = []
+            for i in ids:
+                e = known.get(int(i))
+                if e is None:
+                    raise UsageError(f"journal {self.path} has no entry {i}")
+                if e.undone:
+                    raise UsageError(f"journal entry {i} was already undone at {e.undone_time}")
+                if e.aborted:
+                    raise UsageError(f"journal entry {i} never reached memory (its write failed)")
+                chosen.append(e)
+        if not chosen:
+            raise JournalError(f"nothing to undo in {self.path}", "`pyphys journal` lists the entries")
+        return sorted(chosen, key=lambda e: e.id, reverse=True)
+
+    def undo(
+        self,
+        which: Union[str, int, Sequence[int]] = "last",
+        *,
+        count: Optional[int] = None,
+        dry_run: bool = False,
+    ) -> list[UndoResult]:
+        """Restore the old bytes of the selected entries, newest first; all or nothing.
+
+        Every entry is checked first (against memory as it will be after the newer undos):
+        if the bytes there are no longer what pyphys wrote, JournalError and nothing is written.
+        Raises VerifyError if a restore does not read back.
+        """
+        with self.locked():
+            chosen = self.select(which, count=count)
+            targets: dict[str, Any] = {}
+            try:
+                plan = self._plan(chosen, targets)
+                results = []
+                for step in plan:
+                    e = step.entry
+                    if step.status == "restored" and not dry_run:
+                        tgt = targets[step.key]
+                        tgt.write(e.addr, e.old)
+                        back = tgt.read(e.addr, len(e.old))
+                        if back != e.old:
+                            raise VerifyError(
+                                f"undo of entry {e.id} at {e.addr:#x}: wrote {e.old.hex()}, read back {back.hex()}"
+                            )
+                    if not dry_run:
+                        self.mark(e.id, "undone")
+                    results.append(UndoResult(e.id, e.addr, e.kind, e.target, e.old, step.status, e.label))
+                return results
+            finally:
+                for tgt in targets.values():
+                    close = getattr(tgt, "close", None)
+                    if close:
+                        close()
+
+    def _plan(self, chosen: list[Entry], targets: dict[str, Any]) -> list[_Planned]:
+        overlay: dict[str, dict[int, int]] = {}
+        plan = []
+        for e in chosen:
+            key = json.dumps([e.kind, e.target], sort_keys=True)
+            if key not in targets:
+                targets[key] = opener_for(e.kind)(e.target)
+            seen = bytearray(targets[key].read(e.addr, len(e.new)))
+            over = overlay.setdefault(key, {})
+            for i in range(len(seen)):
+                if e.addr + i in over:
+                    seen[i] = over[e.addr + i]
+            current = bytes(seen)
+            if current == e.new or (e.actual is not None and current == e.actual):
+                status = "restored"
+            elif current == e.old:
+                status = "already"
+            else:
+                raise JournalError(
+                    f"entry {e.id} at {e.addr:#x}: memory now holds {_short(current)}, not the "
+                    f"{_short(e.new)} pyphys wrote; refusing to undo (nothing written)",
+                    "something else changed it since; undo newer entries first or leave it",
+                )
+            for i, b in enumerate(e.old):
+                over[e.addr + i] = b
+            plan.append(_Planned(e, key, current, status))
+        return plan
+
+
+def _short(data: bytes, limit: int = 16) -> str:
+    text = data[:limit].hex()
+    return text + ("..." if len(data) > limit else "")
+
+
+def journaled_write(
+    target: Any,
+    addr: int,
+    data: bytes,
+    *,
+    kind: str,
+    label: str = "",
+    journal: Optional[Journal] = None,
+    verify: bool = True,
+) -> WriteRecord:
+    """Journal, then write ``data`` at ``addr`` of ``target``, then read back.
+
+    The old bytes and the new ones are appended and fsync'd before the write. Returns a
+    :class:`WriteRecord`. Raises VerifyError if the read-back differs (``verify=False`` for
+    registers whose reads differ by design), JournalError/PyphysError if the journal cannot
+    be written (then memory is untouched), and whatever the target raises.
+    """
+    data = bytes(data)
+    own = journal is None
+    jr = journal if journal is not None else Journal()
+    try:
+        with jr.locked():
+            old = target.read(addr, len(data))
+            entry_id = jr.record(kind, target.describe(), addr, old, data, label)
+            try:
+                target.write(addr, data)
+            except BaseException:
+                # a failed write may still have changed part of the range (page crossing)
+                try:
+                    now = target.read(addr, len(data))
+                except Exception:
+                    now = None
+                if now == old:
+                    jr.mark(entry_id, "aborted")
+                elif now is not None:
+                    jr.mark(entry_id, "actual", now)
+                raise
+            back = target.read(addr, len(data))
+            if back != data:
+                jr.mark(entry_id, "actual", back)
+                if verify:
+                    raise VerifyError(
+                        f"wrote {_short(data)} at {addr:#x} but read back {_short(back)}",
+                        f"journal entry {entry_id}; `pyphys undo {entry_id}` restores the old bytes",
+                    )
+            return WriteRecord(entry_id, addr, old, data, back, back == data)
+    finally:
+        if own:
+            jr.close()
+
+
+__all__ = [
+    "Entry",
+    "Journal",
+    "UndoResult",
+    "WriteRecord",
+    "journaled_write",
+    "opener_for",
+    "register_target",
+]

@@ -1,0 +1,688 @@
+"""The one place that opens and maps physical memory: /dev/mem or the module's /dev/pyphys_mem.
+
+Backends (``open_physmem(backend=...)``):
+
+``mmap``
+    /dev/mem opened ``O_RDWR|O_SYNC`` (or ``O_RDONLY|O_SYNC``), page-aligned ``MAP_SHARED``
+    windows, cached per page. The only backend that can reach MMIO with exact-width accesses.
+``rw``
+    /dev/mem with ``pread``/``pwrite``. drivers/char/mem.c copies through a bounce buffer, so
+    access width is the kernel's choice; it is limited to RAM below ``high_memory``
+    (``valid_phys_addr_range``) and shows zeros for restricted low RAM.
+``module``
+    /dev/pyphys_mem from ``pyphys.ko mem_device=1``: ``pread``/``pwrite`` at offset = physical
+    address, System RAM only (``-ENXIO`` elsewhere). It exists for kernels whose
+    CONFIG_STRICT_DEVMEM blocks /dev/mem. Security trade-off (as with chipsec's and LiME's
+    drivers): it is a /dev/mem without the kernel's policy, so it is off by default and root-only.
+``auto``
+    mmap if /dev/mem opens and an mmap probe of a System RAM page works; else the module's
+    device if present. ``PhysMem.reason`` says which was taken and why; a later refusal of RAM
+    by /dev/mem also falls back to the module's device when it exists.
+
+Exact widths: :class:`MappedWindow` performs every 8/16/32/64-bit access as ONE aligned load
+or store of that width through ``memoryview.cast`` (CPython's ``unpack_single`` /
+``pack_single`` copy a fixed-size native integer, which compiles to one move), never as bytes.
+A range read or write over non-RAM (MMIO) goes through 32-bit accesses; over RAM it is a plain
+copy. Every ``OSError`` becomes a :class:`~pyphys.errors.PyphysError` here, with the kernel's
+reason (STRICT_DEVMEM, IO_STRICT_DEVMEM, PAT, lockdown, capabilities) and what to try.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+from typing import Callable, Optional
+
+from pyphys import paths
+from pyphys.errors import (
+    DevMemBlockedError,
+    ModuleNotLoadedError,
+    NotFoundError,
+    PermissionDeniedError,
+    PyphysError,
+    RegionError,
+    UsageError,
+    from_oserror,
+)
+
+PAGE_SIZE = mmap.PAGESIZE
+#: access width in bits -> memoryview format (native byte order, like busybox devmem)
+WIDTH_FORMATS = {8: "B", 16: "H", 32: "I", 64: "Q"}
+BACKENDS = ("auto", "mmap", "rw", "module")
+#: windows larger than this are mapped, copied and unmapped chunk by chunk
+_CHUNK = 1 << 20
+#: single-page windows kept mapped (word accesses in a batch hit the same page again and again)
+_CACHE_PAGES = 64
+#: x86: drivers/char/mem.c read() shows zeros for restricted RAM below 1 MiB (devmem_is_allowed == 2)
+_LOW_ZERO_LIMIT = 1 << 20
+
+STRICT_HINT = (
+    "CONFIG_STRICT_DEVMEM: /dev/mem may not touch System RAM on this kernel; boot the lab kernel "
+    "(make shell), or load pyphys.ko mem_device=1 and use --backend module, or use a kernel with "
+    "STRICT_DEVMEM off"
+)
+IO_STRICT_HINT = (
+    "CONFIG_IO_STRICT_DEVMEM: a driver claims this MMIO range exclusively; boot with iomem=relaxed "
+    "or unbind the driver (echo BDF > /sys/bus/pci/drivers/DRIVER/unbind)"
+)
+PAT_HINT = (
+    "x86 PAT refused the memory type: the range is already mapped with another cache mode "
+    "(dmesg: 'conflicting memory types'); boot with nopat, or try --backend rw"
+)
+NO_DEVMEM_HINT = (
+    "this kernel has no /dev/mem (CONFIG_DEVMEM off, or not a lab kernel; this host has none): "
+    "run it in the lab VM: make shell"
+)
+NO_MODULE_DEV_HINT = "load the module with its device: insmod kmod/pyphys.ko mem_device=1 (root only)"
+
+
+def page_base(addr: int) -> int:
+    """``addr`` rounded down to a page boundary."""
+    return addr - addr % PAGE_SIZE
+
+
+def check_width(width: int) -> int:
+    """Return the access size in bytes for ``width`` bits; UsageError unless 8/16/32/64."""
+    if width not in WIDTH_FORMATS:
+        raise UsageError(f"width {width} is not one of 8, 16, 32, 64 (bits)")
+    return width // 8
+
+
+def check_value(value: int, width: int) -> None:
+    """UsageError if ``value`` does not fit in ``width`` bits (or is negative)."""
+    if value < 0:
+        raise UsageError(f"value {value} is negative")
+    if value >> width:
+        raise UsageError(f"value {value:#x} is wider than {width} bits")
+
+
+def lockdown_mode() -> Optional[str]:
+    """The active kernel lockdown mode ("none", "integrity", "confidentiality"), or None if unknown."""
+    try:
+        with open(paths.sys("kernel", "security", "lockdown")) as f:
+            text = f.read()
+    except OSError:
+        return None
+    for word in text.split():
+        if word.startswith("[") and word.endswith("]"):
+            return word[1:-1]
+    return None
+
+
+class MappedWindow:
+    """A shared mapping of ``length`` bytes at ``offset`` of any mmap-able fd (/dev/mem, PCI resourceN).
+
+    Offsets given to the methods are relative to ``offset`` (the mapping itself is widened to
+    page boundaries). ``mmio=True`` makes :meth:`read`/:meth:`write` use 32-bit accesses for
+    the aligned part, as device registers expect. ``explain(err, offset)`` turns an ``OSError``
+    from mmap into a PyphysError (default: :func:`~pyphys.errors.from_oserror`).
+    """
+
+    def __init__(
+        self,
+        fd: int,
+        offset: int,
+        length: int,
+        writable: bool,
+        *,
+        mmio: bool = False,
+        what: str = "memory",
+        explain: Optional[Callable[[OSError, int], PyphysError]] = None,
+    ):
+        if length <= 0:
+            raise UsageError(f"cannot map {length} bytes of {what}")
+        self.offset = offset
+        self.length = length
+        self.writable = writable
+        self.mmio = mmio
+        self.what = what
+        base = page_base(offset)
+        self._delta = offset - base
+        size = -(-(self._delta + length) // PAGE_SIZE) * PAGE_SIZE
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+        try:
+            self._mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=prot, offset=base)
+        except OSError as err:
+            if explain is not None:
+                raise explain(err, offset) from err
+            raise from_oserror(err, f"mmap of {what} at {offset:#x}") from err
+        except ValueError as err:
+            # CPython checks regular files against their size (the unit tests' stand-in /dev/mem)
+            raise RegionError(f"{what}: {offset:#x}+{length:#x} is past its end ({err})") from None
+        self._view = memoryview(self._mm)
+        self._casts: dict[int, memoryview] = {}
+
+    # -- exact-width accesses -------------------------------------------------------------
+    def _index(self, off: int, width: int) -> tuple[memoryview, int]:
+        size = check_width(width)
+        if (self._delta + off) % size:
+            raise UsageError(f"{self.what}: {self.offset + off:#x} is not aligned to {width} bits")
+        if off < 0 or off + size > self.length:
+            raise RegionError(f"{self.what}: offset {off:#x} is outside the {self.length:#x}-byte window")
+        view = self._casts.get(width)
+        if view is None:
+            view = self._casts[width] = self._view.cast(WIDTH_FORMATS[width])
+        return view, (self._delta + off) // size
+
+    def read_word(self, off: int, width: int) -> int:
+        """One aligned load of exactly ``width`` bits at ``off``; UsageError if unaligned."""
+        view, index = self._index(off, width)
+        return view[index]
+
+    def write_word(self, off: int, width: int, value: int) -> None:
+        """One aligned store of exactly ``width`` bits at ``off``; UsageError if unaligned or too wide."""
+        if not self.writable:
+            raise UsageError(f"{self.what} is mapped read-only")
+        check_value(value, width)
+        view, index = self._index(off, width)
+        view[index] = value
+
+    # -- byte ranges ----------------------------------------------------------------------
+    def _check_range(self, off: int, n: int) -> None:
+        if off < 0 or n < 0 or off + n > self.length:
+            raise RegionError(f"{self.what}: {off:#x}+{n:#x} is outside the {self.length:#x}-byte window")
+
+    def read(self, off: int, n: int) -> bytes:
+        """``n`` bytes at ``off``: one exact access for 1/2/4/8 aligned bytes, 32-bit loads if mmio."""
+        self._check_range(off, n)
+        if n in (1, 2, 4, 8) and off % n == 0:
+            return self.read_word(off, n * 8).to_bytes(n, "little")
+        start = self._delta + off
+        if not self.mmio:
+            return bytes(self._view[start : start + n])
+        # Device registers: read the aligned 32-bit words covering the range, never bytes.
+        lo = start - start % 4
+        hi = -(-(start + n) // 4) * 4
+        base = lo - self._delta
+        raw = b"".join(self.read_word(base + i, 32).to_bytes(4, "little") for i in range(0, hi - lo, 4))
+        return raw[start - lo : start - lo + n]
+
+    def write(self, off: int, data: bytes) -> None:
+        """Store ``data`` at ``off``: exact stores for 1/2/4/8 aligned bytes, 32-bit stores if mmio."""
+        if not self.writable:
+            raise UsageError(f"{self.what} is mapped read-only")
+        n = len(data)
+        self._check_range(off, n)
+        if n in (1, 2, 4, 8) and off % n == 0:
+            self.write_word(off, n * 8, int.from_bytes(data, "little"))
+            return
+        if not self.mmio:
+            start = self._delta + off
+            self._view[start : start + n] = data
+            return
+        # MMIO: narrow stores only for an unaligned head/tail, 32-bit stores for the rest.
+        pos = 0
+        while pos < n:
+            here = off + pos
+            left = n - pos
+            if here % 4 == 0 and left >= 4:
+                size = 4
+            elif here % 2 == 0 and left >= 2:
+                size = 2
+            else:
+                size = 1
+            self.write_word(here, size * 8, int.from_bytes(data[pos : pos + size], "little"))
+            pos += size
+
+    def close(self) -> None:
+        """Unmap (views are released first, else mmap.close raises BufferError)."""
+        for view in self._casts.values():
+            view.release()
+        self._casts.clear()
+        if self._view is not None:
+            self._view.release()
+            self._view = None  # type: ignore[assignment]
+        self._mm.close()
+
+    def __enter__(self) -> "MappedWindow":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Regions:
+    """Lazy /proc/iomem lookups: is a range System RAM, and what to call it in messages."""
+
+    def __init__(self) -> None:
+        self._tree = None
+        self._loaded = False
+
+    @property
+    def tree(self):
+        if not self._loaded:
+            self._loaded = True
+            try:
+                from pyphys import iomem
+
+                tree = iomem.load()
+                self._tree = None if tree.hidden else tree
+            except PyphysError:
+                self._tree = None
+        return self._tree
+
+    def is_ram(self, addr: int, length: int = 1) -> Optional[bool]:
+        """True/False, or None when /proc/iomem is unreadable or hidden."""
+        tree = self.tree
+        return None if tree is None else tree.is_ram(addr, length)
+
+    def claimed(self, addr: int) -> Optional[str]:
+        """Name of the innermost non-RAM region at ``addr`` (a driver or device), if any."""
+        tree = self.tree
+        if tree is None:
+            return None
+        chain = tree.region_of(addr)
+        return chain[-1].name if chain and not tree.is_ram(addr) else None
+
+    def first_ram_page(self) -> Optional[int]:
+        tree = self.tree
+        if tree is None:
+            return None
+        return tree.first_ram_page(PAGE_SIZE, above=_LOW_ZERO_LIMIT)
+
+
+class PhysMem:
+    """Physical memory through one backend; use :func:`open_physmem` to get one.
+
+    Implements the journal's target protocol: ``read``, ``write``, ``describe``.
+    """
+
+    def __init__(self, backend: str, writable: bool, reason: str = "", regions: Optional[_Regions] = None):
+        self.backend = backend
+        self.writable = writable
+        self.reason = reason
+        self.regions = regions or _Regions()
+        self._auto = False
+        self._fd: Optional[int] = None
+        self._module_fd: Optional[int] = None
+        self.path = ""
+        self._windows: dict[int, MappedWindow] = {}
+
+    # -- opening ----------------------------------------------------------------------------
+    def _open(self, path: str, module: bool) -> int:
+        flags = (os.O_RDWR if self.writable else os.O_RDONLY) | os.O_SYNC | os.O_CLOEXEC
+        try:
+            return os.open(path, flags)
+        except OSError as err:
+            raise explain_open(err, path, module) from err
+
+    def _start(self) -> None:
+        if self.backend == "module":
+            self.path = paths.dev("pyphys_mem")
+            self._fd = self._open(self.path, module=True)
+        else:
+            self.path = paths.dev("mem")
+            self._fd = self._open(self.path, module=False)
+
+    def _switch_to_module(self, why: str) -> bool:
+        """auto only: move to /dev/pyphys_mem if it exists; True if switched."""
+        if not self._auto or self.backend == "module" or not os.path.exists(paths.dev("pyphys_mem")):
+            return False
+        fd = self._open(paths.dev("pyphys_mem"), module=True)
+        self.close()
+        self._fd, self.backend, self.path = fd, "module", paths.dev("pyphys_mem")
+        self.reason = f"{why}; using {self.path}"
+        return True
+
+    # -- explain ---------------------------------------------------------------------------
+    def _explain(self, err: OSError, addr: int, op: str) -> PyphysError:
+        return explain_access(err, addr, op, self.path, self.backend, self.regions)
+
+    # -- mmap backend ------------------------------------------------------------------------
+    def _window(self, addr: int, size: int) -> MappedWindow:
+        """A cached one-page window holding [addr, addr+size) (size never crosses a page here)."""
+        base = page_base(addr)
+        win = self._windows.get(base)
+        if win is None:
+            if len(self._windows) >= _CACHE_PAGES:
+                old = next(iter(self._windows))
+                self._windows.pop(old).close()
+            assert self._fd is not None
+            win = MappedWindow(
+                self._fd,
+                base,
+                PAGE_SIZE,
+                self.writable,
+                mmio=not self.regions.is_ram(base, PAGE_SIZE),
+                what=self.path,
+                explain=lambda e, off: self._explain(e, addr, "mmap"),
+            )
+            self._windows[base] = win
+        return win
+
+    def _mapped(self, addr: int, length: int, fn: Callable[[MappedWindow, int, int, int], None]) -> None:
+        """Call fn(window, window_offset, pos, n) over [addr, addr+length), page by page or in chunks."""
+        pos = 0
+        while pos < length:
+            here = addr + pos
+            left = length - pos
+            if here % PAGE_SIZE or left < 2 * PAGE_SIZE:
+                n = min(left, PAGE_SIZE - here % PAGE_SIZE)
+                win = self._window(here, n)
+                fn(win, here - win.offset, pos, n)
+            else:
+                # A long page-aligned stretch: map it once, uncached (dumps, big ranges).
+                n = min(left, _CHUNK)
+                n -= n % PAGE_SIZE
+                assert self._fd is not None
+                win = MappedWindow(
+                    self._fd,
+                    here,
+                    n,
+                    self.writable,
+                    mmio=not self.regions.is_ram(here, n),
+                    what=self.path,
+                    explain=lambda e, off: self._explain(e, off, "mmap"),
+                )
+                try:
+                    fn(win, 0, pos, n)
+                finally:
+                    win.close()
+            pos += n
+
+    # -- public API --------------------------------------------------------------------------
+    def read(self, addr: int, length: int) -> bytes:
+        """``length`` bytes at physical ``addr`` (page crossings handled; 32-bit accesses on MMIO).
+
+        Raises RegionError, DevMemBlockedError (with the kernel's reason), PermissionDeniedError.
+        """
+        _check_addr(addr, length)
+        if length == 0:
+            return b""
+        try:
+            return self._read(addr, length)
+        except DevMemBlockedError as err:
+            if self.regions.is_ram(addr, 1) is not False and self._switch_to_module(
+                f"{self.path if self.backend != 'module' else '/dev/mem'} refused RAM ({err.message})"
+            ):
+                return self._read(addr, length)
+            raise
+
+    def _read(self, addr: int, length: int) -> bytes:
+        if self.backend == "mmap":
+            out = bytearray(length)
+
+            def grab(win: MappedWindow, off: int, pos: int, n: int) -> None:
+                out[pos : pos + n] = win.read(off, n)
+
+            self._mapped(addr, length, grab)
+            return bytes(out)
+        data = self._pread(addr, length)
+        if self.backend == "rw" and not any(data):
+            self._check_zeros(addr, length)
+        return data
+
+    def _pread(self, addr: int, length: int) -> bytes:
+        assert self._fd is not None
+        mmio = self.backend == "rw" and self.regions.is_ram(addr, length) is False
+        try:
+            if mmio and length not in (1, 2, 4, 8):
+                # read() of non-RAM through /dev/mem: keep to 32-bit pieces of aligned words.
+                lo = addr - addr % 4
+                hi = -(-(addr + length) // 4) * 4
+                raw = b"".join(self._pread_exact(a, 4) for a in range(lo, hi, 4))
+                return raw[addr - lo : addr - lo + length]
+            return self._pread_exact(addr, length)
+        except OSError as err:
+            raise self._explain(err, addr, "read") from err
+
+    def _pread_exact(self, addr: int, length: int) -> bytes:
+        assert self._fd is not None
+        data = os.pread(self._fd, length, addr)
+        if len(data) != length:
+            raise RegionError(
+                f"{self.path}: read at {addr + len(data):#x} came back short ({len(data)} of {length} bytes)",
+                "the address is past the end of what this device serves",
+            )
+        return data
+
+    def _check_zeros(self, addr: int, length: int) -> None:
+        """No ambiguous zeros: read() of restricted RAM returns zeros under STRICT_DEVMEM.
+
+        drivers/char/mem.c read_mem(): ``if (allowed == 2) clear_user(...)`` — x86's
+        devmem_is_allowed() returns 2 for System RAM below 1 MiB. Probe with mmap: EPERM means
+        the kernel restricts RAM, so the zeros are not the memory's content.
+        """
+        if addr >= _LOW_ZERO_LIMIT or not self.regions.is_ram(addr, 1):
+            return
+        assert self._fd is not None
+        try:
+            with MappedWindow(self._fd, addr, length, False, what=self.path) as win:
+                real = win.read(0, length)
+        except PyphysError as err:
+            raise DevMemBlockedError(
+                f"{self.path} returned only zeros at {addr:#x} and mmap there was refused ({err.message}): "
+                "the kernel shows zeros for restricted RAM (drivers/char/mem.c), not the memory's content",
+                STRICT_HINT,
+            ) from None
+        if any(real):
+            raise DevMemBlockedError(
+                f"{self.path} read() returned zeros at {addr:#x} but mmap shows data: "
+                "the kernel hides this restricted RAM from read() (drivers/char/mem.c)",
+                "use --backend mmap",
+            )
+
+    def write(self, addr: int, data: bytes) -> None:
+        """Raw write of ``data`` at ``addr`` (NOT journaled: use journal.journaled_write)."""
+        if not self.writable:
+            raise UsageError("physical memory was opened read-only")
+        _check_addr(addr, len(data))
+        if not data:
+            return
+        try:
+            self._write(addr, bytes(data))
+        except DevMemBlockedError as err:
+            if self.regions.is_ram(addr, 1) is not False and self._switch_to_module(
+                f"/dev/mem refused RAM ({err.message})"
+            ):
+                self._write(addr, bytes(data))
+                return
+            raise
+
+    def _write(self, addr: int, data: bytes) -> None:
+        if self.backend == "mmap":
+
+            def put(win: MappedWindow, off: int, pos: int, n: int) -> None:
+                win.write(off, data[pos : pos + n])
+
+            self._mapped(addr, len(data), put)
+            return
+        assert self._fd is not None
+        mmio = self.backend == "rw" and self.regions.is_ram(addr, len(data)) is False
+        if mmio and len(data) not in (1, 2, 4, 8) and (addr % 4 or len(data) % 4):
+            raise UsageError(
+                f"{addr:#x}+{len(data)} is not RAM: MMIO writes through read/write must be whole aligned "
+                "32-bit words (use --backend mmap for narrower stores)"
+            )
+        try:
+            if mmio:
+                for pos in range(0, len(data), 4):
+                    self._pwrite_exact(addr + pos, data[pos : pos + 4])
+            else:
+                self._pwrite_exact(addr, data)
+        except OSError as err:
+            raise self._explain(err, addr, "write") from err
+
+    def _pwrite_exact(self, addr: int, data: bytes) -> None:
+        assert self._fd is not None
+        done = os.pwrite(self._fd, data, addr)
+        if done != len(data):
+            raise RegionError(f"{self.path}: write at {addr:#x} stopped after {done} of {len(data)} bytes")
+
+    def read_word(self, addr: int, width: int) -> int:
+        """One aligned ``width``-bit load at ``addr`` (pread of exactly width/8 bytes on rw/module)."""
+        size = check_width(width)
+        if addr % size:
+            raise UsageError(f"address {addr:#x} is not aligned to {width} bits ({size} bytes)")
+        _check_addr(addr, size)
+        if self.backend == "mmap":
+            try:
+                win = self._window(addr, size)
+            except DevMemBlockedError as err:
+                if self.regions.is_ram(addr, 1) is not False and self._switch_to_module(
+                    f"/dev/mem refused RAM ({err.message})"
+                ):
+                    return self.read_word(addr, width)
+                raise
+            return win.read_word(addr - win.offset, width)
+        return int.from_bytes(self.read(addr, size), "little")
+
+    def write_word(self, addr: int, width: int, value: int) -> None:
+        """One aligned ``width``-bit store of ``value`` at ``addr`` (raw, not journaled)."""
+        size = check_width(width)
+        check_value(value, width)
+        if addr % size:
+            raise UsageError(f"address {addr:#x} is not aligned to {width} bits ({size} bytes)")
+        self.write(addr, value.to_bytes(size, "little"))
+
+    def describe(self) -> dict:
+        """JSON-able description the journal stores to reopen this target for undo."""
+        return {"backend": self.backend}
+
+    def close(self) -> None:
+        """Unmap all windows and close the device."""
+        for win in self._windows.values():
+            win.close()
+        self._windows.clear()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "PhysMem":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_addr(addr: int, length: int) -> None:
+    if addr < 0 or length < 0:
+        raise UsageError(f"negative address or length ({addr:#x}, {length})")
+    if addr + length > 1 << 52:
+        # x86-64 physical addresses have at most 52 bits (MAXPHYADDR)
+        raise RegionError(f"{addr:#x}+{length:#x} is beyond the 52-bit physical address space")
+
+
+def explain_open(err: OSError, path: str, module: bool) -> PyphysError:
+    """The reason an open() of /dev/mem or /dev/pyphys_mem failed, with what to try."""
+    code = err.errno
+    if code == errno.ENOENT:
+        if module:
+            return ModuleNotLoadedError(f"{path} does not exist", NO_MODULE_DEV_HINT)
+        return NotFoundError(f"{path} does not exist", NO_DEVMEM_HINT)
+    if code == errno.EACCES:
+        return PermissionDeniedError(f"open {path}: permission denied", "run as root (sudo)")
+    if code == errno.EPERM:
+        mode = lockdown_mode()
+        if not module and mode in ("integrity", "confidentiality"):
+            return DevMemBlockedError(
+                f"open {path}: refused by kernel lockdown ([{mode}])",
+                "lockdown forbids /dev/mem (LOCKDOWN_DEV_MEM): boot with lockdown=none or without "
+                "Secure Boot enforcement, or use --backend module with a signed pyphys.ko",
+            )
+        return PermissionDeniedError(
+            f"open {path}: operation not permitted",
+            "it needs root with CAP_SYS_RAWIO (drivers/char/mem.c open_port); see `pyphys doctor`",
+        )
+    if code in (errno.EBUSY, errno.EWOULDBLOCK):
+        return PyphysError(f"open {path}: device busy", "another process holds it; try again")
+    return from_oserror(err, f"open {path}")
+
+
+def explain_access(err: OSError, addr: int, op: str, path: str, backend: str, regions: Optional[_Regions]) -> PyphysError:
+    """The reason an mmap/read/write at ``addr`` was refused, naming the kernel policy behind it."""
+    code = err.errno
+    what = f"{op} of {path} at {addr:#x}"
+    ram = regions.is_ram(addr, 1) if regions else None
+    claimed = regions.claimed(addr) if regions else None
+    if backend == "module":
+        if code == errno.ENXIO:
+            return RegionError(
+                f"{what}: not System RAM (pfn_valid fails)",
+                "/dev/pyphys_mem serves RAM only; use --backend mmap for MMIO",
+            )
+        if code == errno.EFAULT:
+            return RegionError(f"{what}: the module could not access this page")
+    if code == errno.EPERM:
+        mode = lockdown_mode()
+        if mode in ("integrity", "confidentiality"):
+            return DevMemBlockedError(
+                f"{what}: refused by kernel lockdown ([{mode}])", "boot with lockdown=none"
+            )
+        if ram is False and claimed:
+            return DevMemBlockedError(f"{what}: refused with EPERM (region claimed by {claimed!r})", IO_STRICT_HINT)
+        return DevMemBlockedError(f"{what}: refused with EPERM", STRICT_HINT)
+    if code == errno.EINVAL and op == "mmap":
+        if claimed and ram is False:
+            return DevMemBlockedError(
+                f"{what}: refused with EINVAL (region claimed by {claimed!r})", f"{IO_STRICT_HINT}; or {PAT_HINT}"
+            )
+        return DevMemBlockedError(f"{what}: refused with EINVAL", PAT_HINT)
+    if code == errno.EFAULT:
+        return RegionError(
+            f"{what}: bad address (EFAULT)",
+            "read()/write() of /dev/mem stop at the end of directly mapped RAM "
+            "(valid_phys_addr_range); use --backend mmap for MMIO",
+        )
+    if code == errno.ENXIO:
+        return RegionError(f"{what}: no such physical address (ENXIO)")
+    if code == errno.EAGAIN and op == "mmap":
+        return DevMemBlockedError(f"{what}: remap_pfn_range failed (EAGAIN)", "the kernel could not map this range")
+    return from_oserror(err, what)
+
+
+def open_physmem(backend: str = "auto", writable: bool = False) -> PhysMem:
+    """Open physical memory through ``backend`` ("auto", "mmap", "rw", "module").
+
+    Returns a :class:`PhysMem` (context manager) whose ``.backend`` is the one in use and
+    ``.reason`` says why. Raises NotFoundError (no /dev/mem), ModuleNotLoadedError (no
+    /dev/pyphys_mem), PermissionDeniedError, DevMemBlockedError, UsageError (unknown backend).
+    """
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if backend != "auto":
+        pm = PhysMem(backend, writable, reason=f"--backend {backend}")
+        pm._start()
+        return pm
+    mem, module = paths.dev("mem"), paths.dev("pyphys_mem")
+    regions = _Regions()
+    if not os.path.exists(mem):
+        if os.path.exists(module):
+            pm = PhysMem("module", writable, f"{mem} does not exist; using {module}", regions)
+            pm._start()
+            return pm
+        raise NotFoundError(f"{mem} does not exist", NO_DEVMEM_HINT)
+    pm = PhysMem("mmap", writable, f"{mem} present and mmap of RAM works", regions)
+    pm._auto = True
+    try:
+        pm._start()
+    except (PermissionDeniedError, DevMemBlockedError) as err:
+        if os.path.exists(module):
+            pm = PhysMem("module", writable, f"{mem} refused ({err.message}); using {module}", regions)
+            pm._start()
+            return pm
+        raise
+    probe = regions.first_ram_page()
+    if probe is None:
+        pm.reason = f"{mem} present (RAM layout unknown: mmap not probed)"
+        return pm
+    assert pm._fd is not None
+    try:
+        MappedWindow(pm._fd, probe, PAGE_SIZE, False, what=mem).close()
+    except OSError as err:  # pragma: no cover - MappedWindow converts; kept for safety
+        raise from_oserror(err, f"mmap of {mem}") from err
+    except PyphysError as err:
+        cause = err.__cause__
+        code = getattr(cause, "errno", None)
+        name = errno.errorcode.get(code, "an error") if code else "an error"
+        why = f"{mem} refused mmap of RAM with {name}"
+        if code == errno.EPERM:
+            why += " (CONFIG_STRICT_DEVMEM)"
+        if os.path.exists(module):
+            pm.close()
+            pm = PhysMem("module", writable, f"{why}; using {module}", regions)
+            pm._start()
+            return pm
+        pm.reason = f"{why}; staying on mmap (MMIO may work; for RAM: {NO_MODULE_DEV_HINT})"
+    return pm

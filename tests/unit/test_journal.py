@@ -1,0 +1,226 @@
+"""The write journal and undo, against a file standing in for /dev/mem.
+
+Ground truth: the stand-in file read with open(), and the journal file parsed as JSON lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+import pytest
+
+from pyphys import journal, paths, physmem
+from pyphys.errors import JournalError, UsageError, VerifyError
+
+SIZE = 8 * physmem.PAGE_SIZE
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "dev" / "mem").write_bytes(b"".join(struct.pack("<I", i) for i in range(SIZE // 4)))
+    (tmp_path / "proc" / "iomem").write_text(f"00000000-{SIZE - 1:08x} : System RAM\n")
+    monkeypatch.setenv("PYPHYS_JOURNAL", str(tmp_path / "state" / "journal.jsonl"))
+    old = paths.set_roots(dev=str(tmp_path / "dev"), proc=str(tmp_path / "proc"))
+    yield tmp_path
+    paths.set_roots(**old)
+
+
+def raw(tmp_path, addr, n):
+    with open(tmp_path / "dev" / "mem", "rb") as f:
+        f.seek(addr)
+        return f.read(n)
+
+
+def poke(tmp_path, addr, data):
+    with open(tmp_path / "dev" / "mem", "r+b") as f:
+        f.seek(addr)
+        f.write(data)
+
+
+def lines(tmp_path):
+    return [json.loads(x) for x in (tmp_path / "state" / "journal.jsonl").read_text().splitlines()]
+
+
+def write(addr, data, label="t"):
+    with physmem.open_physmem("mmap", writable=True) as pm:
+        return journal.journaled_write(pm, addr, data, kind="phys", label=label)
+
+
+def test_entry_records_old_and_new_before_write(fake):
+    before = raw(fake, 0x100, 4)
+    rec = write(0x100, b"\xde\xad\xbe\xef")
+    assert raw(fake, 0x100, 4) == b"\xde\xad\xbe\xef"
+    (entry,) = lines(fake)
+    assert entry["id"] == rec.id == 1
+    assert entry["kind"] == "phys" and entry["target"] == {"backend": "mmap"}
+    assert int(entry["addr"], 16) == 0x100
+    assert bytes.fromhex(entry["old"]) == before and entry["new"] == "deadbeef"
+    assert os.stat(fake / "state" / "journal.jsonl").st_mode & 0o777 == 0o600
+
+
+def test_journal_is_written_before_memory(fake, monkeypatch):
+    seen = []
+    real_write = physmem.PhysMem.write
+
+    def spy(self, addr, data):
+        seen.append(len(lines(fake)))
+        return real_write(self, addr, data)
+
+    monkeypatch.setattr(physmem.PhysMem, "write", spy)
+    write(0x200, b"x")
+    assert seen == [1]
+
+
+def test_undo_last_restores_and_marks(fake):
+    before = raw(fake, 0x100, 8)
+    write(0x100, b"AAAA")
+    write(0x104, b"BBBB")
+    res = journal.Journal().undo()
+    assert [r.id for r in res] == [2] and res[0].status == "restored"
+    assert raw(fake, 0x100, 8) == b"AAAA" + before[4:]
+    assert lines(fake)[-1]["ref"] == 2 and lines(fake)[-1]["event"] == "undone"
+    assert len([x for x in lines(fake) if "id" in x]) == 2  # undo is not a new write
+
+
+def test_undo_all_overlapping_in_reverse_order(fake):
+    before = raw(fake, 0x300, 16)
+    write(0x300, b"1" * 8)
+    write(0x304, b"2" * 8)
+    write(0x302, b"3" * 4)
+    res = journal.Journal().undo("all")
+    assert [r.id for r in res] == [3, 2, 1]
+    assert raw(fake, 0x300, 16) == before
+    assert all(e.undone for e in journal.Journal().entries())
+
+
+def test_undo_refuses_when_bytes_changed_and_writes_nothing(fake):
+    write(0x400, b"NEW!")
+    write(0x500, b"MORE")
+    poke(fake, 0x400, b"XXXX")  # someone else changed it since
+    snap = raw(fake, 0, SIZE)
+    with pytest.raises(JournalError, match="refusing"):
+        journal.Journal().undo("all")
+    assert raw(fake, 0, SIZE) == snap
+    assert not any(e.undone for e in journal.Journal().entries())
+
+
+def test_undo_of_older_entry_under_newer_overlap_refused(fake):
+    write(0x600, b"aaaa")
+    write(0x600, b"bbbb")
+    with pytest.raises(JournalError):
+        journal.Journal().undo(1)
+    assert raw(fake, 0x600, 4) == b"bbbb"
+
+
+def test_undo_by_id_and_count(fake):
+    before = raw(fake, 0x700, 12)
+    for i in range(3):
+        write(0x700 + 4 * i, bytes([0x41 + i]) * 4)
+    journal.Journal().undo(2)
+    assert raw(fake, 0x704, 4) == before[4:8]
+    res = journal.Journal().undo(count=5)
+    assert [r.id for r in res] == [3, 1]
+    assert raw(fake, 0x700, 12) == before
+
+
+def test_undo_twice_is_usage_error(fake):
+    write(0x800, b"zz")
+    journal.Journal().undo(1)
+    with pytest.raises(UsageError, match="already undone"):
+        journal.Journal().undo(1)
+    with pytest.raises(UsageError, match="no entry 9"):
+        journal.Journal().undo(9)
+    with pytest.raises(JournalError, match="nothing to undo"):
+        journal.Journal().undo()
+
+
+def test_already_restored_is_marked_without_write(fake):
+    before = raw(fake, 0x900, 4)
+    write(0x900, b"qqqq")
+    poke(fake, 0x900, before)
+    (res,) = journal.Journal().undo()
+    assert res.status == "already"
+
+
+def test_failed_write_is_marked_aborted(fake, monkeypatch):
+    def boom(self, addr, data):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(physmem.PhysMem, "write", boom)
+    with pytest.raises(OSError):
+        write(0xA00, b"x")
+    (entry,) = journal.Journal().entries()
+    assert entry.aborted and not entry.active
+
+
+class FlakyTarget:
+    """A register that reads back inverted (like edu's liveness register)."""
+
+    def __init__(self):
+        self.mem = bytearray(16)
+
+    def read(self, off, n):
+        return bytes(self.mem[off : off + n])
+
+    def write(self, off, data):
+        self.mem[off : off + len(data)] = bytes(b ^ 0xFF for b in data)
+
+    def describe(self):
+        return {"device": "fake"}
+
+
+def test_verify_error_records_actual(fake):
+    tgt = FlakyTarget()
+    with pytest.raises(VerifyError, match="read back"):
+        journal.journaled_write(tgt, 4, b"\x00\x01", kind="flaky", label="x")
+    (entry,) = journal.Journal().entries()
+    assert entry.actual == b"\xff\xfe"
+
+
+def test_registered_target_kind_reopens_for_undo(fake):
+    tgt = FlakyTarget()
+    tgt.write(0, b"\xff" * 16)  # mem is now zeros
+    rec = journal.journaled_write(tgt, 8, b"\x11", kind="flaky2", verify=False)
+    assert not rec.verified
+    journal.register_target("flaky2", lambda desc: tgt)
+    with pytest.raises(VerifyError):  # undo writes 0x00, the register reads 0xff
+        journal.Journal().undo()
+
+
+def test_unknown_kind_cannot_be_undone(fake):
+    journal.Journal().record("nonesuch", {}, 0, b"a", b"b")
+    with pytest.raises(JournalError, match="nonesuch"):
+        journal.Journal().undo()
+
+
+def test_torn_last_line_is_ignored(fake):
+    write(0xB00, b"ok")
+    with open(fake / "state" / "journal.jsonl", "a") as f:
+        f.write('{"id": 2, "kind": "ph')
+    j = journal.Journal()
+    assert [e.id for e in j.entries()] == [1] and j.bad_lines == 1
+    assert j.record("phys", {"backend": "mmap"}, 0, b"", b"") == 2
+
+
+def test_locked_journal_nowait(fake):
+    j1 = journal.Journal()
+    j2 = journal.Journal()
+    with j1.locked():
+        with pytest.raises(JournalError, match="locked"):
+            with j2.locked(wait=False):
+                pass
+    j1.close()
+    j2.close()
+
+
+def test_record_many_one_fsync(fake, monkeypatch):
+    calls = []
+    real = os.fsync
+    monkeypatch.setattr(journal.os, "fsync", lambda fd: (calls.append(fd), real(fd)))
+    ids = journal.Journal().record_many([("phys", {}, i, b"a", b"b", "") for i in range(100)])
+    assert ids == list(range(1, 101))
+    assert len(calls) <= 2  # the entries, plus the directory on first creation
