@@ -62,7 +62,7 @@ if ! make -C "$kdir" M="$out" modules >"$out/build.log" 2>&1; then
     die "make -C $kdir M=$out modules failed (log above, kept in $out/build.log)"
 fi
 # gcc says "warning:", modpost says "WARNING:".
-if grep -qi 'warning' "$out/build.log"; then
+if grep -qi 'warning:' "$out/build.log"; then
     cat "$out/build.log" >&2
     die "pyphys.ko built with warnings (above): fix them, the module must build clean"
 fi
