@@ -100,6 +100,24 @@ class IomemTree:
                 return True
         return False
 
+    def holes(self, addr: int, length: int = 1) -> list[tuple[int, int]]:
+        """Stretches (start, end inclusive) of [addr, addr+length) that no top-level region covers."""
+        out = []
+        pos, last = addr, addr + max(length, 1) - 1
+        for r in sorted(self.regions, key=lambda r: r.start):
+            if r.end < pos:
+                continue
+            if r.start > last:
+                break
+            if r.start > pos:
+                out.append((pos, r.start - 1))
+            pos = max(pos, r.end + 1)
+            if pos > last:
+                return out
+        if pos <= last:
+            out.append((pos, last))
+        return out
+
     def ram_regions(self) -> list[Region]:
         """The top-level System RAM regions."""
         return [r for r in self.regions if r.name == SYSTEM_RAM]

@@ -162,8 +162,14 @@ class _Planned:
 class Journal:
     """The journal file at ``path`` (default :func:`pyphys.paths.journal_path`)."""
 
-    def __init__(self, path: Optional[str] = None):
+    def __init__(self, path: Optional[str] = None, lock_timeout: Optional[float] = None):
         self.path = path or paths.journal_path()
+        if lock_timeout is None:
+            try:
+                lock_timeout = float(os.environ.get("PYPHYS_LOCK_TIMEOUT", "30"))
+            except ValueError:
+                lock_timeout = 30.0
+        self.lock_timeout = lock_timeout
         self._fd: Optional[int] = None
         self._depth = 0
         self.bad_lines = 0
@@ -191,15 +197,27 @@ class Journal:
 
     @contextmanager
     def locked(self, wait: bool = True) -> Iterator["Journal"]:
-        """Hold ``flock(LOCK_EX)`` on the journal (re-entrant within this object)."""
+        """Hold ``flock(LOCK_EX)`` on the journal (re-entrant within this object).
+
+        Waits up to ``lock_timeout`` seconds (``PYPHYS_LOCK_TIMEOUT``, default 30), not at all
+        if ``wait`` is False; then JournalError.
+        """
         fd = self._open()
         if self._depth == 0:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except OSError as err:
-                raise JournalError(
-                    f"journal {self.path} is locked by another pyphys process", "wait for it to finish"
-                ) from err
+            deadline = time.monotonic() + (self.lock_timeout if wait else 0.0)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise JournalError(
+                            f"journal {self.path} is locked by another pyphys process",
+                            "wait for it to finish (PYPHYS_LOCK_TIMEOUT sets how long pyphys waits)",
+                        ) from None
+                    time.sleep(0.05)
+                except OSError as err:
+                    raise from_oserror(err, f"lock journal {self.path}") from err
         self._depth += 1
         try:
             yield self
@@ -349,10 +367,19 @@ class Journal:
 
     def mark(self, ref: int, event: str, data: Optional[bytes] = None) -> None:
         """Append a marker (``undone``, ``aborted``, ``actual``, ``old``) about entry ``ref``."""
-        obj: dict = {"ref": ref, "event": event, "time": _now()}
-        if data is not None:
-            obj["hex"] = bytes(data).hex()
-        self._append([obj])
+        self.mark_many([ref], event, data)
+
+    def mark_many(self, refs: Iterable[int], event: str, data: Optional[bytes] = None) -> None:
+        """The same marker about several entries, with one fsync."""
+        stamp = _now()
+        objs = []
+        for ref in refs:
+            obj: dict = {"ref": ref, "event": event, "time": stamp}
+            if data is not None:
+                obj["hex"] = bytes(data).hex()
+            objs.append(obj)
+        if objs:
+            self._append(objs)
 
     # -- undo -------------------------------------------------------------------------------
     def select(self, which: Union[str, int, Sequence[int]] = "last", *, count: Optional[int] = None) -> list[Entry]:

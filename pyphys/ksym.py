@@ -1,0 +1,341 @@
+"""Virtual and physical address of a kernel symbol, from independent sources, and whether they agree.
+
+Sources:
+
+``module``
+    pyphys.ko's ``nodename_phys`` (``virt_to_phys(init_uts_ns.name.nodename)`` computed in the
+    kernel). Only for ``nodename`` / ``init_uts_ns``.
+``kallsyms+iomem``
+    /proc/kallsyms gives the virtual address; the kernel image is mapped at
+    ``__START_KERNEL_map`` (0xffffffff80000000) and x86-64's ``__pa_symbol(x) = x -
+    __START_KERNEL_map + phys_base`` (arch/x86/include/asm/page_64.h). /proc/iomem's "Kernel
+    code" starts at ``__pa_symbol(_text)`` (arch/x86/kernel/setup.c ``code_resource``), so
+    ``phys_base = code_start - (_text - __START_KERNEL_map)``.
+``kcore``
+    /proc/kcore's PT_LOAD program headers (fs/proc/kcore.c): ``p_paddr = __pa_symbol(addr)``
+    for the kernel text mapping and ``__pa(addr)`` for the direct map; read with pyelftools.
+
+kallsyms addresses are all zeros when kptr_restrict hides them (lib/vsprintf.c ``%pK``):
+:attr:`Source.note` says so rather than reporting address 0.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from dataclasses import asdict, dataclass, field
+from typing import IO, Iterable, Optional
+
+from pyphys import paths
+from pyphys.errors import NotFoundError, PyphysError, UsageError, from_oserror
+
+START_KERNEL_MAP = 0xFFFFFFFF80000000  # arch/x86/include/asm/page_64_types.h __START_KERNEL_map
+#: include/uapi/linux/utsname.h: struct new_utsname { char sysname[65]; char nodename[65]; ... }
+UTS_FIELD_LEN = 65
+NODENAME_OFFSET = UTS_FIELD_LEN  # struct uts_namespace starts with `struct new_utsname name`
+KCORE_NO_PADDR = 0xFFFFFFFFFFFFFFFF  # fs/proc/kcore.c: p_paddr = (elf_addr_t)-1 for vmalloc/modules
+#: names accepted for the nodename string itself
+NODENAME_ALIASES = ("nodename", "init_uts_ns.name.nodename")
+
+
+@dataclass
+class Source:
+    """One source's answer: ``virt``/``phys`` (None if it has none) and a ``note``."""
+
+    name: str
+    virt: Optional[int] = None
+    phys: Optional[int] = None
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        for k in ("virt", "phys"):
+            out[k] = None if out[k] is None else f"{out[k]:#x}"
+        return out
+
+
+@dataclass
+class SymbolReport:
+    """All sources for ``name``: ``phys``/``virt`` are the agreed values, ``agree`` whether they do."""
+
+    name: str
+    sources: list[Source] = field(default_factory=list)
+    size: Optional[int] = None
+
+    @property
+    def physes(self) -> list[int]:
+        return [s.phys for s in self.sources if s.phys is not None]
+
+    @property
+    def phys(self) -> Optional[int]:
+        """The physical address if at least one source gave it and all that did agree."""
+        vals = set(self.physes)
+        return vals.pop() if len(vals) == 1 else None
+
+    @property
+    def virt(self) -> Optional[int]:
+        vals = {s.virt for s in self.sources if s.virt is not None}
+        return vals.pop() if len(vals) == 1 else None
+
+    @property
+    def agree(self) -> Optional[bool]:
+        """True if 2+ sources gave the same phys, False if they differ, None if fewer than 2 answered."""
+        vals = self.physes
+        if len(vals) < 2:
+            return None if vals else False
+        return len(set(vals)) == 1
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "virt": None if self.virt is None else f"{self.virt:#x}",
+            "phys": None if self.phys is None else f"{self.phys:#x}",
+            "size": self.size,
+            "agree": self.agree,
+            "sources": [s.to_dict() for s in self.sources],
+        }
+
+
+# -- kallsyms -----------------------------------------------------------------------------
+@dataclass
+class Kallsyms:
+    """Parsed /proc/kallsyms: sorted (addr, name) of the core kernel; ``hidden`` if all zero."""
+
+    addrs: list[int]
+    names: list[str]
+    by_name: dict[str, int]
+    hidden: bool
+
+    def lookup(self, name: str) -> Optional[int]:
+        return self.by_name.get(name)
+
+    def size_of(self, name: str) -> Optional[int]:
+        """Distance to the next higher symbol (kallsyms has no sizes): an upper bound."""
+        addr = self.by_name.get(name)
+        if addr is None or self.hidden:
+            return None
+        i = bisect.bisect_right(self.addrs, addr)
+        return self.addrs[i] - addr if i < len(self.addrs) else None
+
+
+def parse_kallsyms(stream: IO[str], wanted: Optional[Iterable[str]] = None) -> Kallsyms:
+    """Parse /proc/kallsyms lines 'ADDR TYPE NAME [module]' (module symbols are skipped)."""
+    pairs: list[tuple[int, str]] = []
+    by_name: dict[str, int] = {}
+    nonzero = False
+    for line in stream:
+        parts = line.split()
+        if len(parts) < 3 or len(parts) > 3:
+            continue  # module symbols carry a 4th field "[mod]"
+        try:
+            addr = int(parts[0], 16)
+        except ValueError:
+            continue
+        nonzero = nonzero or addr != 0
+        name = parts[2]
+        by_name.setdefault(name, addr)
+        pairs.append((addr, name))
+    pairs.sort()
+    return Kallsyms([a for a, _ in pairs], [n for _, n in pairs], by_name, hidden=bool(pairs) and not nonzero)
+
+
+def load_kallsyms() -> Kallsyms:
+    path = paths.proc("kallsyms")
+    try:
+        with open(path) as f:
+            return parse_kallsyms(f)
+    except OSError as err:
+        raise from_oserror(err, f"read {path}", "needs CONFIG_KALLSYMS") from err
+
+
+def kptr_restrict() -> Optional[int]:
+    """/proc/sys/kernel/kptr_restrict (0, 1, 2), or None if unreadable."""
+    try:
+        with open(paths.proc("sys", "kernel", "kptr_restrict")) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def kptr_hint() -> str:
+    level = kptr_restrict()
+    if level == 2:
+        return "kptr_restrict=2 hides kernel addresses even from root: sysctl kernel.kptr_restrict=1 (as root)"
+    return (
+        f"kptr_restrict={level if level is not None else '?'} hides kernel addresses from users without "
+        "CAP_SYSLOG (lib/vsprintf.c %pK): run as root"
+    )
+
+
+# -- iomem + kallsyms -------------------------------------------------------------------------
+def phys_base(text_virt: int, kernel_code_start: int) -> int:
+    """x86-64 phys_base from _text's virtual address and iomem's "Kernel code" start."""
+    return kernel_code_start - (text_virt - START_KERNEL_MAP)
+
+
+def image_phys(virt: int, base: int) -> int:
+    """__pa_symbol(): physical address of a kernel-image virtual address."""
+    return virt - START_KERNEL_MAP + base
+
+
+def _kallsyms_source(name: str, syms: Optional[Kallsyms], offset: int) -> tuple[Source, Optional[int]]:
+    src = Source("kallsyms+iomem")
+    if syms is None:
+        src.note = "/proc/kallsyms unreadable"
+        return src, None
+    virt = syms.lookup(name)
+    if virt is None:
+        src.note = f"{name} is not in /proc/kallsyms"
+        return src, None
+    if syms.hidden:
+        src.note = f"addresses are all zeros: {kptr_hint()}"
+        return src, None
+    src.virt = virt + offset
+    text = syms.lookup("_text")
+    end = syms.lookup("_end")
+    if text is None:
+        src.note = "_text missing from kallsyms"
+        return src, src.virt
+    if not (text <= virt and (end is None or virt < end)):
+        src.note = "not in the kernel image (module/vmalloc symbol): no fixed virt->phys offset"
+        return src, src.virt
+    try:
+        from pyphys import iomem
+
+        tree = iomem.load()
+    except PyphysError as err:
+        src.note = f"/proc/iomem unreadable: {err}"
+        return src, src.virt
+    if tree.hidden:
+        src.note = f"/proc/iomem addresses hidden: {iomem.HIDDEN_HINT}"
+        return src, src.virt
+    code = tree.find("Kernel code")
+    if not code:
+        src.note = "/proc/iomem has no 'Kernel code' region"
+        return src, src.virt
+    base = phys_base(text, code[0].start)
+    src.phys = image_phys(src.virt, base)
+    src.note = f"phys_base={base:#x} (Kernel code at {code[0].start:#x}, _text={text:#x})"
+    return src, src.virt
+
+
+# -- kcore -----------------------------------------------------------------------------------
+@dataclass
+class Segment:
+    vaddr: int
+    paddr: int
+    size: int
+    offset: int
+
+
+def parse_kcore_segments(stream: IO[bytes]) -> list[Segment]:
+    """PT_LOAD program headers of an ELF core (/proc/kcore) via pyelftools; PyphysError if not ELF."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
+    try:
+        elf = ELFFile(stream)
+        segs = []
+        for seg in elf.iter_segments():  # headers only: segment data is never read
+            h = seg.header
+            if h["p_type"] == "PT_LOAD":
+                segs.append(Segment(h["p_vaddr"], h["p_paddr"], h["p_memsz"], h["p_offset"]))
+        return segs
+    except (ELFError, ValueError, OSError) as err:
+        raise PyphysError(f"cannot parse kcore program headers: {err}") from None
+
+
+def kcore_translate(segments: list[Segment], virt: int) -> tuple[Optional[int], str]:
+    """(phys, note) for ``virt`` from the PT_LOAD that holds it."""
+    for seg in segments:
+        if seg.vaddr <= virt < seg.vaddr + seg.size:
+            if seg.paddr == KCORE_NO_PADDR:
+                return None, f"in a PT_LOAD at {seg.vaddr:#x} with no physical address (vmalloc/module area)"
+            return seg.paddr + (virt - seg.vaddr), f"PT_LOAD vaddr {seg.vaddr:#x} -> paddr {seg.paddr:#x}"
+    return None, "no /proc/kcore PT_LOAD covers this address"
+
+
+def _kcore_source(virt: Optional[int]) -> Source:
+    src = Source("kcore")
+    if virt is None:
+        src.note = "needs the virtual address from kallsyms"
+        return src
+    path = paths.proc("kcore")
+    try:
+        with open(path, "rb") as f:
+            segs = parse_kcore_segments(f)
+    except OSError as err:
+        src.note = f"{path}: {os.strerror(err.errno) if err.errno else err} (needs root and CONFIG_PROC_KCORE)"
+        return src
+    except PyphysError as err:
+        src.note = str(err)
+        return src
+    src.virt = virt
+    src.phys, src.note = kcore_translate(segs, virt)
+    return src
+
+
+# -- module ------------------------------------------------------------------------------------
+def _module_source(offset_in_nodename: int) -> Source:
+    src = Source("module")
+    try:
+        from pyphys import kmod
+
+        info = kmod.info()
+    except ImportError:
+        src.note = "pyphys.kmod unavailable"
+        return src
+    except PyphysError as err:
+        src.note = err.message
+        return src
+    src.phys = info.nodename_phys + offset_in_nodename
+    src.note = "sysfs nodename_phys (virt_to_phys in the kernel)"
+    return src
+
+
+def split_offset(text: str) -> tuple[str, int]:
+    """'init_uts_ns+0x41' -> ('init_uts_ns', 0x41); UsageError on a bad offset."""
+    name, plus, off = text.partition("+")
+    if not plus:
+        return text, 0
+    try:
+        return name, int(off, 0)
+    except ValueError:
+        raise UsageError(f"offset {off!r} in {text!r} is not a number") from None
+
+
+def lookup(symbol: str, *, use_kcore: bool = True) -> SymbolReport:
+    """Every available source for ``symbol`` (``name`` or ``name+OFFSET``); NotFoundError if none knows it.
+
+    ``nodename`` means ``init_uts_ns.name.nodename`` (init_uts_ns + 65).
+    """
+    name, offset = split_offset(symbol.strip())
+    if not name or not all(c.isalnum() or c in "_.$" for c in name):
+        raise UsageError(f"{symbol!r} is not a kernel symbol name")
+    kal_name, kal_offset = name, offset
+    module_offset: Optional[int] = None
+    if name in NODENAME_ALIASES:
+        kal_name, kal_offset = "init_uts_ns", NODENAME_OFFSET + offset
+        module_offset = offset
+    elif name == "init_uts_ns":
+        module_offset = offset - NODENAME_OFFSET
+    try:
+        syms: Optional[Kallsyms] = load_kallsyms()
+    except PyphysError:
+        syms = None
+    report = SymbolReport(symbol)
+    kal, virt = _kallsyms_source(kal_name, syms, kal_offset)
+    report.sources.append(kal)
+    if use_kcore:
+        report.sources.append(_kcore_source(virt))
+    if module_offset is not None:
+        report.sources.append(_module_source(module_offset))
+    if syms is not None and not syms.hidden:
+        size = syms.size_of(kal_name)
+        if name in NODENAME_ALIASES:
+            size = UTS_FIELD_LEN
+        report.size = None if size is None else max(size - offset, 0)
+    if not report.physes and virt is None:
+        notes = "; ".join(f"{s.name}: {s.note}" for s in report.sources if s.note)
+        raise NotFoundError(f"no source knows {symbol!r}", notes or None)
+    return report

@@ -1,0 +1,346 @@
+"""`pyphys devmem` end to end (in-process CLI) against a file standing in for /dev/mem.
+
+Ground truth: the stand-in file read with open(); the journal file parsed as JSON lines.
+Every bad input must give exactly one line on stderr, a non-zero exit, no traceback, and
+leave the memory (and the journal) byte-for-byte unchanged.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import struct
+
+import pytest
+
+from pyphys import cli, paths, physmem
+
+SIZE = 0x10000
+BUF, BUF_SIZE = 0x3000, 0x1000
+NODENAME = 0x5041
+IOMEM = """\
+00000000-00000fff : Reserved
+00001000-00007fff : System RAM
+  00004000-00004fff : Kernel data
+00008000-00008fff : PCI Bus 0000:00
+  00008000-00008fff : 0000:00:03.0
+    00008000-00008fff : edu
+0000a000-0000ffff : System RAM
+"""
+
+
+def pattern(n):
+    return b"".join(struct.pack("<I", 0x50590000 | (i & 0xFFFF)) for i in range(n // 4))
+
+
+@pytest.fixture
+def lab(tmp_path, monkeypatch):
+    """/dev/mem stand-in, /proc/iomem, pyphys.ko's sysfs, and a private journal."""
+    for d in ("dev", "proc", "sys/kernel/pyphys"):
+        (tmp_path / d).mkdir(parents=True)
+    mem = bytearray(pattern(SIZE))
+    mem[NODENAME : NODENAME + 6] = b"lab\0\0\0"
+    (tmp_path / "dev" / "mem").write_bytes(bytes(mem))
+    (tmp_path / "proc" / "iomem").write_text(IOMEM)
+    mod = tmp_path / "sys" / "kernel" / "pyphys"
+    (mod / "buffer_phys").write_text(f"{BUF:#x}\n")
+    (mod / "buffer_size").write_text(f"{BUF_SIZE}\n")
+    (mod / "nodename_phys").write_text(f"{NODENAME:#x}\n")
+    (mod / "nodename_len").write_text("65\n")
+    monkeypatch.setenv("PYPHYS_JOURNAL", str(tmp_path / "journal.jsonl"))
+    monkeypatch.setenv("PYPHYS_LOCK_TIMEOUT", "0.2")
+    old = paths.set_roots(dev=str(tmp_path / "dev"), proc=str(tmp_path / "proc"), sys=str(tmp_path / "sys"))
+    yield tmp_path
+    paths.set_roots(**old)
+
+
+def mem(lab, addr=0, n=SIZE):
+    with open(lab / "dev" / "mem", "rb") as f:
+        f.seek(addr)
+        return f.read(n)
+
+
+def journal_lines(lab):
+    p = lab / "journal.jsonl"
+    return [json.loads(x) for x in p.read_text().splitlines()] if p.exists() else []
+
+
+def pyphys(capsys, *argv, stdin=None, monkeypatch=None):
+    if stdin is not None:
+        import io
+
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+# -- reads -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("width", ["8", "16", "32", "64", "b", "h", "w", "l"])
+def test_read_matches_file_in_busybox_format(lab, capsys, width):
+    bits = {"b": 8, "h": 16, "w": 32, "l": 64}.get(width) or int(width)
+    addr = BUF + 0x18
+    rc, out, err = pyphys(capsys, "devmem", hex(addr), width)
+    assert rc == 0
+    want = int.from_bytes(mem(lab, addr, bits // 8), "little")
+    assert out == "0x%0*X\n" % (bits // 4, want)
+    assert "System RAM > pyphys buffer+0x18" in err
+
+
+def test_default_width_is_32(lab, capsys):
+    rc, out, _ = pyphys(capsys, "devmem", str(BUF + 4), "-q")
+    assert rc == 0 and out == "0x%08X\n" % struct.unpack("<I", mem(lab, BUF + 4, 4))[0]
+
+
+def test_named_addresses(lab, capsys):
+    rc, out, _ = pyphys(capsys, "devmem", "buffer+8", "32", "-q")
+    assert out.strip() == "0x%08X" % struct.unpack("<I", mem(lab, BUF + 8, 4))[0]
+    rc, out, _ = pyphys(capsys, "devmem", "nodename", "--range", "3", "--json", "-q")
+    assert json.loads(out)["hex"] == b"lab".hex()
+
+
+def test_mmio_read_reports_owner(lab, capsys):
+    rc, out, err = pyphys(capsys, "devmem", "0x8004")
+    assert rc == 0 and "PCI Bus 0000:00 > 0000:00:03.0 > edu" in err
+
+
+def test_range_hexdump_layout(lab, capsys):
+    rc, out, _ = pyphys(capsys, "devmem", hex(BUF), "--range", "0x24", "-q")
+    assert rc == 0
+    lines = out.splitlines()
+    data = mem(lab, BUF, 0x24)
+    hexes = " ".join(f"{b:02x}" for b in data[:8]) + "  " + " ".join(f"{b:02x}" for b in data[8:16])
+    assert lines[0] == f"00003000  {hexes}  |{''.join(chr(b) if 32 <= b < 127 else '.' for b in data[:16])}|"
+    assert lines[-1] == "00003024"
+    assert len(lines) == 4
+
+
+def test_range_json(lab, capsys):
+    rc, out, _ = pyphys(capsys, "devmem", hex(BUF + 0xFFE), "--range", "0x10", "--json", "--force", "-q")
+    doc = json.loads(out)
+    assert bytes.fromhex(doc["hex"]) == mem(lab, BUF + 0xFFE, 0x10)
+
+
+# -- writes ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("width,value", [(8, 0xAB), (16, 0xBEEF), (32, 0xDEADBEEF), (64, 0x0123456789ABCDEF)])
+def test_write_each_width_is_journaled_and_exact(lab, capsys, width, value):
+    addr = BUF + 0x40
+    before = mem(lab)
+    rc, out, err = pyphys(capsys, "devmem", hex(addr), str(width), hex(value))
+    assert rc == 0 and out == ""
+    n = width // 8
+    after = mem(lab)
+    assert after[addr : addr + n] == value.to_bytes(n, "little")
+    assert after[:addr] == before[:addr] and after[addr + n :] == before[addr + n :]
+    (entry,) = journal_lines(lab)
+    assert entry["old"] == before[addr : addr + n].hex() and entry["new"] == value.to_bytes(n, "little").hex()
+    assert "journal entry 1" in err and "read back OK" in err
+
+
+def test_write_bytes_with_escapes_and_undo(lab, capsys):
+    before = mem(lab)
+    rc, _, _ = pyphys(capsys, "devmem", "buffer+0x101", "--write-bytes", r"Dunia,vipi?\r\x00")
+    assert rc == 0
+    assert mem(lab, BUF + 0x101, 13) == b"Dunia,vipi?\r\x00"
+    rc, out, _ = pyphys(capsys, "undo")
+    assert rc == 0 and "restored" in out
+    assert mem(lab) == before
+
+
+def test_write_hex(lab, capsys):
+    rc, _, _ = pyphys(capsys, "devmem", "nodename", "--write-hex", "4e 69 6e 6a 61 00", "-q")
+    assert rc == 0 and mem(lab, NODENAME, 6) == b"Ninja\0"
+
+
+def test_write_mmio_needs_no_force(lab, capsys):
+    rc, _, _ = pyphys(capsys, "devmem", "0x8008", "32", "5", "-q")
+    assert rc == 0 and mem(lab, 0x8008, 4) == struct.pack("<I", 5)
+
+
+def test_force_allows_ram_outside_named(lab, capsys):
+    rc, _, _ = pyphys(capsys, "devmem", "0x1000", "8", "0x7f", "--force", "-q")
+    assert rc == 0 and mem(lab, 0x1000, 1) == b"\x7f"
+
+
+def test_batch_reads_and_writes_in_order(lab, capsys, monkeypatch):
+    script = f"""# comment
+r {BUF:#x}
+w {BUF:#x} 32 0x11223344
+r {BUF:#x} 32
+w {BUF + 4:#x} 16 0xbeef   # trailing comment
+r {BUF + 4:#x} 16
+w {BUF:#x} 32 0x55667788
+"""
+    before = mem(lab)
+    rc, out, err = pyphys(capsys, "devmem", "--batch", "-", stdin=script, monkeypatch=monkeypatch)
+    assert rc == 0, err
+    assert out.splitlines() == ["0x%08X" % struct.unpack("<I", before[BUF : BUF + 4])[0], "0x11223344", "0xBEEF"]
+    assert mem(lab, BUF, 4) == struct.pack("<I", 0x55667788)
+    entries = [e for e in journal_lines(lab) if "id" in e]
+    assert [e["old"] for e in entries] == [before[BUF : BUF + 4].hex(), before[BUF + 4 : BUF + 6].hex(), "44332211"]
+    rc, _, _ = pyphys(capsys, "undo", "--all")
+    assert rc == 0 and mem(lab) == before
+
+
+def test_journal_listing(lab, capsys):
+    pyphys(capsys, "devmem", "buffer", "32", "0x1", "-q")
+    rc, out, _ = pyphys(capsys, "journal")
+    assert rc == 0 and "#1" in out and "active" in out
+    rc, out, _ = pyphys(capsys, "journal", "--json")
+    assert json.loads(out)[0]["new"] == "01000000"
+
+
+def test_module_backend(lab, capsys):
+    (lab / "dev" / "pyphys_mem").write_bytes(mem(lab))
+    rc, out, _ = pyphys(capsys, "devmem", "buffer", "32", "0xcafe", "--backend", "module", "-q")
+    assert rc == 0
+    with open(lab / "dev" / "pyphys_mem", "rb") as f:
+        f.seek(BUF)
+        assert f.read(4) == struct.pack("<I", 0xCAFE)
+    assert json.loads((lab / "journal.jsonl").read_text().splitlines()[0])["target"] == {"backend": "module"}
+
+
+# -- bad input -----------------------------------------------------------------------------------
+BAD = [
+    ("unaligned 32", ["devmem", hex(BUF + 2), "32"]),
+    ("unaligned 64 write", ["devmem", hex(BUF + 4), "64", "1"]),
+    ("unaligned 16", ["devmem", hex(BUF + 1), "16", "1"]),
+    ("unknown width", ["devmem", hex(BUF), "24"]),
+    ("width not a number", ["devmem", hex(BUF), "wide"]),
+    ("width 128", ["devmem", hex(BUF), "128", "1"]),
+    ("value wider than 8", ["devmem", hex(BUF), "8", "0x100"]),
+    ("value wider than 32", ["devmem", hex(BUF), "32", "0x100000000"]),
+    ("negative value", ["devmem", hex(BUF), "32", "-1"]),
+    ("negative address", ["devmem", "-4096", "32"]),
+    ("address not a number", ["devmem", "0xZZ"]),
+    ("address word", ["devmem", "kernel"]),
+    ("value not a number", ["devmem", hex(BUF), "32", "banana"]),
+    ("address in a hole", ["devmem", "0x9000"]),
+    ("write in a hole", ["devmem", "0x9000", "32", "1"]),
+    ("past end of RAM", ["devmem", "0x20000"]),
+    ("range into a hole", ["devmem", "0x8ff0", "--range", "0x20"]),
+    ("RAM outside named region", ["devmem", "0x1000", "32", "1"]),
+    ("kernel data", ["devmem", "0x4000", "32", "1"]),
+    ("write runs off named buffer", ["devmem", f"buffer+{BUF_SIZE - 2:#x}", "--write-hex", "01020304"]),
+    ("bad hex", ["devmem", "buffer", "--write-hex", "zz"]),
+    ("bad escape", ["devmem", "buffer", "--write-bytes", r"\x4"]),
+    ("unknown backend", ["devmem", "buffer", "--backend", "dma"]),
+    ("range zero", ["devmem", "buffer", "--range", "0"]),
+    ("range not a number", ["devmem", "buffer", "--range", "lots"]),
+    ("two modes", ["devmem", "buffer", "--range", "4", "--write-hex", "00"]),
+    ("no address", ["devmem"]),
+    ("width with --write-hex", ["devmem", "buffer", "32", "--write-hex", "00"]),
+    ("offset not a number", ["devmem", "buffer+x", "32", "1"]),
+    ("undo with nothing", ["undo"]),
+    ("undo unknown id", ["undo", "42"]),
+    ("undo id not a number", ["undo", "seven"]),
+]
+
+
+@pytest.mark.parametrize("name,argv", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_one_line_nothing_written(lab, capsys, name, argv):
+    before = mem(lab)
+    rc, out, err = pyphys(capsys, *argv)
+    assert rc != 0
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"pyphys {argv[0]}: error: ")
+    assert "Traceback" not in err and out == ""
+    assert mem(lab) == before
+    assert journal_lines(lab) == []
+
+
+def check_bad(lab, capsys, argv, before, match, stdin=None, monkeypatch=None):
+    rc, out, err = pyphys(capsys, *argv, stdin=stdin, monkeypatch=monkeypatch)
+    assert rc != 0 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert match in err
+    assert mem(lab) == before
+    return err
+
+
+@pytest.mark.parametrize(
+    "script,match",
+    [
+        (f"w {BUF:#x} 32 1\nw {BUF + 4:#x} 32 0x1ffffffff\n", "line 2"),
+        (f"w {BUF:#x} 32 1\nx {BUF:#x}\n", "unknown operation"),
+        (f"w {BUF:#x} 32 1\nw 0x1000 32 1\n", "batch line 2: refusing to write System RAM"),
+        (f"r {BUF:#x}\nr 0x9000\n", "hole"),
+        ("# nothing\n\n", "no operations"),
+        (f"w {BUF + 2:#x} 32 1\n", "aligned"),
+    ],
+)
+def test_bad_batch_runs_nothing(lab, capsys, monkeypatch, script, match):
+    before = mem(lab)
+    check_bad(lab, capsys, ["devmem", "--batch", "-"], before, match, stdin=script, monkeypatch=monkeypatch)
+    assert journal_lines(lab) == []
+
+
+def test_missing_device(lab, capsys):
+    os.unlink(lab / "dev" / "mem")
+    rc, out, err = pyphys(capsys, "devmem", "buffer")
+    assert rc != 0 and len(err.splitlines()) == 1 and "does not exist" in err and "make shell" in err
+
+
+def test_missing_module_device(lab, capsys):
+    before = mem(lab)
+    check_bad(lab, capsys, ["devmem", "buffer", "32", "1", "--backend", "module"], before, "mem_device=1")
+
+
+def test_locked_journal(lab, capsys):
+    before = mem(lab)
+    fd = os.open(lab / "journal.jsonl", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        check_bad(lab, capsys, ["devmem", "buffer", "32", "1"], before, "locked by another pyphys process")
+    finally:
+        os.close(fd)
+    assert journal_lines(lab) == []
+
+
+def test_lockdown_refusal(lab, capsys, monkeypatch):
+    sec = lab / "sys" / "kernel" / "security"
+    sec.mkdir(parents=True)
+    (sec / "lockdown").write_text("none integrity [confidentiality]\n")
+    real_open = os.open
+
+    def fake_open(path, flags, *a):
+        if str(path).endswith("/dev/mem"):
+            raise OSError(errno.EPERM, "Operation not permitted")
+        return real_open(path, flags, *a)
+
+    monkeypatch.setattr(physmem.os, "open", fake_open)
+    check_bad(lab, capsys, ["devmem", "buffer", "32", "1"], mem(lab), "lockdown")
+
+
+def test_strict_devmem_refusal(lab, capsys, monkeypatch):
+    def refuse(*a, **k):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(physmem.mmap, "mmap", refuse)
+    err = check_bad(lab, capsys, ["devmem", "buffer", "32", "1", "--backend", "mmap"], mem(lab), "STRICT_DEVMEM")
+    assert "mem_device=1" in err
+
+
+def test_undo_refuses_changed_bytes(lab, capsys):
+    pyphys(capsys, "devmem", "buffer", "32", "0x12345678", "-q")
+    with open(lab / "dev" / "mem", "r+b") as f:
+        f.seek(BUF)
+        f.write(b"\x99\x99\x99\x99")
+    before = mem(lab)
+    n = len(journal_lines(lab))
+    check_bad(lab, capsys, ["undo"], before, "refusing to undo")
+    assert len(journal_lines(lab)) == n
+
+
+def test_verify_failure_is_reported(lab, capsys, monkeypatch):
+    real = physmem.PhysMem.write
+
+    def flaky(self, addr, data):
+        real(self, addr, bytes(b ^ 1 for b in data))
+
+    monkeypatch.setattr(physmem.PhysMem, "write", flaky)
+    rc, out, err = pyphys(capsys, "devmem", "buffer", "8", "0x10")
+    assert rc != 0 and "read back" in err and len(err.splitlines()) == 1
+    marks = [e for e in journal_lines(lab) if e.get("event") == "actual"]
+    assert marks and marks[0]["hex"] == "11"
