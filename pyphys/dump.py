@@ -92,7 +92,8 @@ def _number(text: str, what: str, spec: str, suffix_ok: bool = False) -> int:
     try:
         value = int(word, 0)
     except ValueError:
-        raise UsageError(f"range {spec!r}: {what} {text!r} is not a number (decimal or 0x-hex)") from None
+        hint = " (/proc/iomem's bare hex needs a 0x prefix)" if all(c in "0123456789abcdefABCDEF" for c in word) else ""
+        raise UsageError(f"range {spec!r}: {what} {text!r} is not a number: use decimal or 0x-hex{hint}") from None
     if value < 0:
         raise UsageError(f"range {spec!r}: {what} {text!r} is negative")
     return value * scale
@@ -412,7 +413,10 @@ class _DirectSink:
         if self.view is not None:
             self.view.release()
             self.view = None  # type: ignore[assignment]
-            self.buf.close()
+            try:
+                self.buf.close()
+            except BufferError:
+                pass  # a slice is still referenced by an in-flight traceback: freed with it
 
 
 # -- the dump -------------------------------------------------------------------------------
@@ -522,7 +526,7 @@ def _open_output(tmp: str, direct: bool, directory: str) -> int:
                 "drop --direct, or write to a filesystem that has it (ext4, xfs, btrfs, 9p; tmpfs only "
                 "since Linux 6.6)",
             ) from err
-        raise from_oserror(err, f"cannot create {tmp}") from err
+        raise from_oserror(err, f"cannot create a file in {directory}") from err
 
 
 def dump(
@@ -573,9 +577,7 @@ def dump(
         _check_target(sidecar, force)
     if not os.path.isdir(directory):
         raise from_oserror(FileNotFoundError(errno.ENOENT, "no such directory"), f"cannot write to {directory}")
-    _check_space(directory, plan.allocated_bytes)
 
-    pm = physmem.open_physmem(backend=backend)
     tmp = _temp_name(path)
     tmp_sidecar: Optional[str] = None
     installed: list[str] = []
@@ -586,8 +588,12 @@ def dump(
     total = plan.data_bytes
     warnings: list[str] = []
     started = time.monotonic()
+    pm = None
     try:
+        # create first: an unwritable directory is reported as such, not as "no space"
         fd = _open_output(tmp, direct, directory)
+        _check_space(directory, plan.allocated_bytes)
+        pm = physmem.open_physmem(backend=backend)
         sink = _DirectSink(fd, hasher, block_size) if direct else _BufferedSink(fd, hasher)
         zero_block = bytes(block_size)  # calloc'd: the shared zero page, no RSS
         all_zero = True
@@ -656,7 +662,8 @@ def dump(
             raise _explain_write(exc, path, done, total) from exc
         raise
     finally:
-        pm.close()
+        if pm is not None:
+            pm.close()
 
 
 def _explain_write(err: OSError, path: str, done: int, total: int) -> PyphysError:
