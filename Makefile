@@ -1,0 +1,50 @@
+# pyphys: the two commands of the quick start are `make demo` and `make test`.
+# Every target does its own set-up (scripts/setup.sh is idempotent and fast when done).
+
+PY      := .venv/bin/python
+PYTEST  := $(PY) -m pytest
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: all setup kernel module demo test test-host test-vm bench shell shell-stock checkpatch clean
+
+all: demo
+
+setup:
+	@scripts/setup.sh
+
+kernel: setup
+	@scripts/build-kernel.sh >/dev/null
+
+module: kernel
+	@scripts/build-module.sh "$$(scripts/build-kernel.sh 2>/dev/null)/linux"
+
+# The lab demo: lab kernel + pyphys.ko + `pyphys hostname NinjaNinja`, uname -n before and after.
+demo: kernel
+	@$(PY) scripts/demo.py
+
+# Every test, host and VM (each kernel booted once). Under CI=true a skipped VM test fails.
+test: kernel
+	@$(PYTEST) -ra $(PYTEST_ARGS)
+
+test-host: setup
+	@$(PYTEST) -ra --ignore=tests/vm $(PYTEST_ARGS)
+
+test-vm: kernel
+	@$(PYTEST) -ra tests/vm $(PYTEST_ARGS)
+
+# Performance against the peers named in the issues, side by side in one run.
+bench: kernel
+	@$(PY) scripts/bench.py
+
+# An interactive shell in the lab VM (lab kernel, edu + ivshmem attached).
+shell: kernel
+	@$(PY) -m pyphys lab shell
+
+shell-stock: setup
+	@$(PY) -m pyphys lab shell --kernel stock
+
+checkpatch: kernel
+	@"$$(scripts/build-kernel.sh 2>/dev/null)/linux/scripts/checkpatch.pl" --strict --no-tree -f kmod/pyphys.c
+
+clean:
+	rm -rf .venv .pytest_cache build *.egg-info

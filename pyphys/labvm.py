@@ -1,0 +1,413 @@
+"""The lab VM: boot a project kernel under QEMU and run commands in it.
+
+Why virtme-ng: it boots any kernel image (the lab kernel the project builds, or Debian's
+stock kernel with its modules) with the host's own filesystem as the guest's root over 9p,
+so the guest runs this checkout and this venv's Python with no image to build or copy. Its
+guest init returns a command's exit status over virtio-serial. On top of it pyphys adds one
+more virtio-serial port, ``pyphys.agent`` (a unix socket on the host, :mod:`pyphys.labagent`
+in the guest), so a test suite boots each kernel once and runs many commands, each with its
+own exit status, stdout and stderr.
+
+These machines have /dev/kvm but a guest hangs under it (LAB-NOTES), so TCG is the default;
+``kvm=True`` tries KVM behind a watchdog and falls back to TCG when the guest stays silent.
+
+Every boot attaches QEMU's ``edu`` teaching device (1234:11e8, docs/specs/edu.rst) and an
+``ivshmem-plain`` device (1af4:1110) backed by a host file (:attr:`LabVM.shm_path`).
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyphys.errors import LabError
+
+REPO = Path(__file__).resolve().parents[1]
+KERNELS = ("lab", "stock")
+IVSHMEM_SIZE = 1 << 20
+
+
+@dataclass
+class Result:
+    """What one guest command returned."""
+
+    rc: int
+    out: str
+    err: str
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+    def __str__(self) -> str:
+        return f"rc={self.rc}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
+
+
+@dataclass
+class Kernel:
+    """A bootable guest kernel and what goes with it."""
+
+    name: str  # "lab" or "stock"
+    image: str  # bzImage / vmlinuz
+    kdir: str  # kernel build tree or headers, for out-of-tree modules
+    release: str
+    page_types: str | None = None  # the kernel's own tools/vm/page-types (lab only)
+    build_seconds: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _scripts(name: str) -> str:
+    path = REPO / "scripts" / name
+    if not path.exists():
+        raise LabError(f"{path} not found", "the lab VM runs from a pyphys checkout (git clone, then `make demo`)")
+    return str(path)
+
+
+def _run_script(argv: list[str], quiet: bool) -> str:
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE if quiet else None, text=True)
+    except OSError as err:
+        raise LabError(f"cannot run {argv[0]}: {err.strerror}") from err
+    if proc.returncode != 0:
+        tail = (proc.stderr or "").strip().splitlines()[-15:] if quiet else []
+        raise LabError(f"{os.path.basename(argv[0])} failed (exit {proc.returncode})" + ("\n" + "\n".join(tail) if tail else ""))
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def lab_kernel(quiet: bool = False) -> Kernel:
+    """Build (or reuse from the cache) the lab kernel: STRICT_DEVMEM off."""
+    out = _run_script([_scripts("build-kernel.sh")], quiet)
+    tree = os.path.join(out, "linux")
+    with open(os.path.join(tree, "include/config/kernel.release")) as f:
+        release = f.read().strip()
+    secs = None
+    try:
+        with open(os.path.join(out, "build-seconds")) as f:
+            secs = float(f.read())
+    except OSError:
+        pass
+    return Kernel("lab", os.path.join(tree, "arch/x86/boot/bzImage"), tree, release,
+                  os.path.join(tree, "tools/vm/page-types"), secs)
+
+
+def _version_key(release: str) -> list:
+    return [int(p) if p.isdigit() else p for p in re.split(r"[.-]", release)]
+
+
+def stock_kernel() -> Kernel:
+    """Debian's linux-image-amd64 exactly as shipped (STRICT_DEVMEM=y), newest installed."""
+    found = []
+    for image in glob.glob("/boot/vmlinuz-*-amd64"):
+        release = image[len("/boot/vmlinuz-"):]
+        kdir = f"/usr/src/linux-headers-{release}"
+        if os.path.isdir(f"/lib/modules/{release}") and os.path.isdir(kdir):
+            found.append((release, image, kdir))
+    if not found:
+        raise LabError("Debian's stock kernel is not installed",
+                       "run scripts/setup-host.sh (apt-get install linux-image-amd64 linux-headers-amd64)")
+    release, image, kdir = max(found, key=lambda t: _version_key(t[0]))
+    return Kernel("stock", image, kdir, release)
+
+
+def get_kernel(name: str, quiet: bool = False) -> Kernel:
+    """``lab`` or ``stock``."""
+    if name == "lab":
+        return lab_kernel(quiet)
+    if name == "stock":
+        return stock_kernel()
+    raise LabError(f"unknown kernel {name!r}", "choose lab or stock")
+
+
+def build_module(kernel: Kernel, quiet: bool = False) -> str:
+    """Build (or reuse) pyphys.ko for ``kernel``; returns the .ko path (a host path the guest sees)."""
+    return _run_script([_scripts("build-module.sh"), kernel.kdir], quiet)
+
+
+def _vng() -> tuple[str, dict]:
+    bindir = os.path.dirname(sys.executable)
+    env = dict(os.environ)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    vng = shutil.which("vng", path=env["PATH"])
+    if not vng:
+        raise LabError("virtme-ng (vng) is not installed", "pip install virtme-ng, or run `make setup`")
+    if not shutil.which("qemu-system-x86_64"):
+        raise LabError("qemu-system-x86_64 is not installed", "apt-get install qemu-system-x86, or run `make setup`")
+    return vng, env
+
+
+def qemu_device_opts(shm_path: str, agent_sock: str | None) -> list[str]:
+    """QEMU options for the lab's PCI devices and the agent port."""
+    opts = [
+        "-device", "edu",
+        "-object", f"memory-backend-file,id=pyphysshm,size={IVSHMEM_SIZE},share=on,mem-path={shm_path}",
+        "-device", "ivshmem-plain,memdev=pyphysshm",
+    ]
+    if agent_sock:
+        opts += [
+            "-chardev", f"socket,id=pyphysagent,path={agent_sock},server=on,wait=off",
+            "-device", "virtio-serial-pci",
+            "-device", f"virtserialport,chardev=pyphysagent,name=pyphys.agent",
+        ]
+    return opts
+
+
+def vng_argv(kernel: Kernel, *, kvm: bool, memory: str, cpus: int, qemu_opts: list[str],
+             command: str | None) -> list[str]:
+    """The vng command line (without the vng path)."""
+    argv = ["-r", kernel.image, "--force-9p", "--memory", memory, "--cpus", str(cpus),
+            "--name", "pyphys-lab", "--cwd", str(REPO), "--qemu-opts=" + " ".join(qemu_opts)]
+    if not kvm:
+        argv.insert(2, "--disable-kvm")
+    if kernel.name == "lab":
+        # The lab kernel has no block layer and virtme-ng boots it without an initramfs,
+        # passing rootfstype=9p but no root=. Linux 6.1 (init/do_mounts.c) mounts such a
+        # root only through mount_nodev_root(), which uses root= minus its "/dev/" prefix
+        # as the mount source; virtme-ng's 9p tag is "/dev/root", hence "/dev/" + "/dev/root".
+        argv += ["--append", "root=/dev//dev/root"]
+    if command is not None:
+        argv += ["--", command]
+    return argv
+
+
+class LabVM:
+    """One running lab guest, driven through the agent channel.
+
+    Use as a context manager: ``with LabVM("lab") as vm: vm.run("uname -n")``.
+    """
+
+    def __init__(self, kernel: str = "lab", *, memory: str = "1G", cpus: int = 2, kvm: bool = False,
+                 module: bool = True, boot_timeout: float = 300.0, log_path: str | None = None,
+                 quiet: bool = True):
+        self.kernel_name = kernel
+        self.memory = memory
+        self.cpus = cpus
+        self.kvm = kvm
+        self.want_module = module
+        self.boot_timeout = boot_timeout
+        self.quiet = quiet
+        self.kernel: Kernel | None = None
+        self.ko: str | None = None
+        self.tmpdir = tempfile.mkdtemp(prefix="pyphys-lab-")
+        self.log_path = log_path or os.path.join(self.tmpdir, "console.log")
+        self.shm_path = f"/dev/shm/pyphys-ivshmem-{os.getpid()}-{kernel}"
+        self.boot_seconds: float | None = None
+        self.accel = "tcg"
+        self._proc: subprocess.Popen | None = None
+        self._sock: socket.socket | None = None
+        self._buf = b""
+        self._ids = itertools.count(1)
+        self.guest_release: str | None = None
+
+    # -- life cycle ---------------------------------------------------------------
+    def __enter__(self) -> "LabVM":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def kernel_label(self) -> str:
+        return self.kernel_name
+
+    @property
+    def page_types(self) -> str | None:
+        return self.kernel.page_types if self.kernel else None
+
+    def start(self) -> None:
+        """Build what is missing, boot the guest, wait for the agent, load pyphys.ko."""
+        self.kernel = get_kernel(self.kernel_name, quiet=self.quiet)
+        if self.want_module:
+            self.ko = build_module(self.kernel, quiet=self.quiet)
+        with open(self.shm_path, "wb") as f:  # the ivshmem backing file, zeroed
+            f.truncate(IVSHMEM_SIZE)
+        if self.kvm and os.access("/dev/kvm", os.R_OK | os.W_OK):
+            try:
+                self._boot(kvm=True, timeout=60.0)
+                self.accel = "kvm"
+            except LabError:
+                self._kill()  # KVM guest stayed silent (seen on these machines): fall back
+                self._boot(kvm=False, timeout=self.boot_timeout)
+        else:
+            self._boot(kvm=False, timeout=self.boot_timeout)
+        if self.ko:
+            self.load_module()
+
+    def _boot(self, kvm: bool, timeout: float) -> None:
+        vng, env = _vng()
+        sock_path = os.path.join(self.tmpdir, "agent.sock")
+        if os.path.exists(sock_path):
+            os.unlink(sock_path)
+        pybin = os.path.dirname(sys.executable)
+        guest_cmd = (f"export PATH={shlex.quote(pybin)}:$PATH PYTHONPATH={shlex.quote(str(REPO))}; "
+                     f"exec {shlex.quote(sys.executable)} -m pyphys.labagent")
+        argv = [vng] + vng_argv(self.kernel, kvm=kvm, memory=self.memory, cpus=self.cpus,
+                                qemu_opts=qemu_device_opts(self.shm_path, sock_path), command=guest_cmd)
+        log = open(self.log_path, "ab")
+        started = time.monotonic()
+        self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                      env=env, cwd=str(REPO), start_new_session=True)
+        log.close()
+        deadline = started + timeout
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        while True:
+            if self._proc.poll() is not None:
+                raise LabError(f"the lab VM exited during boot (status {self._proc.returncode})\n{self.log_tail()}")
+            try:
+                sock.connect(sock_path)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise LabError(f"QEMU never opened the agent socket\n{self.log_tail()}")
+                time.sleep(0.1)
+        self._sock = sock
+        self._buf = b""
+        hello = self._recv(deadline)
+        if not hello.get("ready"):
+            raise LabError(f"unexpected first message from the guest agent: {hello}")
+        self.guest_release = hello.get("uname")
+        self.boot_seconds = time.monotonic() - started
+
+    def _recv(self, deadline: float) -> dict:
+        while b"\n" not in self._buf:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LabError(f"the lab VM did not answer in time\n{self.log_tail()}")
+            self._sock.settimeout(min(remaining, 1.0))
+            try:
+                chunk = self._sock.recv(1 << 16)
+            except (socket.timeout, TimeoutError):
+                if self._proc.poll() is not None:
+                    raise LabError(f"the lab VM died (status {self._proc.returncode})\n{self.log_tail()}")
+                continue
+            if not chunk:
+                raise LabError(f"the lab VM closed the agent channel\n{self.log_tail()}")
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    def close(self) -> None:
+        """Ask the agent to exit (the guest powers off); kill QEMU if it lingers."""
+        if self._sock is not None:
+            try:
+                self._send({"id": next(self._ids), "op": "exit"})
+                self._recv(time.monotonic() + 10)
+            except (LabError, OSError, ValueError):
+                pass
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._kill()
+        self._close_sock()
+        for path in (self.shm_path, os.path.join(self.tmpdir, "agent.sock")):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def _close_sock(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+    def _kill(self) -> None:
+        self._close_sock()
+        if self._proc is not None and self._proc.poll() is None:
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            self._proc.wait()
+
+    # -- commands -----------------------------------------------------------------
+    def _send(self, obj: dict) -> None:
+        if self._sock is None:
+            raise LabError("the lab VM is not running")
+        self._sock.sendall(json.dumps(obj).encode() + b"\n")
+
+    def run(self, cmd: str, timeout: float = 120, input: str | None = None, binary: bool = False,
+            env: dict | None = None) -> Result:
+        """Run ``sh -c cmd`` as root in the guest; returns its status and output."""
+        rid = next(self._ids)
+        self._send({"id": rid, "cmd": cmd, "timeout": timeout, "input": input, "binary": binary,
+                    "env": env or {}})
+        resp = self._recv(time.monotonic() + timeout + 30)
+        if resp.get("id") != rid:
+            raise LabError(f"agent answered request {resp.get('id')} instead of {rid}")
+        out = resp.get("out", "")
+        if binary:
+            import base64
+
+            out = base64.b64decode(resp.get("out_b64", ""))
+        return Result(resp["rc"], out, resp.get("err", ""), resp.get("seconds", 0.0))
+
+    def python(self, code: str, timeout: float = 120, input: str | None = None) -> Result:
+        """Run Python ``code`` in the guest with this checkout importable."""
+        return self.run(f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}", timeout=timeout, input=input)
+
+    def pyphys(self, *args: str, timeout: float = 120, input: str | None = None) -> Result:
+        """Run ``python -m pyphys ARGS`` in the guest."""
+        argv = " ".join(shlex.quote(str(a)) for a in args)
+        return self.run(f"{shlex.quote(sys.executable)} -m pyphys {argv}", timeout=timeout, input=input)
+
+    def load_module(self, **params: object) -> None:
+        """(Re)load pyphys.ko with ``params`` (e.g. ``mem_device=1``)."""
+        if not self.ko:
+            self.ko = build_module(self.kernel, quiet=self.quiet)
+        self.run("rmmod pyphys 2>/dev/null; true")
+        args = " ".join(f"{k}={int(v) if isinstance(v, bool) else v}" for k, v in params.items())
+        res = self.run(f"insmod {shlex.quote(self.ko)} {args}")
+        if res.rc != 0:
+            raise LabError(f"insmod {self.ko} {args} failed in the {self.kernel_name} guest: {res.err.strip()}")
+
+    def unload_module(self) -> Result:
+        """rmmod pyphys; returns the command result."""
+        return self.run("rmmod pyphys")
+
+
+def interactive_shell(kernel: str = "lab", memory: str = "1G", kvm: bool = False) -> int:
+    """Boot ``kernel`` with the lab devices and give the user a shell in it; returns vng's status."""
+    k = get_kernel(kernel)
+    ko = build_module(k)
+    vng, env = _vng()
+    shm = f"/dev/shm/pyphys-ivshmem-shell-{os.getpid()}"
+    with open(shm, "wb") as f:
+        f.truncate(IVSHMEM_SIZE)
+    print(f"pyphys lab: booting the {kernel} kernel {k.release} under QEMU "
+          f"({'KVM' if kvm else 'TCG, about 10-20 s'}); the host's files are the guest's root.\n"
+          f"  load the module:  insmod {ko}\n"
+          f"  ivshmem BAR2 is backed by the host file {shm}\n"
+          f"  leave with:       exit  (or Ctrl-D)", file=sys.stderr)
+    argv = [vng] + vng_argv(k, kvm=kvm, memory=memory, cpus=2, qemu_opts=qemu_device_opts(shm, None), command=None)
+    try:
+        return subprocess.call(argv, env=env, cwd=str(REPO))
+    finally:
+        try:
+            os.unlink(shm)
+        except OSError:
+            pass

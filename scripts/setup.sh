@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Install what pyphys and its lab need on a Debian-like machine, idempotently:
+# Debian packages (QEMU, kernel source and stock kernel, busybox, build tools) and a
+# virtual environment in .venv with pyphys (editable), pytest and virtme-ng.
+#   scripts/setup.sh          install only what is missing
+#   scripts/setup.sh --ci     always `apt-get update` first (fresh CI machines)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+packages=(
+    qemu-system-x86            # the lab VM (TCG)
+    linux-source-6.1           # the lab kernel's source
+    linux-image-amd64          # the stock kernel (STRICT_DEVMEM=y), booted as shipped
+    linux-headers-amd64        # to build pyphys.ko for the stock kernel
+    busybox-static             # busybox devmem / lspci: ground truth in the guest
+    build-essential flex bison bc libelf-dev libssl-dev cpio kmod  # kernel + module builds
+    python3-venv               # the project's virtual environment
+)
+
+sudo=""
+[ "$(id -u)" = 0 ] || sudo="sudo"
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${1:-}" = "--ci" ] || [ ${#missing[@]} -gt 0 ]; then
+    log "apt-get update"
+    $sudo apt-get update -qq
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+py=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    log "creating .venv with $($py --version)"
+    $py -m venv .venv
+fi
+stamp=.venv/.pyphys-deps
+want=$(sha256sum pyproject.toml | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "installing pyphys (editable) with its test and lab extras into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check -e ".[test,lab]"
+    echo "$want" > "$stamp"
+fi
+log "ready: .venv/bin/pyphys, qemu $(qemu-system-x86_64 --version | head -1 | awk '{print $4}')"
