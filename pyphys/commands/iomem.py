@@ -1,0 +1,75 @@
+"""``pyphys iomem``: /proc/iomem as a tree, or which region an address lies in.
+
+    pyphys iomem                 # the tree, with sizes
+    pyphys iomem ADDR [ADDR...]  # 'System RAM > Kernel data', or a hole
+    pyphys iomem --json
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pyphys.commands._common import parse_int
+
+
+def human(size: int) -> str:
+    """1536 -> '1.5K' (binary units)."""
+    for unit in ("", "K", "M", "G", "T"):
+        if size < 1024 or unit == "T":
+            return f"{size:.0f}{unit}" if unit == "" or size == int(size) else f"{size:.1f}{unit}"
+        size /= 1024
+    return str(size)
+
+
+def run(args) -> int:
+    """Print the tree, or the region of each address."""
+    import json
+
+    from pyphys import iomem
+
+    addrs = [parse_int(a, "address") for a in args.addrs]
+    tree = iomem.load()
+    if tree.hidden:
+        print(f"pyphys iomem: warning: {iomem.HIDDEN_HINT}", file=sys.stderr)
+    if addrs:
+        iomem.require_visible(tree)
+        rows = []
+        for a in addrs:
+            chain = tree.region_of(a)
+            rows.append({
+                "addr": f"{a:#x}",
+                "region": tree.describe(a),
+                "ram": tree.is_ram(a),
+                "chain": [{"start": f"{r.start:#x}", "end": f"{r.end:#x}", "name": r.name} for r in chain],
+            })
+        if args.json:
+            print(json.dumps(rows))
+        else:
+            for row in rows:
+                print(f"{row['addr']}: {row['region']}")
+        return 0
+    if args.json:
+        print(json.dumps({"hidden": tree.hidden, "regions": tree.to_list(), "ram_end": f"{tree.ram_end:#x}"}))
+        return 0
+    width = max([len(f"{r.end:x}") for top in tree.regions for r in (top, *top.walk())] + [8])
+
+    def show(regions, depth):
+        for r in regions:
+            if args.ram_only and depth == 0 and r.name != iomem.SYSTEM_RAM:
+                continue
+            print(f"{'  ' * depth}{r.start:0{width}x}-{r.end:0{width}x}  {human(r.size):>6}  {r.name}")
+            show(r.children, depth + 1)
+
+    show(tree.regions, 0)
+    ram = sum(r.size for r in tree.ram_regions())
+    print(f"System RAM: {human(ram)} in {len(tree.ram_regions())} region(s), ends at {tree.ram_end:#x}")
+    return 0
+
+
+def register(sub, name: str, help_text: str) -> None:
+    """Add the ``iomem`` subcommand."""
+    p = sub.add_parser(name, help=help_text, description="Show /proc/iomem as a tree, or name the region of addresses.")
+    p.add_argument("addrs", nargs="*", metavar="ADDR", help="physical addresses to locate")
+    p.add_argument("--ram", dest="ram_only", action="store_true", help="only System RAM and what it contains")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)

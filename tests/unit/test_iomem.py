@@ -1,0 +1,113 @@
+"""/proc/iomem parser on real captures (the lab guest's stock kernel, this host) and hand-made edge cases."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from pyphys import iomem, paths
+from pyphys.errors import PyphysError, UsageError
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures"
+HOST = FIX / "iomem" / "host-firecracker-6.18.txt"
+STOCK = FIX / "doctor" / "stock-debian-6.1" / "proc" / "iomem"
+
+
+def load(path: Path) -> iomem.IomemTree:
+    with open(path) as f:
+        return iomem.parse(f)
+
+
+def test_host_tree_shape():
+    tree = load(HOST)
+    assert not tree.hidden
+    assert [r.name for r in tree.ram_regions()] == ["System RAM"] * 3
+    ram = tree.ram_regions()[1]
+    assert (ram.start, ram.end) == (0x100000, 0xBFFFFFFF)
+    assert [c.name for c in ram.children] == ["Kernel code", "Kernel rodata", "Kernel data", "Kernel bss"]
+    assert tree.ram_end == 0x640000000
+
+
+@pytest.mark.parametrize(
+    "addr,text",
+    [
+        (0x3000010, "System RAM > Kernel data"),
+        (0x1000, "System RAM"),
+        (0xC0000000, "a hole (no region in /proc/iomem)"),  # between RAM and the PCI window (starts c0001000)
+        (0xEEC00040, "Reserved > PCI ECAM 0000 [bus 00-00] > PCI Bus 0000:00"),
+        (0x4000080010, "PCI Bus 0000:00 > 0000:00:02.0 > virtio-pci-modern"),
+        (0x10000000000, "a hole (no region in /proc/iomem)"),
+    ],
+)
+def test_host_region_of(addr, text):
+    assert load(HOST).describe(addr) == text
+
+
+def test_stock_guest_names_devices_and_kernel():
+    tree = load(STOCK)
+    assert tree.describe(0xFE90A010) == "PCI Bus 0000:00 > 0000:00:1f.2 > ahci"
+    assert tree.find("Kernel code")[0].start == 0x20C00000
+    assert tree.is_ram(0x227FB041, 65)
+    assert not tree.is_ram(0x3FFDF000)
+    assert tree.first_ram_page(4096, above=1 << 20) == 0x100000
+
+
+def test_holes_stock():
+    tree = load(STOCK)
+    assert tree.holes(0x1000, 0x100) == []
+    # fec003ff is the IOAPIC's last byte; fed00000 starts the HPET
+    assert tree.holes(0xFEC003F0, 0x20) == [(0xFEC00400, 0xFEC0040F)]
+
+
+def test_holes_exact():
+    tree = iomem.parse(io.StringIO("00001000-00001fff : System RAM\n00003000-00003fff : System RAM\n"))
+    assert tree.holes(0x1800, 0x2000) == [(0x2000, 0x2FFF)]
+    assert tree.holes(0x3800, 0x1000) == [(0x4000, 0x47FF)]
+    assert tree.holes(0x0, 0x10) == [(0x0, 0xF)]
+
+
+def test_nonroot_zeros_are_hidden_not_address_zero():
+    text = HOST.read_text()
+    zeroed = "\n".join(
+        line[: len(line) - len(line.lstrip())] + "00000000-00000000 : " + line.split(" : ", 1)[1]
+        for line in text.splitlines()
+    )
+    tree = iomem.parse(io.StringIO(zeroed))
+    assert tree.hidden
+    assert "hidden" in tree.describe(0x1000)
+    with pytest.raises(PyphysError, match="CAP_SYS_ADMIN"):
+        iomem.require_visible(tree)
+
+
+@pytest.mark.parametrize("line", ["garbage\n", "0000-zzzz : x\n", "00002000-00001000 : backwards\n", "00001000 : no dash\n"])
+def test_malformed_lines(line):
+    with pytest.raises(UsageError, match="/proc/iomem"):
+        iomem.parse(io.StringIO("00000000-00000fff : Reserved\n" + line))
+
+
+def test_load_through_paths(tmp_path):
+    (tmp_path / "iomem").write_text(HOST.read_text())
+    old = paths.set_roots(proc=str(tmp_path))
+    try:
+        assert iomem.load().ram_end == 0x640000000
+    finally:
+        paths.set_roots(**old)
+
+
+def test_cli_tree_and_lookup(tmp_path, capsys):
+    from pyphys import cli
+
+    (tmp_path / "iomem").write_text(STOCK.read_text())
+    old = paths.set_roots(proc=str(tmp_path))
+    try:
+        assert cli.main(["iomem", "0x22600010", "0x9000000000"]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out == ["0x22600010: System RAM > Kernel data", "0x9000000000: a hole (no region in /proc/iomem)"]
+        assert cli.main(["iomem"]) == 0
+        out = capsys.readouterr().out
+        assert "  00fe90a000-00fe90afff      4K  0000:00:1f.2\n" in out
+        assert out.splitlines()[-1].startswith("System RAM: ")
+    finally:
+        paths.set_roots(**old)
