@@ -124,3 +124,13 @@ def test_cli_report_lines(machine, capsys):
     assert out[1].startswith("        fix: ")
     assert all(line.split()[0] in ("OK", "BLOCKED", "WARN", "INFO", "fix:", "summary:") for line in out)
     assert out[-1].startswith("summary: ") and "/dev/mem" in out[-1]
+
+
+def test_lab_kernel_allows_ram(machine):
+    root = machine("lab-6.1")
+    checks = by_name(doctor.run_checks(boot_dir=str(root / "boot"), probe=False))
+    assert checks["kernel config"].detail.endswith("config.gz")
+    assert checks["CONFIG_STRICT_DEVMEM"].status == "OK"
+    assert checks["module signing"].status == "OK"
+    assert checks["pyphys.ko"].status == "OK"
+    assert not [c for c in checks.values() if c.status == "BLOCKED"]

@@ -104,3 +104,16 @@ def test_cli(stock, capsys):
     assert f"phys {NODENAME_PHYS:#x}" in out and "agree: 3 sources" in out
     (stock / "sys" / "kernel" / "pyphys" / "nodename_phys").write_text("0x1000\n")
     assert cli.main(["ksym", "nodename", "--json"]) == 1
+
+
+def test_lab_kernel_sources_agree(tmp_path):
+    """Same check on the lab kernel's capture (no KASLR: phys_base 0)."""
+    tree = tmp_path / "lab"
+    shutil.copytree(STOCK.parent / "lab-6.1", tree)
+    old = paths.set_roots(proc=str(tree / "proc"), sys=str(tree / "sys"), dev=str(tree / "dev"))
+    try:
+        report = ksym.lookup("nodename")
+    finally:
+        paths.set_roots(**old)
+    assert report.agree is True and len(report.physes) == 3
+    assert report.phys == 0x1ACBBA1  # that boot's sys/kernel/pyphys/nodename_phys
