@@ -43,7 +43,9 @@ stamp=.venv/.pyphys-deps
 want=$(sha256sum pyproject.toml | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     log "installing pyphys (editable) with its test and lab extras into .venv"
-    .venv/bin/pip install -q --disable-pip-version-check -e ".[test,lab]"
+    # (grep drops this image's pip-config notices about local index folders that are absent)
+    .venv/bin/pip install -q --disable-pip-version-check -e ".[test,lab]" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
+    [ "${PIPESTATUS[0]}" = 0 ] || { log "pip install failed"; exit 1; }
     echo "$want" > "$stamp"
 fi
 log "ready: .venv/bin/pyphys, qemu $(qemu-system-x86_64 --version | head -1 | awk '{print $4}')"
