@@ -1,0 +1,263 @@
+"""``pyphys pagemap``: where does a virtual address live in physical memory?
+
+Parses arguments, calls :mod:`pyphys.pagemap`, formats. Nothing heavy is imported before a
+subcommand runs (psutil only when a process is named by name).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pyphys.commands._common import parse_int
+from pyphys.errors import UsageError
+
+DESCRIPTION = """\
+Translate a virtual address of a process to its physical frame and decode everything the
+kernel says about it: /proc/PID/pagemap (present, PFN, swap, soft-dirty, exclusive, uffd-wp,
+guard region, file/shared-anon), /proc/kpageflags (with the flags page-types expands, e.g.
+anon_exclusive, thp) and /proc/kpagecount. PROCESS is a pid, `self` or a process name.
+With START-END (END exclusive, like /proc/PID/maps) or START+LENGTH, or --all, list every
+page, runs of physically contiguous pages (default for ranges), or a summary of page counts
+by flag set like `page-types -p PID` (default for --all). PFNs need root (CAP_SYS_ADMIN);
+without it they are shown as hidden, never as frame 0."""
+
+
+def register(sub, name: str, help_text: str) -> None:
+    p = sub.add_parser(name, help=help_text, description=DESCRIPTION)
+    p.add_argument("process", metavar="PROCESS", help="pid, `self`, or a process name")
+    p.add_argument("address", metavar="ADDRESS|START-END", nargs="?",
+                   help="virtual address (decimal or 0x-hex), or a range START-END / START+LENGTH")
+    p.add_argument("--all", action="store_true", help="every mapping of the process")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--pages", dest="mode", action="store_const", const="pages", help="one line per page")
+    mode.add_argument("--runs", dest="mode", action="store_const", const="runs",
+                      help="one line per run of contiguous frames with equal flags")
+    mode.add_argument("--summary", dest="mode", action="store_const", const="summary",
+                      help="page counts by flag set, like page-types")
+    p.add_argument("--view", choices=("expanded", "well-known", "raw"), default="expanded",
+                   help="summary flags: expanded like page-types -r plus uffd-wp/guard (default), "
+                        "well-known like plain page-types, raw kernel words")
+    p.add_argument("--count", action="store_true", help="also read kpagecount for --pages/--runs")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def parse_range(text: str) -> tuple[int, int] | None:
+    """``(start, end)`` for ``START-END`` or ``START+LENGTH``; None for a single address."""
+    for sep in ("-", "+"):
+        if sep in text.lstrip("-+"):
+            a, _, b = text.partition(sep)
+            start = parse_int(a, "range start")
+            other = parse_int(b, "range end" if sep == "-" else "range length")
+            end = other if sep == "-" else start + other
+            if end <= start:
+                raise UsageError(f"range {text!r} is empty or reversed",
+                                 "END is exclusive and must be above START")
+            return start, end
+    return None
+
+
+def run(args) -> int:
+    from pyphys import pagemap
+
+    if args.all and args.address:
+        raise UsageError("give either ADDRESS|START-END or --all, not both")
+    if not args.all and not args.address:
+        raise UsageError("give an ADDRESS, a START-END range, or --all")
+    rng = None if args.all else parse_range(args.address)
+    out = sys.stdout
+    if not args.all and rng is None:
+        vaddr = parse_int(args.address, "address")
+        if args.mode is None:
+            t = pagemap.translate(args.process, vaddr)
+            if args.json:
+                import json
+
+                json.dump(t.to_dict(), out, indent=2)
+                out.write("\n")
+            else:
+                out.write(format_translation(t))
+            return 0
+        ps = pagemap.PAGE_SIZE
+        rng = (vaddr - vaddr % ps, vaddr - vaddr % ps + ps)
+    start, end = rng if rng is not None else (None, None)
+    mode = args.mode or ("summary" if args.all else "runs")
+    if mode == "summary":
+        s = pagemap.summarize(args.process, start, end)
+        if args.json:
+            import json
+
+            json.dump(s.to_dict(args.view), out, indent=2)
+            out.write("\n")
+        else:
+            out.write(format_summary(s, args.view))
+        return 0
+    if mode == "pages":
+        items = pagemap.scan(args.process, start, end, kpagecount=args.count)
+        fmt, head, js = format_page, PAGE_HEADER, page_dict
+    else:
+        items = pagemap.runs(args.process, start, end, kpagecount=args.count)
+        fmt, head, js = format_run, RUN_HEADER, run_dict
+    if args.json:
+        import json
+
+        out.write("[")
+        first = True
+        for item in items:
+            out.write("\n" if first else ",\n")
+            out.write(json.dumps(js(item)))
+            first = False
+        out.write("\n]\n")
+        return 0
+    mapping = None
+    out.write(head)
+    write = out.write
+    for item in items:
+        if item.mapping is not mapping:
+            mapping = item.mapping
+            write(f"# {mapping.maps_line()}\n")
+        write(fmt(item))
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# Formatting
+# --------------------------------------------------------------------------------------
+def _yn(v: bool) -> str:
+    return "yes" if v else "no"
+
+
+def _size(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n} bytes"
+
+
+def format_translation(t) -> str:
+    from pyphys.pagemap import symbolic_flags
+
+    e = t.entry
+    lines = [
+        f"pid {t.pid} ({t.process}), virtual address {t.vaddr:#x}",
+        f"  mapping            {t.mapping.maps_line()}",
+        f"  virtual page       {t.vpage:#x} + offset {t.offset:#x} (page size {t.page_size})",
+        f"  pagemap entry      {e.raw:#018x}: {e.kind}",
+        f"    present          {_yn(e.present)}",
+    ]
+    if e.present:
+        if e.pfn_hidden:
+            lines.append("    PFN              hidden (the kernel zeroes it without CAP_SYS_ADMIN: run as root)")
+            lines.append("    physical address hidden")
+        else:
+            lines.append(f"    PFN              {e.pfn:#x}")
+            lines.append(f"    physical address {t.phys_addr:#x}")
+    lines.append(f"    swapped          {_yn(e.swapped)}")
+    if e.swapped and not e.present:
+        if e.pfn_hidden:
+            lines.append("    swap type/offset hidden (needs CAP_SYS_ADMIN)")
+        else:
+            lines.append(f"    swap type        {e.swap_type}")
+            lines.append(f"    swap offset      {e.swap_offset:#x}")
+    lines += [
+        f"    soft-dirty       {_yn(e.soft_dirty)}",
+        f"    exclusive        {_yn(e.exclusive)}" + (" (mapped by this process only)" if e.exclusive else ""),
+        f"    uffd-wp          {_yn(e.uffd_wp)}",
+        f"    guard region     {_yn(e.guard_region)}",
+        f"    file/shared-anon {_yn(e.file_or_shared_anon)}",
+    ]
+    if t.kpageflags is not None:
+        lines.append(f"  kpageflags         {t.kpageflags:#018x} (kernel word)")
+        lines.append(f"    flags            {','.join(t.flag_names)}")
+        lines.append(f"    symbolic         {symbolic_flags(t.flags)}")
+    if t.kpagecount is not None:
+        lines.append(f"  kpagecount         {t.kpagecount}")
+    if e.present and not e.pfn_hidden:
+        if t.huge is None:
+            lines.append("  huge page          no")
+        else:
+            h = t.huge
+            lines.append(f"  huge page          {h.kind}, {_size(h.size)} ({h.pages} pages), head PFN "
+                         f"{h.head_pfn:#x}, this is page {h.index}")
+    for note in t.notes:
+        lines.append(f"  note: {note}")
+    return "\n".join(lines) + "\n"
+
+
+PAGE_HEADER = "VADDR              PFN            COUNT  FLAGS\n"
+RUN_HEADER = "VADDR-END                               PAGES  FIRST..LAST PFN            FLAGS\n"
+
+
+def _frame(entry: int, pages: int = 1, step: int = 0) -> str:
+    from pyphys.layouts.pagemap import PM_PFRAME_MASK, PM_PRESENT, PM_SWAP, PM_SWAP_TYPE_BITS, PM_SWAP_TYPE_MASK
+
+    frame = entry & PM_PFRAME_MASK
+    if entry & PM_PRESENT:
+        if not frame:
+            return "hidden"
+        return f"{frame:#x}" if pages == 1 else f"{frame:#x}..{frame + (pages - 1) * step:#x}"
+    if entry & PM_SWAP:
+        if not frame:
+            return "swap (hidden)"
+        off = frame >> PM_SWAP_TYPE_BITS
+        last = f"..{off + (pages - 1) * step:#x}" if pages > 1 else ""
+        return f"swap {frame & PM_SWAP_TYPE_MASK}:{off:#x}{last}"
+    return "-"
+
+
+def _names(item) -> str:
+    from pyphys.layouts.pagemap import PM_GUARD_REGION, PM_PRESENT, PM_SWAP
+
+    e = item.entry
+    if not e & (PM_PRESENT | PM_SWAP):
+        return "not present"
+    names = ",".join(item.flag_names)
+    if e & PM_GUARD_REGION:
+        return "guard region"
+    return names or "-"
+
+
+def format_page(r) -> str:
+    count = "-" if r.kpagecount is None else str(r.kpagecount)
+    return f"{r.vaddr:#014x}  {_frame(r.entry):<13}  {count:>5}  {_names(r)}\n"
+
+
+def format_run(r) -> str:
+    count = "" if r.kpagecount is None else f" count={r.kpagecount}"
+    huge = f" [{r.huge}]" if r.huge else ""
+    span = f"{r.vaddr:#x}-{r.end:#x}"
+    return f"{span:<34} {r.pages:>10}  {_frame(r.entry, r.pages, r.step):<25}  {_names(r)}{huge}{count}\n"
+
+
+def page_dict(r) -> dict:
+    d = r.decoded
+    return {"vaddr": hex(r.vaddr), "entry": f"{r.entry:#018x}", "kind": d.kind,
+            "pfn": None if d.pfn is None else hex(d.pfn), "pfn_hidden": d.pfn_hidden,
+            "swap_type": d.swap_type, "swap_offset": None if d.swap_offset is None else hex(d.swap_offset),
+            "kpageflags": None if r.kpageflags is None else hex(r.kpageflags),
+            "kpagecount": r.kpagecount, "flags": list(r.flag_names), "mapping": r.mapping.label}
+
+
+def run_dict(r) -> dict:
+    d = r.decoded
+    return {"vaddr": hex(r.vaddr), "end": hex(r.end), "pages": r.pages, "entry": f"{r.entry:#018x}",
+            "kind": d.kind, "pfn": None if d.pfn is None else hex(d.pfn), "step": r.step,
+            "last_pfn": None if r.last_pfn is None else hex(r.last_pfn), "pfn_hidden": d.pfn_hidden,
+            "kpageflags": None if r.kpageflags is None else hex(r.kpageflags), "kpagecount": r.kpagecount,
+            "flags": list(r.flag_names), "huge": r.huge, "mapping": r.mapping.label}
+
+
+def format_summary(s, view: str) -> str:
+    mb = 1 << 20
+    lines = ["             flags\tpage-count       MB  symbolic-flags\t\t\tlong-symbolic-flags"]
+    for r in s.rows(view):
+        lines.append(f"{r.flags:#018x}\t{r.pages:10d} {r.pages * s.page_size // mb:8d}  {r.symbolic}\t"
+                     f"{','.join(r.names)}")
+    lines.append(f"             total\t{s.total:10d} {s.total * s.page_size // mb:8d}")
+    huge = s.huge_pages()
+    lines.append(f"pid {s.pid} ({s.process}): {s.present} present, {s.swapped} swapped, {s.not_present} "
+                 f"not present in the mappings scanned; THP pages {huge['THP']}, hugetlb pages {huge['hugetlb']} "
+                 f"(view: {view})")
+    for note in s.notes:
+        lines.append(f"note: {note}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,189 @@
+"""Bit layouts of /proc/PID/pagemap, /proc/kpageflags and /proc/kpagecount.
+
+Sources (Linux 6.1 unless noted; later additions say "since"):
+
+* Documentation/admin-guide/mm/pagemap.rst: the pagemap entry, the kpageflags bits 0-26,
+  kpagecount.
+* fs/proc/task_mmu.c (``PM_*`` defines above pagemap_read): the same entry bits as code.
+* include/uapi/linux/kernel-page-flags.h: the stable kpageflags bits (``KPF_*``, 0-26).
+* include/linux/kernel-page-flags.h: the "kernel hacking assistances" bits 32-41 that
+  fs/proc/page.c also exports ("subject to change, never rely on them").
+* tools/vm/page-types.c (tools/mm/ since 6.3): the one-letter and long names the kernel's own
+  tool prints, and the bits it invents to expand overloaded page flags (47-51) and to fold
+  pagemap bits into its flag word (40, 61-63).
+
+Everything here is a constant: the decoding logic lives in :mod:`pyphys.pagemap`.
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------------------------------
+# /proc/PID/pagemap: one little-endian u64 per virtual page (pagemap.rst, "Bits 0-54 ...")
+# ---------------------------------------------------------------------------------------
+PAGEMAP_ENTRY_BYTES = 8
+
+PM_PFRAME_BITS = 55                      # bits 0-54: PFN if present
+PM_PFRAME_MASK = (1 << PM_PFRAME_BITS) - 1
+PM_SWAP_TYPE_BITS = 5                    # bits 0-4: swap type if swapped (MAX_SWAPFILES_SHIFT)
+PM_SWAP_TYPE_MASK = (1 << PM_SWAP_TYPE_BITS) - 1
+# bits 5-54: swap offset if swapped
+
+PM_SOFT_DIRTY_BIT = 55                   # pte is soft-dirty (soft-dirty.rst)
+PM_MMAP_EXCLUSIVE_BIT = 56               # page exclusively mapped (since 4.2)
+PM_UFFD_WP_BIT = 57                      # pte is uffd-wp write-protected (since 5.13)
+PM_GUARD_REGION_BIT = 58                 # pte is a guard region, MADV_GUARD_INSTALL (since 6.15)
+PM_ZERO_BITS = (59, 60)                  # documented as zero
+PM_FILE_BIT = 61                         # page is file-page or shared-anon (since 3.5)
+PM_SWAP_BIT = 62                         # page swapped
+PM_PRESENT_BIT = 63                      # page present
+
+PM_SOFT_DIRTY = 1 << PM_SOFT_DIRTY_BIT
+PM_MMAP_EXCLUSIVE = 1 << PM_MMAP_EXCLUSIVE_BIT
+PM_UFFD_WP = 1 << PM_UFFD_WP_BIT
+PM_GUARD_REGION = 1 << PM_GUARD_REGION_BIT
+PM_FILE = 1 << PM_FILE_BIT
+PM_SWAP = 1 << PM_SWAP_BIT
+PM_PRESENT = 1 << PM_PRESENT_BIT
+PM_FLAGS_MASK = ((1 << 64) - 1) ^ PM_PFRAME_MASK  # bits 55-63
+
+# (bit, attribute name in pyphys, what pagemap.rst says)
+PAGEMAP_BITS: tuple[tuple[int, str, str], ...] = (
+    (PM_SOFT_DIRTY_BIT, "soft_dirty", "pte is soft-dirty"),
+    (PM_MMAP_EXCLUSIVE_BIT, "exclusive", "page exclusively mapped"),
+    (PM_UFFD_WP_BIT, "uffd_wp", "pte is uffd-wp write-protected"),
+    (PM_GUARD_REGION_BIT, "guard_region", "pte is a guard region"),
+    (PM_FILE_BIT, "file_or_shared_anon", "page is file-page or shared-anon"),
+    (PM_SWAP_BIT, "swapped", "page swapped"),
+    (PM_PRESENT_BIT, "present", "page present"),
+)
+
+# ---------------------------------------------------------------------------------------
+# /proc/kpageflags: one u64 of flags per PFN; /proc/kpagecount: one u64 map count per PFN
+# ---------------------------------------------------------------------------------------
+KPAGEFLAGS_ENTRY_BYTES = 8
+KPAGECOUNT_ENTRY_BYTES = 8
+
+# include/uapi/linux/kernel-page-flags.h (stable ABI)
+KPF_LOCKED = 0
+KPF_ERROR = 1
+KPF_REFERENCED = 2
+KPF_UPTODATE = 3
+KPF_DIRTY = 4
+KPF_LRU = 5
+KPF_ACTIVE = 6
+KPF_SLAB = 7
+KPF_WRITEBACK = 8
+KPF_RECLAIM = 9
+KPF_BUDDY = 10
+KPF_MMAP = 11
+KPF_ANON = 12
+KPF_SWAPCACHE = 13
+KPF_SWAPBACKED = 14
+KPF_COMPOUND_HEAD = 15
+KPF_COMPOUND_TAIL = 16
+KPF_HUGE = 17
+KPF_UNEVICTABLE = 18
+KPF_HWPOISON = 19
+KPF_NOPAGE = 20
+KPF_KSM = 21
+KPF_THP = 22
+KPF_OFFLINE = 23
+KPF_ZERO_PAGE = 24
+KPF_IDLE = 25
+KPF_PGTABLE = 26
+
+# include/linux/kernel-page-flags.h: "kernel hacking assistances", exported raw
+KPF_RESERVED = 32
+KPF_MLOCKED = 33
+KPF_MAPPEDTODISK = 34
+KPF_PRIVATE = 35
+KPF_PRIVATE_2 = 36
+KPF_OWNER_PRIVATE = 37
+KPF_ARCH = 38
+KPF_UNCACHED = 39
+KPF_SOFTDIRTY = 40                       # page-types folds pagemap bit 55 in here
+KPF_ARCH_2 = 41
+
+# tools/vm/page-types.c: "arbitrary free slots for expanding overloaded flags, not part of
+# kernel API", and the slots where it folds pagemap bits into its flag word.
+KPF_ANON_EXCLUSIVE = 47                  # PG_mappedtodisk on an anonymous page
+KPF_READAHEAD = 48                       # PG_reclaim without PG_writeback
+KPF_SLOB_FREE = 49                       # PG_private on a slab page
+KPF_SLUB_FROZEN = 50                     # PG_active on a slab page
+KPF_SLUB_DEBUG = 51                      # PG_error on a slab page
+KPF_FILE = 61                            # pagemap PM_FILE
+KPF_SWAP = 62                            # pagemap PM_SWAP
+KPF_MMAP_EXCLUSIVE = 63                  # pagemap PM_MMAP_EXCLUSIVE
+
+# pyphys' own: page-types predates these pagemap bits; pyphys folds them into its flag word
+# at the same bit numbers they have in the pagemap entry (slots page-types leaves free).
+KPF_UFFD_WP = PM_UFFD_WP_BIT             # 57
+KPF_GUARD_REGION = PM_GUARD_REGION_BIT   # 58
+
+# page-types.c masks
+KPF_HACKERS_BITS = 0xFFFF << 32          # hidden unless -r (raw)
+KPF_OVERLOADED_BITS = 0xFFFF << 48
+
+# (bit, "letter:long-name") exactly as page_flag_names[] in tools/vm/page-types.c (6.1):
+# the letters make page-types' symbolic-flags column, one position per named bit.
+PAGE_TYPES_NAMES: tuple[tuple[int, str], ...] = (
+    (KPF_LOCKED, "L:locked"),
+    (KPF_ERROR, "E:error"),
+    (KPF_REFERENCED, "R:referenced"),
+    (KPF_UPTODATE, "U:uptodate"),
+    (KPF_DIRTY, "D:dirty"),
+    (KPF_LRU, "l:lru"),
+    (KPF_ACTIVE, "A:active"),
+    (KPF_SLAB, "S:slab"),
+    (KPF_WRITEBACK, "W:writeback"),
+    (KPF_RECLAIM, "I:reclaim"),
+    (KPF_BUDDY, "B:buddy"),
+    (KPF_MMAP, "M:mmap"),
+    (KPF_ANON, "a:anonymous"),
+    (KPF_SWAPCACHE, "s:swapcache"),
+    (KPF_SWAPBACKED, "b:swapbacked"),
+    (KPF_COMPOUND_HEAD, "H:compound_head"),
+    (KPF_COMPOUND_TAIL, "T:compound_tail"),
+    (KPF_HUGE, "G:huge"),
+    (KPF_UNEVICTABLE, "u:unevictable"),
+    (KPF_HWPOISON, "X:hwpoison"),
+    (KPF_NOPAGE, "n:nopage"),
+    (KPF_KSM, "x:ksm"),
+    (KPF_THP, "t:thp"),
+    (KPF_OFFLINE, "o:offline"),
+    (KPF_ZERO_PAGE, "z:zero_page"),
+    (KPF_IDLE, "i:idle_page"),
+    (KPF_PGTABLE, "g:pgtable"),
+    (KPF_RESERVED, "r:reserved"),
+    (KPF_MLOCKED, "m:mlocked"),
+    (KPF_MAPPEDTODISK, "d:mappedtodisk"),
+    (KPF_PRIVATE, "P:private"),
+    (KPF_PRIVATE_2, "p:private_2"),
+    (KPF_OWNER_PRIVATE, "O:owner_private"),
+    (KPF_ARCH, "h:arch"),
+    (KPF_UNCACHED, "c:uncached"),
+    (KPF_SOFTDIRTY, "f:softdirty"),
+    (KPF_ARCH_2, "H:arch_2"),
+    (KPF_ANON_EXCLUSIVE, "d:anon_exclusive"),
+    (KPF_READAHEAD, "I:readahead"),
+    (KPF_SLOB_FREE, "P:slob_free"),
+    (KPF_SLUB_FROZEN, "A:slub_frozen"),
+    (KPF_SLUB_DEBUG, "E:slub_debug"),
+    (KPF_FILE, "F:file"),
+    (KPF_SWAP, "w:swap"),
+    (KPF_MMAP_EXCLUSIVE, "1:mmap_exclusive"),
+)
+
+# Names pyphys adds for bits page-types does not know.
+PYPHYS_EXTRA_NAMES: tuple[tuple[int, str], ...] = (
+    (KPF_UFFD_WP, "uffd_wp"),
+    (KPF_GUARD_REGION, "guard_region"),
+)
+
+# include/linux/sched.h: task->flags bit of a kernel thread, field 9 of /proc/PID/stat.
+PF_KTHREAD = 0x00200000
+
+# x86-64 TASK_SIZE_MAX (arch/x86/include/asm/page_64_types.h): 47-bit user space with
+# 4-level paging, 56-bit with 5-level paging (LA57); minus one guard page.
+X86_64_USER_VA_BITS = 47
+X86_64_USER_VA_BITS_LA57 = 56
