@@ -70,6 +70,14 @@ class Kernel:
     extra: dict = field(default_factory=dict)
 
 
+def _cache_dir() -> str:
+    """The project's cache (kernels, module builds, VM shares), outside the repo."""
+    base = os.environ.get("PYPHYS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pyphys")
+    os.makedirs(base, exist_ok=True)
+    return base
+
+
 def _scripts(name: str) -> str:
     path = REPO / "scripts" / name
     if not path.exists():
@@ -166,10 +174,12 @@ def qemu_device_opts(shm_path: str, agent_sock: str | None) -> list[str]:
 
 
 def vng_argv(kernel: Kernel, *, kvm: bool, memory: str, cpus: int, qemu_opts: list[str],
-             command: str | None) -> list[str]:
+             command: str | None, rwdir: str | None = None) -> list[str]:
     """The vng command line (without the vng path)."""
     argv = ["-r", kernel.image, "--force-9p", "--memory", memory, "--cpus", str(cpus),
             "--name", "pyphys-lab", "--cwd", str(REPO), "--qemu-opts=" + " ".join(qemu_opts)]
+    if rwdir:
+        argv += ["--rwdir", rwdir]
     if not kvm:
         argv.insert(2, "--disable-kvm")
     if kernel.name == "lab":
@@ -204,6 +214,10 @@ class LabVM:
         self.tmpdir = tempfile.mkdtemp(prefix="pyphys-lab-")
         self.log_path = log_path or os.path.join(self.tmpdir, "console.log")
         self.shm_path = f"/dev/shm/pyphys-ivshmem-{os.getpid()}-{kernel}"
+        # The guest sees the host's files read-only (writes land in throw-away overlays);
+        # this directory is shared read-write at the same path, for results the host must read
+        # (dumps for volatility3, bench output). Outside /tmp, which the guest overlays.
+        self.shared_dir = os.path.join(_cache_dir(), f"vmshare-{os.getpid()}-{kernel}")
         self.boot_seconds: float | None = None
         self.accel = "tcg"
         self._proc: subprocess.Popen | None = None
@@ -235,6 +249,7 @@ class LabVM:
             self.ko = build_module(self.kernel, quiet=self.quiet)
         with open(self.shm_path, "wb") as f:  # the ivshmem backing file, zeroed
             f.truncate(IVSHMEM_SIZE)
+        os.makedirs(self.shared_dir, exist_ok=True)
         if self.kvm and os.access("/dev/kvm", os.R_OK | os.W_OK):
             try:
                 self._boot(kvm=True, timeout=60.0)
@@ -256,7 +271,8 @@ class LabVM:
         guest_cmd = (f"export PATH={shlex.quote(pybin)}:$PATH PYTHONPATH={shlex.quote(str(REPO))}; "
                      f"exec {shlex.quote(sys.executable)} -m pyphys.labagent")
         argv = [vng] + vng_argv(self.kernel, kvm=kvm, memory=self.memory, cpus=self.cpus,
-                                qemu_opts=qemu_device_opts(self.shm_path, sock_path), command=guest_cmd)
+                                qemu_opts=qemu_device_opts(self.shm_path, sock_path), command=guest_cmd,
+                                rwdir=self.shared_dir)
         log = open(self.log_path, "ab")
         started = time.monotonic()
         self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -327,6 +343,7 @@ class LabVM:
                 os.unlink(path)
             except OSError:
                 pass
+        shutil.rmtree(self.shared_dir, ignore_errors=True)
 
     def _close_sock(self) -> None:
         if self._sock is not None:
