@@ -99,6 +99,7 @@ class Entry:
     undone_time: Optional[str] = None
     aborted: bool = False
     actual: Optional[bytes] = None
+    width: Optional[int] = None
 
     @property
     def active(self) -> bool:
@@ -123,6 +124,8 @@ class Entry:
             out["undone_time"] = self.undone_time
         if self.actual is not None:
             out["actual"] = self.actual.hex()
+        if self.width:
+            out["width"] = self.width
         return out
 
 
@@ -290,6 +293,7 @@ class Journal:
                     old=bytes.fromhex(obj["old"]),
                     new=bytes.fromhex(obj["new"]),
                     label=str(obj.get("label", "")),
+                    width=int(obj["width"]) if obj.get("width") else None,
                 )
             except (KeyError, ValueError, TypeError):
                 self.bad_lines += 1
@@ -340,13 +344,18 @@ class Journal:
         except OSError as err:
             raise from_oserror(err, f"append to journal {self.path}", "nothing was written to memory") from err
 
-    def record_many(self, items: Sequence[tuple[str, dict, int, bytes, bytes, str]]) -> list[int]:
-        """Append entries (kind, target, addr, old, new, label) with ONE fsync; returns their ids."""
+    def record_many(self, items: Sequence[tuple]) -> list[int]:
+        """Append entries (kind, target, addr, old, new, label[, width]) with ONE fsync; returns their ids.
+
+        ``width`` (bits) marks a word write: undo then restores with one store of that width.
+        """
         with self.locked():
             first = self._last_id() + 1
             stamp = _now()
-            objs = [
-                {
+            objs = []
+            for i, item in enumerate(items):
+                kind, target, addr, old, new, label = item[:6]
+                obj = {
                     "id": first + i,
                     "time": stamp,
                     "kind": kind,
@@ -356,14 +365,17 @@ class Journal:
                     "new": bytes(new).hex(),
                     "label": label,
                 }
-                for i, (kind, target, addr, old, new, label) in enumerate(items)
-            ]
+                if len(item) > 6 and item[6]:
+                    obj["width"] = int(item[6])
+                objs.append(obj)
             self._append(objs)
             return [o["id"] for o in objs]
 
-    def record(self, kind: str, target: dict, addr: int, old: bytes, new: bytes, label: str = "") -> int:
+    def record(
+        self, kind: str, target: dict, addr: int, old: bytes, new: bytes, label: str = "", width: Optional[int] = None
+    ) -> int:
         """Append one entry and fsync it; returns its id."""
-        return self.record_many([(kind, target, addr, old, new, label)])[0]
+        return self.record_many([(kind, target, addr, old, new, label, width)])[0]
 
     def mark(self, ref: int, event: str, data: Optional[bytes] = None) -> None:
         """Append a marker (``undone``, ``aborted``, ``actual``, ``old``) about entry ``ref``."""
@@ -437,8 +449,8 @@ class Journal:
                     e = step.entry
                     if step.status == "restored" and not dry_run:
                         tgt = targets[step.key]
-                        tgt.write(e.addr, e.old)
-                        back = tgt.read(e.addr, len(e.old))
+                        _put(tgt, e.addr, e.old, e.width)
+                        back = _get(tgt, e.addr, len(e.old), e.width)
                         if back != e.old:
                             raise VerifyError(
                                 f"undo of entry {e.id} at {e.addr:#x}: wrote {e.old.hex()}, read back {back.hex()}"
@@ -460,7 +472,7 @@ class Journal:
             key = json.dumps([e.kind, e.target], sort_keys=True)
             if key not in targets:
                 targets[key] = opener_for(e.kind)(e.target)
-            seen = bytearray(targets[key].read(e.addr, len(e.new)))
+            seen = bytearray(_get(targets[key], e.addr, len(e.new), e.width))
             over = overlay.setdefault(key, {})
             for i in range(len(seen)):
                 if e.addr + i in over:
@@ -482,6 +494,21 @@ class Journal:
         return plan
 
 
+def _get(target: Any, addr: int, n: int, width: Optional[int]) -> bytes:
+    """Read ``n`` bytes, as one ``width``-bit load when given and the target can."""
+    if width and width == n * 8 and hasattr(target, "read_word"):
+        return int(target.read_word(addr, width)).to_bytes(n, "little")
+    return bytes(target.read(addr, n))
+
+
+def _put(target: Any, addr: int, data: bytes, width: Optional[int]) -> None:
+    """Write ``data``, as one ``width``-bit store when given and the target can."""
+    if width and width == len(data) * 8 and hasattr(target, "write_word"):
+        target.write_word(addr, width, int.from_bytes(data, "little"))
+    else:
+        target.write(addr, data)
+
+
 def _short(data: bytes, limit: int = 16) -> str:
     text = data[:limit].hex()
     return text + ("..." if len(data) > limit else "")
@@ -496,8 +523,13 @@ def journaled_write(
     label: str = "",
     journal: Optional[Journal] = None,
     verify: bool = True,
+    width: Optional[int] = None,
 ) -> WriteRecord:
     """Journal, then write ``data`` at ``addr`` of ``target``, then read back.
+
+    ``width`` (bits, equal to len(data)*8) makes the old-value read, the write and the
+    read-back single accesses of that width through ``read_word``/``write_word`` when the
+    target has them (device registers); undo then restores the same way.
 
     The old bytes and the new ones are appended and fsync'd before the write. Returns a
     :class:`WriteRecord`. Raises VerifyError if the read-back differs (``verify=False`` for
@@ -509,14 +541,16 @@ def journaled_write(
     jr = journal if journal is not None else Journal()
     try:
         with jr.locked():
-            old = target.read(addr, len(data))
-            entry_id = jr.record(kind, target.describe(), addr, old, data, label)
+            if width is not None and width != len(data) * 8:
+                raise UsageError(f"width {width} does not match {len(data)} bytes of data")
+            old = _get(target, addr, len(data), width)
+            entry_id = jr.record(kind, target.describe(), addr, old, data, label, width)
             try:
-                target.write(addr, data)
+                _put(target, addr, data, width)
             except BaseException:
                 # a failed write may still have changed part of the range (page crossing)
                 try:
-                    now = target.read(addr, len(data))
+                    now = _get(target, addr, len(data), width)
                 except Exception:
                     now = None
                 if now == old:
@@ -524,7 +558,7 @@ def journaled_write(
                 elif now is not None:
                     jr.mark(entry_id, "actual", now)
                 raise
-            back = target.read(addr, len(data))
+            back = _get(target, addr, len(data), width)
             if back != data:
                 jr.mark(entry_id, "actual", back)
                 if verify:

@@ -186,7 +186,7 @@ class MappedWindow:
     def read(self, off: int, n: int) -> bytes:
         """``n`` bytes at ``off``: one exact access for 1/2/4/8 aligned bytes, 32-bit loads if mmio."""
         self._check_range(off, n)
-        if n in (1, 2, 4, 8) and off % n == 0:
+        if _single_access(n, self._delta + off, self.mmio):
             return self.read_word(off, n * 8).to_bytes(n, "little")
         start = self._delta + off
         if not self.mmio:
@@ -204,7 +204,7 @@ class MappedWindow:
             raise UsageError(f"{self.what} is mapped read-only")
         n = len(data)
         self._check_range(off, n)
-        if n in (1, 2, 4, 8) and off % n == 0:
+        if _single_access(n, self._delta + off, self.mmio):
             self.write_word(off, n * 8, int.from_bytes(data, "little"))
             return
         if not self.mmio:
@@ -240,6 +240,12 @@ class MappedWindow:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _single_access(n: int, addr: int, mmio: bool) -> bool:
+    """Can ``n`` bytes at ``addr`` be one exact access? On MMIO a byte range is never one 64-bit
+    access: devices such as QEMU's edu answer only 32-bit accesses to their registers."""
+    return n in ((1, 2, 4) if mmio else (1, 2, 4, 8)) and addr % n == 0
 
 
 class _Regions:
@@ -417,7 +423,7 @@ class PhysMem:
         assert self._fd is not None
         mmio = self.backend == "rw" and self.regions.is_ram(addr, length) is False
         try:
-            if mmio and length not in (1, 2, 4, 8):
+            if mmio and not _single_access(length, addr, True):
                 # read() of non-RAM through /dev/mem: keep to 32-bit pieces of aligned words.
                 lo = addr - addr % 4
                 hi = -(-(addr + length) // 4) * 4
@@ -490,13 +496,13 @@ class PhysMem:
             return
         assert self._fd is not None
         mmio = self.backend == "rw" and self.regions.is_ram(addr, len(data)) is False
-        if mmio and len(data) not in (1, 2, 4, 8) and (addr % 4 or len(data) % 4):
+        if mmio and not _single_access(len(data), addr, True) and (addr % 4 or len(data) % 4):
             raise UsageError(
                 f"{addr:#x}+{len(data)} is not RAM: MMIO writes through read/write must be whole aligned "
                 "32-bit words (use --backend mmap for narrower stores)"
             )
         try:
-            if mmio:
+            if mmio and not _single_access(len(data), addr, True):
                 for pos in range(0, len(data), 4):
                     self._pwrite_exact(addr + pos, data[pos : pos + 4])
             else:
@@ -510,6 +516,17 @@ class PhysMem:
         if done != len(data):
             raise RegionError(f"{self.path}: write at {addr:#x} stopped after {done} of {len(data)} bytes")
 
+    def _word_window(self, addr: int, size: int) -> Optional[MappedWindow]:
+        """The cached mmap window for a word access, or None after an auto switch to the module."""
+        try:
+            return self._window(addr, size)
+        except DevMemBlockedError as err:
+            if self.regions.is_ram(addr, 1) is not False and self._switch_to_module(
+                f"/dev/mem refused RAM ({err.message})"
+            ):
+                return None
+            raise
+
     def read_word(self, addr: int, width: int) -> int:
         """One aligned ``width``-bit load at ``addr`` (pread of exactly width/8 bytes on rw/module)."""
         size = check_width(width)
@@ -517,16 +534,16 @@ class PhysMem:
             raise UsageError(f"address {addr:#x} is not aligned to {width} bits ({size} bytes)")
         _check_addr(addr, size)
         if self.backend == "mmap":
-            try:
-                win = self._window(addr, size)
-            except DevMemBlockedError as err:
-                if self.regions.is_ram(addr, 1) is not False and self._switch_to_module(
-                    f"/dev/mem refused RAM ({err.message})"
-                ):
-                    return self.read_word(addr, width)
-                raise
-            return win.read_word(addr - win.offset, width)
-        return int.from_bytes(self.read(addr, size), "little")
+            win = self._word_window(addr, size)
+            if win is not None:
+                return win.read_word(addr - win.offset, width)
+        try:
+            data = self._pread_exact(addr, size)
+        except OSError as err:
+            raise self._explain(err, addr, "read") from err
+        if self.backend == "rw" and not any(data):
+            self._check_zeros(addr, size)
+        return int.from_bytes(data, "little")
 
     def write_word(self, addr: int, width: int, value: int) -> None:
         """One aligned ``width``-bit store of ``value`` at ``addr`` (raw, not journaled)."""
@@ -534,7 +551,18 @@ class PhysMem:
         check_value(value, width)
         if addr % size:
             raise UsageError(f"address {addr:#x} is not aligned to {width} bits ({size} bytes)")
-        self.write(addr, value.to_bytes(size, "little"))
+        if not self.writable:
+            raise UsageError("physical memory was opened read-only")
+        _check_addr(addr, size)
+        if self.backend == "mmap":
+            win = self._word_window(addr, size)
+            if win is not None:
+                win.write_word(addr - win.offset, width, value)
+                return
+        try:
+            self._pwrite_exact(addr, value.to_bytes(size, "little"))
+        except OSError as err:
+            raise self._explain(err, addr, "write") from err
 
     def describe(self) -> dict:
         """JSON-able description the journal stores to reopen this target for undo."""

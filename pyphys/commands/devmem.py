@@ -333,7 +333,7 @@ def run_batch(pm, ops: list[Op], journal=None) -> list[dict]:
             overlay: dict[int, int] = {}
             olds: list[bytes] = []
             for op in writes:
-                cur = bytearray(pm.read(op.addr, op.size))
+                cur = bytearray(pm.read_word(op.addr, op.width).to_bytes(op.size, "little"))
                 for i in range(op.size):
                     if op.addr + i in overlay:
                         cur[i] = overlay[op.addr + i]
@@ -342,7 +342,7 @@ def run_batch(pm, ops: list[Op], journal=None) -> list[dict]:
                     overlay[op.addr + i] = b
             target = pm.describe()
             ids = jr.record_many(
-                [("phys", target, op.addr, old, op.payload(), f"devmem batch line {op.line}: {op.text}") for op, old in zip(writes, olds)]
+                [("phys", target, op.addr, old, op.payload(), f"devmem batch line {op.line}: {op.text}", op.width) for op, old in zip(writes, olds)]
             )
             pending = dict(zip(map(id, writes), zip(ids, olds)))
             done: set[int] = set()
@@ -352,7 +352,7 @@ def run_batch(pm, ops: list[Op], journal=None) -> list[dict]:
                         results.append({"op": "r", "addr": op.addr, "width": op.width, "value": pm.read_word(op.addr, op.width)})
                         continue
                     entry_id, predicted = pending[id(op)]
-                    before = pm.read(op.addr, op.size)
+                    before = pm.read_word(op.addr, op.width).to_bytes(op.size, "little")
                     if before != predicted:
                         jr.mark(entry_id, "old", before)
                     assert op.value is not None
@@ -442,7 +442,18 @@ def run(args) -> int:
         from pyphys import journal
 
         label = f"devmem {args.addr} " + (f"{op.width} {op.value:#x}" if op.value is not None else f"bytes {op.payload()[:32].hex()}")
-        rec = journal.journaled_write(pm, addr, op.payload(), kind="phys", label=label)
+        rec = journal.journaled_write(
+            pm, addr, op.payload(), kind="phys", label=label, verify=False, width=op.width if op.value is not None else None
+        )
+        if not rec.verified:
+            if op.value is not None:
+                wrote, got = fmt_word(op.value, op.width), fmt_word(int.from_bytes(rec.readback, "little"), op.width)
+            else:
+                wrote, got = rec.new[:16].hex(), rec.readback[:16].hex()
+            raise VerifyError(
+                f"wrote {wrote} at {addr:#x} ({where}) but read back {got}",
+                f"a register with side effects, or something else writes here; journal entry {rec.id}",
+            )
         if args.json:
             print(json.dumps({"addr": f"{addr:#x}", "old": rec.old.hex(), "new": rec.new.hex(), "readback": rec.readback.hex(), "journal_id": rec.id, "region": where, "backend": pm.backend}))
         _note(

@@ -334,13 +334,24 @@ def test_undo_refuses_changed_bytes(lab, capsys):
 
 
 def test_verify_failure_is_reported(lab, capsys, monkeypatch):
-    real = physmem.PhysMem.write
+    real = physmem.PhysMem.write_word
 
-    def flaky(self, addr, data):
-        real(self, addr, bytes(b ^ 1 for b in data))
+    def flaky(self, addr, width, value):
+        real(self, addr, width, value ^ 1)
 
-    monkeypatch.setattr(physmem.PhysMem, "write", flaky)
+    monkeypatch.setattr(physmem.PhysMem, "write_word", flaky)
     rc, out, err = pyphys(capsys, "devmem", "buffer", "8", "0x10")
-    assert rc != 0 and "read back" in err and len(err.splitlines()) == 1
+    assert rc != 0 and "wrote 0x10" in err and "read back 0x11" in err and len(err.splitlines()) == 1
     marks = [e for e in journal_lines(lab) if e.get("event") == "actual"]
     assert marks and marks[0]["hex"] == "11"
+
+
+def test_word_write_is_journaled_with_width_and_undone_with_one_store(lab, capsys, monkeypatch):
+    before = mem(lab)
+    assert pyphys(capsys, "devmem", "buffer+8", "64", "0x1122334455667788", "-q")[0] == 0
+    assert journal_lines(lab)[0]["width"] == 64
+    calls = []
+    real = physmem.PhysMem.write_word
+    monkeypatch.setattr(physmem.PhysMem, "write_word", lambda self, a, w, v: (calls.append(w), real(self, a, w, v)))
+    assert pyphys(capsys, "undo")[0] == 0
+    assert calls == [64] and mem(lab) == before

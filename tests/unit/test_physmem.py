@@ -302,3 +302,19 @@ def test_mapped_window_on_any_fd(tmp_path):
     finally:
         os.close(fd)
     assert path.read_bytes()[4:12] == bytes.fromhex("78563412") + b"\0abc"
+
+
+def test_mmio_8_byte_range_is_two_32bit_loads_but_read_word_64_is_one(fake, monkeypatch):
+    """QEMU's edu answers only 32-bit accesses to its registers: a range never becomes a 64-bit load."""
+    calls = []
+    orig = physmem.MappedWindow.read_word
+    monkeypatch.setattr(physmem.MappedWindow, "read_word", lambda self, off, w: (calls.append(w), orig(self, off, w))[1])
+    with physmem.open_physmem("mmap") as pm:
+        assert pm.read(0x8000, 8) == raw(fake, 0x8000, 8)
+        assert calls == [32, 32]
+        calls.clear()
+        pm.read_word(0x8000, 64)
+        assert calls == [64]
+        calls.clear()
+        pm.read(0x1000, 8)  # RAM: one exact 64-bit copy is fine
+        assert calls == [64]
