@@ -727,8 +727,6 @@ class _PfnTable:
         self.buf: memoryview | None = None
         self.view: memoryview | None = None
         self.loaded = bytearray()
-        self.check_high_bits = name == "kpageflags"
-        self.high_bits = False  # kpageflags words with bits 55-63 set were seen
 
     def _reserve(self, npfn: int) -> None:
         mmap = self._mmap_mod
@@ -770,12 +768,6 @@ class _PfnTable:
             except OSError as err:
                 raise from_oserror(err, f"cannot read /proc/{self.name}") from err
             loaded[need[i]:need[j] + 1] = b"\x01" * (j - i + 1)
-            if self.check_high_bits:
-                # summaries key pages by kpageflags | pagemap bits 55-63; the kernel defines no
-                # kpageflags bit above 41, but a future one must not alias silently
-                top = bytes(buf[lo * 8 + 6:hi * 8:8]).translate(_HIGH_BIT)
-                if top.count(0) != hi - lo or bytes(buf[lo * 8 + 7:hi * 8:8]).count(0) != hi - lo:
-                    self.high_bits = True
             i = j + 1
         if need[0] == 0:
             self.view[0] = 0
@@ -1056,10 +1048,12 @@ def summarize(process, start: int | None = None, end: int | None = None) -> Summ
                 _merge(counts, c, g)
             else:
                 for g in present_groups:
-                    sel = meta.translate(_SELECT[g])
+                    sel = meta.translate(_select(g))
                     _merge(counts, Counter(map(get, compress(lanes, sel))), g)
-        if ft is not None and ft.high_bits:
-            summ.notes.append("kpageflags has bits above 54 set: the summary may merge some flag sets")
+        if _ALIASED in counts:
+            del counts[_ALIASED]
+            summ.notes.append("kpageflags words with bits 55-63 set were seen (no kernel defines them): "
+                              "they are merged with pagemap bits in this summary")
         for g, n in by_meta.items():
             counts[_meta_to_pme(g)] += n
         for key, n in counts.items():
@@ -1077,10 +1071,14 @@ def summarize(process, start: int | None = None, end: int | None = None) -> Summ
         return summ
 
 
-_HIGH_BIT = bytes(1 if i & 0x80 else 0 for i in range(256))
-_SOFT_DIRTY_TO_BIT3 = bytes(0x08 if i & 0x80 else 0 for i in range(256))
-_BITS_59_60 = bytes(1 if i & 0x18 else 0 for i in range(256))
-_SELECT = [bytes(1 if i == g else 0 for i in range(256)) for g in range(256)]
+_HIGH_BIT = bytes(128) + b"\x01" * 128                      # 1 where bit 7 is set
+_SOFT_DIRTY_TO_BIT3 = bytes(128) + b"\x08" * 128            # bit 7 -> bit 3
+_BITS_59_60 = bytes((i >> 3 & 3) != 0 for i in range(256))  # 1 where bit 3 or 4 is set
+
+
+def _select(g: int) -> bytes:
+    """bytes.translate table: 1 for byte value ``g``, 0 for every other."""
+    return b"\x00" * g + b"\x01" + b"\x00" * (255 - g)
 
 
 def _meta_to_pme(g: int) -> int:
@@ -1091,9 +1089,15 @@ def _meta_to_pme(g: int) -> int:
     return pme
 
 
+_ALIASED = -1  # marker key: a kpageflags word overlapped the pagemap bits 55-63
+
+
 def _merge(counts, c, g: int) -> None:
+    """Add kpageflags counts ``c`` of pages whose pagemap meta byte is ``g`` to ``counts``."""
     pme = _meta_to_pme(g)
     for k, n in c.items():
+        if k & L.PM_FLAGS_MASK:
+            counts[_ALIASED] = 1  # the summary keys would alias: note it (checked per distinct word)
         counts[k | pme] += n
 
 

@@ -1,0 +1,129 @@
+"""pagemap benchmarks (issue 3), on the host: pyphys against the kernel's own page-types.
+
+1. Whole-process flag summary of a child with 4 GiB of touched anonymous memory:
+   ``pyphys pagemap PID --all --summary`` vs ``page-types -p PID`` (both read pagemap for every
+   page and kpageflags for every present frame). Target <= 1.0x.
+2. One-address translation ``pyphys pagemap PID ADDR`` vs bare ``python -c pass`` start-up.
+   Target <= 1.5x.
+3. Peak RSS of the summary over those 4 GiB (wait4 rusage of the process). Target <= 100 MiB.
+
+Wall times are the best of several alternating runs (the machine is shared); medians are in
+the notes. page-types: $PYPHYS_PAGE_TYPES, else the lab kernel tree's tools/vm/page-types.
+Prints one JSON list of rows on stdout.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+WHERE = "host"
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GIB = int(os.environ.get("PYPHYS_BENCH_PAGEMAP_GIB", "4"))
+
+CHILD = r"""
+import mmap, sys, time
+n = %d << 30
+m = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+for off in range(0, n, mmap.PAGESIZE):
+    m[off] = 1
+sys.stdout.write("%%d\n" %% (__import__("ctypes").addressof(__import__("ctypes").c_char.from_buffer(m))))
+sys.stdout.flush()
+time.sleep(3600)
+"""
+
+
+def find_page_types() -> str | None:
+    env = os.environ.get("PYPHYS_PAGE_TYPES")
+    if env:
+        return env if os.access(env, os.X_OK) else None
+    cache = os.environ.get("PYPHYS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pyphys")
+    for tree in sorted(glob.glob(os.path.join(cache, "lab-*")), key=os.path.getmtime, reverse=True):
+        for sub in ("tools/vm/page-types", "tools/mm/page-types"):
+            path = os.path.join(tree, "linux", sub)
+            if os.path.exists(os.path.join(tree, ".complete")) and os.access(path, os.X_OK):
+                return path
+    return None
+
+
+def timed(argv: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one run of ``argv``; raises if it fails."""
+    env = dict(os.environ, PYTHONPATH=TOP + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    t = time.perf_counter()
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=TOP)
+    _pid, status, usage = os.wait4(p.pid, 0)
+    dt = time.perf_counter() - t
+    err = p.stderr.read().decode(errors="replace")
+    p.stderr.close()
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {p.returncode}: {err.strip()[-300:]}")
+    return dt, usage.ru_maxrss
+
+
+def alternate(a: list[str], b: list[str], n: int) -> tuple[list[float], list[float], list[int], list[int]]:
+    ta, tb, ra, rb = [], [], [], []
+    for _ in range(n):
+        for argv, times, rss in ((a, ta, ra), (b, tb, rb)):
+            dt, kib = timed(argv)
+            times.append(dt)
+            rss.append(kib)
+    return ta, tb, ra, rb
+
+
+def row(bench, pyphys, peer_name, peer, unit, target, note, ratio="auto"):
+    if ratio == "auto":
+        ratio = pyphys / peer if peer else None
+    return {"bench": bench, "pyphys": round(pyphys, 4), "peer_name": peer_name, "peer": round(peer, 4),
+            "unit": unit, "ratio": None if ratio is None else round(ratio, 3), "target": target, "note": note}
+
+
+def main() -> int:
+    rows = []
+    py = sys.executable
+    pt = find_page_types()
+    if os.geteuid() != 0:
+        print(json.dumps([{"bench": "pagemap: skipped", "note": "needs root (PFNs, /proc/kpageflags)"}]))
+        return 0
+    child = subprocess.Popen([py, "-c", CHILD % GIB], stdout=subprocess.PIPE, text=True)
+    try:
+        addr = int(child.stdout.readline())
+        pid = str(child.pid)
+        pyphys_sum = [py, "-m", "pyphys", "pagemap", pid, "--all", "--summary"]
+        if pt:
+            ta, tb, ra, rb = alternate(pyphys_sum, [pt, "-p", pid], 5)
+            rows.append(row(f"summary of {GIB} GiB touched anon (pagemap+kpageflags per page)", min(ta),
+                            "page-types -p PID", min(tb), "s", "<= 1.0x",
+                            f"best of 5 alternating; medians {statistics.median(ta):.3f} vs "
+                            f"{statistics.median(tb):.3f} s; pyphys time includes Python start-up"))
+        else:
+            ta = [timed(pyphys_sum)[0] for _ in range(3)]
+            ra = [0]
+            rows.append({"bench": f"summary of {GIB} GiB touched anon", "pyphys": round(min(ta), 4),
+                         "peer_name": "page-types (not built)", "unit": "s", "target": "<= 1.0x",
+                         "note": "run `make kernel` to build tools/vm/page-types"})
+        one = [py, "-m", "pyphys", "pagemap", pid, hex(addr)]
+        ta1, tb1, _r1, _r2 = alternate(one, [py, "-c", "pass"], 15)
+        rows.append(row("one-address CLI translation", min(ta1), "python -c pass", min(tb1), "s", "<= 1.5x",
+                        f"best of 15 alternating; medians {statistics.median(ta1) * 1000:.1f} vs "
+                        f"{statistics.median(tb1) * 1000:.1f} ms"))
+        rss_pyphys = max(ra) / 1024
+        rss_peer = max(rb) / 1024 if pt else 0.0
+        rows.append(row(f"peak RSS, summary of {GIB} GiB", rss_pyphys,
+                        "page-types -p PID" if pt else "-", rss_peer, "MiB", "<= 100 MiB",
+                        "wait4() ru_maxrss of the whole pyphys process (interpreter included)", ratio=None))
+    finally:
+        child.kill()
+        child.wait()
+    print(json.dumps(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

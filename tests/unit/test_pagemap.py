@@ -1,0 +1,283 @@
+"""pyphys.pagemap on a canned /proc (tests/fixtures/pagemap/proc, built by make_fixtures.py from
+the bit layouts in pagemap.rst and kernel-page-flags.h): translate, scan, runs, summary, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from pyphys import cli, pagemap, paths
+from pyphys.errors import NotFoundError, ProcessGoneError, RegionError, UsageError
+
+FIX = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "pagemap")
+MIB = 1 << 20
+
+needs_4k = pytest.mark.skipif(pagemap.PAGE_SIZE != 4096, reason="the canned pagemap assumes 4 KiB pages")
+pytestmark = needs_4k
+
+
+@pytest.fixture
+def proc():
+    old = paths.set_roots(proc=os.path.join(FIX, "proc"))
+    yield
+    paths.set_roots(**old)
+
+
+@pytest.fixture
+def hidden():
+    old = paths.set_roots(proc=os.path.join(FIX, "proc-hidden"))
+    yield
+    paths.set_roots(**old)
+
+
+def names(t) -> set[str]:
+    return set(t.flag_names)
+
+
+# ---------------------------------------------------------------------------- translate
+def test_translate_file_page(proc):
+    t = pagemap.translate(4242, 0x10234)
+    assert t.mapping.path == "/opt/fake prog/bin (deleted)" and t.process == "fake prog) (x"
+    assert (t.vpage, t.offset, t.pfn, t.phys_addr) == (0x10000, 0x234, 0x100, 0x100234)
+    e = t.entry
+    assert e.present and e.file_or_shared_anon and e.soft_dirty and not e.exclusive
+    assert t.kpagecount == 3
+    assert t.huge is None
+    # kpageflags for a file page: mappedtodisk stays mappedtodisk; pagemap bits folded in
+    assert names(t) == {"referenced", "uptodate", "lru", "active", "mmap", "mappedtodisk", "softdirty", "file"}
+
+
+def test_translate_anon_exclusive_and_mlocked(proc):
+    t = pagemap.translate(4242, 0x14008)
+    assert t.pfn == 0x200 and t.entry.exclusive
+    assert {"anonymous", "anon_exclusive", "mmap_exclusive"} <= names(t) and "mappedtodisk" not in names(t)
+    m = pagemap.translate(4242, 0x30000)
+    assert {"mlocked", "unevictable"} <= names(m)
+
+
+@pytest.mark.parametrize("addr,index", [(0x200000, 0), (0x201010, 1), (0x3FFFFF, 511)])
+def test_translate_transparent_huge_page(proc, addr, index):
+    t = pagemap.translate(4242, addr)
+    assert t.huge is not None
+    assert (t.huge.kind, t.huge.head_pfn, t.huge.pages, t.huge.index, t.huge.size) == ("THP", 0x400, 512, index, 2 * MIB)
+    assert "thp" in names(t)
+    assert t.pfn == 0x400 + index
+
+
+def test_translate_swapped(proc):
+    t = pagemap.translate(4242, 0x16FFF)
+    e = t.entry
+    assert e.kind == "swapped" and (e.swap_type, e.swap_offset) == (1, 0x1234)
+    assert t.pfn is None and t.phys_addr is None and t.kpageflags is None
+    assert not t.notes  # type 1 is one of the two swap areas in the canned /proc/swaps
+
+
+def test_translate_markers(proc):
+    g = pagemap.translate(4242, 0x32000)
+    assert g.entry.kind == "guard region" and g.entry.guard_region
+    u = pagemap.translate(4242, 0x33000)
+    assert u.entry.uffd_wp and u.entry.swap_type == 30
+    assert any("not one of the 2 swap areas" in n for n in u.notes)
+    w = pagemap.translate(4242, 0x31000)
+    assert w.entry.uffd_wp and w.entry.present and "uffd_wp" in names(w)
+
+
+def test_translate_unknown_bits_and_holes(proc):
+    t = pagemap.translate(4242, 0x34000)
+    assert t.entry.unknown_bits == 1 << 59 and any("59-60" in n for n in t.notes)
+    hole = pagemap.translate(4242, 0x12000)
+    assert hole.entry.kind == "not present" and hole.pfn is None
+    assert any("never touched" in n for n in hole.notes)
+
+
+def test_translate_unmapped_names_nearest_mappings(proc):
+    with pytest.raises(pagemap.UnmappedAddressError) as exc:
+        pagemap.translate(4242, 0x25000)
+    err = exc.value
+    assert isinstance(err, RegionError)
+    assert err.below.start == 0x20000 and err.above.start == 0x30000
+    assert "0x20000-0x21000" in str(err) and "0x30000-0x38000" in str(err)
+
+
+def test_translate_above_user_space(proc):
+    if os.uname().machine != "x86_64":
+        pytest.skip("x86-64 user-space limit")
+    with pytest.raises(UsageError, match="above the user-space limit"):
+        pagemap.translate(4242, 0xFFFF800000000000)
+    with pytest.raises(RegionError, match=r"\[vsyscall\]"):
+        pagemap.translate(4242, 0xFFFFFFFFFF600010)
+    with pytest.raises(UsageError):
+        pagemap.translate(4242, 1 << 64)
+
+
+def test_translate_process_errors(proc):
+    with pytest.raises(UsageError, match="kernel thread"):
+        pagemap.translate(4243, 0x1000)
+    with pytest.raises(ProcessGoneError, match="zombie"):
+        pagemap.translate(4244, 0x1000)
+    with pytest.raises(NotFoundError):
+        pagemap.translate(999999, 0x1000)
+
+
+def test_translate_hidden_pfn(hidden):
+    t = pagemap.translate(4242, 0x10234)
+    assert t.entry.present and t.entry.pfn_hidden
+    assert t.pfn is None and t.phys_addr is None and t.kpageflags is None and t.kpagecount is None
+    assert any("CAP_SYS_ADMIN" in n for n in t.notes)
+    s = pagemap.translate(4242, 0x16000)
+    assert s.entry.swapped and s.entry.pfn_hidden and s.entry.swap_offset is None
+
+
+def test_translation_to_dict_is_json(proc):
+    d = json.loads(json.dumps(pagemap.translate(4242, 0x201010).to_dict()))
+    assert d["pfn"] == "0x401" and d["phys_addr"] == "0x401010" and d["huge"]["kind"] == "THP"
+    assert d["entry"]["exclusive"] is True and "thp" in d["flag_names"]
+
+
+# ---------------------------------------------------------------------------- scans
+def test_scan_pages(proc):
+    recs = list(pagemap.scan(4242, 0x10000, 0x18000, kpagecount=True))
+    assert [r.vaddr for r in recs] == list(range(0x10000, 0x18000, 0x1000))
+    assert [r.pfn for r in recs] == [0x100, 0x101, None, 0x103, 0x200, 0x1FF, None, None]
+    assert [r.kpagecount for r in recs[:2]] == [3, 3]
+    assert recs[6].decoded.swap_offset == 0x1234 and recs[6].kpageflags is None
+    assert recs[0].mapping.path.startswith("/opt/fake prog")
+
+
+def test_runs(proc):
+    got = [(r.vaddr, r.pages, r.pfn, r.step, r.decoded.kind) for r in pagemap.runs(4242)]
+    assert got[:6] == [
+        (0x10000, 2, 0x100, 1, "present"),
+        (0x12000, 1, None, 0, "not present"),
+        (0x13000, 1, 0x103, 0, "present"),      # exclusive: pagemap bits differ from 0x11000
+        (0x14000, 2, 0x200, -1, "present"),     # descending frames are a run too
+        (0x16000, 2, None, 1, "swapped"),       # consecutive swap slots
+        (0x20000, 1, 0x300, 0, "present"),
+    ]
+    thp = [r for r in pagemap.runs(4242, 0x200000, 0x600000)]
+    assert [(r.vaddr, r.pages, r.pfn, r.huge) for r in thp] == [
+        (0x200000, 1, 0x400, "THP"), (0x201000, 511, 0x401, "THP"), (0x400000, 512, None, None)]
+    assert thp[1].last_pfn == 0x5FF
+
+
+def test_summary_counts(proc):
+    s = pagemap.summarize(4242)
+    # present: 3 file + 2 heap + 1 shared + 4 in the 0x30000 mapping + 512 THP
+    assert (s.present, s.swapped, s.not_present) == (522, 4, 515)
+    assert s.total == 526 and s.kpageflags_read and not s.pfns_hidden
+    assert s.huge_pages() == {"THP": 512, "hugetlb": 0}
+    rows = {r.names: r.pages for r in s.rows()}
+    assert rows[("mmap", "anonymous", "compound_tail", "thp", "mmap_exclusive")] == 511
+    assert rows[("uptodate", "lru", "mmap", "anonymous", "swapbacked", "compound_head", "thp", "mmap_exclusive")] == 1
+    assert rows[("swap",)] == 2 and rows[("uffd_wp", "swap")] == 1 and rows[("guard_region", "swap")] == 1
+    assert rows[("mmap", "zero_page")] == 1
+    assert sum(r.pages for r in s.rows("well-known")) == 526
+    # the default page-types view hides compound bits of THPs: head and tails merge
+    wk = {r.names: r.pages for r in s.rows("well-known")}
+    assert wk[("mmap", "anonymous", "thp")] == 511
+    assert any("[vsyscall]" in n for n in s.notes)
+
+
+def test_summary_matches_per_page_scan(proc):
+    """The vectorised summary and the per-page scan must count the same pages."""
+    s = pagemap.summarize(4242)
+    counts: dict[int, int] = {}
+    for r in pagemap.scan(4242):
+        if r.entry >> 62:
+            f = r.flags
+            counts[f] = counts.get(f, 0) + 1
+    assert counts == {r.flags: r.pages for r in s.rows()}
+
+
+def test_summary_of_a_range_and_bad_ranges(proc):
+    s = pagemap.summarize(4242, 0x10000, 0x14000)
+    assert (s.present, s.not_present) == (3, 1)
+    with pytest.raises(UsageError):
+        pagemap.summarize(4242, 0x14000, 0x10000)
+    with pytest.raises(UsageError):
+        pagemap.summarize(4242, 0x14000, 0x14000)
+    with pytest.raises(pagemap.UnmappedAddressError):
+        pagemap.summarize(4242, 0x22000, 0x24000)
+
+
+def test_summary_hidden(hidden):
+    s = pagemap.summarize(4242)
+    assert s.pfns_hidden and not s.kpageflags_read
+    assert (s.present, s.swapped) == (522, 4)
+    assert any("CAP_SYS_ADMIN" in n for n in s.notes)
+    recs = list(pagemap.scan(4242, 0x10000, 0x12000))
+    assert [r.pfn for r in recs] == [None, None] and recs[0].decoded.pfn_hidden
+
+
+def test_process_exits_during_scan(tmp_path):
+    root = tmp_path / "proc"
+    shutil.copytree(os.path.join(FIX, "proc"), root)
+    old = paths.set_roots(proc=str(root))
+    try:
+        with pagemap._Scan(4245) as s:  # alive when opened ...
+            stat = root / "4245" / "stat"
+            stat.write_text(stat.read_text().replace(" S ", " Z ", 1))  # ... a zombie by the first read
+            with pytest.raises(ProcessGoneError, match="exited during the scan"):
+                list(s.raw_chunks())
+    finally:
+        paths.set_roots(**old)
+
+
+# ---------------------------------------------------------------------------- CLI
+def run_cli(capsys, *argv):
+    rc = cli.main(["pagemap", *argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_cli_translate_text_and_json(proc, capsys):
+    rc, out, err = run_cli(capsys, "4242", "0x10234")
+    assert rc == 0 and not err
+    assert "PFN              0x100\n" in out and "physical address 0x100234" in out
+    assert "kpagecount         3" in out and "mappedtodisk" in out
+    rc, out, _ = run_cli(capsys, "4242", "66100", "--json")  # decimal 0x10234
+    assert rc == 0 and json.loads(out)["phys_addr"] == "0x100234"
+
+
+def test_cli_hidden_says_hidden(hidden, capsys):
+    rc, out, _ = run_cli(capsys, "4242", "0x10234")
+    assert rc == 0 and "PFN              hidden" in out and "0x0\n" not in out
+
+
+def test_cli_pages_runs_summary(proc, capsys):
+    rc, out, _ = run_cli(capsys, "4242", "0x10000-0x18000", "--pages", "--count")
+    lines = [ln for ln in out.splitlines() if ln.startswith("0x")]
+    assert len(lines) == 8 and lines[0].split()[:3] == ["0x000000010000", "0x100", "3"]
+    assert "swap 1:0x1234" in out and "not present" in out
+    rc, out, _ = run_cli(capsys, "4242", "0x200000+0x400000")
+    assert "0x201000-0x400000" in out and "[THP]" in out and "0x401..0x5ff" in out
+    rc, out, _ = run_cli(capsys, "4242", "--all")
+    assert rc == 0 and "total\t       526" in out and "522 present, 4 swapped, 515 not present" in out
+    rc, out, _ = run_cli(capsys, "4242", "--all", "--json", "--view", "well-known")
+    assert json.loads(out)["total"] == 526
+    rc, out, _ = run_cli(capsys, "4242", "0x10000-0x18000", "--pages", "--json")
+    assert [p["pfn"] for p in json.loads(out)][:2] == ["0x100", "0x101"]
+
+
+@pytest.mark.parametrize("argv,code", [
+    (["4242", "zz"], 2),                      # non-hex address
+    (["4242", "0x20000-0x10000"], 2),         # reversed range
+    (["4242", "0x10000-0x10000"], 2),         # empty range
+    (["4242", "0xffff800000000000"], 2),      # above user space
+    (["999999", "0x1000"], 1),                # pid of nothing
+    (["0", "0x1000"], 2),                     # bad pid
+    (["4243", "0x1000"], 2),                  # kernel thread
+    (["4244", "0x1000"], 1),                  # zombie
+    (["4242", "0x25000"], 1),                 # unmapped
+    (["4242"], 2),                            # nothing to translate
+    (["4242", "0x1000", "--all"], 2),         # both
+])
+def test_cli_bad_input_is_one_line(proc, capsys, argv, code):
+    rc, out, err = run_cli(capsys, *argv)
+    assert rc == code
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1 and err.startswith("pyphys pagemap: error:")
+    assert "Traceback" not in err
