@@ -1,0 +1,316 @@
+"""BAR and config-space access, journaling and undo, and the CLI, on a copy of a captured tree.
+
+Regular files stand in for sysfs resourceN/config and for /dev/mem: the real pci, physmem and
+journal code runs on them, and every check reads the files directly (not through pyphys).
+Exact-width behaviour on real hardware is covered by tests/vm/test_pci_vm.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from pyphys import cli, journal, paths, pci
+from pyphys.errors import NotFoundError, PyphysError, RegionError, UsageError
+
+FIX = os.path.join(os.path.dirname(__file__), "..", "fixtures", "pci", "lab-guest")
+SEED = bytes([68, 117, 110, 105, 97, 44, 118, 105, 112, 105, 63, 13])  # seed 002's DARRAY without the 0
+
+
+@pytest.fixture
+def tree(tmp_path, monkeypatch):
+    """A writable copy of the lab guest's tree with 'device memory' files of the BARs' sizes."""
+    root = tmp_path / "m"
+    shutil.copytree(FIX, root, symlinks=True)
+    old = paths.set_roots(sys=str(root / "sys"), proc=str(root / "proc"), dev=str(root / "dev"))
+    monkeypatch.setenv("PYPHYS_JOURNAL", str(tmp_path / "journal.jsonl"))
+    monkeypatch.setenv("PYPHYS_PCI_IDS", "")
+    devices = pci.scan()
+    files = {}
+    for d in devices:
+        for b in d.bars:
+            path = root / "sys/bus/pci/devices" / d.address / f"resource{b.index}"
+            with open(path, "wb") as f:
+                f.truncate(b.size)
+            files[(d.ids, b.index)] = path
+    edu = files[("1234:11e8", 0)]
+    with open(edu, "r+b") as f:
+        f.write((0x010000ED).to_bytes(4, "little"))  # edu.rst: identification register
+    ns = type("Tree", (), {})()
+    ns.root, ns.files, ns.devices, ns.journal = root, files, devices, tmp_path / "journal.jsonl"
+    ns.dev = lambda ids: next(d for d in devices if d.ids == ids)
+    yield ns
+    paths.set_roots(**old)
+
+
+def content(path, off=0, n=None) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(off)
+        return f.read() if n is None else f.read(n)
+
+
+def journal_entries(ns) -> list:
+    return journal.Journal(str(ns.journal)).entries() if ns.journal.exists() else []
+
+
+# ---------------------------------------------------------------------------------------------
+# library
+# ---------------------------------------------------------------------------------------------
+def test_register_write_is_journaled_and_undone(tree):
+    edu = tree.dev("1234:11e8")
+    rec = pci.write_bar(edu, 0, 4, (0x12345678).to_bytes(4, "little"), width=32)
+    assert content(tree.files[("1234:11e8", 0)], 4, 4) == bytes.fromhex("78563412")
+    assert rec.old == b"\0" * 4 and rec.after == rec.new
+    (entry,) = journal_entries(tree)
+    assert entry.kind == "pci" and entry.addr == 4 and entry.target["bar"] == 0
+    results = journal.Journal(str(tree.journal)).undo()
+    assert [r.status for r in results] == ["restored"]
+    assert content(tree.files[("1234:11e8", 0)], 4, 4) == b"\0" * 4
+
+
+def test_seed_string_in_one_call_and_undo(tree):
+    ivshmem = tree.dev("1af4:1110")
+    pci.write_bar(ivshmem, 2, 0, SEED)
+    assert content(tree.files[("1af4:1110", 2)], 0, 16) == SEED + b"\0" * 4
+    assert len(journal_entries(tree)) == 1  # one call, one journal entry: not a shell loop
+    journal.Journal(str(tree.journal)).undo()
+    assert content(tree.files[("1af4:1110", 2)], 0, 16) == b"\0" * 16
+
+
+def test_read_back_difference_is_recorded_not_fatal(tree, monkeypatch):
+    """edu's liveness register reads back ~value: the journal keeps it as 'actual', the write stands."""
+    edu = tree.dev("1234:11e8")
+    real_write = pci.BarAccess.write
+
+    def inverting_write(self, off, data):
+        real_write(self, off, bytes(b ^ 0xFF for b in data))
+
+    monkeypatch.setattr(pci.BarAccess, "write", inverting_write)
+    rec = pci.write_bar(edu, 0, 4, (0x12345678).to_bytes(4, "little"), width=32)
+    assert int.from_bytes(rec.after, "little") == 0xEDCBA987
+    (entry,) = journal_entries(tree)
+    assert entry.actual == rec.after
+
+
+def test_undo_refuses_when_the_device_changed(tree):
+    edu = tree.dev("1234:11e8")
+    pci.write_bar(edu, 0, 4, b"\1\0\0\0", width=32)
+    (tree.root / "sys/bus/pci/devices" / edu.address / "device").write_text("0x11e9\n")
+    with pytest.raises(NotFoundError, match="re-enumerated|not the"):
+        journal.Journal(str(tree.journal)).undo()
+    assert content(tree.files[("1234:11e8", 0)], 4, 4) == b"\1\0\0\0"
+
+
+@pytest.mark.parametrize(
+    "offset, width, value, error",
+    [(0x100000, 32, 1, RegionError), (0xFFFFE, 32, 1, RegionError), (2, 32, 1, UsageError), (0, 8, 0x100, UsageError)],
+)
+def test_bad_bar_writes_write_nothing(tree, offset, width, value, error):
+    edu = tree.dev("1234:11e8")
+    before = content(tree.files[("1234:11e8", 0)])
+    with pytest.raises(error):
+        data = value.to_bytes(max(width // 8, (value.bit_length() + 7) // 8), "little")
+        pci.write_bar(edu, 0, offset, data, width=width)
+    assert content(tree.files[("1234:11e8", 0)]) == before
+    assert journal_entries(tree) == []
+
+
+def test_string_past_the_end_writes_nothing(tree):
+    ivshmem = tree.dev("1af4:1110")
+    with pytest.raises(RegionError):
+        pci.write_bar(ivshmem, 2, (1 << 20) - 4, SEED)
+    assert content(tree.files[("1af4:1110", 2)]) == b"\0" * (1 << 20)
+    assert journal_entries(tree) == []
+
+
+def test_io_bar_accesses_are_exact_width(tree, monkeypatch):
+    """Each I/O access is one pread/pwrite of exactly its size (the kernel does one in/out per call)."""
+    ahci = tree.dev("8086:2922")
+    calls = []
+    real_pread, real_pwrite = os.pread, os.pwrite
+
+    def pread(fd, n, off):
+        calls.append(("r", n, off))
+        return real_pread(fd, n, off)
+
+    def pwrite(fd, data, off):
+        calls.append(("w", len(data), off))
+        return real_pwrite(fd, data, off)
+
+    with pci.open_bar(ahci, 4, writable=True) as bar:
+        monkeypatch.setattr(os, "pread", pread)
+        monkeypatch.setattr(os, "pwrite", pwrite)
+        bar.write_word(0x10, 32, 0x8)
+        assert bar.read_word(0x10, 32) == 0x8
+        bar.write(1, b"abc")
+        bar.read_word(0x14, 16)
+        monkeypatch.undo()
+    assert calls == [("w", 4, 0x10), ("r", 4, 0x10), ("w", 1, 1), ("w", 2, 2), ("r", 2, 0x14)]
+    with pytest.raises(UsageError, match="width"):
+        with pci.open_bar(ahci, 4) as bar:
+            bar.read_word(0, 64)
+
+
+def test_io_bar_through_devmem_is_refused_clearly(tree):
+    with pytest.raises(UsageError, match="I/O-port BAR"):
+        pci.open_bar(tree.dev("8086:2922"), 4, via="devmem")
+
+
+def test_sub_page_bar_explains_the_way_out(tree):
+    with pytest.raises(RegionError) as err:
+        with pci.open_bar(tree.dev("1af4:1110"), 0) as bar:
+            bar.read_word(0, 32)
+    assert "--via devmem" in err.value.hint
+
+
+def test_read_only_open_refuses_writes(tree):
+    with pci.open_bar(tree.dev("1234:11e8"), 0) as bar:
+        assert bar.read_word(0, 32) == 0x010000ED
+        with pytest.raises(UsageError):
+            bar.write(4, b"\0\0\0\0")
+
+
+def test_range_read(tree):
+    with open(tree.files[("1af4:1110", 2)], "r+b") as f:
+        f.write(SEED)
+    assert pci.read_bar_range(tree.dev("1af4:1110"), 2, 0, 16, 32) == SEED + b"\0" * 4
+    with pytest.raises(UsageError, match="aligned"):
+        pci.read_bar_range(tree.dev("1af4:1110"), 2, 0, 6, 32)
+
+
+def test_via_devmem_goes_to_the_bar_address(tree):
+    """--via devmem: the physmem layer maps /dev/mem at BAR start + offset (a sparse stand-in file)."""
+    edu = tree.dev("1234:11e8")
+    (tree.root / "dev").mkdir()
+    mem = tree.root / "dev" / "mem"
+    with open(mem, "wb") as f:
+        f.truncate(edu.bar(0).end + 1)
+    pci.write_bar(edu, 0, 8, (5).to_bytes(4, "little"), width=32, via="devmem")
+    assert content(mem, edu.bar(0).start + 8, 4) == b"\5\0\0\0"
+    (entry,) = journal_entries(tree)
+    assert entry.target["via"] == "devmem"
+    journal.Journal(str(tree.journal)).undo()
+    assert content(mem, edu.bar(0).start + 8, 4) == b"\0\0\0\0"
+
+
+def test_config_write_needs_force_and_is_undoable(tree):
+    edu = tree.dev("1234:11e8")
+    cfg = tree.root / "sys/bus/pci/devices" / edu.address / "config"
+    before = content(cfg)
+    with pytest.raises(UsageError, match="--force"):
+        pci.write_config(edu, 0x3C, 8, 5)
+    assert content(cfg) == before and journal_entries(tree) == []
+    pci.write_config(edu, 0x3C, 8, 5, force=True)
+    assert content(cfg, 0x3C, 1) == b"\5"
+    journal.Journal(str(tree.journal)).undo()
+    assert content(cfg) == before
+
+
+def test_config_read_word(tree):
+    edu = tree.dev("1234:11e8")
+    assert pci.read_config_word(edu, 0, 32) == 0x11E81234
+    with pytest.raises(UsageError):
+        pci.read_config_word(edu, 2, 32)
+    with pytest.raises(RegionError):
+        pci.read_config_word(edu, 0x100, 8)
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+def run(capsys, *argv) -> tuple[int, str, str]:
+    rc = cli.main(["pci", *argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_cli_list_and_json(tree, capsys):
+    rc, out, _ = run(capsys, "list")
+    assert rc == 0
+    for d in tree.devices:
+        assert d.short_address in out and f"[{d.ids}]" in out
+    rc, out, _ = run(capsys, "list", "--json")
+    assert [d["address"] for d in json.loads(out)] == [d.address for d in tree.devices]
+    rc, out, _ = run(capsys, "list", "--source", "procfs", "1af4:1110")
+    assert rc == 0 and "BAR2  mem 64-bit prefetchable" in out
+
+
+def test_cli_read_write_seed_flags(tree, capsys):
+    assert run(capsys, "read", "1234:11e8", "0", "0")[1] == "0x010000ED\n"
+    rc, out, _ = run(capsys, "write", "-V", "0x1af4", "-D", "0x1110", "-v", "0x1af4", "-d", "0x1100",
+                     "2", "0", "--string", r"Dunia,vipi?\r")
+    assert rc == 0 and "journal entry 1" in out
+    assert content(tree.files[("1af4:1110", 2)], 0, 12) == SEED
+    assert run(capsys, "read", "-V", "1af4", "-D", "1110", "2", "0", "8")[1] == "0x44\n"
+
+
+def test_cli_hexdump_matches_hexdump_C(tree, capsys):
+    if not shutil.which("hexdump"):
+        pytest.skip("hexdump (bsdextrautils) not installed: it is the peer for the layout")
+    data = SEED + bytes(range(20))
+    with open(tree.files[("1af4:1110", 2)], "r+b") as f:
+        f.write(data)
+    rc, out, _ = run(capsys, "read", "1af4:1110", "2", "0", "8", "-l", str(len(data)))
+    peer = subprocess.run(["hexdump", "-C"], input=data, stdout=subprocess.PIPE, check=True).stdout.decode()
+    assert rc == 0
+    assert out.splitlines() == peer.splitlines()[:-1]  # hexdump -C ends with the length line
+
+
+BAD = [
+    (["read", "dead:beef", "0", "0"], "no PCI device matches"),
+    (["read", "1234:11e8", "3", "0"], "has no BAR3"),
+    (["read", "1234:11e8", "0", "0x100000"], "past the end"),
+    (["write", "1234:11e8", "0", "0x100000", "1"], "past the end"),
+    (["write", "1234:11e8", "0", "2", "32", "1"], "not aligned"),
+    (["write", "1234:11e8", "0", "4", "8", "0x100"], "too wide"),
+    (["write", "1234:11e8", "0", "4", "12", "1"], "width"),
+    (["write", "1234:11e8", "0", "4", "-1"], "is negative"),
+    (["write", "1af4:1110", "2", "0xffffc", "--string", "Dunia"], "past the end"),
+    (["write", "1af4:1110", "2", "0", "--string", "caf\u00e9\u20ac"], "not a single byte"),
+    (["write", "1af4:", "2", "0", "1"], "devices match"),
+    (["write", "1234:11e8", "7", "0", "1"], "BAR index"),
+    (["config", "1234:11e8", "0x3c", "8", "5"], "--force"),
+    (["read", "2", "0"], "name a device"),
+    (["read", "zz:qq", "0", "0"], "neither an address"),
+]
+
+
+@pytest.mark.parametrize("argv, words", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_cli_bad_input_one_line_nothing_written(tree, capsys, argv, words):
+    before = {k: content(p) for k, p in tree.files.items() if k[0] in ("1234:11e8", "1af4:1110")}
+    cfg = tree.root / "sys/bus/pci/devices" / tree.dev("1234:11e8").address / "config"
+    cfg_before = content(cfg)
+    rc, out, err = run(capsys, *argv)
+    assert rc != 0
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert words in err
+    assert {k: content(p) for k, p in tree.files.items() if k in before} == before
+    assert content(cfg) == cfg_before
+    assert journal_entries(tree) == []
+
+
+def test_decode_string():
+    from pyphys.commands.pci import decode_string
+
+    assert decode_string(r"Dunia,vipi?\r") == SEED
+    assert decode_string(r"a\0b\x41\101\\") == b"a\0bAA\\"
+    for bad in ("\\", r"\xZ1", r"\q", r"\777"):
+        with pytest.raises(UsageError):
+            decode_string(bad)
+
+
+def test_unprivileged_config_read_is_explained(tree):
+    """A 64-byte config file (what sysfs gives non-root) makes deeper reads fail with the reason."""
+    edu = tree.dev("1234:11e8")
+    cfg = tree.root / "sys/bus/pci/devices" / edu.address / "config"
+    data = content(cfg)
+    with open(cfg, "wb") as f:
+        f.write(data[:64])
+    hdr = pci.decode_config(pci.read_config(edu))
+    assert hdr.length == 64 and any("CAP_SYS_ADMIN" in n for n in hdr.notes)
+    with pytest.raises(PyphysError):
+        pci.read_config_word(edu, 0x40, 8)
