@@ -35,23 +35,26 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 from pyphys.errors import PyphysError, RegionError, UsageError, from_oserror
 from pyphys.layouts import lime
 
 FORMATS = ("raw", "padded", "lime")
-#: bytes read from physical memory and written per step; aligned in the physical address
-#: space. Large enough that syscall overhead vanishes (dd's bs=16M vs bs=1M made no
-#: difference in the lab guest), small enough that a few blocks in flight stay far below
-#: the 64 MiB RSS budget.
-BLOCK_SIZE = 4 << 20
+#: bytes read from physical memory and written per step, aligned in the physical address
+#: space. Big enough that syscall overhead vanishes (in the lab guest dd moved /dev/mem at
+#: 233 MB/s with bs=1M and 213 MB/s with bs=16M: LAB-NOTES), small enough that the blocks
+#: in flight (read ahead, being written, queued for SHA-256: at most 7) stay far below the
+#: 64 MiB RSS budget.
+BLOCK_SIZE = 2 << 20
 #: O_DIRECT alignment for file offsets, lengths and buffer addresses. open(2) NOTES: Linux
 #: 2.6+ needs the logical block size of the device (512 or 4096); 4096 satisfies both and
 #: is the page size, which is what an anonymous mmap is aligned to anyway.
 DIRECT_ALIGN = 4096
-#: blocks queued to the SHA-256 thread (each one is a bytes object already read): bounds RSS
+#: blocks queued to the SHA-256 thread, and read ahead of the writer (bytes objects already
+#: read); with the ones being read, written and hashed, at most 7 blocks are alive
 _HASH_QUEUE = 2
+_READ_AHEAD = 2
 _ZERO_CHUNK = 1 << 20
 
 ProgressFn = Callable[[int, int], None]
@@ -419,6 +422,105 @@ class _DirectSink:
                 pass  # a slice is still referenced by an in-flight traceback: freed with it
 
 
+# -- reading ----------------------------------------------------------------------------------
+
+
+def blocks(r: PhysRange, block_size: int) -> Iterator[tuple[int, int]]:
+    """``(addr, length)`` pieces of ``r`` aligned to ``block_size`` in the physical address space."""
+    addr = r.start
+    while addr <= r.end:
+        n = min(r.end + 1, addr - addr % block_size + block_size) - addr
+        yield addr, n
+        addr += n
+
+
+class _Reader:
+    """Reads the planned blocks in a thread, up to :data:`_READ_AHEAD` ahead of the writer.
+
+    Reading (a copy out of physical memory in read(2)) and writing (a copy into the page
+    cache, or DMA for O_DIRECT) then overlap, like two dd's in a pipe; both syscalls release
+    the GIL. Errors raised while reading are re-raised in the caller by :meth:`next`.
+    """
+
+    def __init__(self, pm, segments: Sequence[Segment], block_size: int):
+        self._pm = pm
+        self._segments = segments
+        self._block_size = block_size
+        self._queue: "queue.Queue[object]" = queue.Queue(maxsize=_READ_AHEAD)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pyphys-read", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for seg in self._segments:
+                for addr, n in blocks(seg.range, self._block_size):
+                    if self._stop.is_set() or not self._put(self._pm.read(addr, n)):
+                        return
+        except BaseException as err:  # handed to the writer, which raises it
+            self._put(_ReadFailed(err))
+
+    def next(self) -> bytes:
+        item = self._queue.get()
+        if isinstance(item, _ReadFailed):
+            raise item.error
+        return item  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self._stop.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join(timeout=10)
+
+
+class _ReadFailed:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def open_source(backend: str, probe: Optional[int] = None):
+    """Open physical memory for a dump: ``(PhysMem, reason)``.
+
+    ``backend="auto"`` prefers read(2) on /dev/mem ("rw"): a dump is one long sequential
+    read, and read_mem() copies from the kernel's cached direct map, where physmem's mmap
+    windows are opened O_SYNC, which x86 maps uncached (arch/x86/mm/pat/memtype.c,
+    phys_mem_access_prot_allowed) and which cost an mmap/munmap per window. ``probe`` (a RAM
+    address, ideally above 1 MiB where STRICT_DEVMEM refuses rather than shows zeros) is
+    read once; if /dev/mem refuses, the module's /dev/pyphys_mem is used when loaded.
+    """
+    from pyphys import physmem
+    from pyphys.errors import DevMemBlockedError, ModuleNotLoadedError, NotFoundError, PermissionDeniedError
+
+    if backend != "auto":
+        return physmem.open_physmem(backend=backend), f"--backend {backend}"
+    pm = None
+    try:
+        pm = physmem.open_physmem(backend="rw")
+        if probe is not None:
+            pm.read(probe, 1)
+        return pm, "auto: read(2) of /dev/mem (one copy from the kernel's cached mapping)"
+    except (DevMemBlockedError, PermissionDeniedError, NotFoundError) as err:
+        if pm is not None:
+            pm.close()
+        try:
+            module = physmem.open_physmem(backend="module")
+        except ModuleNotLoadedError:
+            raise err from None
+        return module, f"auto: /dev/mem refused ({err.message}); using /dev/pyphys_mem"
+
+
 # -- the dump -------------------------------------------------------------------------------
 
 
@@ -433,6 +535,7 @@ class DumpResult:
     seconds: float
     direct: bool
     backend: str
+    backend_reason: str = ""
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -545,8 +648,8 @@ def dump(
 ) -> DumpResult:
     """Dump physical ``ranges`` (default: all System RAM) to ``path`` in format ``fmt``.
 
-    ``direct`` writes with O_DIRECT through a page-aligned bounce buffer; ``backend`` is
-    passed to :func:`pyphys.physmem.open_physmem`. ``progress(done, total)`` is called after
+    ``direct`` writes with O_DIRECT through a page-aligned bounce buffer; ``backend`` picks
+    how physical memory is read (:func:`open_source`). ``progress(done, total)`` is called after
     every block with bytes of memory read so far; ``on_write(fd, done)`` likewise, with the
     output's file descriptor (tests check its O_DIRECT flag there). ``iomem_tree`` replaces
     the running kernel's /proc/iomem (tests).
@@ -556,7 +659,7 @@ def dump(
     ENOSPC, EFBIG, a refused /dev/mem. On any failure, and on KeyboardInterrupt (re-raised),
     the temporary file is removed and ``path`` is left as it was.
     """
-    from pyphys import iomem, physmem
+    from pyphys import iomem
 
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
@@ -589,31 +692,32 @@ def dump(
     warnings: list[str] = []
     started = time.monotonic()
     pm = None
+    reader: Optional[_Reader] = None
     try:
         # create first: an unwritable directory is reported as such, not as "no space"
         fd = _open_output(tmp, direct, directory)
         _check_space(directory, plan.allocated_bytes)
-        pm = physmem.open_physmem(backend=backend)
+        probe = next((max(r.range.start, 1 << 20) for r in plan.segments if r.range.end >= 1 << 20), None)
+        pm, reason = open_source(backend, probe)
         sink = _DirectSink(fd, hasher, block_size) if direct else _BufferedSink(fd, hasher)
         zero_block = bytes(block_size)  # calloc'd: the shared zero page, no RSS
         all_zero = True
+        reader = _Reader(pm, plan.segments, block_size)
         for seg in plan.segments:
             r = seg.range
             if fmt == "lime":
                 sink.write(lime.pack_header(r.start, r.end))
             elif fmt == "padded" and seg.file_offset > sink.pos:
                 sink.skip(seg.file_offset - sink.pos)
-            addr = r.start
-            while addr <= r.end:
-                # aligned blocks in the physical address space: the first one ends at a boundary
-                n = min(r.end + 1, addr - addr % block_size + block_size) - addr
-                data = pm.read(addr, n)
+            left = r.length
+            while left:
+                data = reader.next()
                 if all_zero and not zero_block.startswith(data):  # memcmp against zeros
                     all_zero = False
                 sink.write(data)
+                left -= len(data)
+                done += len(data)
                 del data
-                addr += n
-                done += n
                 if on_write:
                     on_write(fd, done)
                 if progress:
@@ -645,8 +749,11 @@ def dump(
                 "(CONFIG_STRICT_DEVMEM, drivers/char/mem.c read_mem); check with `pyphys doctor`, "
                 "or load pyphys.ko mem_device=1 and use --backend module"
             )
-        return DumpResult(path, plan, digest, sidecar, time.monotonic() - started, direct, pm.backend, warnings)
+        return DumpResult(path, plan, digest, sidecar, time.monotonic() - started, direct, pm.backend, reason,
+                          warnings)
     except BaseException as exc:
+        if reader is not None:
+            reader.close()
         hasher.abort()
         if isinstance(sink, _DirectSink):
             sink.release()
@@ -662,6 +769,8 @@ def dump(
             raise _explain_write(exc, path, done, total) from exc
         raise
     finally:
+        if reader is not None:
+            reader.close()
         if pm is not None:
             pm.close()
 

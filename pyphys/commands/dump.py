@@ -32,8 +32,8 @@ def register(sub, name: str, help_text: str) -> None:
     p.add_argument("--backend", default="auto", choices=("auto", "mmap", "rw", "module"),
                    help="how to read physical memory (see pyphys doctor; default: auto)")
     p.add_argument("--no-sha256", dest="sha256", action="store_false", help="skip the SHA-256 sidecar")
-    p.add_argument("--block-size", default="4M", metavar="SIZE",
-                   help="bytes per read/write, a multiple of 4K (default: 4M)")
+    p.add_argument("--block-size", default="2M", metavar="SIZE",
+                   help="bytes per read/write, a multiple of 4K (default: 2M)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar even on a terminal")
     p.set_defaults(func=run)
 

@@ -18,10 +18,10 @@ import time
 
 import pytest
 
-from pyphys import dump, paths
+from pyphys import dump
 from pyphys.errors import PyphysError
 
-from test_dump import IOMEM, env_for, fake, listing, mem, memfile  # noqa: F401  (fixtures)
+from test_dump import env_for, fake, listing, mem, memfile  # noqa: F401  (fixtures)
 
 
 def cli(tmp_path, *args, **kw):
