@@ -51,7 +51,7 @@ def register(sub, name: str, help_text: str) -> None:
     q.set_defaults(func=run_list)
 
     q = psub.add_parser("read", help="read a BAR register (or a range, as a hexdump)")
-    q.add_argument("args", nargs="+", metavar="DEVICE BAR OFFSET [WIDTH]")
+    q.add_argument("args", nargs="+", metavar="ARG", help="DEVICE BAR OFFSET [WIDTH] (options go before or after these)")
     q.add_argument("-l", "--length", metavar="BYTES", help="read this many bytes from OFFSET, shown as a hexdump")
     q.add_argument("--via", choices=("resource", "devmem"), default="resource",
                    help="sysfs resourceN mmap (default) or /dev/mem at the BAR address")
@@ -60,7 +60,8 @@ def register(sub, name: str, help_text: str) -> None:
     q.set_defaults(func=run_read)
 
     q = psub.add_parser("write", help="write a BAR register, or a byte string, journaled")
-    q.add_argument("args", nargs="+", metavar="DEVICE BAR OFFSET [WIDTH] VALUE")
+    q.add_argument("args", nargs="+", metavar="ARG",
+                   help="DEVICE BAR OFFSET [WIDTH] VALUE, or DEVICE BAR OFFSET with --string/--hex")
     data = q.add_mutually_exclusive_group()
     data.add_argument("--string", metavar="TEXT",
                       help=r"write these bytes (C escapes: \r \n \t \0 \\ \xNN) in one call")
@@ -73,7 +74,7 @@ def register(sub, name: str, help_text: str) -> None:
     q.set_defaults(func=run_write)
 
     q = psub.add_parser("config", help="decode the config header, or read/write one config register")
-    q.add_argument("args", nargs="*", metavar="DEVICE [OFFSET [WIDTH [VALUE]]]")
+    q.add_argument("args", nargs="*", metavar="ARG", help="DEVICE [OFFSET [WIDTH [VALUE]]]")
     q.add_argument("-x", "--hexdump", action="store_true", help="hexdump the readable config space")
     q.add_argument("--force", action="store_true", help="allow a config-space write (can disable the device)")
     q.add_argument("--json", action="store_true", help="machine-readable output")

@@ -285,7 +285,7 @@ def test_einval_on_claimed_bar_names_driver_and_ways_out(machine):
     err = pci.explain_bar_error(OSError(errno.EINVAL, "Invalid argument"), ahci, ahci.bar(5), "mmap", "resource5")
     assert isinstance(err, DevMemBlockedError)
     assert "'ahci'" in err.message and "IO_STRICT_DEVMEM" in err.message
-    assert "iomem=relaxed" in err.hint and f"/sys/bus/pci/drivers/ahci/unbind" in err.hint
+    assert "iomem=relaxed" in err.hint and "/sys/bus/pci/drivers/ahci/unbind" in err.hint
 
 
 @pytest.mark.parametrize("machine", ["stock-guest"], indirect=True)
