@@ -236,9 +236,14 @@ def pfns_visible() -> bool:
             caps = next((line.split()[1] for line in f if line.startswith("CapEff:")), "0")
         if not int(caps, 16) >> CAP_SYS_ADMIN & 1:
             return False
+    except (OSError, ValueError, IndexError):
+        return False
+    try:
         with open(paths.proc("self", "uid_map"), encoding="ascii") as f:
             return f.read().split() == ["0", "0", "4294967295"]
-    except (OSError, ValueError, IndexError):
+    except FileNotFoundError:
+        return True  # a kernel without user namespaces: everyone is in the initial one
+    except OSError:
         return False
 
 

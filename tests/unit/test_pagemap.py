@@ -281,3 +281,23 @@ def test_cli_bad_input_is_one_line(proc, capsys, argv, code):
     assert out == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith("pyphys pagemap: error:")
     assert "Traceback" not in err
+
+
+def test_pfn_visibility_from_capabilities(tmp_path):
+    """CAP_SYS_ADMIN in the initial user namespace (fs/proc/task_mmu.c: file_ns_capable(...,
+    &init_user_ns, CAP_SYS_ADMIN)); a kernel without user namespaces has no uid_map at all."""
+    selfdir = tmp_path / "self"
+    selfdir.mkdir()
+    old = paths.set_roots(proc=str(tmp_path))
+    try:
+        (selfdir / "status").write_text("CapEff:\t000001ffffffffff\n")
+        assert pagemap.pfns_visible()                       # no uid_map: no user namespaces
+        (selfdir / "uid_map").write_text("         0          0 4294967295\n")
+        assert pagemap.pfns_visible()
+        (selfdir / "uid_map").write_text("         0       1000          1\n")
+        assert not pagemap.pfns_visible()                   # root in a child user namespace
+        (selfdir / "uid_map").write_text("         0          0 4294967295\n")
+        (selfdir / "status").write_text("CapEff:\t000001ffffdfffff\n")  # all but bit 21
+        assert not pagemap.pfns_visible()
+    finally:
+        paths.set_roots(**old)
