@@ -64,6 +64,7 @@ class IomemTree:
 
     def __post_init__(self) -> None:
         self._starts = [r.start for r in self.regions]
+        self._sorted = sorted(self.regions, key=lambda r: r.start)
 
     def region_of(self, addr: int) -> list[Region]:
         """Chain of nested regions holding ``addr``, outermost first; [] for a hole."""
@@ -104,7 +105,7 @@ class IomemTree:
         """Stretches (start, end inclusive) of [addr, addr+length) that no top-level region covers."""
         out = []
         pos, last = addr, addr + max(length, 1) - 1
-        for r in sorted(self.regions, key=lambda r: r.start):
+        for r in self._sorted:
             if r.end < pos:
                 continue
             if r.start > last:
