@@ -16,7 +16,7 @@ before anything is opened or written.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from pyphys.commands._common import parse_int

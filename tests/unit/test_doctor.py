@@ -104,7 +104,7 @@ def test_signing_enforced_and_no_module(machine):
 
 
 def test_no_config_anywhere(machine, tmp_path):
-    root = machine("stock-debian-6.1")
+    machine("stock-debian-6.1")
     checks = by_name(doctor.run_checks(boot_dir=str(tmp_path / "nowhere"), probe=False))
     assert checks["kernel config"].status == "WARN"
 
