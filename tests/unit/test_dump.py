@@ -453,3 +453,50 @@ def test_peak_rss_is_bounded(tmp_path, direct):
     assert os.path.getsize(out / "big.raw") == size
     peak_mib = maxrss_kib / 1024
     assert peak_mib <= 64, f"peak RSS {peak_mib:.1f} MiB"
+
+
+# -- choosing how to read ---------------------------------------------------------------------
+
+
+def test_auto_reads_with_read2(fake):
+    res = dump.dump(str(fake / "a.raw"), [dump.parse_range("0x100000+8K")], "raw", sha256=False)
+    assert res.backend == "rw" and "read(2)" in res.backend_reason
+
+
+def test_auto_falls_back_to_the_module_device_when_dev_mem_refuses(monkeypatch):
+    from pyphys import physmem
+    from pyphys.errors import DevMemBlockedError, ModuleNotLoadedError
+
+    class Fake:
+        def __init__(self, backend):
+            self.backend, self.closed = backend, False
+
+        def read(self, addr, n):
+            if self.backend == "rw":  # what physmem raises for EPERM under STRICT_DEVMEM
+                raise DevMemBlockedError(f"read of /dev/mem at {addr:#x}: refused with EPERM", "STRICT_DEVMEM")
+            return bytes(n)
+
+        def close(self):
+            self.closed = True
+
+    opened = []
+
+    def with_module(backend="auto", writable=False):
+        opened.append(Fake(backend))
+        return opened[-1]
+
+    monkeypatch.setattr(physmem, "open_physmem", with_module)
+    pm, reason = dump.open_source("auto", 0x100000)
+    assert [p.backend for p in opened] == ["rw", "module"] and opened[0].closed
+    assert pm.backend == "module" and "refused" in reason
+
+    def without_module(backend="auto", writable=False):
+        if backend == "module":
+            raise ModuleNotLoadedError("/dev/pyphys_mem does not exist")
+        return Fake(backend)
+
+    monkeypatch.setattr(physmem, "open_physmem", without_module)
+    with pytest.raises(DevMemBlockedError, match="EPERM"):  # the /dev/mem reason, not the module's absence
+        dump.open_source("auto", 0x100000)
+    pm, reason = dump.open_source("mmap")
+    assert pm.backend == "mmap" and reason == "--backend mmap"
