@@ -127,34 +127,60 @@ def parse_range(text: str) -> PhysRange:
     return PhysRange(start, end)
 
 
-def system_ram() -> list[PhysRange]:
-    """Every top-level "System RAM" range of /proc/iomem, as LiME walks ``iomem_resource``.
+PAGE = mmap.PAGESIZE
 
-    Raises PyphysError when /proc/iomem is unreadable or hides its addresses (not root).
+
+def whole_pages(r: PhysRange) -> Optional[PhysRange]:
+    """``r`` shrunk to the whole pages inside it, or None if it holds no whole page."""
+    start = -(-r.start // PAGE) * PAGE
+    end = (r.end + 1) // PAGE * PAGE - 1
+    return PhysRange(start, end) if end > start else None
+
+
+def system_ram(tree=None) -> list[PhysRange]:
+    """The whole pages of every top-level "System RAM" range of /proc/iomem.
+
+    The ranges LiME walks (``iomem_resource`` children named "System RAM"), cut to whole
+    pages as AVML does (``image.rs``: ``size = (size >> 12) << 12``): on x86 the first range
+    ends mid-page (0x9fbff, the BIOS's EBDA follows), the kernel never uses that page, and
+    LiME itself writes zeros there instead of memory (``write_range``: "We can't map partial
+    pages"). ``tree`` is an :class:`iomem.IomemTree` (default: the running kernel's); raises
+    PyphysError when /proc/iomem is unreadable or hidden (not root).
     """
     from pyphys import iomem
 
-    tree = iomem.require_visible(iomem.load())
-    return [PhysRange(r.start, r.end) for r in tree.ram_regions()]
+    if tree is None:
+        tree = iomem.require_visible(iomem.load())
+    out = []
+    for region in tree.ram_regions():
+        r = whole_pages(PhysRange(region.start, region.end))
+        if r:
+            out.append(r)
+    return out
 
 
-def _not_ram_message(r: PhysRange, tree) -> str:
-    """Name the first byte of ``r`` that is not System RAM and what /proc/iomem says is there."""
-    ram = sorted(tree.ram_regions(), key=lambda x: x.start)
-    addr = r.start
+def _first_not_ram(start: int, end: int, ram) -> Optional[int]:
+    """First address of ``start``..``end`` (inclusive) outside the union of ``ram``
+    (regions sorted by start; adjacent ones join), or None if it is all RAM."""
+    addr = start
     for region in ram:
         if region.start <= addr <= region.end:
             addr = region.end + 1
-    return f"range {r} is not all System RAM: {addr:#x} is in {tree.describe(addr)}"
+        if addr > end:
+            return None
+    return addr
 
 
-def check_ranges(ranges: Iterable[PhysRange], tree=None) -> list[PhysRange]:
+def check_ranges(ranges: Iterable[PhysRange], tree=None, backend: str = "auto") -> list[PhysRange]:
     """Sorted copy of ``ranges``; UsageError if two overlap, RegionError if one leaves RAM.
 
     A range may span adjacent System RAM regions (the kernel splits RAM at firmware
     boundaries); it may not touch a byte outside them: reading MMIO through /dev/mem can have
-    side effects, and holes have no backing at all. ``tree`` is an :class:`iomem.IomemTree`
-    (default: the running kernel's).
+    side effects, and holes have no backing at all. With read(2) of /dev/mem (``backend``
+    auto or rw) a range may not reach into a page that is only partly RAM either:
+    read_mem() maps each page with memremap(), which refuses a page mixing RAM and
+    non-RAM with a kernel WARN ("memremap attempted on mixed range", kernel/iomem.c). ``tree``
+    is an :class:`iomem.IomemTree` (default: the running kernel's).
     """
     from pyphys import iomem
 
@@ -168,14 +194,20 @@ def check_ranges(ranges: Iterable[PhysRange], tree=None) -> list[PhysRange]:
         tree = iomem.require_visible(iomem.load())
     ram = sorted(tree.ram_regions(), key=lambda x: x.start)
     for r in out:
-        addr = r.start
-        for region in ram:
-            if region.start <= addr <= region.end:
-                addr = region.end + 1
-            if addr > r.end:
-                break
-        if addr <= r.end:
-            raise RegionError(_not_ram_message(r, tree), "dump System RAM only: see `pyphys iomem`")
+        addr = _first_not_ram(r.start, r.end, ram)
+        if addr is not None:
+            raise RegionError(f"range {r} is not all System RAM: {addr:#x} is in {tree.describe(addr)}",
+                              "dump System RAM only: see `pyphys iomem`")
+        if backend not in ("auto", "rw"):
+            continue
+        for page in {r.start - r.start % PAGE, r.end - r.end % PAGE}:
+            addr = _first_not_ram(page, page + PAGE - 1, ram)
+            if addr is not None:
+                raise RegionError(
+                    f"range {r}: page {page:#x} is only partly System RAM ({addr:#x} is in {tree.describe(addr)}); "
+                    "read(2) of /dev/mem would make the kernel WARN (memremap of a mixed range)",
+                    "keep to whole pages of RAM, or use --backend mmap",
+                )
     return out
 
 
@@ -442,10 +474,15 @@ class _Reader:
     the GIL. Errors raised while reading are re-raised in the caller by :meth:`next`.
     """
 
-    def __init__(self, pm, segments: Sequence[Segment], block_size: int):
+    def __init__(self, pm, segments: Sequence[Segment], block_size: int,
+                 fallback: Optional[Callable[[], object]] = None):
         self._pm = pm
         self._segments = segments
         self._block_size = block_size
+        self._fallback = fallback
+        self._fallback_pm = None
+        #: blocks read(2) refused and the fallback read instead: (addr, length, reason)
+        self.fell_back: list[tuple[int, int, str]] = []
         self._queue: "queue.Queue[object]" = queue.Queue(maxsize=_READ_AHEAD)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pyphys-read", daemon=True)
@@ -460,11 +497,28 @@ class _Reader:
                 continue
         return False
 
+    def _read(self, addr: int, n: int) -> bytes:
+        try:
+            return self._pm.read(addr, n)
+        except RegionError as err:
+            # read(2) of /dev/mem fails with EFAULT where the kernel will not copy through its
+            # own mapping: a page only partly RAM (x86's 0x9f000: RAM up to 0x9fbff, BIOS after
+            # it) makes xlate_dev_mem_ptr()'s memremap() refuse a "mixed" range
+            # (kernel/iomem.c), and pages missing from the direct map fail
+            # copy_from_kernel_nofault(). A user mapping of the same frames still works.
+            if self._fallback is None:
+                raise
+            if self._fallback_pm is None:
+                self._fallback_pm = self._fallback()
+            data = self._fallback_pm.read(addr, n)  # type: ignore[attr-defined]
+            self.fell_back.append((addr, n, err.message))
+            return data
+
     def _run(self) -> None:
         try:
             for seg in self._segments:
                 for addr, n in blocks(seg.range, self._block_size):
-                    if self._stop.is_set() or not self._put(self._pm.read(addr, n)):
+                    if self._stop.is_set() or not self._put(self._read(addr, n)):
                         return
         except BaseException as err:  # handed to the writer, which raises it
             self._put(_ReadFailed(err))
@@ -483,6 +537,9 @@ class _Reader:
             except queue.Empty:
                 break
         self._thread.join(timeout=10)
+        if self._fallback_pm is not None and not self._thread.is_alive():
+            self._fallback_pm.close()  # type: ignore[attr-defined]
+            self._fallback_pm = None
 
 
 class _ReadFailed:
@@ -491,7 +548,7 @@ class _ReadFailed:
 
 
 def open_source(backend: str, probe: Optional[int] = None):
-    """Open physical memory for a dump: ``(PhysMem, reason)``.
+    """Open physical memory for a dump: ``(PhysMem, reason, fallback)``.
 
     ``backend="auto"`` prefers read(2) on /dev/mem ("rw"): a dump is one long sequential
     read, and read_mem() copies from the kernel's cached direct map, where physmem's mmap
@@ -499,18 +556,21 @@ def open_source(backend: str, probe: Optional[int] = None):
     phys_mem_access_prot_allowed) and which cost an mmap/munmap per window. ``probe`` (a RAM
     address, ideally above 1 MiB where STRICT_DEVMEM refuses rather than shows zeros) is
     read once; if /dev/mem refuses, the module's /dev/pyphys_mem is used when loaded.
+    ``fallback`` (auto with read(2) only) opens physmem's mmap backend, for the few blocks
+    read(2) cannot copy (:meth:`_Reader._read`); otherwise None.
     """
     from pyphys import physmem
     from pyphys.errors import DevMemBlockedError, ModuleNotLoadedError, NotFoundError, PermissionDeniedError
 
     if backend != "auto":
-        return physmem.open_physmem(backend=backend), f"--backend {backend}"
+        return physmem.open_physmem(backend=backend), f"--backend {backend}", None
     pm = None
     try:
         pm = physmem.open_physmem(backend="rw")
         if probe is not None:
             pm.read(probe, 1)
-        return pm, "auto: read(2) of /dev/mem (one copy from the kernel's cached mapping)"
+        return (pm, "auto: read(2) of /dev/mem (one copy from the kernel's cached mapping)",
+                lambda: physmem.open_physmem(backend="mmap"))
     except (DevMemBlockedError, PermissionDeniedError, NotFoundError) as err:
         if pm is not None:
             pm.close()
@@ -518,7 +578,7 @@ def open_source(backend: str, probe: Optional[int] = None):
             module = physmem.open_physmem(backend="module")
         except ModuleNotLoadedError:
             raise err from None
-        return module, f"auto: /dev/mem refused ({err.message}); using /dev/pyphys_mem"
+        return module, f"auto: /dev/mem refused ({err.message}); using /dev/pyphys_mem", None
 
 
 # -- the dump -------------------------------------------------------------------------------
@@ -667,10 +727,10 @@ def dump(
         raise UsageError(f"block size {block_size} is not a positive multiple of {DIRECT_ALIGN}")
     tree = iomem_tree if iomem_tree is not None else iomem.require_visible(iomem.load())
     if ranges is None:
-        ranges = [PhysRange(r.start, r.end) for r in tree.ram_regions()]
+        ranges = system_ram(tree)
         if not ranges:
             raise RegionError("/proc/iomem lists no System RAM")
-    plan = layout(check_ranges(ranges, tree), fmt)
+    plan = layout(check_ranges(ranges, tree, backend), fmt)
 
     path = os.path.abspath(path)
     directory = os.path.dirname(path)
@@ -698,11 +758,11 @@ def dump(
         fd = _open_output(tmp, direct, directory)
         _check_space(directory, plan.allocated_bytes)
         probe = next((max(r.range.start, 1 << 20) for r in plan.segments if r.range.end >= 1 << 20), None)
-        pm, reason = open_source(backend, probe)
+        pm, reason, fallback = open_source(backend, probe)
         sink = _DirectSink(fd, hasher, block_size) if direct else _BufferedSink(fd, hasher)
         zero_block = bytes(block_size)  # calloc'd: the shared zero page, no RSS
         all_zero = True
-        reader = _Reader(pm, plan.segments, block_size)
+        reader = _Reader(pm, plan.segments, block_size, fallback)
         for seg in plan.segments:
             r = seg.range
             if fmt == "lime":
@@ -743,6 +803,10 @@ def dump(
             _install(tmp_sidecar, sidecar, force)
             tmp_sidecar = None
         _fsync_dir(directory)
+        if reader.fell_back:
+            spots = ", ".join(f"{a:#x}+{n:#x}" for a, n, _ in reader.fell_back[:4])
+            more = f" and {len(reader.fell_back) - 4} more" if len(reader.fell_back) > 4 else ""
+            reason += f"; read(2) refused {spots}{more} ({reader.fell_back[0][2]}): read through mmap instead"
         if all_zero and total:
             warnings.append(
                 f"every byte read was zero: {pm.path} may be returning zeros for RAM it hides "

@@ -41,12 +41,15 @@ LIME_V1 = struct.Struct("<4sIQQ8s")  # lime.h lime_mem_range_header, little-endi
 
 
 def ram_ranges(text: str = IOMEM) -> list[tuple[int, int]]:
-    """Top-level System RAM lines, parsed here independently of pyphys.iomem."""
+    """The whole 4 KiB pages of the top-level System RAM lines (what a default dump holds,
+    as AVML cuts them), parsed here independently of pyphys.iomem."""
     out = []
     for line in text.splitlines():
         m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) : System RAM$", line)
         if m:
-            out.append((int(m.group(1), 16), int(m.group(2), 16)))
+            start = (int(m.group(1), 16) + 4095) // 4096 * 4096
+            end = (int(m.group(2), 16) + 1) // 4096 * 4096 - 1
+            out.append((start, end))
     return out
 
 
@@ -165,6 +168,24 @@ def test_ranges_outside_ram_rejected(fake, spec, where):
     with pytest.raises(RegionError, match=re.escape(where)):
         dump.dump(str(fake / "x"), [dump.parse_range(spec)], "raw")
     assert listing(fake) == []
+
+
+def test_default_ranges_are_whole_pages_of_ram(fake):
+    # iomem says 0x1000-0x9fbff: the page 0x9f000 is only partly RAM, so it is left out
+    res = dump.dump(str(fake / "d.raw"), None, "raw", sha256=False)
+    assert [(s.range.start, s.range.end) for s in res.layout.segments] == [
+        (0x1000, 0x9EFFF), (0x100000, 0x4FFFFF), (0x600000, 0x7FFFFF), (0x800000, 0xBFFFFF)]
+
+
+@pytest.mark.parametrize("spec", ["0x9e000-0x9fbff", "0x9f000+0x100"])
+def test_partly_ram_page_refused_for_read2_allowed_for_mmap(fake, memfile, spec):
+    """read_mem() would memremap() a page mixing RAM and reserved bytes: the kernel WARNs."""
+    with pytest.raises(RegionError, match=r"page 0x9f000 is only partly System RAM \(0x9fc00 is in Reserved\)"):
+        dump.dump(str(fake / "p.raw"), [dump.parse_range(spec)], "raw")
+    assert listing(fake) == []
+    r = dump.parse_range(spec)
+    dump.dump(str(fake / "p.raw"), [r], "raw", backend="mmap", sha256=False)
+    assert (fake / "p.raw").read_bytes() == mem(r.start, r.end, memfile)
 
 
 def test_range_may_span_adjacent_ram_regions(fake, memfile):
@@ -486,9 +507,9 @@ def test_auto_falls_back_to_the_module_device_when_dev_mem_refuses(monkeypatch):
         return opened[-1]
 
     monkeypatch.setattr(physmem, "open_physmem", with_module)
-    pm, reason = dump.open_source("auto", 0x100000)
+    pm, reason, fallback = dump.open_source("auto", 0x100000)
     assert [p.backend for p in opened] == ["rw", "module"] and opened[0].closed
-    assert pm.backend == "module" and "refused" in reason
+    assert pm.backend == "module" and "refused" in reason and fallback is None
 
     def without_module(backend="auto", writable=False):
         if backend == "module":
@@ -498,5 +519,39 @@ def test_auto_falls_back_to_the_module_device_when_dev_mem_refuses(monkeypatch):
     monkeypatch.setattr(physmem, "open_physmem", without_module)
     with pytest.raises(DevMemBlockedError, match="EPERM"):  # the /dev/mem reason, not the module's absence
         dump.open_source("auto", 0x100000)
-    pm, reason = dump.open_source("mmap")
-    assert pm.backend == "mmap" and reason == "--backend mmap"
+    pm, reason, fallback = dump.open_source("mmap")
+    assert pm.backend == "mmap" and reason == "--backend mmap" and fallback is None
+
+
+def test_reader_reads_what_read2_refuses_through_the_fallback():
+    """read(2) of /dev/mem fails with EFAULT on frames the kernel will not copy (physmem raises
+    RegionError); the reader gets that block through the fallback (physmem's mmap backend)."""
+
+    class PM:
+        def __init__(self, name, fail=()):
+            self.name, self.fail, self.closed, self.reads = name, fail, False, []
+
+        def read(self, addr, n):
+            self.reads.append(addr)
+            if addr in self.fail:
+                raise RegionError(f"read of /dev/mem at {addr:#x}: bad address (EFAULT)")
+            return bytes([addr >> 16 & 0xFF]) * n
+
+        def close(self):
+            self.closed = True
+
+    rw = PM("rw", fail={0x20000})
+    mm = PM("mmap")
+    seg = dump.Segment(dump.PhysRange(0x10000, 0x3FFFF), 0)
+    reader = dump._Reader(rw, [seg], 0x10000, fallback=lambda: mm)
+    got = [reader.next() for _ in range(3)]
+    reader.close()
+    assert got == [b"\x01" * 0x10000, b"\x02" * 0x10000, b"\x03" * 0x10000]
+    assert rw.reads == [0x10000, 0x20000, 0x30000] and mm.reads == [0x20000] and mm.closed
+    assert reader.fell_back == [(0x20000, 0x10000, "read of /dev/mem at 0x20000: bad address (EFAULT)")]
+    # without a fallback (an explicit --backend) the error reaches the writer
+    reader = dump._Reader(PM("rw", fail={0x20000}), [seg], 0x10000)
+    assert reader.next() == b"\x01" * 0x10000
+    with pytest.raises(RegionError, match="EFAULT"):
+        reader.next()
+    reader.close()
