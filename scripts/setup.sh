@@ -17,6 +17,9 @@ packages=(
     busybox-static             # busybox devmem / lspci: ground truth in the guest
     build-essential flex bison bc libelf-dev libssl-dev cpio kmod  # kernel + module builds
     python3-venv               # the project's virtual environment
+    strace                     # the dump tests' judge that O_DIRECT is really used
+    bsdextrautils pciutils     # hexdump -C and lspci: outside references in the tests
+    tmux                       # drives the interactive lab shell in its test
 )
 
 sudo=""
