@@ -18,14 +18,14 @@ scan raise clear errors; mappings that change during a scan just read as not pre
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections import deque
+from itertools import repeat
 
 from pyphys import paths
 from pyphys.errors import (
     NotFoundError,
     PermissionDeniedError,
     ProcessGoneError,
-    PyphysError,
     RegionError,
     UsageError,
     from_oserror,
@@ -34,13 +34,14 @@ from pyphys.layouts import pagemap as L
 from pyphys.procmaps import (
     Mapping,
     ProcessInfo,
+    check_address_space,
     find_mapping,
-    mappings_in,
+    lazy_dataclass,
     neighbours,
-    process_info,
-    read_maps,
+    read_maps_rows,
     require_address_space,
     resolve_process,
+    stat_of,
 )
 
 TYPE_CHECKING = False  # typing is not imported at run time: it costs start-up time
@@ -75,7 +76,7 @@ class UnmappedAddressError(RegionError):
 # ---------------------------------------------------------------------------------------
 # Decoding one pagemap entry and flag words
 # ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@lazy_dataclass(frozen=True)
 class PagemapEntry:
     """One decoded /proc/PID/pagemap entry (Documentation/admin-guide/mm/pagemap.rst)."""
 
@@ -96,19 +97,52 @@ class PagemapEntry:
     @property
     def kind(self) -> str:
         """``present``, ``guard region``, ``swapped`` or ``not present``."""
-        if self.present:
-            return "present"
-        if self.guard_region:
-            return "guard region"  # a PTE marker, which the kernel reports with the swap bit
-        if self.swapped:
-            return "swapped"
-        return "not present"
+        return entry_kind(self.raw)
 
     def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        d["raw"] = f"{self.raw:#018x}"
-        d["kind"] = self.kind
-        return d
+        return _entry_json(decode_fields(self.raw, pfn_visible=not self.pfn_hidden or None))
+
+
+def entry_kind(raw: int) -> str:
+    """``present``, ``guard region``, ``swapped`` or ``not present`` for a raw entry."""
+    if raw & L.PM_PRESENT:
+        return "present"
+    if raw & L.PM_GUARD_REGION:
+        return "guard region"  # a PTE marker, which the kernel reports with the swap bit set
+    if raw & L.PM_SWAP:
+        return "swapped"
+    return "not present"
+
+
+def decode_fields(raw: int, *, pfn_visible: bool | None = None) -> dict:
+    """The fields of :class:`PagemapEntry` for ``raw``, as a dict (see :func:`decode_entry`)."""
+    if not 0 <= raw < 1 << 64:
+        raise ValueError(f"pagemap entry {raw!r} is not a 64-bit value")
+    present = bool(raw & L.PM_PRESENT)
+    swapped = bool(raw & L.PM_SWAP)
+    frame = raw & L.PM_PFRAME_MASK
+    hidden = (present or swapped) and (pfn_visible is False or (frame == 0 and not pfn_visible))
+    pfn = frame if present and not hidden else None
+    swap_type = frame & L.PM_SWAP_TYPE_MASK if swapped and not present and not hidden else None
+    swap_offset = frame >> L.PM_SWAP_TYPE_BITS if swap_type is not None else None
+    return {
+        "raw": raw,
+        "present": present,
+        "swapped": swapped,
+        "soft_dirty": bool(raw & L.PM_SOFT_DIRTY),
+        "exclusive": bool(raw & L.PM_MMAP_EXCLUSIVE),
+        "uffd_wp": bool(raw & L.PM_UFFD_WP),
+        "guard_region": bool(raw & L.PM_GUARD_REGION),
+        "file_or_shared_anon": bool(raw & L.PM_FILE),
+        "pfn": pfn,
+        "pfn_hidden": hidden,
+        "swap_type": swap_type,
+        "swap_offset": swap_offset,
+        "unknown_bits": raw & _ZERO_BITS,
+    }
+
+
+_ZERO_BITS = sum(1 << b for b in L.PM_ZERO_BITS)
 
 
 def decode_entry(raw: int, *, pfn_visible: bool | None = None) -> PagemapEntry:
@@ -118,32 +152,14 @@ def decode_entry(raw: int, *, pfn_visible: bool | None = None) -> PagemapEntry:
     a present page (or swap entry) whose frame field is 0 was zeroed by the kernel (user pages
     never live in frame 0 on x86; swap offset 0 is the swap header).
     """
-    if not 0 <= raw < 1 << 64:
-        raise ValueError(f"pagemap entry {raw!r} is not a 64-bit value")
-    present = bool(raw & L.PM_PRESENT)
-    swapped = bool(raw & L.PM_SWAP)
-    frame = raw & L.PM_PFRAME_MASK
-    hidden = (present or swapped) and frame == 0 and not pfn_visible
-    if pfn_visible is False and (present or swapped):
-        hidden = True
-    pfn = frame if present and not hidden else None
-    swap_type = frame & L.PM_SWAP_TYPE_MASK if swapped and not present and not hidden else None
-    swap_offset = frame >> L.PM_SWAP_TYPE_BITS if swap_type is not None else None
-    return PagemapEntry(
-        raw=raw,
-        present=present,
-        swapped=swapped,
-        soft_dirty=bool(raw & L.PM_SOFT_DIRTY),
-        exclusive=bool(raw & L.PM_MMAP_EXCLUSIVE),
-        uffd_wp=bool(raw & L.PM_UFFD_WP),
-        guard_region=bool(raw & L.PM_GUARD_REGION),
-        file_or_shared_anon=bool(raw & L.PM_FILE),
-        pfn=pfn,
-        pfn_hidden=hidden,
-        swap_type=swap_type,
-        swap_offset=swap_offset,
-        unknown_bits=raw & sum(1 << b for b in L.PM_ZERO_BITS),
-    )
+    return PagemapEntry(**decode_fields(raw, pfn_visible=pfn_visible))
+
+
+def _entry_json(d: dict) -> dict:
+    out = dict(d)
+    out["raw"] = f"{d['raw']:#018x}"
+    out["kind"] = entry_kind(d["raw"])
+    return out
 
 
 def _bit(n: int) -> int:
@@ -264,7 +280,7 @@ def user_space_limit() -> int | None:
     return None
 
 
-def _check_user_address(addr: int, what: str = "address", maps: list[Mapping] | None = None) -> None:
+def _check_user_address(addr: int, what: str = "address", maps: list | None = None) -> None:
     if addr < 0 or addr >= 1 << 64:
         raise UsageError(f"{what} {addr:#x} is not a 64-bit address")
     if addr >= 1 << 47:  # only then is it worth reading cpuinfo
@@ -272,7 +288,8 @@ def _check_user_address(addr: int, what: str = "address", maps: list[Mapping] | 
         if limit is not None and addr >= limit:
             mapping = find_mapping(maps, addr) if maps else None
             if mapping is not None:
-                raise RegionError(f"{what} {addr:#x} is in {mapping.label}, which the kernel maps into "
+                label = (mapping[6] if isinstance(mapping, tuple) else mapping.path) or "[anon]"
+                raise RegionError(f"{what} {addr:#x} is in {label}, which the kernel maps into "
                                   f"every process above the user-space limit {limit - PAGE_SIZE:#x}: "
                                   "pagemap has no entry for it", "it is the kernel's page, not the process's")
             raise UsageError(f"{what} {addr:#x} is above the user-space limit {limit - PAGE_SIZE:#x}: "
@@ -287,6 +304,18 @@ def _resolve(process: int | str | ProcessInfo) -> ProcessInfo:
     info = process if isinstance(process, ProcessInfo) else resolve_process(process)
     require_address_space(info)
     return info
+
+
+def _resolve_raw(process) -> tuple[int, str]:
+    """``(pid, name)`` of a process with an address space, without building dataclasses."""
+    if isinstance(process, ProcessInfo):
+        require_address_space(process)
+        return process.pid, process.name
+    from pyphys.procmaps import resolve_pid
+
+    pid, name, state, kthread = stat_of(resolve_pid(process))
+    check_address_space(pid, name, state, kthread)
+    return pid, name
 
 
 def _open_pagemap(pid: int) -> int:
@@ -306,11 +335,11 @@ def _open_pagemap(pid: int) -> int:
 def _ensure_alive(pid: int, during: str) -> None:
     """Raise ProcessGoneError if ``pid`` exited (or is a zombie) -- used after a short read."""
     try:
-        info = process_info(pid)
+        _pid, name, state, _kthread = stat_of(pid)
     except NotFoundError:
         raise ProcessGoneError(f"process {pid} exited {during}") from None
-    if info.zombie:
-        raise ProcessGoneError(f"process {pid} ({info.name}) exited {during}: it is a zombie now")
+    if state in ("Z", "X"):
+        raise ProcessGoneError(f"process {pid} ({name}) exited {during}: it is a zombie now")
 
 
 def _read_u64(fd: int, index: int, what: str) -> int | None:
@@ -346,7 +375,7 @@ def _open_table(name: str) -> tuple[int | None, str | None]:
 # ---------------------------------------------------------------------------------------
 # One address
 # ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@lazy_dataclass(frozen=True)
 class HugePage:
     """The compound page a frame belongs to: a transparent huge page or a hugetlb page."""
 
@@ -357,7 +386,7 @@ class HugePage:
     size: int        # bytes
 
 
-@dataclass(frozen=True)
+@lazy_dataclass(frozen=True)
 class Translation:
     """Everything pagemap, kpageflags and kpagecount say about one virtual address."""
 
@@ -372,7 +401,7 @@ class Translation:
     flags: int | None                # expanded as page-types -r does (see expand_flags)
     kpagecount: int | None
     huge: HugePage | None
-    notes: tuple[str, ...] = ()
+    notes: tuple[str, ...]
 
     @property
     def vpage(self) -> int:
@@ -389,37 +418,60 @@ class Translation:
     @property
     def flag_names(self) -> tuple[str, ...]:
         """Long names of :attr:`flags` (kpageflags, expanded), or of the pagemap bits alone."""
-        if self.flags is None:
-            return flag_names(expand_flags(0, self.entry.raw))
-        return flag_names(self.flags)
+        return flag_names(expand_flags(0, self.entry.raw) if self.flags is None else self.flags)
+
+    @classmethod
+    def from_lookup(cls, d: dict) -> Translation:
+        """Build from the plain data :func:`lookup` returns."""
+        return cls(d["pid"], d["process"], d["vaddr"], d["page_size"], PagemapEntry(**d["entry"]),
+                   Mapping(**d["mapping"]), d["phys_addr"], d["kpageflags"], d["flags"], d["kpagecount"],
+                   None if d["huge"] is None else HugePage(**d["huge"]), tuple(d["notes"]))
+
+    def to_lookup(self) -> dict:
+        """The plain data :func:`lookup` returns for the same address."""
+        from dataclasses import asdict
+
+        d = asdict(self)
+        d["notes"] = list(self.notes)
+        return d
 
     def to_dict(self) -> dict:
-        """JSON-ready dictionary (addresses as hex strings)."""
-        m = self.mapping
-        return {
-            "pid": self.pid,
-            "process": self.process,
-            "vaddr": hex(self.vaddr),
-            "vpage": hex(self.vpage),
-            "offset": hex(self.offset),
-            "page_size": self.page_size,
-            "entry": self.entry.to_dict(),
-            "pfn": None if self.pfn is None else hex(self.pfn),
-            "phys_addr": None if self.phys_addr is None else hex(self.phys_addr),
-            "kpageflags": None if self.kpageflags is None else hex(self.kpageflags),
-            "flags": None if self.flags is None else hex(self.flags),
-            "flag_names": list(self.flag_names),
-            "kpagecount": self.kpagecount,
-            "huge": None if self.huge is None else {
-                "kind": self.huge.kind, "head_pfn": hex(self.huge.head_pfn), "pages": self.huge.pages,
-                "index": self.huge.index, "size": self.huge.size},
-            "mapping": {"start": hex(m.start), "end": hex(m.end), "perms": m.perms,
-                        "offset": hex(m.offset), "dev": m.dev, "inode": m.inode, "path": m.path},
-            "notes": list(self.notes),
-        }
+        """JSON-ready dictionary (addresses as hex strings): :func:`lookup_json`."""
+        return lookup_json(self.to_lookup())
 
 
-def _unmapped(pid: int, maps: list[Mapping], addr: int, what: str) -> UnmappedAddressError:
+def lookup_json(d: dict) -> dict:
+    """:func:`lookup`'s plain data made JSON-ready: addresses as hex strings, plus the derived
+    ``vpage``, ``offset``, ``pfn``, ``flag_names`` and the entry's ``kind``."""
+    hx = _hex
+    e, m, h = d["entry"], d["mapping"], d["huge"]
+    flags = d["flags"]
+    return {
+        "pid": d["pid"],
+        "process": d["process"],
+        "vaddr": hx(d["vaddr"]),
+        "vpage": hx(d["vaddr"] - d["vaddr"] % d["page_size"]),
+        "offset": hx(d["vaddr"] % d["page_size"]),
+        "page_size": d["page_size"],
+        "entry": _entry_json(e),
+        "pfn": hx(e["pfn"]),
+        "phys_addr": hx(d["phys_addr"]),
+        "kpageflags": hx(d["kpageflags"]),
+        "flags": hx(flags),
+        "flag_names": list(flag_names(expand_flags(0, e["raw"]) if flags is None else flags)),
+        "kpagecount": d["kpagecount"],
+        "huge": None if h is None else dict(h, head_pfn=hx(h["head_pfn"])),
+        "mapping": dict(m, start=hx(m["start"]), end=hx(m["end"]), offset=hx(m["offset"])),
+        "notes": list(d["notes"]),
+    }
+
+
+def _hex(v: int | None) -> str | None:
+    return None if v is None else hex(v)
+
+
+def _unmapped(pid: int, maps: list, addr: int, what: str) -> UnmappedAddressError:
+    maps = [m if isinstance(m, Mapping) else Mapping(*m) for m in maps]
     below, above = neighbours(maps, addr)
     parts = []
     if below is not None:
@@ -431,7 +483,7 @@ def _unmapped(pid: int, maps: list[Mapping], addr: int, what: str) -> UnmappedAd
                                 f"see /proc/{pid}/maps", below, above)
 
 
-def _huge_page(fd: int, pfn: int, kflags: int, page_size: int) -> HugePage | None:
+def _huge_page(fd: int, pfn: int, kflags: int, page_size: int) -> dict | None:
     """Find the head and length of the compound page ``pfn`` is part of (kpageflags
     COMPOUND_HEAD/TAIL; THP or HUGE says which kind)."""
     if not kflags & (_bit(L.KPF_THP) | _bit(L.KPF_HUGE)):
@@ -468,7 +520,8 @@ def _huge_page(fd: int, pfn: int, kflags: int, page_size: int) -> HugePage | Non
             if len(words) == 512:
                 continue
         break
-    return HugePage(kind, head_pfn, pages, pfn - head_pfn, pages * page_size)
+    return {"kind": kind, "head_pfn": head_pfn, "pages": pages, "index": pfn - head_pfn,
+            "size": pages * page_size}
 
 
 def _read_words(fd: int, index: int, count: int) -> list[int]:
@@ -486,15 +539,22 @@ def translate(process: int | str | ProcessInfo, vaddr: int) -> Translation:
     Raises UsageError (bad address, kernel thread), NotFoundError / ProcessGoneError,
     PermissionDeniedError, UnmappedAddressError (names the nearest mappings).
     """
+    return Translation.from_lookup(lookup(process, vaddr))
+
+
+def lookup(process: int | str | ProcessInfo, vaddr: int) -> dict:
+    """The answer :func:`translate` gives, as plain data: the same field names, nested dicts
+    for ``entry``, ``mapping`` and ``huge``, ints for addresses. The CLI prints this; it needs
+    no dataclass machinery, which keeps a one-address ``pyphys pagemap`` quick to start."""
     if not 0 <= vaddr < 1 << 64:
         raise UsageError(f"address {vaddr:#x} is not a 64-bit address")
-    info = _resolve(process)
-    pid, page_size = info.pid, PAGE_SIZE
-    maps = read_maps(pid)
-    _check_user_address(vaddr, maps=maps)
-    mapping = find_mapping(maps, vaddr)
-    if mapping is None:
-        raise _unmapped(pid, maps, vaddr, f"address {vaddr:#x}")
+    pid, name = _resolve_raw(process)
+    page_size = PAGE_SIZE
+    rows = read_maps_rows(pid)
+    _check_user_address(vaddr, maps=rows)
+    row = find_mapping(rows, vaddr)
+    if row is None:
+        raise _unmapped(pid, rows, vaddr, f"address {vaddr:#x}")
     fd = _open_pagemap(pid)
     notes: list[str] = []
     try:
@@ -503,28 +563,27 @@ def translate(process: int | str | ProcessInfo, vaddr: int) -> Translation:
         os.close(fd)
     if raw is None:
         _ensure_alive(pid, "while pyphys read its pagemap")
-        raise RegionError(f"address {vaddr:#x} ({mapping.label}) lies outside the user address space the "
-                          "kernel's pagemap covers", "the [vsyscall] page is the kernel's, not the process's")
-    visible = pfns_visible()
-    entry = decode_entry(raw, pfn_visible=visible if raw & L.PM_PFRAME_MASK == 0 else None)
-    if entry.pfn_hidden:
+        raise RegionError(f"address {vaddr:#x} ({row[6] or '[anon]'}) lies outside the user address space "
+                          "the kernel's pagemap covers", "the [vsyscall] page is the kernel's, not the process's")
+    e = decode_fields(raw, pfn_visible=pfns_visible() if raw & L.PM_PFRAME_MASK == 0 else None)
+    if e["pfn_hidden"]:
         notes.append("PFN hidden: the kernel zeroes it for readers without CAP_SYS_ADMIN "
                      "(pagemap.rst); run as root")
-    if entry.unknown_bits:
-        notes.append(f"bits 59-60 are set ({entry.unknown_bits:#x}); pagemap.rst documents them as zero")
-    phys = kflags = flags = count = None
-    huge = None
-    if entry.pfn is not None:
-        phys = entry.pfn * page_size + vaddr % page_size
+    if e["unknown_bits"]:
+        notes.append(f"bits 59-60 are set ({e['unknown_bits']:#x}); pagemap.rst documents them as zero")
+    pfn = e["pfn"]
+    phys = kflags = flags = count = huge = None
+    if pfn is not None:
+        phys = pfn * page_size + vaddr % page_size
         kfd, why = _open_table("kpageflags")
         if kfd is None:
             notes.append(f"kpageflags unavailable: {why}")
         else:
             try:
-                kflags = _read_u64(kfd, entry.pfn, "/proc/kpageflags")
+                kflags = _read_u64(kfd, pfn, "/proc/kpageflags")
                 if kflags is not None:
                     flags = expand_flags(kflags, raw)
-                    huge = _huge_page(kfd, entry.pfn, kflags, page_size)
+                    huge = _huge_page(kfd, pfn, kflags, page_size)
             finally:
                 os.close(kfd)
         cfd, why = _open_table("kpagecount")
@@ -532,24 +591,26 @@ def translate(process: int | str | ProcessInfo, vaddr: int) -> Translation:
             notes.append(f"kpagecount unavailable: {why}")
         else:
             try:
-                count = _read_u64(cfd, entry.pfn, "/proc/kpagecount")
+                count = _read_u64(cfd, pfn, "/proc/kpagecount")
             finally:
                 os.close(cfd)
-    elif entry.swap_type is not None and not entry.guard_region:
+    elif e["swap_type"] is not None and not e["guard_region"]:
         areas = _swap_areas()
-        if areas is not None and entry.swap_type >= areas:
-            notes.append(f"swap type {entry.swap_type} is not one of the {areas} swap areas in /proc/swaps: "
+        if areas is not None and e["swap_type"] >= areas:
+            notes.append(f"swap type {e['swap_type']} is not one of the {areas} swap areas in /proc/swaps: "
                          "a special entry (migration, hwpoison, device-private or a PTE marker such as uffd-wp)")
-    elif not entry.present and not entry.swapped:
+    elif not e["present"] and not e["swapped"]:
         notes.append("no page: never touched, or dropped (file pages) -- touch it and ask again")
-    return Translation(pid, info.name, vaddr, page_size, entry, mapping, phys, kflags, flags, count,
-                       huge, tuple(notes))
+    keys = ("start", "end", "perms", "offset", "dev", "inode", "path")
+    return {"pid": pid, "process": name, "vaddr": vaddr, "page_size": page_size, "entry": e,
+            "mapping": dict(zip(keys, row)), "phys_addr": phys, "kpageflags": kflags, "flags": flags,
+            "kpagecount": count, "huge": huge, "notes": notes}
 
 
 # ---------------------------------------------------------------------------------------
 # Ranges and whole processes
 # ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@lazy_dataclass(frozen=True)
 class PageRecord:
     """One virtual page of a scan."""
 
@@ -581,7 +642,7 @@ class PageRecord:
         return flag_names(self.flags)
 
 
-@dataclass(frozen=True)
+@lazy_dataclass(frozen=True)
 class PageRun:
     """Consecutive virtual pages on consecutive frames (or consecutive swap slots, or all not
     present) with the same pagemap bits, kpageflags and (if read) kpagecount."""
@@ -632,7 +693,7 @@ class PageRun:
         return None
 
 
-@dataclass(frozen=True)
+@lazy_dataclass(frozen=True)
 class PageChunk:
     """Up to CHUNK_PAGES consecutive pages of one mapping, as parallel arrays (low-level)."""
 
@@ -644,7 +705,7 @@ class PageChunk:
     kpagecount: array | None        # array('Q')
 
 
-@dataclass(frozen=True)
+@lazy_dataclass(frozen=True)
 class FlagCount:
     """One row of a summary: how many pages carry exactly this flag word."""
 
@@ -654,7 +715,7 @@ class FlagCount:
     symbolic: str
 
 
-@dataclass
+@lazy_dataclass()
 class Summary:
     """Page counts by flag set over a scan (what ``page-types -p PID`` prints).
 
@@ -666,13 +727,13 @@ class Summary:
     process: str
     page_size: int
     ranges: list[tuple[int, int]]
-    raw: dict[int, int] = field(default_factory=dict)
-    present: int = 0
-    swapped: int = 0
-    not_present: int = 0
-    pfns_hidden: bool = False
-    kpageflags_read: bool = False
-    notes: list[str] = field(default_factory=list)
+    raw: dict[int, int]
+    present: int
+    swapped: int
+    not_present: int
+    pfns_hidden: bool
+    kpageflags_read: bool
+    notes: list[str]
 
     @property
     def total(self) -> int:
@@ -681,37 +742,54 @@ class Summary:
     def rows(self, view: str = "expanded") -> list[FlagCount]:
         """Counts by flag word, sorted by flags. ``view``: ``expanded`` (page-types -r plus
         uffd-wp/guard), ``well-known`` (page-types' default) or ``raw`` (kernel words)."""
-        if view not in ("expanded", "well-known", "raw"):
-            raise ValueError(f"unknown view {view!r}")
-        out: dict[int, int] = {}
-        for key, n in self.raw.items():
-            kflags, pme = key & L.PM_PFRAME_MASK, key & L.PM_FLAGS_MASK
-            if view == "expanded":
-                f = expand_flags(kflags, pme)
-            elif view == "well-known":
-                f = well_known_flags(kflags)
-            else:
-                f = kflags
-            out[f] = out.get(f, 0) + n
-        return [FlagCount(f, n, flag_names(f), symbolic_flags(f)) for f, n in sorted(out.items())]
+        return [FlagCount(f, n, flag_names(f), symbolic_flags(f)) for f, n in summary_rows(self.raw, view)]
 
     def huge_pages(self) -> dict[str, int]:
         """Base pages that belong to transparent huge pages and to hugetlb pages."""
-        thp = sum(n for k, n in self.raw.items() if k & _bit(L.KPF_THP))
-        tlb = sum(n for k, n in self.raw.items() if k & _bit(L.KPF_HUGE))
-        return {"THP": thp, "hugetlb": tlb}
+        return huge_page_counts(self.raw)
 
     def to_dict(self, view: str = "expanded") -> dict:
-        return {
-            "pid": self.pid, "process": self.process, "page_size": self.page_size,
-            "ranges": [[hex(a), hex(b)] for a, b in self.ranges],
-            "present": self.present, "swapped": self.swapped, "not_present": self.not_present,
-            "total": self.total, "pfns_hidden": self.pfns_hidden, "kpageflags_read": self.kpageflags_read,
-            "huge_pages": self.huge_pages(), "view": view,
-            "rows": [{"flags": f"{r.flags:#018x}", "pages": r.pages, "symbolic": r.symbolic,
-                      "names": list(r.names)} for r in self.rows(view)],
-            "notes": list(self.notes),
-        }
+        from dataclasses import asdict
+
+        return summary_json(asdict(self), view)
+
+
+def summary_rows(raw: dict[int, int], view: str = "expanded") -> list[tuple[int, int]]:
+    """``(flags, pages)`` sorted by flags, from :attr:`Summary.raw` in one of the views."""
+    if view not in ("expanded", "well-known", "raw"):
+        raise ValueError(f"unknown view {view!r}")
+    out: dict[int, int] = {}
+    for key, n in raw.items():
+        kflags, pme = key & L.PM_PFRAME_MASK, key & L.PM_FLAGS_MASK
+        if view == "expanded":
+            f = expand_flags(kflags, pme)
+        elif view == "well-known":
+            f = well_known_flags(kflags)
+        else:
+            f = kflags
+        out[f] = out.get(f, 0) + n
+    return sorted(out.items())
+
+
+def huge_page_counts(raw: dict[int, int]) -> dict[str, int]:
+    """Base pages in transparent huge pages and in hugetlb pages, from :attr:`Summary.raw`."""
+    thp = sum(n for k, n in raw.items() if k & _bit(L.KPF_THP))
+    tlb = sum(n for k, n in raw.items() if k & _bit(L.KPF_HUGE))
+    return {"THP": thp, "hugetlb": tlb}
+
+
+def summary_json(d: dict, view: str = "expanded") -> dict:
+    """JSON-ready form of :func:`summary_counts` data (or a :class:`Summary`'s fields)."""
+    return {
+        "pid": d["pid"], "process": d["process"], "page_size": d["page_size"],
+        "ranges": [[hex(a), hex(b)] for a, b in d["ranges"]],
+        "present": d["present"], "swapped": d["swapped"], "not_present": d["not_present"],
+        "total": d["present"] + d["swapped"], "pfns_hidden": d["pfns_hidden"],
+        "kpageflags_read": d["kpageflags_read"], "huge_pages": huge_page_counts(d["raw"]), "view": view,
+        "rows": [{"flags": f"{f:#018x}", "pages": n, "symbolic": symbolic_flags(f), "names": list(flag_names(f))}
+                 for f, n in summary_rows(d["raw"], view)],
+        "notes": list(d["notes"]),
+    }
 
 
 class _PfnTable:
@@ -731,7 +809,8 @@ class _PfnTable:
         self.map = None
         self.buf: memoryview | None = None
         self.view: memoryview | None = None
-        self.loaded = bytearray()
+        self.done: set = set()  # windows read so far
+        self.want = bytearray()  # scratch bitmap of windows to read, all zero between loads
 
     def _reserve(self, npfn: int) -> None:
         mmap = self._mmap_mod
@@ -747,35 +826,40 @@ class _PfnTable:
             self.map.resize(npfn * 8)  # mremap: keeps what was loaded
         self.buf = memoryview(self.map)
         self.view = self.buf.cast("Q")
-        self.loaded.extend(bytes((npfn >> _WSH) - len(self.loaded)))
+        self.want.extend(bytes((npfn >> _WSH) - len(self.want)))
         self.npfn = npfn
 
-    def load(self, windows) -> None:
-        """Read every not yet loaded window in ``windows`` (window = PFN >> _WSH)."""
-        loaded = self.loaded
-        nwin = len(loaded)
-        need = sorted(w for w in windows if w >= nwin or not loaded[w])
+    def load(self, windows: set) -> None:
+        """Read every window in ``windows`` (window = PFN >> _WSH) not read yet."""
+        need = windows - self.done  # C-level set difference: most windows repeat across chunks
         if not need:
             return
-        if need[-1] >= nwin:
-            self._reserve((need[-1] + 1) << _WSH)
-            loaded = self.loaded
-        buf, fd = self.buf, self.fd
-        i, n = 0, len(need)
-        while i < n:
-            j = i
-            while j + 1 < n and need[j + 1] == need[j] + 1:
-                j += 1
-            lo, hi = need[i] << _WSH, (need[j] + 1) << _WSH
+        first, last = min(need), max(need)
+        if last >= self.npfn >> _WSH:
+            self._reserve((last + 1) << _WSH)
+        want = self.want
+        deque(map(want.__setitem__, need, repeat(1)), 0)  # mark them in a bitmap, in C
+        buf, fd, find = self.buf, self.fd, want.find
+        pos, end = first, last + 1
+        while pos < end:
+            a = find(1, pos, end)
+            if a < 0:
+                break
+            b = find(0, a, end)
+            b = end if b < 0 else b
+            lo, hi = a << _WSH, b << _WSH
             try:
-                # a short read past the last PFN leaves zeros, which is what a hole reads as
+                # one read per run of adjacent windows; a short read past the last PFN leaves
+                # zeros, which is what a hole reads as
                 os.preadv(fd, [buf[lo * 8:hi * 8]], lo * 8)
             except OSError as err:
                 raise from_oserror(err, f"cannot read /proc/{self.name}") from err
-            loaded[need[i]:need[j] + 1] = b"\x01" * (j - i + 1)
-            i = j + 1
-        if need[0] == 0:
+            want[a:b] = bytes(b - a)
+            pos = b
+        self.done |= need
+        if first == 0:
             self.view[0] = 0
+
     def close(self) -> None:
         if self.view is not None:
             self.view.release()
@@ -832,10 +916,10 @@ class _Scan:
     """A process opened for scanning: its maps, pagemap and (when allowed) the PFN tables."""
 
     def __init__(self, process, *, kpageflags: bool = True, kpagecount: bool = False):
-        self.info = _resolve(process)
-        self.pid = self.info.pid
+        self.pid, self.name = _resolve_raw(process)
         self.page_size = PAGE_SIZE
-        self.maps = read_maps(self.pid)
+        self.rows = read_maps_rows(self.pid)  # tuples; Mapping objects only where records need them
+        self._mappings: dict[int, Mapping] = {}
         self.fd = _open_pagemap(self.pid)
         self.notes: list[str] = []
         self.visible = pfns_visible()
@@ -872,19 +956,27 @@ class _Scan:
             os.close(self.fd)
             self.fd = None
 
-    def pieces(self, start: int | None, end: int | None) -> list[tuple[Mapping, int, int]]:
-        """The parts of mappings to walk: all of them, or those overlapping ``[start, end)``."""
+    def mapping(self, i: int) -> Mapping:
+        """The :class:`Mapping` of row ``i`` (one object per row, made on first use)."""
+        m = self._mappings.get(i)
+        if m is None:
+            m = self._mappings[i] = Mapping(*self.rows[i])
+        return m
+
+    def pieces(self, start: int | None, end: int | None) -> list[tuple[int, int, int]]:
+        """``(row, lo, hi)``: the mappings to walk, all of them or clipped to ``[start, end)``."""
         if start is None:
-            return [(m, m.start, m.end) for m in self.maps]
-        parts = mappings_in(self.maps, start, end)
+            return [(i, r[0], r[1]) for i, r in enumerate(self.rows)]
+        parts = [(i, max(r[0], start), min(r[1], end)) for i, r in enumerate(self.rows)
+                 if max(r[0], start) < min(r[1], end)]
         if not parts:
-            raise _unmapped(self.pid, self.maps, start, f"range {start:#x}-{end:#x}")
+            raise _unmapped(self.pid, self.rows, start, f"range {start:#x}-{end:#x}")
         return parts
 
     def raw_chunks(self, start: int | None = None, end: int | None = None):
-        """Yield ``(mapping, vaddr, bytes)``: pagemap entries, CHUNK_PAGES at a time."""
+        """Yield ``(row, vaddr, bytes)``: pagemap entries, CHUNK_PAGES at a time."""
         ps = self.page_size
-        for mapping, lo, hi in self.pieces(start, end):
+        for row, lo, hi in self.pieces(start, end):
             vpn, vend = lo // ps, (hi + ps - 1) // ps
             while vpn < vend:
                 n = min(CHUNK_PAGES, vend - vpn)
@@ -896,12 +988,13 @@ class _Scan:
                     # 0 bytes: the mm is gone (process exited) or we are past TASK_SIZE,
                     # where the kernel lists [vsyscall] but has no page tables for us
                     _ensure_alive(self.pid, "during the scan")
-                    self.notes.append(f"{mapping.label} at {mapping.start:#x} lies above the user address "
+                    r = self.rows[row]
+                    self.notes.append(f"{r[6] or '[anon]'} at {r[0]:#x} lies above the user address "
                                       "space pagemap covers: skipped")
                     break
                 if len(data) % 8:
                     data = data[: len(data) // 8 * 8]
-                yield mapping, vpn * ps, data
+                yield row, vpn * ps, data
                 vpn += len(data) >> 3
 
     def chunks(self, start: int | None = None, end: int | None = None) -> Iterator[PageChunk]:
@@ -909,7 +1002,8 @@ class _Scan:
         from array import array
 
         ft, ct = self.flags_table, self.count_table
-        for mapping, vaddr, data in self.raw_chunks(start, end):
+        for row, vaddr, data in self.raw_chunks(start, end):
+            mapping = self.mapping(row)
             entries = memoryview(data).cast("Q")
             kf = kc = None
             if ft is not None or ct is not None:
@@ -1008,14 +1102,21 @@ def summarize(process, start: int | None = None, end: int | None = None) -> Summ
     frame) without a Python object per page: chunks are decoded as big integers and counted
     with C-level iterators, kpageflags read in windows around the frames actually used.
     """
+    return Summary(**summary_counts(process, start, end))
+
+
+def summary_counts(process, start: int | None = None, end: int | None = None) -> dict:
+    """:func:`summarize`'s answer as plain data (the fields of :class:`Summary`); the CLI
+    formats it with :func:`summary_rows` without importing the dataclass machinery."""
     from collections import Counter
     from itertools import compress
 
     _parse_process_and_range(start, end)
     with _Scan(process) as s:
-        summ = Summary(s.pid, s.info.name, s.page_size,
-                       [(start, end)] if start is not None else [(m.start, m.end) for m in s.maps],
-                       pfns_hidden=not s.visible, kpageflags_read=s.flags_table is not None)
+        summ = {"pid": s.pid, "process": s.name, "page_size": s.page_size,
+                "ranges": [(start, end)] if start is not None else [(r[0], r[1]) for r in s.rows],
+                "raw": {}, "present": 0, "swapped": 0, "not_present": 0, "pfns_hidden": not s.visible,
+                "kpageflags_read": s.flags_table is not None, "notes": []}
         ft = s.flags_table
         counts: Counter = Counter()
         by_meta: Counter = Counter()
@@ -1057,22 +1158,22 @@ def summarize(process, start: int | None = None, end: int | None = None) -> Summ
                     _merge(counts, Counter(map(get, compress(lanes, sel))), g)
         if _ALIASED in counts:
             del counts[_ALIASED]
-            summ.notes.append("kpageflags words with bits 55-63 set were seen (no kernel defines them): "
-                              "they are merged with pagemap bits in this summary")
+            summ["notes"].append("kpageflags words with bits 55-63 set were seen (no kernel defines them): "
+                                 "they are merged with pagemap bits in this summary")
         for g, n in by_meta.items():
             counts[_meta_to_pme(g)] += n
         for key, n in counts.items():
             if n <= 0:
                 continue
             if key & L.PM_PRESENT:
-                summ.present += n
+                summ["present"] += n
             elif key & L.PM_SWAP:
-                summ.swapped += n
+                summ["swapped"] += n
             else:
-                summ.not_present += n
+                summ["not_present"] += n
                 continue
-            summ.raw[key] = summ.raw.get(key, 0) + n
-        summ.notes.extend(s.notes)
+            summ["raw"][key] = summ["raw"].get(key, 0) + n
+        summ["notes"].extend(s.notes)
         return summ
 
 
@@ -1116,14 +1217,10 @@ def _count_slow(data: bytes, ft, counts) -> None:
         counts[k | (e & L.PM_FLAGS_MASK)] += 1
 
 
-def read_process_info(process) -> ProcessInfo:
-    """Resolve ``process`` (pid, ``self``, name) and check it has an address space."""
-    return _resolve(process)
-
-
 __all__ = [
     "CHUNK_PAGES", "PAGE_SIZE", "FlagCount", "HugePage", "PageChunk", "PageRecord", "PageRun",
-    "PagemapEntry", "PyphysError", "Summary", "Translation", "UnmappedAddressError", "decode_entry",
-    "expand_flags", "flag_bits", "flag_names", "pfns_visible", "read_process_info", "runs", "scan",
-    "scan_chunks", "summarize", "symbolic_flags", "translate", "user_space_limit", "well_known_flags",
+    "PagemapEntry", "Summary", "Translation", "UnmappedAddressError", "decode_entry", "decode_fields",
+    "entry_kind", "expand_flags", "flag_bits", "flag_names", "huge_page_counts", "lookup", "lookup_json",
+    "pfns_visible", "runs", "scan", "scan_chunks", "summarize", "summary_counts", "summary_json",
+    "summary_rows", "symbolic_flags", "translate", "user_space_limit", "well_known_flags",
 ]

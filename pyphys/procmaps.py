@@ -4,13 +4,17 @@ A process is named by pid, ``self`` or a name (looked up with psutil, imported o
 :func:`parse_maps` takes lines, not a path, so tests feed it fixtures; :func:`read_maps`
 opens ``paths.proc(pid, "maps")``. Format: proc(5) and Documentation/filesystems/proc.rst
 ("/proc/PID/maps": ``address perms offset dev inode pathname``).
+
+Results are dataclasses (:class:`Mapping`, :class:`ProcessInfo`). Each has a plain-tuple twin
+(:func:`read_maps_rows`, :func:`stat_of`) for pyphys' one-shot command-line path, which must
+start faster than importing :mod:`dataclasses` allows (see :func:`lazy_dataclass`).
 """
 
 from __future__ import annotations
 
 import bisect
 import os
-from dataclasses import dataclass
+import sys
 
 from pyphys import paths
 from pyphys.errors import (
@@ -20,15 +24,58 @@ from pyphys.errors import (
     UsageError,
     from_oserror,
 )
-
 from pyphys.layouts.pagemap import PF_KTHREAD
 
 TYPE_CHECKING = False  # typing is not imported at run time: it costs start-up time
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+# ---------------------------------------------------------------------------------------
+# Dataclasses, processed on first use
+# ---------------------------------------------------------------------------------------
+_PENDING: list[tuple[type, dict]] = []
 
-@dataclass(frozen=True)
+
+def lazy_dataclass(**options):
+    """Class decorator: ``dataclasses.dataclass(**options)``, applied when the first instance
+    is made (or at once if :mod:`dataclasses` is already imported, as in any notebook).
+
+    Importing :mod:`dataclasses` pulls in :mod:`inspect` and :mod:`ast`, which costs a
+    one-address ``pyphys pagemap`` more than everything else it does; the CLI's fast path
+    never instantiates these classes, so it never pays for it. The class object is the same
+    before and after (dataclass() decorates in place).
+    """
+    def wrap(cls):
+        if "dataclasses" in sys.modules:
+            return sys.modules["dataclasses"].dataclass(**options)(cls)
+
+        def first_init(self, *args, **kwargs):
+            make_dataclasses()
+            type(self).__init__(self, *args, **kwargs)
+
+        cls.__init__ = first_init
+        _PENDING.append((cls, options))
+        return cls
+
+    return wrap
+
+
+def make_dataclasses() -> None:
+    """Apply every pending :func:`lazy_dataclass` now (idempotent)."""
+    if not _PENDING:
+        return
+    from dataclasses import dataclass
+
+    while _PENDING:
+        cls, options = _PENDING.pop(0)
+        del cls.__init__  # the placeholder: dataclass() never overwrites an __init__ it finds
+        dataclass(**options)(cls)
+
+
+# ---------------------------------------------------------------------------------------
+# /proc/PID/maps
+# ---------------------------------------------------------------------------------------
+@lazy_dataclass(frozen=True)
 class Mapping:
     """One line of /proc/PID/maps: ``[start, end)`` virtual addresses and what backs them."""
 
@@ -77,20 +124,25 @@ class Mapping:
 
     def maps_line(self) -> str:
         """The mapping formatted like its /proc/PID/maps line."""
-        line = f"{self.start:08x}-{self.end:08x} {self.perms} {self.offset:08x} {self.dev} {self.inode}"
-        return f"{line:<73}{self.path}" if self.path else line
+        return maps_line(self.start, self.end, self.perms, self.offset, self.dev, self.inode, self.path)
 
     def describe(self) -> str:
         """Short form: range, perms and label."""
         return f"{self.start:#x}-{self.end:#x} {self.perms} {self.label}"
 
 
+def maps_line(start: int, end: int, perms: str, offset: int, dev: str, inode: int, path: str) -> str:
+    """A /proc/PID/maps line (fs/proc/task_mmu.c show_map_vma: path padded to column 73)."""
+    line = f"{start:08x}-{end:08x} {perms} {offset:08x} {dev} {inode}"
+    return f"{line:<73}{path}" if path else line
+
+
 class MapsParseError(PyphysError):
     """A /proc/PID/maps line that does not have the documented format."""
 
 
-def parse_maps_line(line: str, lineno: int = 0) -> Mapping:
-    """Parse one maps line; raises :class:`MapsParseError` naming the line."""
+def parse_maps_row(line: str, lineno: int = 0) -> tuple[int, int, str, int, str, int, str]:
+    """One maps line as ``(start, end, perms, offset, dev, inode, path)``; MapsParseError if malformed."""
     parts = line.rstrip("\n").split(None, 5)
     try:
         if len(parts) < 5:
@@ -104,35 +156,49 @@ def parse_maps_line(line: str, lineno: int = 0) -> Mapping:
             raise ValueError(f"permissions {perms!r} are not 4 characters")
         if start > end:
             raise ValueError("range ends before it starts")
-        return Mapping(start, end, perms, int(parts[2], 16), parts[3], int(parts[4]),
-                       parts[5].strip() if len(parts) > 5 else "")
+        return (start, end, perms, int(parts[2], 16), parts[3], int(parts[4]),
+                parts[5].strip() if len(parts) > 5 else "")
     except ValueError as err:
         where = f"line {lineno}" if lineno else "line"
         raise MapsParseError(f"malformed /proc/PID/maps {where}: {line.strip()!r} ({err})") from None
 
 
+def parse_maps_line(line: str, lineno: int = 0) -> Mapping:
+    """Parse one maps line; raises :class:`MapsParseError` naming the line."""
+    return Mapping(*parse_maps_row(line, lineno))
+
+
 def parse_maps(lines: Iterable[str]) -> list[Mapping]:
     """All mappings in ``lines`` (the text of /proc/PID/maps), in file (address) order."""
-    return [parse_maps_line(line, n) for n, line in enumerate(lines, 1) if line.strip()]
+    return [Mapping(*parse_maps_row(line, n)) for n, line in enumerate(lines, 1) if line.strip()]
 
 
-def read_maps(pid: int) -> list[Mapping]:
-    """Mappings of process ``pid``; raises ProcessGoneError / PermissionDeniedError."""
+def read_maps_rows(pid: int) -> list[tuple[int, int, str, int, str, int, str]]:
+    """The rows of /proc/PID/maps as tuples (what :func:`read_maps` wraps in :class:`Mapping`)."""
     path = paths.proc(pid, "maps")
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            return parse_maps(f)
+            return [parse_maps_row(line, n) for n, line in enumerate(f, 1) if line.strip()]
     except FileNotFoundError as err:
         raise ProcessGoneError(f"process {pid} no longer exists ({path})") from err
     except OSError as err:
         raise from_oserror(err, f"cannot read {path}") from err
 
 
-def find_mapping(maps: list[Mapping], addr: int) -> Mapping | None:
-    """The mapping containing ``addr`` (``maps`` sorted by start, as the kernel lists them)."""
-    i = bisect.bisect_right([m.start for m in maps], addr) - 1
-    if i >= 0 and maps[i].contains(addr):
-        return maps[i]
+def read_maps(pid: int) -> list[Mapping]:
+    """Mappings of process ``pid``; raises ProcessGoneError / PermissionDeniedError."""
+    return [Mapping(*row) for row in read_maps_rows(pid)]
+
+
+def find_mapping(maps: list, addr: int):
+    """The mapping (or row) containing ``addr``; ``maps`` sorted by start, as the kernel lists them."""
+    starts = [m[0] if isinstance(m, tuple) else m.start for m in maps]
+    i = bisect.bisect_right(starts, addr) - 1
+    if i >= 0:
+        m = maps[i]
+        end = m[1] if isinstance(m, tuple) else m.end
+        if addr < end:
+            return m
     return None
 
 
@@ -158,7 +224,10 @@ def mappings_in(maps: list[Mapping], start: int, end: int) -> list[tuple[Mapping
     return out
 
 
-@dataclass(frozen=True)
+# ---------------------------------------------------------------------------------------
+# /proc/PID/stat and choosing a process
+# ---------------------------------------------------------------------------------------
+@lazy_dataclass(frozen=True)
 class ProcessInfo:
     """What pyphys needs to know about a process before reading its page tables."""
 
@@ -186,8 +255,8 @@ def parse_stat(text: str) -> tuple[int, str, str, int]:
         raise PyphysError(f"malformed /proc/PID/stat: {text[:80]!r}") from None
 
 
-def process_info(pid: int) -> ProcessInfo:
-    """Read /proc/PID/stat; NotFoundError when there is no such process."""
+def stat_of(pid: int) -> tuple[int, str, str, bool]:
+    """``(pid, name, state, kernel_thread)`` from /proc/PID/stat; NotFoundError if no such process."""
     path = paths.proc(pid, "stat")
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
@@ -197,33 +266,43 @@ def process_info(pid: int) -> ProcessInfo:
     except OSError as err:
         raise from_oserror(err, f"cannot read {path}") from err
     _pid, comm, state, flags = parse_stat(text)
-    return ProcessInfo(pid, comm, state, bool(flags & PF_KTHREAD))
+    return pid, comm, state, bool(flags & PF_KTHREAD)
 
 
-def require_address_space(info: ProcessInfo) -> None:
-    """Raise a clear error if ``info`` names a process without user memory to look at."""
-    if info.kernel_thread:
-        raise UsageError(f"pid {info.pid} ({info.name}) is a kernel thread: it has no user address "
+def process_info(pid: int) -> ProcessInfo:
+    """Read /proc/PID/stat; NotFoundError when there is no such process."""
+    return ProcessInfo(*stat_of(pid))
+
+
+def check_address_space(pid: int, name: str, state: str, kernel_thread: bool) -> None:
+    """Raise a clear error if the process has no user memory to look at."""
+    if kernel_thread:
+        raise UsageError(f"pid {pid} ({name}) is a kernel thread: it has no user address "
                          "space, so no pagemap", "pick a user process")
-    if info.zombie:
-        raise ProcessGoneError(f"pid {info.pid} ({info.name}) is a zombie: it exited and its memory "
+    if state in ("Z", "X"):
+        raise ProcessGoneError(f"pid {pid} ({name}) is a zombie: it exited and its memory "
                                "is gone (only its exit status is left for its parent)")
 
 
-def resolve_process(spec: str | int) -> ProcessInfo:
-    """Pick a process by pid (int or digits), ``self``, or name.
+def require_address_space(info: ProcessInfo) -> None:
+    """:func:`check_address_space` for a :class:`ProcessInfo`."""
+    check_address_space(info.pid, info.name, info.state, info.kernel_thread)
+
+
+def resolve_pid(spec: str | int) -> int:
+    """The pid named by ``spec``: a pid (int or digits), ``self``, or a process name.
 
     A name matches the process name (comm), the executable's basename or argv[0]'s basename;
     this process is never a match. No match is NotFoundError; several are a UsageError listing
-    them (pyphys never guesses).
+    them (pyphys never guesses). The pid is not checked to exist (see :func:`stat_of`).
     """
     if isinstance(spec, int):
         pid = spec
     else:
         text = spec.strip()
         if text == "self":
-            pid = os.getpid()
-        elif text.lstrip("+-").isdigit():
+            return os.getpid()
+        if text.lstrip("+-").isdigit():
             pid = int(text)
         elif not text:
             raise UsageError("empty process name", "give a pid, `self` or a process name")
@@ -231,10 +310,15 @@ def resolve_process(spec: str | int) -> ProcessInfo:
             return _by_name(text)
     if pid <= 0:
         raise UsageError(f"pid {spec!r} is not a positive number")
-    return process_info(pid)
+    return pid
 
 
-def _by_name(name: str) -> ProcessInfo:
+def resolve_process(spec: str | int) -> ProcessInfo:
+    """:func:`resolve_pid` and :func:`process_info` in one."""
+    return process_info(resolve_pid(spec))
+
+
+def _by_name(name: str) -> int:
     try:
         import psutil  # only for names: keeps `pyphys pagemap PID ADDR` fast
     except ImportError:
@@ -256,4 +340,4 @@ def _by_name(name: str) -> ProcessInfo:
         shown = "; ".join(f"{pid}: {cmd[:60]}" for pid, cmd in sorted(matches)[:8])
         more = f"; and {len(matches) - 8} more" if len(matches) > 8 else ""
         raise UsageError(f"{len(matches)} processes are named {name!r}: {shown}{more}", "give the pid")
-    return process_info(matches[0][0])
+    return matches[0][0]

@@ -69,28 +69,28 @@ def run(args) -> int:
     if not args.all and rng is None:
         vaddr = parse_int(args.address, "address")
         if args.mode is None:
-            t = pagemap.translate(args.process, vaddr)
+            d = pagemap.lookup(args.process, vaddr)  # plain data: no dataclass import on this path
             if args.json:
                 import json
 
-                json.dump(t.to_dict(), out, indent=2)
+                json.dump(pagemap.lookup_json(d), out, indent=2)
                 out.write("\n")
             else:
-                out.write(format_translation(t))
+                out.write(format_translation(d))
             return 0
         ps = pagemap.PAGE_SIZE
         rng = (vaddr - vaddr % ps, vaddr - vaddr % ps + ps)
     start, end = rng if rng is not None else (None, None)
     mode = args.mode or ("summary" if args.all else "runs")
     if mode == "summary":
-        s = pagemap.summarize(args.process, start, end)
+        d = pagemap.summary_counts(args.process, start, end)  # plain data, like lookup()
         if args.json:
             import json
 
-            json.dump(s.to_dict(args.view), out, indent=2)
+            json.dump(pagemap.summary_json(d, args.view), out, indent=2)
             out.write("\n")
         else:
-            out.write(format_summary(s, args.view))
+            out.write(format_summary(d, args.view))
         return 0
     if mode == "pages":
         items = pagemap.scan(args.process, start, end, kpagecount=args.count)
@@ -134,52 +134,56 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-def format_translation(t) -> str:
-    from pyphys.pagemap import symbolic_flags
+def format_translation(d: dict) -> str:
+    """Text for :func:`pyphys.pagemap.lookup`'s answer."""
+    from pyphys.pagemap import entry_kind, expand_flags, flag_names, symbolic_flags
+    from pyphys.procmaps import maps_line
 
-    e = t.entry
+    e, m, h = d["entry"], d["mapping"], d["huge"]
+    vaddr, ps = d["vaddr"], d["page_size"]
     lines = [
-        f"pid {t.pid} ({t.process}), virtual address {t.vaddr:#x}",
-        f"  mapping            {t.mapping.maps_line()}",
-        f"  virtual page       {t.vpage:#x} + offset {t.offset:#x} (page size {t.page_size})",
-        f"  pagemap entry      {e.raw:#018x}: {e.kind}",
-        f"    present          {_yn(e.present)}",
+        f"pid {d['pid']} ({d['process']}), virtual address {vaddr:#x}",
+        f"  mapping            {maps_line(**m)}",
+        f"  virtual page       {vaddr - vaddr % ps:#x} + offset {vaddr % ps:#x} (page size {ps})",
+        f"  pagemap entry      {e['raw']:#018x}: {entry_kind(e['raw'])}",
+        f"    present          {_yn(e['present'])}",
     ]
-    if e.present:
-        if e.pfn_hidden:
+    if e["present"]:
+        if e["pfn_hidden"]:
             lines.append("    PFN              hidden (the kernel zeroes it without CAP_SYS_ADMIN: run as root)")
             lines.append("    physical address hidden")
         else:
-            lines.append(f"    PFN              {e.pfn:#x}")
-            lines.append(f"    physical address {t.phys_addr:#x}")
-    lines.append(f"    swapped          {_yn(e.swapped)}")
-    if e.swapped and not e.present:
-        if e.pfn_hidden:
+            lines.append(f"    PFN              {e['pfn']:#x}")
+            lines.append(f"    physical address {d['phys_addr']:#x}")
+    lines.append(f"    swapped          {_yn(e['swapped'])}")
+    if e["swapped"] and not e["present"]:
+        if e["pfn_hidden"]:
             lines.append("    swap type/offset hidden (needs CAP_SYS_ADMIN)")
         else:
-            lines.append(f"    swap type        {e.swap_type}")
-            lines.append(f"    swap offset      {e.swap_offset:#x}")
+            lines.append(f"    swap type        {e['swap_type']}")
+            lines.append(f"    swap offset      {e['swap_offset']:#x}")
     lines += [
-        f"    soft-dirty       {_yn(e.soft_dirty)}",
-        f"    exclusive        {_yn(e.exclusive)}" + (" (mapped by this process only)" if e.exclusive else ""),
-        f"    uffd-wp          {_yn(e.uffd_wp)}",
-        f"    guard region     {_yn(e.guard_region)}",
-        f"    file/shared-anon {_yn(e.file_or_shared_anon)}",
+        f"    soft-dirty       {_yn(e['soft_dirty'])}",
+        f"    exclusive        {_yn(e['exclusive'])}" + (" (mapped by this process only)" if e["exclusive"] else ""),
+        f"    uffd-wp          {_yn(e['uffd_wp'])}",
+        f"    guard region     {_yn(e['guard_region'])}",
+        f"    file/shared-anon {_yn(e['file_or_shared_anon'])}",
     ]
-    if t.kpageflags is not None:
-        lines.append(f"  kpageflags         {t.kpageflags:#018x} (kernel word)")
-        lines.append(f"    flags            {','.join(t.flag_names)}")
-        lines.append(f"    symbolic         {symbolic_flags(t.flags)}")
-    if t.kpagecount is not None:
-        lines.append(f"  kpagecount         {t.kpagecount}")
-    if e.present and not e.pfn_hidden:
-        if t.huge is None:
+    if d["kpageflags"] is not None:
+        lines.append(f"  kpageflags         {d['kpageflags']:#018x} (kernel word)")
+        lines.append(f"    flags            {','.join(flag_names(d['flags']))}")
+        lines.append(f"    symbolic         {symbolic_flags(d['flags'])}")
+    elif e["present"] or e["swapped"]:
+        lines.append(f"  pagemap flags      {','.join(flag_names(expand_flags(0, e['raw']))) or '-'}")
+    if d["kpagecount"] is not None:
+        lines.append(f"  kpagecount         {d['kpagecount']}")
+    if e["pfn"] is not None:
+        if h is None:
             lines.append("  huge page          no")
         else:
-            h = t.huge
-            lines.append(f"  huge page          {h.kind}, {_size(h.size)} ({h.pages} pages), head PFN "
-                         f"{h.head_pfn:#x}, this is page {h.index}")
-    for note in t.notes:
+            lines.append(f"  huge page          {h['kind']}, {_size(h['size'])} ({h['pages']} pages), head PFN "
+                         f"{h['head_pfn']:#x}, this is page {h['index']}")
+    for note in d["notes"]:
         lines.append(f"  note: {note}")
     return "\n".join(lines) + "\n"
 
@@ -247,17 +251,20 @@ def run_dict(r) -> dict:
             "flags": list(r.flag_names), "huge": r.huge, "mapping": r.mapping.label}
 
 
-def format_summary(s, view: str) -> str:
-    mb = 1 << 20
+def format_summary(d: dict, view: str) -> str:
+    """page-types' summary table for :func:`pyphys.pagemap.summary_counts` data."""
+    from pyphys.pagemap import flag_names, huge_page_counts, summary_rows, symbolic_flags
+
+    mb, ps = 1 << 20, d["page_size"]
+    total = d["present"] + d["swapped"]
     lines = ["             flags\tpage-count       MB  symbolic-flags\t\t\tlong-symbolic-flags"]
-    for r in s.rows(view):
-        lines.append(f"{r.flags:#018x}\t{r.pages:10d} {r.pages * s.page_size // mb:8d}  {r.symbolic}\t"
-                     f"{','.join(r.names)}")
-    lines.append(f"             total\t{s.total:10d} {s.total * s.page_size // mb:8d}")
-    huge = s.huge_pages()
-    lines.append(f"pid {s.pid} ({s.process}): {s.present} present, {s.swapped} swapped, {s.not_present} "
-                 f"not present in the mappings scanned; THP pages {huge['THP']}, hugetlb pages {huge['hugetlb']} "
-                 f"(view: {view})")
-    for note in s.notes:
+    for f, n in summary_rows(d["raw"], view):
+        lines.append(f"{f:#018x}\t{n:10d} {n * ps // mb:8d}  {symbolic_flags(f)}\t{','.join(flag_names(f))}")
+    lines.append(f"             total\t{total:10d} {total * ps // mb:8d}")
+    huge = huge_page_counts(d["raw"])
+    lines.append(f"pid {d['pid']} ({d['process']}): {d['present']} present, {d['swapped']} swapped, "
+                 f"{d['not_present']} not present in the mappings scanned; THP pages {huge['THP']}, "
+                 f"hugetlb pages {huge['hugetlb']} (view: {view})")
+    for note in d["notes"]:
         lines.append(f"note: {note}")
     return "\n".join(lines) + "\n"
