@@ -10,8 +10,9 @@ address 0.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
-from typing import IO, Iterable, Optional
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: every module costs stats over 9p in the lab guest
+if TYPE_CHECKING:
+    from typing import IO, Iterable, Optional
 
 from pyphys import paths
 from pyphys.errors import PyphysError, UsageError, from_oserror
@@ -20,15 +21,28 @@ SYSTEM_RAM = "System RAM"
 HIDDEN_HINT = "the kernel shows /proc/iomem addresses as zeros without CAP_SYS_ADMIN: run as root"
 
 
-@dataclass
 class Region:
-    """One resource: ``start``..``end`` inclusive, its ``name``, nested ``children``."""
+    """One resource: ``start``..``end`` inclusive, its ``name``, nested ``children``.
 
-    start: int
-    end: int
-    name: str
-    children: list["Region"] = field(default_factory=list)
-    depth: int = 0
+    A plain class, not a dataclass: importing dataclasses (and inspect) costs seconds of
+    9p stats in the TCG lab guest, on every one-shot ``pyphys devmem``.
+    """
+
+    __slots__ = ("start", "end", "name", "children", "depth")
+
+    def __init__(self, start: int, end: int, name: str, children: Optional[list] = None, depth: int = 0):
+        self.start = start
+        self.end = end
+        self.name = name
+        self.children: list[Region] = children if children is not None else []
+        self.depth = depth
+
+    def __repr__(self) -> str:
+        return f"Region({self.start:#x}, {self.end:#x}, {self.name!r}, children={len(self.children)})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Region) and (self.start, self.end, self.name, self.children) == (
+            other.start, other.end, other.name, other.children)
 
     @property
     def size(self) -> int:
@@ -55,16 +69,17 @@ class Region:
         }
 
 
-@dataclass
 class IomemTree:
     """The parsed /proc/iomem: top-level ``regions`` (children nested), ``hidden`` if zeroed."""
 
-    regions: list[Region]
-    hidden: bool = False
-
-    def __post_init__(self) -> None:
+    def __init__(self, regions: list[Region], hidden: bool = False):
+        self.regions = regions
+        self.hidden = hidden
         self._starts = [r.start for r in self.regions]
         self._sorted = sorted(self.regions, key=lambda r: r.start)
+
+    def __repr__(self) -> str:
+        return f"IomemTree({len(self.regions)} top-level regions, hidden={self.hidden})"
 
     def region_of(self, addr: int) -> list[Region]:
         """Chain of nested regions holding ``addr``, outermost first; [] for a hole."""

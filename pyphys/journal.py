@@ -40,18 +40,18 @@ import fcntl
 import json
 import os
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _Record)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 from pyphys import paths
 from pyphys.errors import JournalError, UsageError, VerifyError, from_oserror
 
-Opener = Callable[[dict], Any]
-_OPENERS: dict[str, Opener] = {}
+_OPENERS: dict = {}  # kind -> opener(description) -> target
 
 
-def register_target(kind: str, opener: Opener) -> None:
+def register_target(kind: str, opener: "Callable[[dict], Any]") -> None:
     """Make entries of ``kind`` undoable: ``opener(description) -> writable target``."""
     _OPENERS[kind] = opener
 
@@ -65,7 +65,7 @@ def _open_phys(description: dict) -> Any:
 register_target("phys", _open_phys)
 
 
-def opener_for(kind: str) -> Opener:
+def opener_for(kind: str) -> "Callable[[dict], Any]":
     """The opener registered for ``kind`` (importing ``pyphys.<kind>`` if needed); JournalError if none."""
     if kind not in _OPENERS and kind.isidentifier():
         try:
@@ -83,23 +83,50 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
 
 
-@dataclass
-class Entry:
-    """One journaled write, with the facts appended about it since."""
+class _Record:
+    """A minimal dataclass stand-in: __init__/__repr__/__eq__ from ``_fields`` and ``_defaults``.
 
-    id: int
-    time: str
-    kind: str
-    target: dict
-    addr: int
-    old: bytes
-    new: bytes
-    label: str = ""
-    undone: bool = False
-    undone_time: Optional[str] = None
-    aborted: bool = False
-    actual: Optional[bytes] = None
-    width: Optional[int] = None
+    Why not dataclasses: importing it pulls in inspect and a dozen modules, and in the TCG lab
+    guest every module costs several 9p stats (~10 ms each) on every one-shot pyphys call.
+    """
+
+    __slots__ = ()
+    _fields: tuple = ()
+    _defaults: dict = {}
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        if len(args) > len(self._fields):
+            raise TypeError(f"{type(self).__name__} takes at most {len(self._fields)} arguments")
+        values = dict(self._defaults)
+        values.update(zip(self._fields, args))
+        for key, value in kwargs.items():
+            if key not in self._fields:
+                raise TypeError(f"{type(self).__name__} has no field {key!r}")
+            values[key] = value
+        for name in self._fields:
+            if name not in values:
+                raise TypeError(f"{type(self).__name__} needs {name!r}")
+            setattr(self, name, values[name])
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
+        return f"{type(self).__name__}({inner})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and all(getattr(self, f) == getattr(other, f) for f in self._fields)
+
+
+class Entry(_Record):
+    """One journaled write, with the facts appended about it since.
+
+    Fields: id, time, kind, target (dict), addr, old, new (bytes), label, undone, undone_time,
+    aborted, actual (read-back bytes when they differed), width (bits, for word writes).
+    """
+
+    __slots__ = ("id", "time", "kind", "target", "addr", "old", "new", "label", "undone", "undone_time",
+                 "aborted", "actual", "width")
+    _fields = __slots__
+    _defaults = {"label": "", "undone": False, "undone_time": None, "aborted": False, "actual": None, "width": None}
 
     @property
     def active(self) -> bool:
@@ -129,37 +156,40 @@ class Entry:
         return out
 
 
-@dataclass
-class WriteRecord:
-    """What :func:`journaled_write` did: entry ``id``, ``addr``, ``old`` and ``new`` bytes, ``readback``."""
+class WriteRecord(_Record):
+    """What :func:`journaled_write` did: entry ``id``, ``addr``, ``old`` and ``new`` bytes, ``readback``, ``verified``."""
 
-    id: int
-    addr: int
-    old: bytes
-    new: bytes
-    readback: bytes
-    verified: bool = True
+    __slots__ = ("id", "addr", "old", "new", "readback", "verified")
+    _fields = __slots__
+    _defaults = {"verified": True}
 
 
-@dataclass
-class UndoResult:
-    """One undone entry: ``status`` is "restored" or "already" (memory already held the old bytes)."""
+class UndoResult(_Record):
+    """One undone entry (id, addr, kind, target, restored, status, label): ``status`` is
+    "restored" or "already" (memory already held the old bytes)."""
 
-    id: int
-    addr: int
-    kind: str
-    target: dict
-    restored: bytes
-    status: str
-    label: str = ""
+    __slots__ = ("id", "addr", "kind", "target", "restored", "status", "label")
+    _fields = __slots__
+    _defaults = {"label": ""}
 
 
-@dataclass
-class _Planned:
-    entry: Entry
-    key: str
-    current: bytes
-    status: str
+class _Planned(_Record):
+    __slots__ = ("entry", "key", "current", "status")
+    _fields = __slots__
+
+
+class _Lock:
+    """Context manager for :meth:`Journal.locked` (contextlib is one more module to load)."""
+
+    def __init__(self, journal: "Journal", wait: bool):
+        self.journal, self.wait = journal, wait
+
+    def __enter__(self) -> "Journal":
+        self.journal._acquire(self.wait)
+        return self.journal
+
+    def __exit__(self, *exc: object) -> None:
+        self.journal._release()
 
 
 class Journal:
@@ -198,13 +228,15 @@ class Journal:
                 ) from err
         return self._fd
 
-    @contextmanager
-    def locked(self, wait: bool = True) -> Iterator["Journal"]:
-        """Hold ``flock(LOCK_EX)`` on the journal (re-entrant within this object).
+    def locked(self, wait: bool = True) -> _Lock:
+        """Context manager holding ``flock(LOCK_EX)`` on the journal (re-entrant within this object).
 
         Waits up to ``lock_timeout`` seconds (``PYPHYS_LOCK_TIMEOUT``, default 30), not at all
         if ``wait`` is False; then JournalError.
         """
+        return _Lock(self, wait)
+
+    def _acquire(self, wait: bool) -> None:
         fd = self._open()
         if self._depth == 0:
             deadline = time.monotonic() + (self.lock_timeout if wait else 0.0)
@@ -222,12 +254,11 @@ class Journal:
                 except OSError as err:
                     raise from_oserror(err, f"lock journal {self.path}") from err
         self._depth += 1
-        try:
-            yield self
-        finally:
-            self._depth -= 1
-            if self._depth == 0:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         """Close the journal file (releases the lock)."""

@@ -32,7 +32,9 @@ from __future__ import annotations
 import errno
 import mmap
 import os
-from typing import Callable, Optional
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: every module costs stats over 9p in the lab guest
+if TYPE_CHECKING:
+    from typing import Callable, Optional
 
 from pyphys import paths
 from pyphys.errors import (

@@ -16,8 +16,9 @@ before anything is opened or written.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
-from typing import Optional
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: every module costs stats over 9p in the lab guest
+if TYPE_CHECKING:
+    from typing import Optional
 
 from pyphys.commands._common import parse_int
 from pyphys.errors import PyphysError, RegionError, UsageError, VerifyError
@@ -27,30 +28,36 @@ BACKENDS = ("auto", "mmap", "rw", "module")
 MAX_RANGE = 64 << 20
 
 
-@dataclass
 class Named:
     """A region the user may write: ``name`` at ``start`` for ``size`` bytes."""
 
-    name: str
-    start: int
-    size: int
+    __slots__ = ("name", "start", "size")
+
+    def __init__(self, name: str, start: int, size: int):
+        self.name, self.start, self.size = name, start, size
+
+    def __repr__(self) -> str:
+        return f"Named({self.name!r}, {self.start:#x}, {self.size})"
 
     def contains(self, addr: int, n: int) -> bool:
         return self.start <= addr and addr + n <= self.start + self.size
 
 
-@dataclass
 class Op:
-    """One access: ``kind`` "r"/"w", ``addr``, ``width`` bits, ``value`` (writes), ``data`` (byte writes)."""
+    """One access: ``kind`` "r"/"w", ``addr``, ``width`` bits, ``value`` (writes), ``data`` (byte writes).
 
-    kind: str
-    addr: int
-    width: int = 32
-    value: Optional[int] = None
-    data: Optional[bytes] = None
-    region: Optional[Named] = None
-    line: int = 0
-    text: str = ""
+    Plain classes here (no dataclasses): see pyphys.iomem.Region on import cost in the guest.
+    """
+
+    __slots__ = ("kind", "addr", "width", "value", "data", "region", "line", "text")
+
+    def __init__(self, kind: str, addr: int, width: int = 32, value: Optional[int] = None,
+                 data: Optional[bytes] = None, region: Optional[Named] = None, line: int = 0, text: str = ""):
+        self.kind, self.addr, self.width, self.value, self.data = kind, addr, width, value, data
+        self.region, self.line, self.text = region, line, text
+
+    def __repr__(self) -> str:
+        return f"Op({self.kind!r}, {self.addr:#x}, {self.width}, value={self.value!r}, line={self.line})"
 
     @property
     def size(self) -> int:
@@ -272,6 +279,12 @@ def fmt_word(value: int, width: int) -> str:
 
 
 # -- running -----------------------------------------------------------------------------------
+def _dumps(obj: object) -> str:
+    import json  # only for --json: one module fewer to load on a plain read
+
+    return json.dumps(obj)
+
+
 def _note(args, text: str) -> None:
     if not args.quiet:
         print(f"pyphys devmem: {text}", file=sys.stderr)
@@ -378,8 +391,6 @@ def run_batch(pm, ops: list[Op], journal=None) -> list[dict]:
 
 def run(args) -> int:
     """Entry point: validate everything, then open, check regions, access, report."""
-    import json
-
     if args.backend not in BACKENDS:
         raise UsageError(f"unknown backend {args.backend!r} (choose from {', '.join(BACKENDS)})")
     modes = [m for m in ("range", "write_bytes", "write_hex", "batch") if getattr(args, m) is not None]
@@ -392,7 +403,7 @@ def run(args) -> int:
             raise UsageError("--batch takes its addresses from the script, not the command line")
         lines = _read_batch(args.batch)
         ops = parse_batch(lines, resolver)
-        return _run_batch_cmd(args, ops, resolver, json)
+        return _run_batch_cmd(args, ops, resolver)
 
     if args.addr is None:
         raise UsageError("give an address: pyphys devmem ADDR [WIDTH [VALUE]]")
@@ -426,7 +437,7 @@ def run(args) -> int:
         if op.kind == "r" and mode == "range":
             data = pm.read(addr, op.size)
             if args.json:
-                print(json.dumps({"addr": f"{addr:#x}", "length": len(data), "region": where, "backend": pm.backend, "hex": data.hex()}))
+                print(_dumps({"addr": f"{addr:#x}", "length": len(data), "region": where, "backend": pm.backend, "hex": data.hex()}))
             else:
                 print(hexdump(addr, data))
             _note(args, f"{addr:#x}+{op.size:#x}: {where} (backend {pm.backend}: {pm.reason})")
@@ -434,7 +445,7 @@ def run(args) -> int:
         if op.kind == "r":
             value = pm.read_word(addr, op.width)
             if args.json:
-                print(json.dumps({"addr": f"{addr:#x}", "width": op.width, "value": fmt_word(value, op.width), "region": where, "backend": pm.backend}))
+                print(_dumps({"addr": f"{addr:#x}", "width": op.width, "value": fmt_word(value, op.width), "region": where, "backend": pm.backend}))
             else:
                 print(fmt_word(value, op.width))
             _note(args, f"{addr:#x}: {where} (backend {pm.backend}: {pm.reason})")
@@ -455,7 +466,7 @@ def run(args) -> int:
                 f"a register with side effects, or something else writes here; journal entry {rec.id}",
             )
         if args.json:
-            print(json.dumps({"addr": f"{addr:#x}", "old": rec.old.hex(), "new": rec.new.hex(), "readback": rec.readback.hex(), "journal_id": rec.id, "region": where, "backend": pm.backend}))
+            print(_dumps({"addr": f"{addr:#x}", "old": rec.old.hex(), "new": rec.new.hex(), "readback": rec.readback.hex(), "journal_id": rec.id, "region": where, "backend": pm.backend}))
         _note(
             args,
             f"wrote {len(rec.new)} byte(s) at {addr:#x} ({where}, backend {pm.backend}); read back OK; "
@@ -478,7 +489,7 @@ def _read_batch(source: str) -> list[str]:
         raise UsageError(f"batch script {source} is not text") from None
 
 
-def _run_batch_cmd(args, ops: list[Op], resolver: Resolver, json) -> int:
+def _run_batch_cmd(args, ops: list[Op], resolver: Resolver) -> int:
     from pyphys import physmem
 
     with physmem.open_physmem(args.backend, writable=any(op.kind == "w" for op in ops)) as pm:
@@ -495,7 +506,7 @@ def _run_batch_cmd(args, ops: list[Op], resolver: Resolver, json) -> int:
                 if "readback" in r:
                     r["readback"] = fmt_word(r["readback"], r["width"])
                 r["line"] = op.line
-            print(json.dumps(results))
+            print(_dumps(results))
         else:
             out = [fmt_word(r["value"], r["width"]) for r in results if r["op"] == "r"]
             if out:
