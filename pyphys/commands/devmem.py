@@ -433,7 +433,8 @@ def run(args) -> int:
 
     with physmem.open_physmem(args.backend, writable=op.kind == "w") as pm:
         check_access(pm, resolver, op, args.force)
-        where = describe(pm, resolver, addr)
+        # the region report needs pyphys.ko's sysfs (kmod); a quiet plain read skips it
+        where = describe(pm, resolver, addr) if (op.kind == "w" or args.json or not args.quiet) else ""
         if op.kind == "r" and mode == "range":
             data = pm.read(addr, op.size)
             if args.json:
