@@ -7,8 +7,12 @@
    Target <= 1.5x.
 3. Peak RSS of the summary over those 4 GiB (wait4 rusage of the process). Target <= 100 MiB.
 
-Wall times are the best of several alternating runs (the machine is shared); medians are in
-the notes. page-types: $PYPHYS_PAGE_TYPES, else the lab kernel tree's tools/vm/page-types.
+Wall times are the best of several alternating runs (the machine is shared); medians and CPU
+time (user+sys from wait4, less sensitive to other load) are in the notes. Python may cache
+bytecode (in a temporary PYTHONPYCACHEPREFIX), as an installed package does: `make` exports
+PYTHONDONTWRITEBYTECODE, which would otherwise recompile pyphys on every run. The command is
+the `pyphys` console script when it is installed next to this Python, else `python -m pyphys`.
+page-types: $PYPHYS_PAGE_TYPES, else the lab kernel tree's tools/vm/page-types.
 Prints one JSON list of rows on stdout.
 """
 
@@ -20,6 +24,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 WHERE = "host"
@@ -52,9 +57,14 @@ def find_page_types() -> str | None:
     return None
 
 
-def timed(argv: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one run of ``argv``; raises if it fails."""
-    env = dict(os.environ, PYTHONPATH=TOP + os.pathsep + os.environ.get("PYTHONPATH", ""))
+ENV = dict(os.environ, PYTHONPATH=TOP + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           PYTHONPYCACHEPREFIX=os.path.join(tempfile.gettempdir(), f"pyphys-bench-pycache-{os.getuid()}"))
+ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
+def timed(argv: list[str]) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (KiB) and CPU seconds of one run of ``argv``; raises if it fails."""
+    env = ENV
     t = time.perf_counter()
     p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=TOP)
     _pid, status, usage = os.wait4(p.pid, 0)
@@ -64,17 +74,24 @@ def timed(argv: list[str]) -> tuple[float, int]:
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {p.returncode}: {err.strip()[-300:]}")
-    return dt, usage.ru_maxrss
+    return dt, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
 
 
-def alternate(a: list[str], b: list[str], n: int) -> tuple[list[float], list[float], list[int], list[int]]:
-    ta, tb, ra, rb = [], [], [], []
+def alternate(a: list[str], b: list[str], n: int):
+    """Run ``a`` and ``b`` in turn ``n`` times (after one warm-up each); lists of wall, RSS, CPU."""
+    timed(a)
+    timed(b)
+    out = {"a": ([], [], []), "b": ([], [], [])}
     for _ in range(n):
-        for argv, times, rss in ((a, ta, ra), (b, tb, rb)):
-            dt, kib = timed(argv)
-            times.append(dt)
-            rss.append(kib)
-    return ta, tb, ra, rb
+        for key, argv in (("a", a), ("b", b)):
+            for lst, v in zip(out[key], timed(argv)):
+                lst.append(v)
+    return out["a"], out["b"]
+
+
+def pyphys_cmd(py: str) -> list[str]:
+    script = os.path.join(os.path.dirname(py), "pyphys")
+    return [script] if os.access(script, os.X_OK) else [py, "-m", "pyphys"]
 
 
 def row(bench, pyphys, peer_name, peer, unit, target, note, ratio="auto"):
@@ -92,31 +109,32 @@ def main() -> int:
         print(json.dumps([{"bench": "pagemap: skipped", "note": "needs root (PFNs, /proc/kpageflags)"}]))
         return 0
     child = subprocess.Popen([py, "-c", CHILD % GIB], stdout=subprocess.PIPE, text=True)
+    med = statistics.median
     try:
         addr = int(child.stdout.readline())
         pid = str(child.pid)
-        pyphys_sum = [py, "-m", "pyphys", "pagemap", pid, "--all", "--summary"]
+        pp = pyphys_cmd(py)
+        summary = pp + ["pagemap", pid, "--all", "--summary"]
         if pt:
-            ta, tb, ra, rb = alternate(pyphys_sum, [pt, "-p", pid], 5)
-            rows.append(row(f"summary of {GIB} GiB touched anon (pagemap+kpageflags per page)", min(ta),
-                            "page-types -p PID", min(tb), "s", "<= 1.0x",
-                            f"best of 5 alternating; medians {statistics.median(ta):.3f} vs "
-                            f"{statistics.median(tb):.3f} s; pyphys time includes Python start-up"))
+            (wa, ra, ca), (wb, rb, cb) = alternate(summary, [pt, "-p", pid], 5)
+            rows.append(row(f"summary of {GIB} GiB touched anon (pagemap+kpageflags per page)", min(wa),
+                            "page-types -p PID", min(wb), "s", "<= 1.0x",
+                            f"best of 5 alternating, pyphys incl. Python start-up; medians {med(wa):.3f} vs "
+                            f"{med(wb):.3f} s; CPU user+sys best {min(ca):.3f} vs {min(cb):.3f} s "
+                            f"({min(ca) / min(cb):.2f}x)"))
         else:
-            ta = [timed(pyphys_sum)[0] for _ in range(3)]
-            ra = [0]
-            rows.append({"bench": f"summary of {GIB} GiB touched anon", "pyphys": round(min(ta), 4),
+            (wa, ra, ca), _ = alternate(summary, [py, "-c", "pass"], 3)
+            rb = [0]
+            rows.append({"bench": f"summary of {GIB} GiB touched anon", "pyphys": round(min(wa), 4),
                          "peer_name": "page-types (not built)", "unit": "s", "target": "<= 1.0x",
                          "note": "run `make kernel` to build tools/vm/page-types"})
-        one = [py, "-m", "pyphys", "pagemap", pid, hex(addr)]
-        ta1, tb1, _r1, _r2 = alternate(one, [py, "-c", "pass"], 15)
-        rows.append(row("one-address CLI translation", min(ta1), "python -c pass", min(tb1), "s", "<= 1.5x",
-                        f"best of 15 alternating; medians {statistics.median(ta1) * 1000:.1f} vs "
-                        f"{statistics.median(tb1) * 1000:.1f} ms"))
-        rss_pyphys = max(ra) / 1024
-        rss_peer = max(rb) / 1024 if pt else 0.0
-        rows.append(row(f"peak RSS, summary of {GIB} GiB", rss_pyphys,
-                        "page-types -p PID" if pt else "-", rss_peer, "MiB", "<= 100 MiB",
+        one = pp + ["pagemap", pid, hex(addr)]
+        (w1, _r1, c1), (w2, _r2, c2) = alternate(one, [py, "-c", "pass"], 15)
+        rows.append(row("one-address CLI translation", min(w1), "python -c pass", min(w2), "s", "<= 1.5x",
+                        f"best of 15 alternating; medians {med(w1) * 1000:.1f} vs {med(w2) * 1000:.1f} ms; "
+                        f"CPU best {min(c1) * 1000:.1f} vs {min(c2) * 1000:.1f} ms ({min(c1) / min(c2):.2f}x)"))
+        rows.append(row(f"peak RSS, summary of {GIB} GiB", max(ra) / 1024,
+                        "page-types -p PID" if pt else "-", max(rb) / 1024, "MiB", "<= 100 MiB",
                         "wait4() ru_maxrss of the whole pyphys process (interpreter included)", ratio=None))
     finally:
         child.kill()

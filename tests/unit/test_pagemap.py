@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -301,3 +303,60 @@ def test_pfn_visibility_from_capabilities(tmp_path):
         assert not pagemap.pfns_visible()
     finally:
         paths.set_roots(**old)
+
+
+def test_lookup_is_translate_as_plain_data(proc):
+    import dataclasses
+    import pickle
+
+    for addr in (0x10234, 0x201010, 0x16000, 0x12000):
+        t = pagemap.translate(4242, addr)
+        d = pagemap.lookup(4242, addr)
+        assert dataclasses.is_dataclass(t) and dataclasses.is_dataclass(t.entry)
+        assert t.to_lookup() == d
+        assert t.to_dict() == pagemap.lookup_json(d)
+        assert pagemap.Translation.from_lookup(d) == t
+        assert pickle.loads(pickle.dumps(t)) == t
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        t.vaddr = 0
+
+
+def test_summary_counts_is_summarize_as_plain_data(proc):
+    import dataclasses
+
+    s = pagemap.summarize(4242)
+    d = pagemap.summary_counts(4242)
+    assert dataclasses.asdict(s) == d
+    assert s.to_dict("well-known") == pagemap.summary_json(d, "well-known")
+    assert [(r.flags, r.pages) for r in s.rows("raw")] == pagemap.summary_rows(d["raw"], "raw")
+
+
+def _fresh_python(code: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYPHYS_PROC=os.path.join(FIX, "proc"),
+               PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+
+
+def test_one_address_cli_imports_nothing_heavy():
+    """`pyphys pagemap PID ADDR` must start fast: no psutil (pid given), no dataclasses/inspect."""
+    res = _fresh_python(
+        "import sys; from pyphys import cli\n"
+        "rc = cli.main(['pagemap', '4242', '0x10234'])\n"
+        "heavy = sorted(m for m in ('dataclasses', 'inspect', 'psutil', 'typing', 'json') if m in sys.modules)\n"
+        "print('HEAVY', heavy); sys.exit(rc)")
+    assert res.returncode == 0, res.stderr
+    assert "HEAVY []" in res.stdout and "physical address 0x100234" in res.stdout
+
+
+def test_lazy_dataclasses_work_without_prior_import():
+    res = _fresh_python(
+        "import sys, pickle; from pyphys import pagemap, procmaps\n"
+        "assert 'dataclasses' not in sys.modules\n"
+        "e = pagemap.decode_entry(1 << 63 | 5)\n"
+        "import dataclasses\n"
+        "assert dataclasses.is_dataclass(e) and e.pfn == 5 and e.present\n"
+        "assert pickle.loads(pickle.dumps(e)) == e and 'PagemapEntry(raw=' in repr(e)\n"
+        "m = procmaps.parse_maps_line('00400000-00401000 r-xp 00000000 08:01 7 /bin/x')\n"
+        "assert dataclasses.is_dataclass(m) and m.path == '/bin/x'\n"
+        "print('ok')")
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
