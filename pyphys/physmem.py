@@ -566,6 +566,25 @@ class PhysMem:
         except OSError as err:
             raise self._explain(err, addr, "write") from err
 
+    def word_slot(self, addr: int, width: int, writable: bool = False) -> "Optional[tuple[memoryview, int]]":
+        """(view, index) such that ``view[index]`` is ONE aligned ``width``-bit load/store at ``addr``.
+
+        The batch fast path: validate and map once, then each access is a single indexing.
+        None when the backend is not mmap (use read_word/write_word). Raises like read_word.
+        """
+        size = check_width(width)
+        if addr % size:
+            raise UsageError(f"address {addr:#x} is not aligned to {width} bits ({size} bytes)")
+        if writable and not self.writable:
+            raise UsageError("physical memory was opened read-only")
+        _check_addr(addr, size)
+        if self.backend != "mmap":
+            return None
+        win = self._word_window(addr, size)
+        if win is None:
+            return None
+        return win._index(addr - win.offset, width)
+
     def describe(self) -> dict:
         """JSON-able description the journal stores to reopen this target for undo."""
         return {"backend": self.backend}

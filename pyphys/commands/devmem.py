@@ -335,9 +335,41 @@ def run_batch(pm, ops: list[Op], journal=None) -> list[dict]:
 
     writes = [op for op in ops if op.kind == "w"]
     results: list[dict] = []
+    slots: dict = {}
+
+    def slot_of(op: Op, fresh: bool = False):
+        # the (view, index) of one exact-width access, resolved once per address and width
+        key = (op.addr, op.width)
+        slot = None if fresh else slots.get(key, False)
+        if slot is False or fresh:
+            slot = slots[key] = pm.word_slot(op.addr, op.width, writable=op.kind == "w")
+        return slot
+
+    def get(op: Op) -> int:
+        slot = slot_of(op)
+        if slot is None:
+            return pm.read_word(op.addr, op.width)
+        try:
+            return slot[0][slot[1]]
+        except ValueError:  # its window was evicted (released view): map again
+            return get(op) if slot_of(op, fresh=True) is not None else pm.read_word(op.addr, op.width)
+
+    def put(op: Op, value: int) -> None:
+        slot = slot_of(op)
+        if slot is None:
+            pm.write_word(op.addr, op.width, value)
+            return
+        try:
+            slot[0][slot[1]] = value
+        except ValueError:
+            if slot_of(op, fresh=True) is None:
+                pm.write_word(op.addr, op.width, value)
+            else:
+                put(op, value)
+
     if not writes:
         for op in ops:
-            results.append({"op": "r", "addr": op.addr, "width": op.width, "value": pm.read_word(op.addr, op.width)})
+            results.append({"op": "r", "addr": op.addr, "width": op.width, "value": get(op)})
         return results
     own = journal is None
     jr = journal if journal is not None else jmod.Journal()
@@ -346,7 +378,7 @@ def run_batch(pm, ops: list[Op], journal=None) -> list[dict]:
             overlay: dict[int, int] = {}
             olds: list[bytes] = []
             for op in writes:
-                cur = bytearray(pm.read_word(op.addr, op.width).to_bytes(op.size, "little"))
+                cur = bytearray(get(op).to_bytes(op.size, "little"))
                 for i in range(op.size):
                     if op.addr + i in overlay:
                         cur[i] = overlay[op.addr + i]
@@ -362,16 +394,16 @@ def run_batch(pm, ops: list[Op], journal=None) -> list[dict]:
             try:
                 for op in ops:
                     if op.kind == "r":
-                        results.append({"op": "r", "addr": op.addr, "width": op.width, "value": pm.read_word(op.addr, op.width)})
+                        results.append({"op": "r", "addr": op.addr, "width": op.width, "value": get(op)})
                         continue
                     entry_id, predicted = pending[id(op)]
-                    before = pm.read_word(op.addr, op.width).to_bytes(op.size, "little")
+                    before = get(op).to_bytes(op.size, "little")
                     if before != predicted:
                         jr.mark(entry_id, "old", before)
                     assert op.value is not None
-                    pm.write_word(op.addr, op.width, op.value)
+                    put(op, op.value)
                     done.add(entry_id)
-                    back = pm.read_word(op.addr, op.width)
+                    back = get(op)
                     results.append({"op": "w", "addr": op.addr, "width": op.width, "value": op.value, "readback": back, "journal_id": entry_id})
                     if back != op.value:
                         jr.mark(entry_id, "actual", back.to_bytes(op.size, "little"))

@@ -355,3 +355,18 @@ def test_word_write_is_journaled_with_width_and_undone_with_one_store(lab, capsy
     monkeypatch.setattr(physmem.PhysMem, "write_word", lambda self, a, w, v: (calls.append(w), real(self, a, w, v)))
     assert pyphys(capsys, "undo")[0] == 0
     assert calls == [64] and mem(lab) == before
+
+
+def test_batch_over_more_pages_than_the_window_cache(lab, capsys, monkeypatch):
+    """Windows evicted mid-batch are mapped again (their views were released)."""
+    monkeypatch.setattr(physmem, "_CACHE_PAGES", 2)
+    addrs = [0xA000 + 0x1000 * (i % 6) + 4 * i for i in range(60)]
+    script = "\n".join(f"w {a:#x} 32 {i:#x}\nr {a:#x}" for i, a in enumerate(addrs))
+    before = mem(lab)
+    rc, out, err = pyphys(capsys, "devmem", "--batch", "-", "--force", stdin=script, monkeypatch=monkeypatch)
+    assert rc == 0, err
+    assert out.split() == [f"0x{i:08X}" for i in range(60)]
+    for i, a in enumerate(addrs):
+        assert mem(lab, a, 4) == struct.pack("<I", i)
+    assert pyphys(capsys, "undo", "--all")[0] == 0
+    assert mem(lab) == before
