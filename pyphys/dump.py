@@ -736,8 +736,9 @@ def dump(
     directory = os.path.dirname(path)
     sidecar = path + ".sha256" if sha256 else None
     _check_target(path, force)
-    if sidecar:
-        _check_target(sidecar, force)
+    # FILE.sha256 is checked even with --no-sha256: left next to a new FILE it would describe
+    # the old one (with --force it is removed once the new FILE is in place)
+    _check_target(path + ".sha256", force)
     if not os.path.isdir(directory):
         raise from_oserror(FileNotFoundError(errno.ENOENT, "no such directory"), f"cannot write to {directory}")
 
@@ -763,6 +764,8 @@ def dump(
         zero_block = bytes(block_size)  # calloc'd: the shared zero page, no RSS
         all_zero = True
         reader = _Reader(pm, plan.segments, block_size, fallback)
+        if progress:
+            progress(0, total)
         for seg in plan.segments:
             r = seg.range
             if fmt == "lime":
@@ -802,6 +805,8 @@ def dump(
         if sidecar and tmp_sidecar:
             _install(tmp_sidecar, sidecar, force)
             tmp_sidecar = None
+        elif os.path.lexists(path + ".sha256"):
+            os.unlink(path + ".sha256")  # stale: it described the FILE just replaced
         _fsync_dir(directory)
         if reader.fell_back:
             spots = ", ".join(f"{a:#x}+{n:#x}" for a, n, _ in reader.fell_back[:4])

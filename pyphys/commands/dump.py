@@ -110,7 +110,8 @@ def run(args) -> int:
     except KeyboardInterrupt as exc:
         progress.clear()
         why = f"killed by {exc.args[0]}" if isinstance(exc, _Signalled) else "interrupted"
-        at = f" after {dumplib._size(progress.done)} of {dumplib._size(progress.total)}" if progress.total else ""
+        at = (f" after {dumplib._size(progress.done)} of {dumplib._size(progress.total)}" if progress.total
+              else " before any memory was read")
         print(f"pyphys dump: {why}{at}: the partial file was removed; {args.output} was not written",
               file=sys.stderr)
         return 130 if not isinstance(exc, _Signalled) else 128 + int(getattr(signal, exc.args[0]))
@@ -125,6 +126,8 @@ def run(args) -> int:
           f"memory in {result.seconds:.2f} s ({result.rate / 1e6:.1f} MB/s, {mode}, backend {result.backend})")
     if result.sha256:
         print(f"sha256 {result.sha256}  (sidecar {result.sidecar})")
+    if "refused" in result.backend_reason:
+        print(f"read: {result.backend_reason}")
     print(f"  {'physical range':<34} {'bytes':>14}  {'file offset':>14}")
     for seg in lay.segments:
         print(f"  {str(seg.range):<34} {seg.range.length:>#14x}  {seg.file_offset:>#14x}")

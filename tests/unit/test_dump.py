@@ -555,3 +555,15 @@ def test_reader_reads_what_read2_refuses_through_the_fallback():
     with pytest.raises(RegionError, match="EFAULT"):
         reader.next()
     reader.close()
+
+
+def test_stale_sidecar_is_not_left_next_to_a_new_file(fake):
+    dump.dump(str(fake / "s.raw"), None, "raw")
+    assert listing(fake) == ["s.raw", "s.raw.sha256"]
+    with pytest.raises(UsageError, match=r"s\.raw exists"):
+        dump.dump(str(fake / "s.raw"), None, "raw", sha256=False)
+    (fake / "s.raw").unlink()
+    with pytest.raises(UsageError, match=r"s\.raw\.sha256 exists"):  # would describe another file
+        dump.dump(str(fake / "s.raw"), None, "raw", sha256=False)
+    dump.dump(str(fake / "s.raw"), [dump.parse_range("0x1000+4K")], "raw", sha256=False, force=True)
+    assert listing(fake) == ["s.raw"]

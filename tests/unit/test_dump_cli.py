@@ -112,14 +112,20 @@ def test_progress_bar_on_a_tty(fake, tmp_path):
     assert tty.endswith("\r\x1b[K")  # cleared, not left on screen
 
 
-def _wait_for_temp(directory, proc, timeout=30.0):
+def _wait_for_temp(directory, proc, min_size=0, timeout=30.0):
+    """Wait until the dump's temp file exists (and holds more than ``min_size`` bytes)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(n.endswith(".pyphys-tmp") for n in os.listdir(directory)):
-            return True
+        for name in os.listdir(directory):
+            if name.endswith(".pyphys-tmp"):
+                try:
+                    if os.path.getsize(os.path.join(directory, name)) > min_size or not min_size:
+                        return True
+                except OSError:
+                    pass
         if proc.poll() is not None:
             return False
-        time.sleep(0.005)
+        time.sleep(0.002)
     return False
 
 
@@ -135,15 +141,15 @@ def slow_mem(tmp_path):
     return out
 
 
-@pytest.mark.parametrize("sig, rc, words", [(signal.SIGINT, 130, "interrupted after"),
-                                            (signal.SIGTERM, 143, "killed by SIGTERM after")])
-def test_signal_mid_dump_leaves_nothing(slow_mem, tmp_path, sig, rc, words):
+@pytest.mark.parametrize("when", ["early", "mid-dump"])
+@pytest.mark.parametrize("sig, rc, words", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "killed by SIGTERM")])
+def test_signal_leaves_nothing(slow_mem, tmp_path, sig, rc, words, when):
     out = slow_mem
     child = subprocess.Popen([sys.executable, "-m", "pyphys", "dump", "--block-size", "64K", "-o", str(out / "x.lime")],
                              env=env_for(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert _wait_for_temp(out, child), "the dump never created its temp file"
-        time.sleep(0.2)
+        # early: as soon as the temp file exists; mid-dump: once 1 MiB of it is written
+        assert _wait_for_temp(out, child, min_size=0 if when == "early" else 1 << 20), "the dump never started"
         child.send_signal(sig)
         stdout, stderr = child.communicate(timeout=60)
     finally:
@@ -152,7 +158,9 @@ def test_signal_mid_dump_leaves_nothing(slow_mem, tmp_path, sig, rc, words):
             child.wait()
     assert child.returncode == rc, stderr
     assert stdout == "" and stderr.count("\n") == 1 and "Traceback" not in stderr
-    assert words in stderr and "the partial file was removed" in stderr
+    where = r"after [\d.]+ [KM]iB of 2\.0 GiB" if when == "mid-dump" else r"(after [\d.]+ \w+ of 2\.0 GiB|before any memory was read)"
+    assert re.search(rf"^pyphys dump: {words} {where}: the partial file was removed; .*x\.lime was not written$",
+                     stderr), stderr
     assert listing(out) == []
 
 

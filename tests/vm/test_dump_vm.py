@@ -14,6 +14,8 @@ Linux 6.1 refuses O_DIRECT (EINVAL) and lives in the guest's RAM.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
 import shlex
@@ -276,6 +278,7 @@ def test_whole_ram_lime_opens_in_volatility3(lab_vm):
     try:
         res = dump(lab_vm, "--no-sha256", "-o", path)
         assert res.rc == 0, res
+        print(res.out.splitlines()[0])  # size, time and rate, for the record (pytest -s)
         # reading all of RAM must not make the kernel complain (read_mem on a page only partly
         # RAM would: "memremap attempted on mixed range")
         assert lab_vm.run("dmesg | grep -c -e 'WARNING:' -e 'memremap attempted' || true").out.strip() == warnings_before
@@ -299,7 +302,9 @@ def test_whole_ram_lime_opens_in_volatility3(lab_vm):
             capture_output=True, text=True, timeout=1800,
         )
         assert vol.returncode == 0, vol.stderr[-3000:]
-        found = re.findall(r"^\d+,(0x[0-9a-f]+),(Linux version .*)$", vol.stdout, re.M)
+        rows = list(csv.reader(io.StringIO(vol.stdout[vol.stdout.index("TreeDepth,"):])))
+        assert rows[0] == ["TreeDepth", "Offset", "Banner"], vol.stdout[-3000:]
+        found = [(offset, banner) for _, offset, banner in rows[1:] if banner.startswith("Linux version ")]
         assert found, vol.stdout[-3000:]
         version = lab_vm.run("cat /proc/version").out.strip()
         release = lab_vm.run("uname -r").out.strip()
