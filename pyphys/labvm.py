@@ -407,24 +407,56 @@ class LabVM:
         return self.run("rmmod pyphys")
 
 
-def interactive_shell(kernel: str = "lab", memory: str = "1G", kvm: bool = False) -> int:
-    """Boot ``kernel`` with the lab devices and give the user a shell in it; returns vng's status."""
+def _default_guest_shell(ko: str) -> str:
+    """A login shell for the guest: this venv's bin on PATH (vng does not pass the host's
+    PATH through), pyphys.ko loaded, then an interactive bash. Lives in the cache, which the
+    guest sees (read-only) at the same path."""
+    path = os.path.join(_cache_dir(), f"guest-shell-{os.getpid()}.sh")
+    with open(path, "w") as f:
+        f.write("#!/bin/bash\n"
+                f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:$PATH\n"
+                f"export PYTHONPATH={shlex.quote(str(REPO))}\n"
+                f"insmod {shlex.quote(ko)} && echo 'pyphys.ko loaded: ls -l /sys/kernel/pyphys'\n"
+                "exec /bin/bash -i\n")
+    os.chmod(path, 0o755)
+    return path
+
+
+def interactive_shell(kernel: str = "lab", memory: str = "1G", kvm: bool = False, *,
+                      shell: str | None = None, rwdir: str | None = None, shm_path: str | None = None,
+                      shm_data: bytes = b"", intro: str | None = None) -> int:
+    """Boot ``kernel`` with the lab devices and give the user a shell in it; returns vng's status.
+
+    For the classroom labs (:func:`pyphys.labs.start`): ``shell`` is the guest's login shell
+    (vng --shell), ``rwdir`` a host directory shared read-write at the same path, ``shm_path``
+    and ``shm_data`` the ivshmem backing file and what it starts with, ``intro`` replaces the
+    message printed before booting.
+    """
     k = get_kernel(kernel)
     ko = build_module(k)
     vng, env = _vng()
-    shm = f"/dev/shm/pyphys-ivshmem-shell-{os.getpid()}"
+    shm = shm_path or f"/dev/shm/pyphys-ivshmem-shell-{os.getpid()}"
     with open(shm, "wb") as f:
         f.truncate(IVSHMEM_SIZE)
-    print(f"pyphys lab: booting the {kernel} kernel {k.release} under QEMU "
-          f"({'KVM' if kvm else 'TCG, about 10-20 s'}); the host's files are the guest's root.\n"
-          f"  load the module:  insmod {ko}\n"
+        f.write(shm_data)
+    own_shell = shell is None
+    if own_shell:
+        shell = _default_guest_shell(ko)
+    print(intro or
+          f"pyphys lab: booting the {kernel} kernel {k.release} under QEMU "
+          f"({'KVM' if kvm else 'TCG, about 20-60 s'}); the host's files are the guest's root.\n"
+          f"  pyphys.ko is loaded at login; `pyphys` is on PATH\n"
           f"  ivshmem BAR2 is backed by the host file {shm}\n"
           f"  leave with:       exit  (or Ctrl-D)", file=sys.stderr)
-    argv = [vng] + vng_argv(k, kvm=kvm, memory=memory, cpus=2, qemu_opts=qemu_device_opts(shm, None), command=None)
+    argv = [vng] + vng_argv(k, kvm=kvm, memory=memory, cpus=2, qemu_opts=qemu_device_opts(shm, None), command=None,
+                            rwdir=rwdir)
+    if shell:
+        argv += ["--shell", shell]
     try:
         return subprocess.call(argv, env=env, cwd=str(REPO))
     finally:
-        try:
-            os.unlink(shm)
-        except OSError:
-            pass
+        for path in [shm] + ([shell] if own_shell else []):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
