@@ -40,7 +40,7 @@ from pyphys.procmaps import (
     neighbours,
     read_maps_rows,
     require_address_space,
-    resolve_process,
+    resolve_pid,
     stat_of,
 )
 
@@ -100,7 +100,10 @@ class PagemapEntry:
         return entry_kind(self.raw)
 
     def to_dict(self) -> dict:
-        return _entry_json(decode_fields(self.raw, pfn_visible=not self.pfn_hidden or None))
+        """JSON-ready fields (``raw`` as hex) plus ``kind``."""
+        from dataclasses import asdict
+
+        return _entry_json(asdict(self))
 
 
 def entry_kind(raw: int) -> str:
@@ -300,19 +303,11 @@ def _check_user_address(addr: int, what: str = "address", maps: list | None = No
 # ---------------------------------------------------------------------------------------
 # Opening a process
 # ---------------------------------------------------------------------------------------
-def _resolve(process: int | str | ProcessInfo) -> ProcessInfo:
-    info = process if isinstance(process, ProcessInfo) else resolve_process(process)
-    require_address_space(info)
-    return info
-
-
-def _resolve_raw(process) -> tuple[int, str]:
+def _resolve_raw(process: int | str | ProcessInfo) -> tuple[int, str]:
     """``(pid, name)`` of a process with an address space, without building dataclasses."""
     if isinstance(process, ProcessInfo):
         require_address_space(process)
         return process.pid, process.name
-    from pyphys.procmaps import resolve_pid
-
     pid, name, state, kthread = stat_of(resolve_pid(process))
     check_address_space(pid, name, state, kthread)
     return pid, name

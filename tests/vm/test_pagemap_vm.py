@@ -36,6 +36,22 @@ if mode == "mlock":
     say("ready", os.getpid(), addr)
     while True:
         time.sleep(3600)
+elif mode == "hugetlb":
+    HUGE = 2 << 20
+    h = mmap.mmap(-1, HUGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x40000)  # MAP_HUGETLB
+    h[3 * PAGE + 0x10:3 * PAGE + 0x20] = b"pyphys-hugetlb!!"
+    say("ready", os.getpid(), ctypes.addressof(ctypes.c_char.from_buffer(h)))
+    while True:
+        time.sleep(3600)
+elif mode == "softdirty":
+    m[:8] = b"before!!"
+    def on_usr1(sig, frame):
+        m[:8] = b"after!!!"
+        say("written", os.getpid())
+    signal.signal(signal.SIGUSR1, on_usr1)
+    say("ready", os.getpid(), addr)
+    while True:
+        signal.pause()
 else:  # cow
     m[:8] = b"parent!!"
     pid = os.fork()
@@ -193,6 +209,46 @@ def test_fork_then_write_shows_copy_on_write(lab_vm):
         assert struct.pack("<I", busybox32(lab_vm, int(p2["phys_addr"], 16))) == b"pare"
     finally:
         lab_vm.run(f"kill {child} {parent}")
+
+
+def test_hugetlb_page_reported_as_such(lab_vm):
+    assert lab_vm.run("echo 4 > /proc/sys/vm/nr_hugepages").rc == 0
+    out, _ = start(lab_vm, "hugetlb")
+    lines = wait_lines(lab_vm, out, {"ready"})
+    pid, base = int(lines["ready"][0]), int(lines["ready"][1])
+    try:
+        addr = base + 3 * 4096 + 0x10
+        d = translate(lab_vm, pid, addr)
+        assert d["huge"] is not None, d
+        assert (d["huge"]["kind"], d["huge"]["pages"], d["huge"]["index"], d["huge"]["size"]) == (
+            "hugetlb", 512, 3, 2 << 20)
+        assert "huge" in d["flag_names"]
+        phys = int(d["phys_addr"], 16)
+        assert struct.pack("<4I", *(busybox32(lab_vm, phys + 4 * i) for i in range(4))) == b"pyphys-hugetlb!!"
+        vpn = addr // 4096
+        pt = page_types_pages(lab_vm, pid, "-r", "-a", f"{vpn},{vpn + 1}")
+        assert pt[vpn][0] == int(d["pfn"], 16) and "G" in pt[vpn][1]  # G: huge (hugetlb) in page-types
+        runs = lab_vm.pyphys("pagemap", str(pid), f"{base:#x}+0x200000")
+        assert runs.rc == 0 and "[hugetlb]" in runs.out, runs
+    finally:
+        lab_vm.run(f"kill {pid}")
+
+
+def test_soft_dirty_follows_clear_refs_and_writes(lab_vm):
+    """Documentation/admin-guide/mm/soft-dirty.rst: writing 4 to clear_refs clears the bit; the
+    next write to the page sets it again."""
+    out, _ = start(lab_vm, "softdirty")
+    lines = wait_lines(lab_vm, out, {"ready"})
+    pid, addr = int(lines["ready"][0]), int(lines["ready"][1])
+    try:
+        assert translate(lab_vm, pid, addr)["entry"]["soft_dirty"] is True
+        assert lab_vm.run(f"echo 4 > /proc/{pid}/clear_refs").rc == 0
+        assert translate(lab_vm, pid, addr)["entry"]["soft_dirty"] is False
+        assert lab_vm.run(f"kill -USR1 {pid}").rc == 0
+        wait_lines(lab_vm, out, {"written"})
+        assert translate(lab_vm, pid, addr)["entry"]["soft_dirty"] is True
+    finally:
+        lab_vm.run(f"kill {pid}")
 
 
 def test_bad_input_in_guest(lab_vm):
