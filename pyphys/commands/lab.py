@@ -1,12 +1,26 @@
-"""pyphys lab: the lab VM (shell, run a command) and the classroom labs (start, check)."""
+"""pyphys lab: the lab VM (shell, run a command) and the classroom labs (list, start, check)."""
 
 from __future__ import annotations
 
 import sys
 
+from pyphys.commands._common import parse_int
+
+LAB_EPILOG = """\
+classroom labs (docs/labs/):
+  pyphys lab list              the six labs
+  pyphys lab start N           on the host: boot lab N's VM (kernel, devices, module) and open its shell
+  pyphys lab check N           in that shell: grade /tmp/labN.txt against the live system
+  pyphys lab check N --template > /tmp/labN.txt     the results file to fill in
+"""
+
 
 def register(sub, name: str, help_text: str) -> None:
-    p = sub.add_parser(name, help=help_text, description="Boot a lab kernel under QEMU with the lab's devices.")
+    import argparse
+
+    p = sub.add_parser(name, help=help_text, description="Boot a lab kernel under QEMU with the lab's devices, "
+                       "or start and check a classroom lab.", epilog=LAB_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     lsub = p.add_subparsers(dest="lab_command", metavar="ACTION")
 
     sh = lsub.add_parser("shell", help="an interactive shell in the lab VM")
@@ -20,6 +34,23 @@ def register(sub, name: str, help_text: str) -> None:
     rn.add_argument("--no-module", action="store_true", help="do not load pyphys.ko")
     rn.add_argument("command", nargs="+", help="the command (quote it, or put it after --)")
     rn.set_defaults(func=_run)
+
+    ls = lsub.add_parser("list", help="the classroom labs, their kernels and texts")
+    ls.set_defaults(func=_list)
+
+    st = lsub.add_parser("start", help="boot lab N's VM (its kernel, devices and module) and open a shell in it")
+    st.add_argument("number", metavar="N", help="lab number (1-6)")
+    st.add_argument("--kvm", action="store_true", help="try KVM (hangs on some hosts; TCG is the default)")
+    st.add_argument("--memory", default="1G", help="guest RAM (default 1G)")
+    st.add_argument("--dir", metavar="DIR", help="host directory for the labs' $LABDIR (default ~/pyphys-labs)")
+    st.set_defaults(func=_start)
+
+    ck = lsub.add_parser("check", help="inside the lab VM: grade your results file for lab N")
+    ck.add_argument("number", metavar="N", help="lab number (1-6)")
+    ck.add_argument("--file", metavar="PATH", help="results file (default /tmp/labN.txt)")
+    ck.add_argument("--template", action="store_true", help="print the results file to fill in, and exit")
+    ck.add_argument("--json", action="store_true", help="machine-readable output")
+    ck.set_defaults(func=_check)
     p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])
 
 
@@ -39,3 +70,45 @@ def _run(args) -> int:
         sys.stdout.write(res.out)
         sys.stderr.write(res.err)
         return res.rc
+
+
+def _lab(args):
+    from pyphys import labs
+
+    return labs.get(parse_int(args.number, "lab number", minimum=1))
+
+
+def _list(args) -> int:
+    import os
+
+    from pyphys import labs
+
+    for lab in labs.LABS.values():
+        print(f"{lab.number}  {lab.title}")
+        print(f"   kernel: {lab.kernel:<5}  text: {os.path.relpath(lab.doc)}")
+    return 0
+
+
+def _start(args) -> int:
+    from pyphys import labs
+
+    lab = _lab(args)
+    return labs.start(lab.number, kvm=args.kvm, memory=args.memory, base=args.dir)
+
+
+def _check(args) -> int:
+    from pyphys import labs
+
+    lab = _lab(args)
+    if args.template:
+        sys.stdout.write(lab.template())
+        return 0
+    report = labs.check(lab.number, args.file)
+    if args.json:
+        import json
+
+        json.dump(report.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(labs.format_report(report))
+    return 0 if report.passed else 1

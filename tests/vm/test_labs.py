@@ -1,0 +1,317 @@
+"""The six classroom labs in the lab VM: each reference solution passes `pyphys lab check N`, and a
+deliberately wrong result fails it with a message that names the value and says what to do.
+
+Ground truth is the checker's business (pyphys/labs.py reads the kernel's interfaces directly);
+these tests add their own where the host can see it: the ivshmem backing file on the host, uname -n
+after `pyphys undo`. Every test restores what it changed (module parameters, hostname, the module
+buffer, the ivshmem file) and writes to a private journal, so other VM tests are unaffected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+import time
+
+import pytest
+
+from pyphys.labvm import REPO
+
+PY = shlex.quote(sys.executable)
+
+
+def _env(vm, n: int, **extra: str) -> dict:
+    env = {"PYPHYS_JOURNAL": f"/tmp/pyphys-test-lab{n}-journal.jsonl", "PYPHYS_LAB": str(n)}
+    env.update(extra)
+    return env
+
+
+def _solve(vm, n: int, env: dict):
+    res = vm.run(f"cd {shlex.quote(str(REPO))} && sh labs/solutions/lab{n}.sh", env=env, timeout=900)
+    assert res.rc == 0, f"reference solution of lab {n} failed\n{res}"
+    return res
+
+
+def _check(vm, n: int, env: dict, path: str | None = None):
+    extra = f" --file {shlex.quote(path)}" if path else ""
+    return vm.run(f"cd {shlex.quote(str(REPO))} && {PY} -m pyphys lab check {n}{extra}", env=env, timeout=300)
+
+
+def _results(vm, n: int) -> dict:
+    res = vm.run(f"cat /tmp/lab{n}.txt")
+    assert res.rc == 0, res
+    return dict(line.split(" = ", 1) for line in res.out.splitlines() if " = " in line)
+
+
+def _write_results(vm, path: str, values: dict) -> None:
+    text = "".join(f"{k} = {v}\n" for k, v in values.items())
+    assert vm.run(f"cat > {shlex.quote(path)}", input=text).rc == 0
+
+
+def _line(out: str, key: str) -> str:
+    """The report line of ``key`` (status and detail)."""
+    m = re.search(rf"^\s+(OK|WRONG|MISSING|ERROR)\s+{re.escape(key)}\s+(.*)$", out, re.M)
+    assert m, f"no report line for {key}:\n{out}"
+    return f"{m.group(1)} {m.group(2)}"
+
+
+def _assert_passed(res, n: int) -> None:
+    assert res.rc == 0, f"lab {n} check failed\n{res}"
+    assert f"Lab {n} passed" in res.out, res.out
+    assert not re.search(r"^\s+(WRONG|MISSING|ERROR)\s", res.out, re.M), res.out
+
+
+def _restore_buffer(vm) -> None:
+    code = ("import struct;open('/sys/kernel/pyphys/buffer','r+b').write("
+            "b''.join(struct.pack('<I',0x50590000|i) for i in range(1024)))")
+    assert vm.python(code).rc == 0
+
+
+def _cleanup(vm, n: int) -> None:
+    vm.run(f"rm -f /tmp/lab{n}.txt /tmp/lab{n}-wrong.txt /tmp/pyphys-test-lab{n}-journal.jsonl")
+
+
+# ----------------------------------------------------------------------------------------------
+def test_lab1_pagemap_huge_page_fork_cow(lab_vm):
+    env = _env(lab_vm, 1)
+    try:
+        out = _solve(lab_vm, 1, env).out
+        _assert_passed(_check(lab_vm, 1, env), 1)
+        values = _results(lab_vm, 1)
+        # outside the checker: the frame numbers the solution found obey what pagemap.rst says
+        assert int(values["huge_pfn"], 0) % 512 == 0, out           # a THP's head is 2 MiB-aligned
+        assert values["huge_pages"] == "512"
+        assert values["cow_pfn_before"] != values["cow_child_pfn_after"]
+        assert values["shared_exclusive"] == "no" and values["cow_exclusive_after"] == "yes"
+        assert values["buffer_text"].startswith("lab 1 secret ")
+
+        wrong = dict(values, buffer_phys=values["buffer_pfn"], cow_child_pfn_after=values["cow_pfn_before"])
+        del wrong["huge_pages"]
+        _write_results(lab_vm, "/tmp/lab1-wrong.txt", wrong)
+        res = _check(lab_vm, 1, env, "/tmp/lab1-wrong.txt")
+        assert res.rc == 1, res
+        assert "that is the PFN" in _line(res.out, "buffer_phys")
+        assert "parent's frame" in _line(res.out, "cow_child_pfn_after")
+        assert _line(res.out, "huge_pages").startswith("MISSING")
+        assert _line(res.out, "buffer_pfn").startswith("OK")
+    finally:
+        lab_vm.run("kill $(python3 -c \"import json; print(json.load(open('/tmp/lab1-process.json'))['pid'])\") "
+                   "2>/dev/null; sleep 0.5; rm -f /tmp/lab1-process.json /tmp/lab1-process.log")
+        _cleanup(lab_vm, 1)
+
+
+def test_lab1_without_its_process_says_how_to_start_it(lab_vm):
+    env = _env(lab_vm, 1)
+    try:
+        _write_results(lab_vm, "/tmp/lab1-wrong.txt", {"pid": "1", "buffer_pfn": "0x1234"})
+        res = _check(lab_vm, 1, env, "/tmp/lab1-wrong.txt")
+        assert res.rc == 1
+        assert "lab1_process.py" in _line(res.out, "buffer_pfn")
+        assert "Traceback" not in res.err
+    finally:
+        _cleanup(lab_vm, 1)
+
+
+def test_lab2_module_buffer_both_ways(lab_vm):
+    env = _env(lab_vm, 2)
+    try:
+        _solve(lab_vm, 2, env)
+        _assert_passed(_check(lab_vm, 2, env), 2)
+        values = _results(lab_vm, 2)
+        assert int(values["word7_value"], 16) == 0x50590007  # the module's documented load pattern
+
+        swapped = int.from_bytes(int(values["word7_value"], 16).to_bytes(4, "big"), "little")
+        wrong = dict(values, word7_value=hex(swapped))
+        del wrong["message"]
+        _write_results(lab_vm, "/tmp/lab2-wrong.txt", wrong)
+        res = _check(lab_vm, 2, env, "/tmp/lab2-wrong.txt")
+        assert res.rc == 1, res
+        assert "little-endian" in _line(res.out, "word7_value")
+        assert _line(res.out, "message").startswith("MISSING")
+
+        _restore_buffer(lab_vm)  # the kernel's buffer back to its pattern: the poke is gone
+        res = _check(lab_vm, 2, env)
+        assert res.rc == 1
+        assert "load-time pattern" in _line(res.out, "poke_value")
+    finally:
+        _restore_buffer(lab_vm)
+        _cleanup(lab_vm, 2)
+
+
+def test_lab3_hostname_through_devmem(lab_vm):
+    env = _env(lab_vm, 3)
+    before = lab_vm.run("uname -n").out.strip()
+    try:
+        _solve(lab_vm, 3, env)
+        assert lab_vm.run("uname -n").out.strip() == "NinjaNinja"
+        _assert_passed(_check(lab_vm, 3, env), 3)
+        values = _results(lab_vm, 3)
+        assert values["old_hostname"] == before
+
+        _write_results(lab_vm, "/tmp/lab3-wrong.txt", dict(values, new_hostname="Other",
+                                                           nodename_region="System RAM"))
+        res = _check(lab_vm, 3, env, "/tmp/lab3-wrong.txt")
+        assert res.rc == 1, res
+        assert "not what uname -n shows" in _line(res.out, "new_hostname")
+        assert "innermost" in _line(res.out, "nodename_region")
+    finally:
+        res = lab_vm.run(f"{PY} -m pyphys undo --all", env=env)
+        assert lab_vm.run("uname -n").out.strip() == before, res
+    try:
+        # the right name, set the wrong way: sethostname(2) is not /dev/mem
+        assert lab_vm.run("hostname Sneaky").rc == 0
+        _write_results(lab_vm, "/tmp/lab3.txt", dict(values, new_hostname="Sneaky"))
+        res = _check(lab_vm, 3, env)
+        assert res.rc == 1
+        assert "sethostname" in _line(res.out, "new_hostname")
+    finally:
+        lab_vm.run(f"hostname {shlex.quote(before)}")
+        assert lab_vm.run("uname -n").out.strip() == before
+        _cleanup(lab_vm, 3)
+
+
+def test_lab4_on_the_lab_kernel_points_to_the_stock_kernel(lab_vm):
+    env = _env(lab_vm, 4)
+    try:
+        _write_results(lab_vm, "/tmp/lab4.txt", {"strict_devmem": "y"})
+        res = _check(lab_vm, 4, env)
+        assert res.rc == 1
+        assert "pyphys lab start 4" in _line(res.out, "strict_devmem")
+    finally:
+        _cleanup(lab_vm, 4)
+
+
+def test_lab4_strict_devmem_pat_module_device(stock_vm):
+    env = _env(stock_vm, 4, PYPHYS_KO=stock_vm.ko)
+    try:
+        _write_results(stock_vm, "/tmp/lab4-wrong.txt", {"module_word0": "0x50590000"})
+        res = _check(stock_vm, 4, env, "/tmp/lab4-wrong.txt")   # module still without its device
+        assert "mem_device=1" in _line(res.out, "module_word0")
+
+        _solve(stock_vm, 4, env)
+        _assert_passed(_check(stock_vm, 4, env), 4)
+        values = _results(stock_vm, 4)
+        assert values["devmem_errno"] == "EPERM" and values["strict_devmem"] == "y"
+        assert int(values["module_word0"], 16) == 0x50590000
+
+        _write_results(stock_vm, "/tmp/lab4-wrong.txt", dict(values, devmem_errno="EINVAL", pat="no"))
+        res = _check(stock_vm, 4, env, "/tmp/lab4-wrong.txt")
+        assert res.rc == 1, res
+        assert "busybox devmem" in _line(res.out, "devmem_errno")
+        assert _line(res.out, "pat").startswith("WRONG")
+    finally:
+        stock_vm.load_module()  # default parameters: no /dev/pyphys_mem
+        _cleanup(stock_vm, 4)
+
+
+def test_lab5_edu_and_ivshmem(lab_vm):
+    env = _env(lab_vm, 5)
+    host_message = f"hello from the host {os.getpid():x}".encode()
+    with open(lab_vm.shm_path, "r+b") as f:   # the host's side of seed 002
+        f.write(host_message + b"\0")
+    try:
+        _solve(lab_vm, 5, env)
+        with open(lab_vm.shm_path, "rb") as f:  # the guest's string landed in the host's file
+            f.seek(0x100)
+            assert f.read(12) == b"Dunia,vipi?\r"
+        _assert_passed(_check(lab_vm, 5, env), 5)
+        values = _results(lab_vm, 5)
+        assert values["host_message"] == host_message.decode()
+        assert values["edu_id"].lower() == "0x010000ed" and int(values["factorial_out"]) == 720
+
+        wrong = dict(values, liveness_out=values["liveness_in"], guest_message='"Dunia,vipi?"',
+                     factorial_out="24")
+        _write_results(lab_vm, "/tmp/lab5-wrong.txt", wrong)
+        res = _check(lab_vm, 5, env, "/tmp/lab5-wrong.txt")
+        assert res.rc == 1, res
+        assert "not what edu answers" in _line(res.out, "liveness_out")
+        assert _line(res.out, "guest_message").startswith("WRONG")
+        assert "status bit 0" in _line(res.out, "factorial_out")
+    finally:
+        with open(lab_vm.shm_path, "r+b") as f:
+            f.write(bytes(0x200))
+        _cleanup(lab_vm, 5)
+
+
+def test_lab6_dumps_odirect_efault(lab_vm):
+    env = _env(lab_vm, 6, LABDIR=lab_vm.shared_dir)
+    try:
+        _solve(lab_vm, 6, env)
+        _assert_passed(_check(lab_vm, 6, env), 6)
+        values = _results(lab_vm, 6)
+        assert values["efault_errno"] == "EFAULT"
+        # the host sees the dumps in the shared directory: check one independently of the guest
+        with open(os.path.join(lab_vm.shared_dir, "buffer.raw"), "rb") as f:
+            first = f.read(8)
+        assert first == bytes.fromhex("0000595001005950"), first   # words 0x50590000, 0x50590001
+
+        wrong = dict(values, lime_data_offset="0", efault_errno="EINVAL", padded_offset="0")
+        _write_results(lab_vm, "/tmp/lab6-wrong.txt", wrong)
+        res = _check(lab_vm, 6, env, "/tmp/lab6-wrong.txt")
+        assert res.rc == 1, res
+        assert "LiME v1 header" in _line(res.out, "lime_data_offset")
+        assert "lab6_efault.py" in _line(res.out, "efault_errno")
+        assert "physical address" in _line(res.out, "padded_offset")
+    finally:
+        lab_vm.run(f"rm -f {shlex.quote(lab_vm.shared_dir)}/buffer.*")
+        _cleanup(lab_vm, 6)
+
+
+# ----------------------------------------------------------------------------------------------
+def _pty_session(argv: list[str], prompt: bytes, commands: list[str], timeout: float = 600.0):
+    """Run ``argv`` on a pseudo-terminal, wait for ``prompt``, type ``commands`` (the last one
+    should end the session); returns (seconds to the prompt or None, everything printed)."""
+    import pty
+    import select
+    import signal
+
+    t0 = time.monotonic()
+    pid, fd = pty.fork()
+    if pid == 0:  # child: the host side of `pyphys lab start`, as a student runs it
+        os.chdir(str(REPO))
+        os.execv(argv[0], argv)
+    buf, to_prompt = b"", None
+    try:
+        while time.monotonic() < t0 + timeout:
+            ready, _, _ = select.select([fd], [], [], 5)
+            if not ready:
+                continue
+            try:
+                data = os.read(fd, 65536)
+            except OSError:  # EIO: the session ended
+                break
+            if not data:
+                break
+            buf += data
+            if to_prompt is None and prompt in buf:
+                to_prompt = time.monotonic() - t0
+                os.write(fd, ("; ".join(commands) + "\n").encode())
+        else:
+            os.kill(pid, signal.SIGTERM)
+    finally:
+        os.waitpid(pid, 0)
+        os.close(fd)
+    return to_prompt, buf.decode("utf-8", "replace")
+
+
+def test_lab_start_gives_a_shell_where_the_lab_works(tmp_path):
+    """`pyphys lab start 5` on the host, as a student runs it: a prompt, the module loaded, the
+    host's message in ivshmem, and the solution passing the check in the shell the command opened."""
+    import shutil
+
+    if not shutil.which("qemu-system-x86_64") or not shutil.which(
+            "vng", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")):
+        pytest.skip("QEMU or virtme-ng is not installed (make setup)")
+    to_prompt, out = _pty_session(
+        [sys.executable, "-m", "pyphys", "lab", "start", "5", "--dir", str(tmp_path)], b"[lab 5 ",
+        ["export PYPHYS_JOURNAL=/tmp/journal-e2e.jsonl",
+         'test -d /sys/kernel/pyphys && echo "MODULE""-LOADED"',
+         "echo LABDIR=$LABDIR", "sh labs/solutions/lab5.sh >/dev/null", "pyphys lab check 5",
+         "echo CHECK-RC=$?", "exit"])
+    assert to_prompt is not None, out[-3000:]
+    assert "MODULE-LOADED" in out, out[-3000:]
+    assert f"LABDIR={tmp_path / 'lab5'}" in out
+    assert "Lab 5 passed" in out and "CHECK-RC=0" in out, out[-3000:]
+    print(f"lab 5 start to prompt: {to_prompt:.1f} s")
