@@ -31,11 +31,16 @@ INSTALL_HINT = "the picture needs matplotlib: pip install 'pyphys[plot]' (or: pi
 class Segment:
     """Pages ``[first, first + pages)`` of one mapping on frames from ``pfn``."""
 
-    first: int          # page index inside the mapping
+    first: int          # page index inside the column
     pages: int
-    pfn: int
+    pfn: int            # frame of the first page
     kind: str
     shared: bool        # kpagecount > 1 on the first frame
+    step: int = 1       # +1 frames ascend along the run, -1 descend (pagemap.PageRun.step)
+
+    def pfn_at(self, page: int) -> int:
+        """Frame behind page index ``page`` of the column (inside this segment)."""
+        return self.pfn + (self.step or 1) * (page - self.first)
 
 
 @dataclass
@@ -100,12 +105,12 @@ def layout(pid: int | str) -> Layout:
 
     Raises what :func:`pyphys.pagemap.runs` raises, and PyphysError when no frame is visible.
     """
-    from pyphys import pagemap
+    from pyphys import pagemap, procmaps
 
     ps = pagemap.PAGE_SIZE
     columns: dict[str, Column] = {}
     spans: dict[int, Column] = {}     # mapping start -> its column
-    info = pagemap.read_process_info(pid)
+    info = procmaps.resolve_process(pid)
     for run in pagemap.runs(info, kpagecount=True):
         pfn = run.pfn
         if pfn is None:
@@ -120,7 +125,8 @@ def layout(pid: int | str) -> Layout:
             col.add_span(m.start, m.size // ps)
             spans[m.start] = col
         first = col.index(run.vaddr, ps)
-        col.segments.append(Segment(first, run.pages, pfn, _kind(m, run.huge), (run.kpagecount or 0) > 1))
+        col.segments.append(Segment(first, run.pages, pfn, _kind(m, run.huge), (run.kpagecount or 0) > 1,
+                                    getattr(run, "step", 1) or 1))
     if not columns:
         raise PyphysError(f"process {info.pid} has no page with a visible frame",
                           "PFNs need root (CAP_SYS_ADMIN): run as root")
@@ -177,12 +183,12 @@ def plot(pids: list[int | str], output: str, marks: dict[str, int] | None = None
         dots: dict[tuple[str, bool], list] = {}
         for i, col in enumerate(lay.columns):
             if i % 2:
-                ax.axvspan(i, i + 1, color="#f3f3f3", zorder=0, lw=0)
+                ax.axvspan(i, i + 1, color="#ececec", zorder=0, lw=0)
             for s in col.segments:
                 x0, y0 = x_of(i, col, s.first), s.pfn * lay.page_size / gib
                 if s.pages > 1:
                     lines[s.kind].append([(x0, y0), (x_of(i, col, s.first + s.pages),
-                                                     (s.pfn + s.pages) * lay.page_size / gib)])
+                                                     s.pfn_at(s.first + s.pages) * lay.page_size / gib)])
                 dots.setdefault((s.kind, s.shared), []).append((x0, y0))
         for kind, segs in lines.items():
             if segs:
@@ -192,6 +198,8 @@ def plot(pids: list[int | str], output: str, marks: dict[str, int] | None = None
             xs, ys = zip(*pts)
             ax.scatter(xs, ys, s=11, zorder=4, linewidths=0.8, edgecolors=COLORS[kind],
                        facecolors="none" if shared else COLORS[kind])
+        # labels in a column of their own height (axes fraction), so that marks on neighbouring
+        # pages (shared and cow) do not pile their boxes on top of each other
         for n, (name, vaddr) in enumerate(sorted((marks or {}).items(), key=lambda kv: kv[1])):
             where = lay.locate(vaddr)
             if where is None:
@@ -201,10 +209,12 @@ def plot(pids: list[int | str], output: str, marks: dict[str, int] | None = None
             seg = next((s for s in col.segments if s.first <= page < s.first + s.pages), None)
             if seg is None:
                 continue
-            pfn = seg.pfn + page - seg.first
-            ax.annotate(f"{name}\nPFN {pfn:#x}", (x_of(i, col, page), pfn * lay.page_size / gib),
-                        xytext=(14, 18 + 26 * (n % 3)), textcoords="offset points", fontsize=7.5, zorder=6,
-                        arrowprops={"arrowstyle": "->", "lw": 0.8},
+            pfn = seg.pfn_at(page)
+            x = x_of(i, col, page)
+            tx = x + 1.5 if x < len(lay.columns) - 8 else x - 7
+            ax.annotate(f"{name}\nPFN {pfn:#x}", (x, pfn * lay.page_size / gib),
+                        xytext=(tx, 0.93 - 0.12 * n), textcoords=("data", "axes fraction"),
+                        fontsize=7.5, zorder=6, arrowprops={"arrowstyle": "->", "lw": 0.8},
                         bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.6", "lw": 0.6})
         ax.set_xlim(0, max(len(lay.columns), 1))
         ax.set_xticks([i + 0.5 for i in range(len(lay.columns))])
