@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from itertools import repeat
+from operator import getitem, setitem  # vectorcall: cheaper per element than bound __getitem__
 
 from pyphys import paths
 from pyphys.errors import (
@@ -833,24 +834,25 @@ class _PfnTable:
         if last >= self.npfn >> _WSH:
             self._reserve((last + 1) << _WSH)
         want = self.want
-        deque(map(want.__setitem__, need, repeat(1)), 0)  # mark them in a bitmap, in C
-        buf, fd, find = self.buf, self.fd, want.find
+        deque(map(setitem, repeat(want), need, repeat(1)), 0)  # mark them in a bitmap, in C
+        buf, fd, find, preadv = self.buf, self.fd, want.find, os.preadv
+        shift = _WSH + 3  # window number -> byte offset in the table (8 bytes per PFN)
         pos, end = first, last + 1
-        while pos < end:
-            a = find(1, pos, end)
-            if a < 0:
-                break
-            b = find(0, a, end)
-            b = end if b < 0 else b
-            lo, hi = a << _WSH, b << _WSH
-            try:
+        try:
+            while pos < end:
+                a = find(1, pos, end)
+                if a < 0:
+                    break
+                b = find(0, a, end)
+                if b < 0:
+                    b = end
                 # one read per run of adjacent windows; a short read past the last PFN leaves
                 # zeros, which is what a hole reads as
-                os.preadv(fd, [buf[lo * 8:hi * 8]], lo * 8)
-            except OSError as err:
-                raise from_oserror(err, f"cannot read /proc/{self.name}") from err
-            want[a:b] = bytes(b - a)
-            pos = b
+                preadv(fd, [buf[a << shift:b << shift]], a << shift)
+                pos = b
+        except OSError as err:
+            raise from_oserror(err, f"cannot read /proc/{self.name}") from err
+        want[first:end] = bytes(end - first)
         self.done |= need
         if first == 0:
             self.view[0] = 0
@@ -1007,10 +1009,10 @@ class _Scan:
                 pmv = memoryview(pfns.to_bytes(len(data), "little")).cast("Q")
                 if ft is not None:
                     ft.load(wins)
-                    kf = array("Q", map(ft.view.__getitem__, pmv))
+                    kf = array("Q", map(getitem, repeat(ft.view), pmv))
                 if ct is not None:
                     ct.load(wins)
-                    kc = array("Q", map(ct.view.__getitem__, pmv))
+                    kc = array("Q", map(getitem, repeat(ct.view), pmv))
             yield PageChunk(mapping, vaddr, self.page_size, entries, kf, kc)
 
 
@@ -1140,17 +1142,17 @@ def summary_counts(process, start: int | None = None, end: int | None = None) ->
             pfns = _pfn_lanes(data)
             ft.load(_windows(pfns, len(data)))
             lanes = memoryview(pfns.to_bytes(len(data), "little")).cast("Q")
-            get = ft.view.__getitem__
+            table = repeat(ft.view)
             if len(present_groups) == 1:
                 # every lane without a frame reads slot 0, which is 0: take those out after
                 g = present_groups[0]
-                c = Counter(map(get, lanes))
+                c = Counter(map(getitem, table, lanes))
                 c[0] -= m - meta.count(g)
                 _merge(counts, c, g)
             else:
                 for g in present_groups:
                     sel = meta.translate(_select(g))
-                    _merge(counts, Counter(map(get, compress(lanes, sel))), g)
+                    _merge(counts, Counter(map(getitem, table, compress(lanes, sel))), g)
         if _ALIASED in counts:
             del counts[_ALIASED]
             summ["notes"].append("kpageflags words with bits 55-63 set were seen (no kernel defines them): "
@@ -1203,10 +1205,12 @@ def _merge(counts, c, g: int) -> None:
 
 
 def _count_slow(data: bytes, ft, counts) -> None:
-    view = ft.view if ft is not None else None
+    """Count one chunk entry by entry (used when pagemap sets bits documented as zero)."""
+    view = None
     if ft is not None:
         pfns = _pfn_lanes(data)
         ft.load(_windows(pfns, len(data)))
+        view = ft.view  # after load(): growing the table replaces the view
     for e in memoryview(data).cast("Q"):
         k = view[e & L.PM_PFRAME_MASK] if view is not None and e >> 63 else 0
         counts[k | (e & L.PM_FLAGS_MASK)] += 1
