@@ -179,6 +179,17 @@ def expand_flags(kpageflags: int, pme: int = 0) -> int:
     file (61), swap (62), mmap_exclusive (63); pyphys adds uffd-wp (57) and guard region (58),
     which postdate page-types.
     """
+    key = (kpageflags, pme & L.PM_FLAGS_MASK)
+    f = _EXPAND_MEMO.get(key)
+    if f is None:
+        f = _expand_flags(kpageflags, pme)
+        if len(_EXPAND_MEMO) < _MEMO_MAX:
+            _EXPAND_MEMO[key] = f
+    return f
+
+
+def _expand_flags(kpageflags: int, pme: int = 0) -> int:
+    """:func:`expand_flags` without the memo."""
     f = kpageflags
     if f & _bit(L.KPF_ANON) and f & _bit(L.KPF_MAPPEDTODISK):
         f ^= _bit(L.KPF_MAPPEDTODISK) | _bit(L.KPF_ANON_EXCLUSIVE)
@@ -221,14 +232,31 @@ _LONG_NAMES.update(dict(L.PYPHYS_EXTRA_NAMES))
 _LETTERS = tuple((bit, name[0]) for bit, name in sorted(L.PAGE_TYPES_NAMES))
 
 
+# A process has a handful of distinct flag words and a scan asks about them for every page.
+_NAMES_MEMO: dict[int, tuple[str, ...]] = {}
+_SYMBOLIC_MEMO: dict[int, str] = {}
+_EXPAND_MEMO: dict[tuple[int, int], int] = {}
+_MEMO_MAX = 1 << 14
+
+
 def flag_names(flags: int) -> tuple[str, ...]:
     """Long names of the set bits, lowest first; unnamed bits as ``bitN``."""
-    return tuple(_LONG_NAMES.get(b, f"bit{b}") for b in range(64) if flags >> b & 1)
+    names = _NAMES_MEMO.get(flags)
+    if names is None:
+        names = tuple(_LONG_NAMES.get(b, f"bit{b}") for b in range(64) if flags >> b & 1)
+        if len(_NAMES_MEMO) < _MEMO_MAX:
+            _NAMES_MEMO[flags] = names
+    return names
 
 
 def symbolic_flags(flags: int) -> str:
     """page-types' symbolic-flags column: one letter per named bit, ``_`` when clear."""
-    return "".join(letter if flags >> bit & 1 else "_" for bit, letter in _LETTERS)
+    sym = _SYMBOLIC_MEMO.get(flags)
+    if sym is None:
+        sym = "".join(letter if flags >> bit & 1 else "_" for bit, letter in _LETTERS)
+        if len(_SYMBOLIC_MEMO) < _MEMO_MAX:
+            _SYMBOLIC_MEMO[flags] = sym
+    return sym
 
 
 def flag_bits(names: str) -> int:

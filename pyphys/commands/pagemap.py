@@ -10,6 +10,7 @@ import sys
 
 from pyphys.commands._common import parse_int
 from pyphys.errors import UsageError
+from pyphys.layouts import pagemap as L  # constants only: cheap
 
 DESCRIPTION = """\
 Translate a virtual address of a process to its physical frame and decode everything the
@@ -101,22 +102,32 @@ def run(args) -> int:
     if args.json:
         import json
 
-        out.write("[")
-        first = True
+        sep, lines = "[\n", []
         for item in items:
-            out.write("\n" if first else ",\n")
-            out.write(json.dumps(js(item)))
-            first = False
-        out.write("\n]\n")
+            lines.append(sep + json.dumps(js(item)))
+            sep = ",\n"
+            if len(lines) >= 4096:
+                out.write("".join(lines))
+                lines.clear()
+        out.write("".join(lines) + ("\n]\n" if sep != "[\n" else "[]\n"))
+        return 0
+    if mode == "pages":
+        # straight from the chunk arrays: one line per page without a record object per page
+        out.write(head)
+        write_pages(pagemap.scan_chunks(args.process, start, end, kpagecount=args.count), out)
         return 0
     mapping = None
     out.write(head)
-    write = out.write
+    lines: list[str] = []  # written in blocks: one write per line is slow when stdout is unbuffered
     for item in items:
         if item.mapping is not mapping:
             mapping = item.mapping
-            write(f"# {mapping.maps_line()}\n")
-        write(fmt(item))
+            lines.append(f"# {mapping.maps_line()}\n")
+        lines.append(fmt(item))
+        if len(lines) >= 4096:
+            out.write("".join(lines))
+            lines.clear()
+    out.write("".join(lines))
     return 0
 
 
@@ -193,32 +204,64 @@ RUN_HEADER = "VADDR-END                               PAGES  FIRST..LAST PFN    
 
 
 def _frame(entry: int, pages: int = 1, step: int = 0) -> str:
-    from pyphys.layouts.pagemap import PM_PFRAME_MASK, PM_PRESENT, PM_SWAP, PM_SWAP_TYPE_BITS, PM_SWAP_TYPE_MASK
-
-    frame = entry & PM_PFRAME_MASK
-    if entry & PM_PRESENT:
+    frame = entry & L.PM_PFRAME_MASK
+    if entry & L.PM_PRESENT:
         if not frame:
             return "hidden"
         return f"{frame:#x}" if pages == 1 else f"{frame:#x}..{frame + (pages - 1) * step:#x}"
-    if entry & PM_SWAP:
+    if entry & L.PM_SWAP:
         if not frame:
             return "swap (hidden)"
-        off = frame >> PM_SWAP_TYPE_BITS
+        off = frame >> L.PM_SWAP_TYPE_BITS
         last = f"..{off + (pages - 1) * step:#x}" if pages > 1 else ""
-        return f"swap {frame & PM_SWAP_TYPE_MASK}:{off:#x}{last}"
+        return f"swap {frame & L.PM_SWAP_TYPE_MASK}:{off:#x}{last}"
     return "-"
 
 
-def _names(item) -> str:
-    from pyphys.layouts.pagemap import PM_GUARD_REGION, PM_PRESENT, PM_SWAP
+_JOINED: dict[tuple[str, ...], str] = {}
 
+
+def _names(item) -> str:
     e = item.entry
-    if not e & (PM_PRESENT | PM_SWAP):
+    if not e & (L.PM_PRESENT | L.PM_SWAP):
         return "not present"
-    names = ",".join(item.flag_names)
-    if e & PM_GUARD_REGION:
+    if e & L.PM_GUARD_REGION:
         return "guard region"
-    return names or "-"
+    names = item.flag_names
+    joined = _JOINED.get(names)
+    if joined is None:
+        joined = _JOINED[names] = ",".join(names) or "-"
+    return joined
+
+
+def write_pages(chunks, out) -> None:
+    """``--pages`` text for :func:`pyphys.pagemap.scan_chunks` output (same as format_page)."""
+    from pyphys.pagemap import expand_flags, flag_names
+
+    names: dict[tuple[int, int], str] = {}
+    mapping = None
+    for c in chunks:
+        lines = []
+        if c.mapping is not mapping:
+            mapping = c.mapping
+            lines.append(f"# {mapping.maps_line()}\n")
+        kf, kc, va, ps = c.kpageflags, c.kpagecount, c.vaddr, c.page_size
+        for i, e in enumerate(c.entries):
+            present = e >> 63
+            f = kf[i] if kf is not None and present else 0
+            key = (f, e & L.PM_FLAGS_MASK)
+            text = names.get(key)
+            if text is None:
+                if not e >> 62:
+                    text = "not present"
+                elif e & L.PM_GUARD_REGION:
+                    text = "guard region"
+                else:
+                    text = ",".join(flag_names(expand_flags(f, e))) or "-"
+                names[key] = text
+            count = kc[i] if kc is not None and present else "-"
+            lines.append(f"{va + i * ps:#014x}  {_frame(e):<13}  {count:>5}  {text}\n")
+        out.write("".join(lines))
 
 
 def format_page(r) -> str:
