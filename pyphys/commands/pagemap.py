@@ -93,12 +93,15 @@ def run(args) -> int:
         else:
             out.write(format_summary(d, args.view))
         return 0
+    if mode == "pages" and not args.json:
+        # straight from the chunk arrays: one line per page without a record object per page
+        out.write(PAGE_HEADER)
+        write_pages(pagemap.scan_chunks(args.process, start, end, kpagecount=args.count), out)
+        return 0
     if mode == "pages":
-        items = pagemap.scan(args.process, start, end, kpagecount=args.count)
-        fmt, head, js = format_page, PAGE_HEADER, page_dict
+        items, js = pagemap.scan(args.process, start, end, kpagecount=args.count), page_dict
     else:
-        items = pagemap.runs(args.process, start, end, kpagecount=args.count)
-        fmt, head, js = format_run, RUN_HEADER, run_dict
+        items, js = pagemap.runs(args.process, start, end, kpagecount=args.count), run_dict
     if args.json:
         import json
 
@@ -111,19 +114,14 @@ def run(args) -> int:
                 lines.clear()
         out.write("".join(lines) + ("\n]\n" if sep != "[\n" else "[]\n"))
         return 0
-    if mode == "pages":
-        # straight from the chunk arrays: one line per page without a record object per page
-        out.write(head)
-        write_pages(pagemap.scan_chunks(args.process, start, end, kpagecount=args.count), out)
-        return 0
     mapping = None
-    out.write(head)
+    out.write(RUN_HEADER)
     lines: list[str] = []  # written in blocks: one write per line is slow when stdout is unbuffered
     for item in items:
         if item.mapping is not mapping:
             mapping = item.mapping
             lines.append(f"# {mapping.maps_line()}\n")
-        lines.append(fmt(item))
+        lines.append(format_run(item))
         if len(lines) >= 4096:
             out.write("".join(lines))
             lines.clear()
@@ -262,11 +260,6 @@ def write_pages(chunks, out) -> None:
             count = kc[i] if kc is not None and present else "-"
             lines.append(f"{va + i * ps:#014x}  {_frame(e):<13}  {count:>5}  {text}\n")
         out.write("".join(lines))
-
-
-def format_page(r) -> str:
-    count = "-" if r.kpagecount is None else str(r.kpagecount)
-    return f"{r.vaddr:#014x}  {_frame(r.entry):<13}  {count:>5}  {_names(r)}\n"
 
 
 def format_run(r) -> str:
