@@ -58,8 +58,11 @@ CHUNK_PAGES = 1 << 16
 
 # kpageflags/kpagecount are read in windows of 2**_WSH PFNs (512 bytes), only the windows some
 # page of the scan falls in: a 4 GiB process's pages are spread over a wider PFN range shared
-# with other processes, and the kernel spends ~0.2 us per PFN it reports.
+# with other processes, and the kernel spends ~0.15 us per PFN it reports. Whole-process scans
+# fill most of each window (measured best at 64 PFNs); a range scan touches a window for few
+# of its pages, so it reads 8-PFN windows.
 _WSH = 6
+_WSH_RANGE = 3
 
 CAP_SYS_ADMIN = 21  # include/uapi/linux/capability.h
 
@@ -823,12 +826,13 @@ class _PfnTable:
     were read occupy memory. Slot 0 stays 0: scans send every page without a known frame there.
     """
 
-    def __init__(self, fd: int, name: str):
+    def __init__(self, fd: int, name: str, wsh: int = _WSH):
         import mmap
 
         self._mmap_mod = mmap
         self.fd = fd
         self.name = name
+        self.wsh = wsh  # log2 of the window: PFNs are read 2**wsh at a time
         self.npfn = 0
         self.map = None
         self.buf: memoryview | None = None
@@ -839,7 +843,8 @@ class _PfnTable:
     def _reserve(self, npfn: int) -> None:
         mmap = self._mmap_mod
         npfn = max(npfn + (npfn >> 2), 1 << 20)
-        npfn = (npfn + (1 << _WSH) - 1) >> _WSH << _WSH
+        wsh = self.wsh
+        npfn = (npfn + (1 << wsh) - 1) >> wsh << wsh
         if self.view is not None:
             self.view.release()
             self.buf.release()
@@ -850,21 +855,21 @@ class _PfnTable:
             self.map.resize(npfn * 8)  # mremap: keeps what was loaded
         self.buf = memoryview(self.map)
         self.view = self.buf.cast("Q")
-        self.want.extend(bytes((npfn >> _WSH) - len(self.want)))
+        self.want.extend(bytes((npfn >> wsh) - len(self.want)))
         self.npfn = npfn
 
     def load(self, windows: set) -> None:
-        """Read every window in ``windows`` (window = PFN >> _WSH) not read yet."""
+        """Read every window in ``windows`` (window = PFN >> self.wsh) not read yet."""
         need = windows - self.done  # C-level set difference: most windows repeat across chunks
         if not need:
             return
         first, last = min(need), max(need)
-        if last >= self.npfn >> _WSH:
-            self._reserve((last + 1) << _WSH)
+        if last >= self.npfn >> self.wsh:
+            self._reserve((last + 1) << self.wsh)
         want = self.want
         deque(map(setitem, repeat(want), need, repeat(1)), 0)  # mark them in a bitmap, in C
         buf, fd, find, preadv = self.buf, self.fd, want.find, os.preadv
-        shift = _WSH + 3  # window number -> byte offset in the table (8 bytes per PFN)
+        shift = self.wsh + 3  # window number -> byte offset in the table (8 bytes per PFN)
         pos, end = first, last + 1
         try:
             while pos < end:
@@ -931,16 +936,16 @@ def _pfn_lanes(data: bytes) -> int:
     return e & (present * L.PM_PFRAME_MASK)     # 1 * mask fits in a lane: no carry
 
 
-def _windows(pfns: int, nbytes: int) -> set:
-    """The set of kpageflags windows (PFN >> _WSH) the lanes of ``pfns`` fall in."""
-    w = (pfns >> _WSH) & _lanes((1 << (64 - _WSH)) - 1, nbytes >> 3)
+def _windows(pfns: int, nbytes: int, wsh: int = _WSH) -> set:
+    """The set of kpageflags windows (PFN >> wsh) the lanes of ``pfns`` fall in."""
+    w = (pfns >> wsh) & _lanes((1 << (64 - wsh)) - 1, nbytes >> 3)
     return set(memoryview(w.to_bytes(nbytes, "little")).cast("Q"))
 
 
 class _Scan:
     """A process opened for scanning: its maps, pagemap and (when allowed) the PFN tables."""
 
-    def __init__(self, process, *, kpageflags: bool = True, kpagecount: bool = False):
+    def __init__(self, process, *, kpageflags: bool = True, kpagecount: bool = False, whole: bool = True):
         self.pid, self.name = _resolve_raw(process)
         self.page_size = PAGE_SIZE
         self.rows = read_maps_rows(self.pid)  # tuples; Mapping objects only where records need them
@@ -948,6 +953,7 @@ class _Scan:
         self.fd = _open_pagemap(self.pid)
         self.notes: list[str] = []
         self.visible = pfns_visible()
+        self.wsh = _WSH if whole else _WSH_RANGE
         self.flags_table = self.count_table = None
         if not self.visible:
             self.notes.append("PFNs hidden: the kernel zeroes them for readers without CAP_SYS_ADMIN "
@@ -958,13 +964,13 @@ class _Scan:
                 if fd is None:
                     self.notes.append(f"kpageflags unavailable: {why}")
                 else:
-                    self.flags_table = _PfnTable(fd, "kpageflags")
+                    self.flags_table = _PfnTable(fd, "kpageflags", self.wsh)
             if kpagecount:
                 fd, why = _open_table("kpagecount")
                 if fd is None:
                     self.notes.append(f"kpagecount unavailable: {why}")
                 else:
-                    self.count_table = _PfnTable(fd, "kpagecount")
+                    self.count_table = _PfnTable(fd, "kpagecount", self.wsh)
 
     def __enter__(self) -> _Scan:
         return self
@@ -1033,7 +1039,7 @@ class _Scan:
             kf = kc = None
             if ft is not None or ct is not None:
                 pfns = _pfn_lanes(data)
-                wins = _windows(pfns, len(data))
+                wins = _windows(pfns, len(data), self.wsh)
                 pmv = memoryview(pfns.to_bytes(len(data), "little")).cast("Q")
                 if ft is not None:
                     ft.load(wins)
@@ -1059,7 +1065,7 @@ def scan_chunks(process, start: int | None = None, end: int | None = None, *,
                 kpagecount: bool = False) -> Iterator[PageChunk]:
     """Low-level scan: :class:`PageChunk` arrays for every mapping (or ``[start, end)``)."""
     _parse_process_and_range(start, end)
-    with _Scan(process, kpagecount=kpagecount) as s:
+    with _Scan(process, kpagecount=kpagecount, whole=start is None) as s:
         yield from s.chunks(start, end)
 
 
@@ -1137,7 +1143,7 @@ def summary_counts(process, start: int | None = None, end: int | None = None) ->
     from itertools import compress
 
     _parse_process_and_range(start, end)
-    with _Scan(process) as s:
+    with _Scan(process, whole=start is None) as s:
         summ = {"pid": s.pid, "process": s.name, "page_size": s.page_size,
                 "ranges": [(start, end)] if start is not None else [(r[0], r[1]) for r in s.rows],
                 "raw": {}, "present": 0, "swapped": 0, "not_present": 0, "pfns_hidden": not s.visible,
@@ -1168,7 +1174,7 @@ def summary_counts(process, start: int | None = None, end: int | None = None) ->
                     by_meta[g] += meta.count(g)
                 continue
             pfns = _pfn_lanes(data)
-            ft.load(_windows(pfns, len(data)))
+            ft.load(_windows(pfns, len(data), ft.wsh))
             lanes = memoryview(pfns.to_bytes(len(data), "little")).cast("Q")
             table = repeat(ft.view)
             if len(present_groups) == 1:
@@ -1237,7 +1243,7 @@ def _count_slow(data: bytes, ft, counts) -> None:
     view = None
     if ft is not None:
         pfns = _pfn_lanes(data)
-        ft.load(_windows(pfns, len(data)))
+        ft.load(_windows(pfns, len(data), ft.wsh))
         view = ft.view  # after load(): growing the table replaces the view
     for e in memoryview(data).cast("Q"):
         k = view[e & L.PM_PFRAME_MASK] if view is not None and e >> 63 else 0
