@@ -138,7 +138,7 @@ LABS: dict[int, Lab] = {lab.number: lab for lab in (
             Key("module_word0", "first 32-bit word of the buffer, read through /dev/pyphys_mem"),
         )),
     Lab(5, "pci", "PCI registers without a driver: edu and ivshmem (seed 002)", "lab", (
-        Key("edu_slot", "PCI address of the edu device (e.g. 0000:00:05.0)"),
+        Key("edu_slot", "PCI address of the edu device (DDDD:BB:SS.F)"),
         Key("edu_id", "edu's identification register (BAR0 offset 0x00)"),
         Key("liveness_in", "the value you wrote to edu's liveness register (BAR0 0x04)"),
         Key("liveness_out", "what reading it back returned"),
