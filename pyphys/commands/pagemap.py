@@ -25,7 +25,8 @@ without it they are shown as hidden, never as frame 0."""
 
 def register(sub, name: str, help_text: str) -> None:
     p = sub.add_parser(name, help=help_text, description=DESCRIPTION)
-    p.add_argument("process", metavar="PROCESS", help="pid, `self`, or a process name")
+    p.add_argument("process", metavar="PROCESS",
+                   help="pid, `self` (this pyphys process itself), or a process name (needs psutil)")
     p.add_argument("address", metavar="ADDRESS|START-END", nargs="?",
                    help="virtual address (decimal or 0x-hex), or a range START-END / START+LENGTH")
     p.add_argument("--all", action="store_true", help="every mapping of the process")
