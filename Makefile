@@ -3,7 +3,7 @@
 
 PY      := .venv/bin/python
 PYTEST  := $(PY) -m pytest
-export PYTHONDONTWRITEBYTECODE := 1
+
 
 .PHONY: all setup kernel module demo test test-host test-vm bench shell shell-stock checkpatch clean
 
