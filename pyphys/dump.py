@@ -27,18 +27,20 @@ and never touches an existing output; a ``sha256sum``-format sidecar is written 
 from __future__ import annotations
 
 import errno
-import hashlib
 import mmap
 import os
 import queue
-import secrets
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 from pyphys.errors import PyphysError, RegionError, UsageError, from_oserror
 from pyphys.layouts import lime
+
+# No dataclasses, typing, secrets or (unless hashing) hashlib imports: in the TCG lab guest
+# every module costs ~10 stats over 9p, seconds for a one-shot CLI (see physmem, iomem).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 FORMATS = ("raw", "padded", "lime")
 #: bytes read from physical memory and written per step, aligned in the physical address
@@ -57,22 +59,42 @@ _HASH_QUEUE = 2
 _READ_AHEAD = 2
 _ZERO_CHUNK = 1 << 20
 
-ProgressFn = Callable[[int, int], None]
+ProgressFn = "Callable[[int, int], None]"
 
 
 # -- ranges -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, order=True)
 class PhysRange:
-    """Physical bytes ``start``..``end``, ``end`` INCLUSIVE (as /proc/iomem and LiME write them)."""
+    """Physical bytes ``start``..``end``, ``end`` INCLUSIVE (as /proc/iomem and LiME write them).
 
-    start: int
-    end: int
+    Ordered by (start, end), hashable, immutable by convention.
+    """
+
+    __slots__ = ("start", "end")
+
+    def __init__(self, start: int, end: int):
+        self.start = start
+        self.end = end
 
     @property
     def length(self) -> int:
         return self.end - self.start + 1
+
+    def _key(self) -> tuple[int, int]:
+        return (self.start, self.end)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PhysRange) and self._key() == other._key()
+
+    def __lt__(self, other: "PhysRange") -> bool:
+        return self._key() < other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"PhysRange({self.start:#x}, {self.end:#x})"
 
     def __str__(self) -> str:
         return f"{self.start:#x}-{self.end:#x}"
@@ -214,25 +236,32 @@ def check_ranges(ranges: Iterable[PhysRange], tree=None, backend: str = "auto") 
 # -- layout -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class Segment:
     """Where one range lands in the file: its data at ``file_offset`` (LiME header 32 bytes before)."""
 
-    range: PhysRange
-    file_offset: int
+    __slots__ = ("range", "file_offset")
+
+    def __init__(self, range: PhysRange, file_offset: int):
+        self.range = range
+        self.file_offset = file_offset
+
+    def __repr__(self) -> str:
+        return f"Segment({self.range}, file_offset={self.file_offset:#x})"
 
     @property
     def header_offset(self) -> int:
         return self.file_offset - lime.HEADER_SIZE
 
 
-@dataclass(frozen=True)
 class Layout:
     """The file a dump will produce: ``segments`` in file order, the final ``size``."""
 
-    fmt: str
-    segments: tuple[Segment, ...]
-    size: int
+    __slots__ = ("fmt", "segments", "size")
+
+    def __init__(self, fmt: str, segments: "tuple[Segment, ...]", size: int):
+        self.fmt = fmt
+        self.segments = segments
+        self.size = size
 
     @property
     def data_bytes(self) -> int:
@@ -283,7 +312,11 @@ class _Hasher:
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
-        self._hash = hashlib.sha256()
+        self._hash = None
+        if enabled:
+            import hashlib  # here: OpenSSL's _hashlib is the slowest import of all in the guest
+
+            self._hash = hashlib.sha256()
         self._queue: "queue.Queue[Optional[object]]" = queue.Queue(maxsize=_HASH_QUEUE)
         self._thread: Optional[threading.Thread] = None
         if enabled:
@@ -584,19 +617,23 @@ def open_source(backend: str, probe: Optional[int] = None):
 # -- the dump -------------------------------------------------------------------------------
 
 
-@dataclass
 class DumpResult:
-    """What :func:`dump` wrote."""
+    """What :func:`dump` wrote: ``path``, its ``layout``, the ``sha256`` hex digest and
+    ``sidecar`` path (None with ``sha256=False``), ``seconds`` taken, ``direct``, the
+    ``backend`` that read memory and why (``backend_reason``), and ``warnings``."""
 
-    path: str
-    layout: Layout
-    sha256: Optional[str]
-    sidecar: Optional[str]
-    seconds: float
-    direct: bool
-    backend: str
-    backend_reason: str = ""
-    warnings: list[str] = field(default_factory=list)
+    def __init__(self, path: str, layout: Layout, sha256: "Optional[str]", sidecar: "Optional[str]",
+                 seconds: float, direct: bool, backend: str, backend_reason: str = "",
+                 warnings: "Optional[list[str]]" = None):
+        self.path = path
+        self.layout = layout
+        self.sha256 = sha256
+        self.sidecar = sidecar
+        self.seconds = seconds
+        self.direct = direct
+        self.backend = backend
+        self.backend_reason = backend_reason
+        self.warnings = warnings if warnings is not None else []
 
     @property
     def size(self) -> int:
@@ -610,7 +647,7 @@ class DumpResult:
 
 def _temp_name(path: str) -> str:
     head, tail = os.path.split(path)
-    return os.path.join(head, f".{tail}.{secrets.token_hex(4)}.pyphys-tmp")
+    return os.path.join(head, f".{tail}.{os.urandom(4).hex()}.pyphys-tmp")
 
 
 def _check_target(path: str, force: bool) -> None:

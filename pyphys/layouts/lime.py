@@ -27,10 +27,12 @@ ranges.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import BinaryIO, Iterator
 
 from pyphys.errors import PyphysError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (imports cost 9p stats in the guest)
+if TYPE_CHECKING:
+    from typing import BinaryIO, Iterator
 
 MAGIC = 0x4C694D45  # LIME_MAGIC in lime.h; the bytes b"EMiL" on disk (little-endian)
 MAGIC_BYTES = b"EMiL"
@@ -48,14 +50,23 @@ class LimeFormatError(PyphysError):
     """Bytes that are not a valid LiME v1 file (bad magic, version, or truncated range)."""
 
 
-@dataclass(frozen=True)
 class LimeRange:
     """One record of a LiME file: physical ``start``..``end`` (inclusive) stored at ``data_offset``."""
 
-    start: int
-    end: int
-    header_offset: int
-    data_offset: int
+    __slots__ = ("start", "end", "header_offset", "data_offset")
+
+    def __init__(self, start: int, end: int, header_offset: int, data_offset: int):
+        self.start = start
+        self.end = end
+        self.header_offset = header_offset
+        self.data_offset = data_offset
+
+    def __repr__(self) -> str:
+        return f"LimeRange({self.start:#x}, {self.end:#x}, header_offset={self.header_offset:#x})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LimeRange) and (self.start, self.end, self.header_offset, self.data_offset) == (
+            other.start, other.end, other.header_offset, other.data_offset)
 
     @property
     def length(self) -> int:
