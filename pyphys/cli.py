@@ -28,6 +28,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the standard for bad input (no usage dump)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
 def _load(name: str):
     return importlib.import_module(f"pyphys.commands.{COMMANDS[name][0]}")
 
@@ -36,7 +44,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The full parser, or one with just subcommand ``only`` registered (fast path)."""
     from pyphys import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pyphys",
         description="Physical-memory experiments from user space.",
     )
