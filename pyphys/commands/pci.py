@@ -220,7 +220,7 @@ def _human_size(size: int) -> str:
     return str(size)
 
 
-def _warn_if_disabled(dev, value: int, width: int) -> None:
+def _warn_if_disabled(dev, bar, value: int, width: int) -> None:
     """All ones from a BAR usually means the device ignores it: say why when the command register shows it."""
     from pyphys import pci
 
@@ -230,10 +230,11 @@ def _warn_if_disabled(dev, value: int, width: int) -> None:
     if state is None:
         return
     io_on, mem_on = state
-    if not mem_on or not io_on:
+    space = "I/O" if bar.kind == "io" else "memory"
+    if not (io_on if bar.kind == "io" else mem_on):
         print(
-            f"pyphys pci: warning: {dev.short_address} has {'memory' if not mem_on else 'I/O'} decoding off "
-            f"(command register): all-ones is a master abort, not the register; enable it with "
+            f"pyphys pci: warning: {dev.short_address} has {space} decoding off (command register): "
+            f"all-ones is a master abort, not the register; enable the device with "
             f"`echo 1 > /sys/bus/pci/devices/{dev.address}/enable`",
             file=sys.stderr,
         )
@@ -313,7 +314,7 @@ def run_read(args) -> int:
                           "via": args.via, "value": value}))
     else:
         print(_fmt_value(value, width))
-    _warn_if_disabled(dev, value, width)
+    _warn_if_disabled(dev, bar, value, width)
     return 0
 
 

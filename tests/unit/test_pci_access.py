@@ -314,3 +314,22 @@ def test_unprivileged_config_read_is_explained(tree):
     assert hdr.length == 64 and any("CAP_SYS_ADMIN" in n for n in hdr.notes)
     with pytest.raises(PyphysError):
         pci.read_config_word(edu, 0x40, 8)
+
+
+def test_all_ones_with_memory_decoding_off_is_explained(tree, capsys):
+    """A device whose command register has Memory Space off answers every read with ~0 (master abort)."""
+    edu = tree.dev("1234:11e8")
+    cfg = tree.root / "sys/bus/pci/devices" / edu.address / "config"
+    with open(cfg, "r+b") as f:
+        f.seek(4)
+        f.write(b"\x00\x00")  # command: I/O, Mem, BusMaster all off
+    with open(tree.files[("1234:11e8", 0)], "r+b") as f:
+        f.write(b"\xff" * 4)
+    rc, out, err = run(capsys, "read", "1234:11e8", "0", "0")
+    assert rc == 0 and out == "0xFFFFFFFF\n"
+    assert "memory decoding off" in err and f"/sys/bus/pci/devices/{edu.address}/enable" in err
+    with open(cfg, "r+b") as f:
+        f.seek(4)
+        f.write(b"\x03\x01")
+    rc, out, err = run(capsys, "read", "1234:11e8", "0", "0")
+    assert rc == 0 and err == ""
