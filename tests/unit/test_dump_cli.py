@@ -21,11 +21,8 @@ import pytest
 from pyphys import dump
 from pyphys.errors import PyphysError
 
-import os as _os
-import sys as _sys
-
-_sys.path.insert(0, _os.path.dirname(__file__))  # pytest runs with --import-mode=importlib
-from test_dump import env_for, fake, listing, mem, memfile  # noqa: F401  (fixtures)
+sys.path.insert(0, os.path.dirname(__file__))  # pytest runs with --import-mode=importlib
+from test_dump import env_for, fake, listing, mem, memfile  # noqa: E402,F401  (helpers and fixtures)
 
 
 def cli(tmp_path, *args, **kw):
