@@ -575,8 +575,12 @@ def _lab1(g: _Grader) -> None:
         with open(LAB1_STATE) as f:
             st = json.load(f)
         pid, child = int(st["pid"]), int(st["child_pid"])
-        os.kill(pid, 0)
-        os.kill(child, 0)
+        for p in (pid, child):
+            # a stale state file (guest /tmp overlays the host's /tmp) may name a pid that is now
+            # some other process: it must be lab1_process.py itself
+            with open(paths.proc(p, "cmdline"), "rb") as f:
+                if b"lab1_process.py" not in f.read():
+                    raise ProcessLookupError(errno.ESRCH, f"pid {p} is not lab1_process.py")
     except (OSError, ValueError, KeyError) as err:
         why = ("the lab 1 process is not running" + (f" ({err.strerror})" if isinstance(err, OSError) and
                                                      err.strerror else "")
@@ -775,23 +779,29 @@ def _lab2(g: _Grader) -> None:
     if off is not None and msg is not None:
         data = msg.encode("utf-8")
         if not 0 <= off < len(content) or len(data) < 4:
+            g.wrong("message_offset", f"{_hx(off)}: the message must lie inside the {len(content)}-byte buffer")
             g.wrong("message", "write a message of at least 4 characters inside the buffer")
             return
         try:
-            seen = dev_read(phys + off, len(data))
+            seen = dev_read(phys + off, len(content) - off)
         except ProbeError as err:
             g.error("message", str(err))
             return
-        kernel = content[off:off + len(data)]
-        if kernel == data and seen == data:
-            g.ok("message_offset", f"{_hx(off)}")
-            g.ok("message", "the kernel's buffer holds it, and /dev/mem reads it at buffer_phys + offset")
-        elif kernel == data:
-            g.error("message", "the kernel holds it but a /dev/mem read disagrees (report this)")
-        else:
+        kernel = content[off:]
+        text = kernel.split(b"\0", 1)[0]
+        if kernel[:len(data)] != data:
             g.wrong("message", f"the buffer does not hold {msg[:30]!r} at offset {_hx(off)}: write it through "
                                "sysfs (dd of=/sys/kernel/pyphys/buffer bs=1 seek=OFF conv=notrunc), then read it "
                                "through /dev/mem")
+        elif seen != kernel:
+            g.error("message", "the kernel holds it but a /dev/mem read disagrees (report this)")
+        elif text != data:
+            g.ok("message_offset", f"{_hx(off)}")
+            g.wrong("message", "your text is only the beginning of what is there: no NUL byte ends it, so the "
+                               "bytes after it read as part of it (write 'TEXT\\0')")
+        else:
+            g.ok("message_offset", f"{_hx(off)}")
+            g.ok("message", "the kernel's buffer holds it, and /dev/mem reads it at buffer_phys + offset")
 
 
 def _journal_entries() -> list | None:
@@ -1070,7 +1080,11 @@ def _lab5(g: _Grader) -> None:
                 g.wrong("guest_message_offset", f"{_hx(off)} overwrites the host's message: use 0x100")
             elif bar2.read(off, len(data)) == data:
                 g.ok("guest_message_offset", f"{_hx(off)}")
-                g.ok("guest_message", f"{msg!r} is in BAR2, i.e. in the host's file")
+                if bar2.read(off, min(size - off, 4096)).split(b"\0", 1)[0] == data:
+                    g.ok("guest_message", f"{msg!r} is in BAR2, i.e. in the host's file")
+                else:
+                    g.wrong("guest_message", "your text is only the beginning of the text at that offset "
+                                             "(up to the first NUL byte): write all of it")
             else:
                 g.ok("guest_message_offset", f"{_hx(off)}")
                 g.wrong("guest_message", f"BAR2 does not hold {msg!r} at {_hx(off)}: "

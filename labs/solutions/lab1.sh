@@ -9,7 +9,7 @@ import json,sys; d=json.load(sys.stdin); print(*[eval(e) for e in sys.argv[1:]])
 state() { python3 -c "import json,sys; print(json.load(open('/tmp/lab1-process.json'))[sys.argv[1]])" "$1"; }
 
 echo '== step 1: the lab 1 process (it must outlive this script: no pipes left open)'
-if ! [ -f /tmp/lab1-process.json ] || ! kill -0 "$(state pid)" 2>/dev/null; then
+if ! [ -f /tmp/lab1-process.json ] || ! grep -q lab1_process.py "/proc/$(state pid)/cmdline" 2>/dev/null; then
     rm -f /tmp/lab1-process.json
     nohup python3 docs/labs/lab1_process.py >/tmp/lab1-process.log 2>&1 </dev/null &
     i=0; while ! [ -f /tmp/lab1-process.json ]; do

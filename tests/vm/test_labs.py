@@ -131,6 +131,13 @@ def test_lab2_module_buffer_both_ways(lab_vm):
         assert "little-endian" in _line(res.out, "word7_value")
         assert _line(res.out, "message").startswith("MISSING")
 
+        # a text without its NUL (6 bytes at 0x200: byte 0x206 is the pattern's 0x59): it reads on
+        assert lab_vm.run("printf hello! | dd of=/sys/kernel/pyphys/buffer bs=1 seek=512 conv=notrunc").rc == 0
+        _write_results(lab_vm, "/tmp/lab2-wrong.txt", dict(values, message_offset="0x200", message="hello!"))
+        res = _check(lab_vm, 2, env, "/tmp/lab2-wrong.txt")
+        assert res.rc == 1
+        assert "no NUL byte ends it" in _line(res.out, "message")
+
         _restore_buffer(lab_vm)  # the kernel's buffer back to its pattern: the poke is gone
         res = _check(lab_vm, 2, env)
         assert res.rc == 1
