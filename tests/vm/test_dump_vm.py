@@ -304,7 +304,7 @@ def test_whole_ram_lime_opens_in_volatility3(lab_vm):
         assert vol.returncode == 0, vol.stderr[-3000:]
         rows = list(csv.reader(io.StringIO(vol.stdout[vol.stdout.index("TreeDepth,"):])))
         assert rows[0] == ["TreeDepth", "Offset", "Banner"], vol.stdout[-3000:]
-        found = [(offset, banner) for _, offset, banner in rows[1:] if banner.startswith("Linux version ")]
+        found = [(row[1], row[2]) for row in rows[1:] if len(row) == 3 and row[2].startswith("Linux version ")]
         assert found, vol.stdout[-3000:]
         version = lab_vm.run("cat /proc/version").out.strip()
         release = lab_vm.run("uname -r").out.strip()
