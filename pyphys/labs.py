@@ -773,7 +773,7 @@ def _lab2(g: _Grader) -> None:
             else:
                 g.ok("poke_offset", f"{_hx(off)} was written")
                 g.wrong("poke_value", f"{_hx(val)} is not what the kernel now reads at offset {_hx(off)}; "
-                                      "`xxd -s OFF -l 4 /sys/kernel/pyphys/buffer`")
+                                      "`hexdump -C -s OFF -n 4 /sys/kernel/pyphys/buffer`")
 
     off, msg = g.number("message_offset"), g.text("message")
     if off is not None and msg is not None:
@@ -1202,7 +1202,7 @@ def _lab6(g: _Grader) -> None:
         else:
             (g.ok if v == lime_off else g.wrong)("lime_data_offset", f"{v}" + (
                 f" (a {LIME_HEADER.size}-byte header precedes the data)" if v == lime_off else
-                " -- how long is a LiME v1 header? (`xxd -l 64 LIME_FILE`)"))
+                " -- how long is a LiME v1 header? (`hexdump -C -n 64 LIME_FILE`)"))
 
     path = _file(g, "direct_file")
     if path:

@@ -15,7 +15,7 @@ WORD7=$(pyphys devmem "$(printf '%#x' $((BUF + 0x1c)))" 32 -q)
 POKE_OFFSET=0x40
 POKE_VALUE=0xC0FFEE42
 pyphys devmem "$(printf '%#x' $((BUF + POKE_OFFSET)))" 32 "$POKE_VALUE" -q
-xxd -s $((POKE_OFFSET)) -l 4 /sys/kernel/pyphys/buffer
+hexdump -C -s $((POKE_OFFSET)) -n 4 /sys/kernel/pyphys/buffer
 
 # step 4: the kernel writes (sysfs), user space reads it through /dev/mem
 MESSAGE_OFFSET=0x100

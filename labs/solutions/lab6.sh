@@ -15,7 +15,7 @@ pyphys dump "$BUF+4096" -f padded -o "$LABDIR/buffer.padded" -q
 pyphys dump "$BUF+4096" -f lime -o "$LABDIR/buffer.lime" -q
 SHA=$(cut -d' ' -f1 "$LABDIR/buffer.raw.sha256")
 [ "$SHA" = "$(sha256sum "$LABDIR/buffer.raw" | cut -d' ' -f1)" ]
-xxd -l 64 "$LABDIR/buffer.lime"
+hexdump -C -n 64 "$LABDIR/buffer.lime"
 ls -ls "$LABDIR"/buffer.*
 # step 2: the seed's EFAULT, and the way around it
 python3 docs/labs/lab6_efault.py "$LABDIR" | tee /tmp/lab6-efault.txt
