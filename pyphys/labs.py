@@ -913,7 +913,7 @@ def _lab4(g: _Grader) -> None:
         t = v.strip().lower().replace("config_strict_devmem", "").lstrip("=").strip()
         (g.ok if t in ("y", "yes") else g.wrong)("strict_devmem", f"{v!r}" + (
             " (the kernel's config)" if t in ("y", "yes") else
-            f" -- `grep STRICT_DEVMEM /boot/config-$(uname -r)`"))
+            " -- `grep STRICT_DEVMEM /boot/config-$(uname -r)`"))
 
     try:
         phys, content = module_buffer()
@@ -1012,7 +1012,7 @@ def _lab5(g: _Grader) -> None:
             truth = bar0.read32(EDU_ID)
             (g.ok if v == truth else g.wrong)("edu_id", f"{_hx(v)}" + (
                 " (BAR0 0x00, edu.rst: 0xRRrr00edu)" if v == truth else
-                f" is not the identification register: `pyphys pci read 1234:11e8 0 0`"))
+                " is not the identification register: `pyphys pci read 1234:11e8 0 0`"))
         lin, lout = g.number("liveness_in"), g.number("liveness_out")
         if lin is not None and lout is not None:
             # edu.rst: "liveness check register: value is bitwise NOT of the written one" -- ask the device

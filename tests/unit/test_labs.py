@@ -131,7 +131,7 @@ def test_guest_shell_script(tmp_path):
     assert script.startswith("#!/bin/sh\n")
     assert "export PYPHYS_LAB=4" in script and f"LABDIR={tmp_path}" in script
     assert 'insmod "$PYPHYS_KO"' in script and "pyphys lab check 4" in script
-    assert script.rstrip().endswith(f"-i")
+    assert script.rstrip().endswith("-i")
     # it is valid sh
     assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0
 
