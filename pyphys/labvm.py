@@ -392,6 +392,26 @@ class LabVM:
         argv = " ".join(shlex.quote(str(a)) for a in args)
         return self.run(f"{shlex.quote(sys.executable)} -m pyphys {argv}", timeout=timeout, input=input)
 
+    def run_unprivileged(self, cmd: str, uid: int = 65534, gid: int = 65534, timeout: float = 120) -> Result:
+        """Run ``sh -c cmd`` in the guest as an ordinary user (nobody by default).
+
+        The guest's root file system is the host's, so this checkout's interpreter may sit
+        under a directory only root can enter (a pyenv or venv under /root).  For the
+        command's own mount namespace such directories are covered with a world-searchable
+        tmpfs into which only the needed child is bound back; nothing else is widened and the
+        host is untouched.  The user then gets no capabilities and no supplementary groups.
+        """
+        mounts = []
+        for n, (parent, child) in enumerate(sorted(_closed_ancestors(_interpreter_paths()).items())):
+            mounts.append(f"mkdir -p /tmp/.pyphys-open/{n} && mount --bind {shlex.quote(parent)} /tmp/.pyphys-open/{n}"
+                          f" && mount -t tmpfs -o mode=0755 pyphys-open {shlex.quote(parent)}")
+            for c in sorted(child):
+                mounts.append(f"mkdir {shlex.quote(parent + '/' + c)} && mount --bind /tmp/.pyphys-open/{n}/{shlex.quote(c)}"
+                              f" {shlex.quote(parent + '/' + c)}")
+        inner = " && ".join(mounts + [f"exec setpriv --reuid={uid} --regid={gid} --clear-groups"
+                                      f" --inh-caps=-all -- sh -c {shlex.quote(cmd)}"])
+        return self.run(f"unshare --mount --propagation private sh -c {shlex.quote(inner)}", timeout=timeout)
+
     def load_module(self, **params: object) -> None:
         """(Re)load pyphys.ko with ``params`` (e.g. ``mem_device=1``)."""
         if not self.ko:
@@ -460,3 +480,33 @@ def interactive_shell(kernel: str = "lab", memory: str = "1G", kvm: bool = False
                 os.unlink(path)
             except OSError:
                 pass
+
+
+def _interpreter_paths() -> list[str]:
+    """What an unprivileged guest process needs to reach to run this checkout's Python."""
+    import pyphys
+
+    import sysconfig
+
+    dirs = [sys.prefix, sys.base_prefix, os.path.dirname(pyphys.__file__)]
+    dirs += [sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")]
+    # a path inside each directory, so that the directory itself must be searchable too
+    return [os.path.realpath(sys.executable)] + [os.path.join(os.path.realpath(d), "-") for d in dirs if d]
+
+
+def _closed_ancestors(paths: list[str]) -> dict[str, set[str]]:
+    """Directories on ``paths`` that others may not search, with the child each path needs."""
+    import stat
+
+    closed: dict[str, set[str]] = {}
+    for path in paths:
+        parts = path.strip("/").split("/")
+        for i in range(len(parts) - 1):
+            parent = "/" + "/".join(parts[:i])
+            try:
+                mode = os.stat(parent).st_mode
+            except OSError:
+                break
+            if not mode & stat.S_IXOTH:
+                closed.setdefault(parent.rstrip("/") or "/", set()).add(parts[i])
+    return closed

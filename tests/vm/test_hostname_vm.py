@@ -74,9 +74,9 @@ def test_non_root_is_refused_in_one_line(lab_vm):
     import sys
 
     original = _uname(lab_vm)
-    cmd = (f"{shlex.quote(sys.executable)} -c \"import os,sys; os.setgid(65534); os.setuid(65534); "
-           f"sys.argv=['pyphys','hostname','NinjaNinja']; from pyphys.cli import main; sys.exit(main())\"")
-    res = lab_vm.run(cmd)
+    who = lab_vm.run_unprivileged("id -u; id -G")
+    assert who.rc == 0 and who.out.split() == ["65534", "65534"], who  # really nobody, no groups
+    res = lab_vm.run_unprivileged(f"{shlex.quote(sys.executable)} -m pyphys hostname NinjaNinja")
     assert res.rc != 0
     assert "Traceback" not in res.err
     assert len(res.err.strip().splitlines()) == 1, res.err
