@@ -5,7 +5,7 @@ PY      := .venv/bin/python
 PYTEST  := $(PY) -m pytest
 
 
-.PHONY: all setup kernel module demo test test-host test-vm bench shell shell-stock checkpatch clean
+.PHONY: all setup kernel module demo test test-host test-vm bench lab-times shell shell-stock checkpatch clean
 
 all: demo
 
@@ -35,6 +35,10 @@ test-vm: kernel
 # Performance against the peers named in the issues, side by side in one run.
 bench: kernel
 	@$(PY) scripts/bench.py
+
+# Each classroom lab as a student runs it (lab start, solution, check): time to prompt, pass/fail.
+lab-times: kernel
+	@$(PY) scripts/lab-times.py $(LABS)
 
 # An interactive shell in the lab VM (lab kernel, edu + ivshmem attached).
 shell: kernel

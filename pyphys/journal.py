@@ -165,12 +165,15 @@ class WriteRecord(_Record):
 
 
 class UndoResult(_Record):
-    """One undone entry (id, addr, kind, target, restored, status, label): ``status`` is
-    "restored" or "already" (memory already held the old bytes)."""
+    """One undone entry (id, addr, kind, target, restored, status, label, readback):
+    ``status`` is "restored", "already" (memory already held the old bytes) or "register"
+    (the old bytes were written back to a location that, when pyphys wrote it, read back
+    something other than what was written -- a device register such as edu's liveness
+    register; ``readback`` is what it reads now, which is not expected to equal ``restored``)."""
 
-    __slots__ = ("id", "addr", "kind", "target", "restored", "status", "label")
+    __slots__ = ("id", "addr", "kind", "target", "restored", "status", "label", "readback")
     _fields = __slots__
-    _defaults = {"label": ""}
+    _defaults = {"label": "", "readback": None}
 
 
 class _Planned(_Record):
@@ -478,17 +481,21 @@ class Journal:
                 results = []
                 for step in plan:
                     e = step.entry
+                    status, back = step.status, None
                     if step.status == "restored" and not dry_run:
                         tgt = targets[step.key]
                         _put(tgt, e.addr, e.old, e.width)
                         back = _get(tgt, e.addr, len(e.old), e.width)
                         if back != e.old:
-                            raise VerifyError(
-                                f"undo of entry {e.id} at {e.addr:#x}: wrote {e.old.hex()}, read back {back.hex()}"
-                            )
+                            if e.actual is None:  # it echoed pyphys's write, so it must echo this
+                                raise VerifyError(
+                                    f"undo of entry {e.id} at {e.addr:#x}: wrote {e.old.hex()}, read back {back.hex()}"
+                                )
+                            # a register that never echoed: its reads are not its last write
+                            status = "register"
                     if not dry_run:
                         self.mark(e.id, "undone")
-                    results.append(UndoResult(e.id, e.addr, e.kind, e.target, e.old, step.status, e.label))
+                    results.append(UndoResult(e.id, e.addr, e.kind, e.target, e.old, status, e.label, back))
                 return results
             finally:
                 for tgt in targets.values():

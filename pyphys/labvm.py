@@ -510,3 +510,40 @@ def _closed_ancestors(paths: list[str]) -> dict[str, set[str]]:
             if not mode & stat.S_IXOTH:
                 closed.setdefault(parent.rstrip("/") or "/", set()).add(parts[i])
     return closed
+
+
+def pty_session(argv: list[str], prompt: bytes, commands: list[str], timeout: float = 600.0):
+    """Run ``argv`` on a pseudo-terminal in the repository, as a person at a terminal would: wait
+    for ``prompt``, type ``commands`` on one line (the last one should end the session).
+    Returns (seconds until the prompt appeared, or None; everything printed)."""
+    import pty
+    import select
+    import signal
+
+    t0 = time.monotonic()
+    pid, fd = pty.fork()
+    if pid == 0:  # child: the host side of `pyphys lab start`, as a student runs it
+        os.chdir(str(REPO))
+        os.execv(argv[0], argv)
+    buf, to_prompt = b"", None
+    try:
+        while time.monotonic() < t0 + timeout:
+            ready, _, _ = select.select([fd], [], [], 5)
+            if not ready:
+                continue
+            try:
+                data = os.read(fd, 65536)
+            except OSError:  # EIO: the session ended
+                break
+            if not data:
+                break
+            buf += data
+            if to_prompt is None and prompt in buf:
+                to_prompt = time.monotonic() - t0
+                os.write(fd, ("; ".join(commands) + "\n").encode())
+        else:
+            os.kill(pid, signal.SIGTERM)
+    finally:
+        os.waitpid(pid, 0)
+        os.close(fd)
+    return to_prompt, buf.decode("utf-8", "replace")

@@ -32,6 +32,7 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+import stat
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: every module costs stats over 9p in the lab guest
 if TYPE_CHECKING:
     from typing import Callable, Optional
@@ -142,6 +143,14 @@ class MappedWindow:
         base = page_base(offset)
         self._delta = offset - base
         size = -(-(self._delta + length) // PAGE_SIZE) * PAGE_SIZE
+        if self._delta + length < size:
+            # CPython refuses to map past a regular file's st_size, and sysfs gives a PCI
+            # resourceN file its BAR's size (pci_create_attr()), which may be under a page.
+            # The kernel maps whole pages anyway (pci_mmap_fits() rounds the BAR up), so map
+            # just as much as the file claims when the window fits in it.
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and base + self._delta + length <= st.st_size < base + size:
+                size = st.st_size - base
         prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
         try:
             self._mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=prot, offset=base)
@@ -164,7 +173,8 @@ class MappedWindow:
             raise RegionError(f"{self.what}: offset {off:#x} is outside the {self.length:#x}-byte window")
         view = self._casts.get(width)
         if view is None:
-            view = self._casts[width] = self._view.cast(WIDTH_FORMATS[width])
+            whole = len(self._view) - len(self._view) % (width // 8)  # a file-sized map may end mid-word
+            view = self._casts[width] = self._view[:whole].cast(WIDTH_FORMATS[width])
         return view, (self._delta + off) // size
 
     def read_word(self, off: int, width: int) -> int:

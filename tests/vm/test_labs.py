@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from pyphys.labvm import REPO
+from pyphys.labvm import REPO, pty_session
 
 PY = shlex.quote(sys.executable)
 
@@ -267,42 +267,6 @@ def test_lab6_dumps_odirect_efault(lab_vm):
 
 
 # ----------------------------------------------------------------------------------------------
-def _pty_session(argv: list[str], prompt: bytes, commands: list[str], timeout: float = 600.0):
-    """Run ``argv`` on a pseudo-terminal, wait for ``prompt``, type ``commands`` (the last one
-    should end the session); returns (seconds to the prompt or None, everything printed)."""
-    import pty
-    import select
-    import signal
-
-    t0 = time.monotonic()
-    pid, fd = pty.fork()
-    if pid == 0:  # child: the host side of `pyphys lab start`, as a student runs it
-        os.chdir(str(REPO))
-        os.execv(argv[0], argv)
-    buf, to_prompt = b"", None
-    try:
-        while time.monotonic() < t0 + timeout:
-            ready, _, _ = select.select([fd], [], [], 5)
-            if not ready:
-                continue
-            try:
-                data = os.read(fd, 65536)
-            except OSError:  # EIO: the session ended
-                break
-            if not data:
-                break
-            buf += data
-            if to_prompt is None and prompt in buf:
-                to_prompt = time.monotonic() - t0
-                os.write(fd, ("; ".join(commands) + "\n").encode())
-        else:
-            os.kill(pid, signal.SIGTERM)
-    finally:
-        os.waitpid(pid, 0)
-        os.close(fd)
-    return to_prompt, buf.decode("utf-8", "replace")
-
-
 def test_lab_start_gives_a_shell_where_the_lab_works(tmp_path):
     """`pyphys lab start 5` on the host, as a student runs it: a prompt, the module loaded, the
     host's message in ivshmem, and the solution passing the check in the shell the command opened."""
@@ -311,7 +275,7 @@ def test_lab_start_gives_a_shell_where_the_lab_works(tmp_path):
     if not shutil.which("qemu-system-x86_64") or not shutil.which(
             "vng", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")):
         pytest.skip("QEMU or virtme-ng is not installed (make setup)")
-    to_prompt, out = _pty_session(
+    to_prompt, out = pty_session(
         [sys.executable, "-m", "pyphys", "lab", "start", "5", "--dir", str(tmp_path)], b"[lab 5 ",
         ["export PYPHYS_JOURNAL=/tmp/journal-e2e.jsonl",
          'test -d /sys/kernel/pyphys && echo "MODULE""-LOADED"',

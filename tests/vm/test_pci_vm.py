@@ -179,6 +179,13 @@ def test_edu_liveness_is_bitwise_not(vm, via):
         assert "journal entry" in out
         assert read(vm, EDU, 0, 4, via=via) == value ^ 0xFFFFFFFF
         assert int(devmem(vm, base + 4), 16) == value ^ 0xFFFFFFFF  # busybox agrees
+    # undo writes back what was read before the last write (NOT of the first value); the
+    # device then reads NOT of that, i.e. the first value -- and undo says it is a register
+    first = 0x12345678
+    res = pp(vm, "undo")
+    assert res.rc == 0 and "Traceback" not in res.err, res
+    assert f"restored {(first ^ 0xFFFFFFFF).to_bytes(4, 'little').hex()}" in res.out and "register" in res.out, res.out
+    assert int(devmem(vm, base + 4), 16) == first
 
 
 def test_edu_factorial(vm):
@@ -200,6 +207,25 @@ def host_bytes(vm, off: int, n: int) -> bytes:
     with open(vm.shm_path, "rb") as f:
         f.seek(off)
         return f.read(n)
+
+
+@pytest.mark.parametrize("via", ["resource", "devmem"])
+def test_ivshmem_register_bar_smaller_than_a_page(vm, via):
+    """BAR0 is 256 bytes of registers (ivshmem-spec.rst): Interrupt Mask at 0x0 is read/write,
+    IVPosition at 0x8 is read-only. resource0 is 256 bytes, smaller than the page mmap maps."""
+    base = bar_start(find(vm, IVSHMEM), 0)
+    assert next(b["size"] for b in find(vm, IVSHMEM)["bars"] if b["index"] == 0) == 256
+    position = int(devmem(vm, base + 8), 16)
+    assert read(vm, IVSHMEM, 0, 8, via=via) == position
+    value = 0x5A5A5A5A if via == "resource" else 0xA5A5A5A5
+    out = ok(pp(vm, "pci", "write", IVSHMEM, "0", "0x0", "32", hex(value), "--via", via))
+    assert "journal entry" in out
+    assert int(devmem(vm, base), 16) == value  # busybox sees the register hold it
+    assert read(vm, IVSHMEM, 0, 0, via=via) == value
+    ok(pp(vm, "undo"))
+    assert int(devmem(vm, base), 16) == 0  # its reset value, restored
+    res = pp(vm, "pci", "read", IVSHMEM, "0", "0x100", "--via", via)
+    assert res.rc != 0 and "Traceback" not in res.err and len(res.err.strip().splitlines()) == 1, res
 
 
 @pytest.mark.parametrize("via, offset", [("resource", 0x0), ("devmem", 0x400)])
