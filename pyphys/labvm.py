@@ -245,6 +245,7 @@ class LabVM:
     def start(self) -> None:
         """Build what is missing, boot the guest, wait for the agent, load pyphys.ko."""
         self.kernel = get_kernel(self.kernel_name, quiet=self.quiet)
+        byte_compile()
         if self.want_module:
             self.ko = build_module(self.kernel, quiet=self.quiet)
         with open(self.shm_path, "wb") as f:  # the ivshmem backing file, zeroed
@@ -454,6 +455,7 @@ def interactive_shell(kernel: str = "lab", memory: str = "1G", kvm: bool = False
     """
     k = get_kernel(kernel)
     ko = build_module(k)
+    byte_compile()
     vng, env = _vng()
     shm = shm_path or f"/dev/shm/pyphys-ivshmem-shell-{os.getpid()}"
     with open(shm, "wb") as f:
@@ -480,6 +482,20 @@ def interactive_shell(kernel: str = "lab", memory: str = "1G", kvm: bool = False
                 os.unlink(path)
             except OSError:
                 pass
+
+
+def byte_compile() -> None:
+    """Bring this checkout's .pyc files up to date on the host before a boot.
+
+    The guest sees the host's files read-only, so it cannot write .pyc files itself: every
+    module edited since the host last imported it would be compiled from source at every
+    guest start (0.75 s of a 3.7 s `pyphys dump` under TCG). pip does the same at install.
+    """
+    import compileall
+
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    if os.access(pkg, os.W_OK):
+        compileall.compile_dir(pkg, quiet=2, workers=1)
 
 
 def _interpreter_paths() -> list[str]:

@@ -113,6 +113,22 @@ def lockdown_mode() -> Optional[str]:
     return None
 
 
+_zeros = b""
+
+
+def all_zero(data: bytes) -> bool:
+    """Whether every byte of ``data`` is 0: one memcmp against a calloc'd block.
+
+    ``not any(data)`` walks the bytes as Python ints: 13 ms per 2 MiB natively, and most of a
+    dump's time under TCG, where most of a guest's RAM is zeros. The block is allocated
+    lazily and calloc'd, so it maps the shared zero page and costs no RSS.
+    """
+    global _zeros
+    if len(data) > len(_zeros):
+        _zeros = bytes(len(data))
+    return _zeros.startswith(data)
+
+
 class MappedWindow:
     """A shared mapping of ``length`` bytes at ``offset`` of any mmap-able fd (/dev/mem, PCI resourceN).
 
@@ -427,7 +443,7 @@ class PhysMem:
             self._mapped(addr, length, grab)
             return bytes(out)
         data = self._pread(addr, length)
-        if self.backend == "rw" and not any(data):
+        if self.backend == "rw" and all_zero(data):
             self._check_zeros(addr, length)
         return data
 
@@ -474,7 +490,7 @@ class PhysMem:
                 "the kernel shows zeros for restricted RAM (drivers/char/mem.c), not the memory's content",
                 STRICT_HINT,
             ) from None
-        if any(real):
+        if not all_zero(real):
             raise DevMemBlockedError(
                 f"{self.path} read() returned zeros at {addr:#x} but mmap shows data: "
                 "the kernel hides this restricted RAM from read() (drivers/char/mem.c)",
@@ -553,7 +569,7 @@ class PhysMem:
             data = self._pread_exact(addr, size)
         except OSError as err:
             raise self._explain(err, addr, "read") from err
-        if self.backend == "rw" and not any(data):
+        if self.backend == "rw" and all_zero(data):
             self._check_zeros(addr, size)
         return int.from_bytes(data, "little")
 

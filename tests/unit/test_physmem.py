@@ -318,3 +318,9 @@ def test_mmio_8_byte_range_is_two_32bit_loads_but_read_word_64_is_one(fake, monk
         calls.clear()
         pm.read(0x1000, 8)  # RAM: one exact 64-bit copy is fine
         assert calls == [64]
+
+
+def test_all_zero():
+    assert physmem.all_zero(b"") and physmem.all_zero(bytes(5)) and physmem.all_zero(bytes(3 << 20))
+    assert not physmem.all_zero(b"\0\0\1") and not physmem.all_zero(bytes(2 << 20) + b"\1")
+    assert physmem.all_zero(memoryview(bytes(4096)))
