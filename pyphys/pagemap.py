@@ -1140,7 +1140,6 @@ def summary_counts(process, start: int | None = None, end: int | None = None) ->
     """:func:`summarize`'s answer as plain data (the fields of :class:`Summary`); the CLI
     formats it with :func:`summary_rows` without importing the dataclass machinery."""
     from collections import Counter
-    from itertools import compress
 
     _parse_process_and_range(start, end)
     with _Scan(process, whole=start is None) as s:
@@ -1151,42 +1150,11 @@ def summary_counts(process, start: int | None = None, end: int | None = None) ->
         ft = s.flags_table
         counts: Counter = Counter()
         by_meta: Counter = Counter()
-        for _mapping, _vaddr, data in s.raw_chunks(start, end):
-            m = len(data) >> 3
-            # the pagemap bits 55-63 of each entry, as one byte per page: bits 56-63 are byte 7;
-            # soft-dirty (bit 55, top of byte 6) goes to bit 3 (entry bit 59, documented zero)
-            hi = data[7::8]
-            sd = data[6::8].translate(_SOFT_DIRTY_TO_BIT3)
-            if hi.translate(_BITS_59_60).count(0) != m:
-                # the kernel set bits documented as zero: count exactly, the slow way
-                _count_slow(data, ft, counts)
-                continue
-            meta = (int.from_bytes(hi, "little") | int.from_bytes(sd, "little")).to_bytes(m, "little")
-            groups = set(meta)
-            present_groups = [g for g in groups if g & 0x80]
-            for g in groups:
-                if not g & 0x80:
-                    by_meta[g] += meta.count(g)
-            if not present_groups:
-                continue
-            if ft is None:
-                for g in present_groups:
-                    by_meta[g] += meta.count(g)
-                continue
-            pfns = _pfn_lanes(data)
-            ft.load(_windows(pfns, len(data), ft.wsh))
-            lanes = memoryview(pfns.to_bytes(len(data), "little")).cast("Q")
-            table = repeat(ft.view)
-            if len(present_groups) == 1:
-                # every lane without a frame reads slot 0, which is 0: take those out after
-                g = present_groups[0]
-                c = Counter(map(getitem, table, lanes))
-                c[0] -= m - meta.count(g)
-                _merge(counts, c, g)
-            else:
-                for g in present_groups:
-                    sel = meta.translate(_select(g))
-                    _merge(counts, Counter(map(getitem, table, compress(lanes, sel))), g)
+        chunks = _Loader(s, ft, start, end)
+        try:
+            _count_chunks(chunks, ft, counts, by_meta)
+        finally:
+            chunks.close()
         if _ALIASED in counts:
             del counts[_ALIASED]
             summ["notes"].append("kpageflags words with bits 55-63 set were seen (no kernel defines them): "
@@ -1236,6 +1204,115 @@ def _merge(counts, c, g: int) -> None:
         if k & L.PM_FLAGS_MASK:
             counts[_ALIASED] = 1  # the summary keys would alias: note it (checked per distinct word)
         counts[k | pme] += n
+
+
+def _count_chunks(chunks, ft, counts, by_meta) -> None:
+    """The counting half of :func:`summary_counts`: ``chunks`` yields ``(data, pfns)`` with the
+    kpageflags windows of ``pfns`` already loaded (``pfns`` None without kpageflags)."""
+    from collections import Counter
+    from itertools import compress
+
+    for data, pfns in chunks:
+        m = len(data) >> 3
+        # the pagemap bits 55-63 of each entry, as one byte per page: bits 56-63 are byte 7;
+        # soft-dirty (bit 55, top of byte 6) goes to bit 3 (entry bit 59, documented zero)
+        hi = data[7::8]
+        sd = data[6::8].translate(_SOFT_DIRTY_TO_BIT3)
+        if hi.translate(_BITS_59_60).count(0) != m:
+            # the kernel set bits documented as zero: count exactly, the slow way
+            _count_slow(data, ft, counts)
+            continue
+        meta = (int.from_bytes(hi, "little") | int.from_bytes(sd, "little")).to_bytes(m, "little")
+        groups = set(meta)
+        present_groups = [g for g in groups if g & 0x80]
+        for g in groups:
+            if not g & 0x80:
+                by_meta[g] += meta.count(g)
+        if not present_groups:
+            continue
+        if ft is None:
+            for g in present_groups:
+                by_meta[g] += meta.count(g)
+            continue
+        lanes = memoryview(pfns.to_bytes(len(data), "little")).cast("Q")
+        table = repeat(ft.view)
+        if len(present_groups) == 1:
+            # every lane without a frame reads slot 0, which is 0: take those out after
+            g = present_groups[0]
+            c = Counter(map(getitem, table, lanes))
+            c[0] -= m - meta.count(g)
+            _merge(counts, c, g)
+        else:
+            for g in present_groups:
+                sel = meta.translate(_select(g))
+                _merge(counts, Counter(map(getitem, table, compress(lanes, sel))), g)
+
+
+def _threading():
+    import threading
+
+    return threading
+
+
+class _Loader:
+    """Feeds :func:`summary_counts`: pagemap is read chunk by chunk in a thread, up to two
+    chunks ahead; the kpageflags windows of each chunk's frames are read as it is taken.
+
+    pread releases the GIL, so the pagemap walk overlaps the counting on a second CPU. The
+    kpageflags reads stay in the caller's thread: there are thousands of them, and a thread
+    re-taking the GIL after each one convoyed behind the counting (measured: slower).
+    Iterate for ``(data, pfns)``; errors in the thread are raised by the iteration. Call
+    :meth:`close` before the scan's files are closed.
+    """
+
+    _END = object()
+
+    def __init__(self, scan, ft, start, end):
+        import queue
+
+        self._queue = queue.Queue(maxsize=2)
+        self._full = queue.Full
+        self._stop = False
+        self._scan, self._ft, self._range = scan, ft, (start, end)
+        self._thread = _threading().Thread(target=self._run, name="pyphys-pagemap", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop:
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except self._full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for _row, _vaddr, data in self._scan.raw_chunks(*self._range):
+                if not self._put((data, None)):
+                    return
+            self._put((self._END, None))
+        except BaseException as err:  # raised in the consumer
+            self._put((self._END, err))
+
+    def __iter__(self):
+        ft = self._ft
+        while True:
+            data, err = self._queue.get()
+            if data is self._END:
+                if err is not None:
+                    raise err
+                return
+            if ft is None:
+                yield data, None
+                continue
+            pfns = _pfn_lanes(data)
+            ft.load(_windows(pfns, len(data), ft.wsh))
+            yield data, pfns
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join()
 
 
 def _count_slow(data: bytes, ft, counts) -> None:

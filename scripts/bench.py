@@ -52,6 +52,12 @@ def main() -> int:
         print("no bench/*.py scripts", file=sys.stderr)
         return 1
     rows: list[tuple[str, dict]] = []
+    # pyphys as installed: pip byte-compiles a package at install time, and an environment
+    # with PYTHONDONTWRITEBYTECODE=1 would otherwise compile the edited modules at every call
+    sys.path.insert(0, TOP)
+    from pyphys.labvm import byte_compile
+
+    byte_compile()
     host = [s for s in scripts if where(s) == "host"]
     guest = [s for s in scripts if where(s) == "guest"]
     for s in host:
@@ -60,7 +66,6 @@ def main() -> int:
         p = subprocess.run([sys.executable, s], capture_output=True, text=True, cwd=TOP)
         rows += [("host", r) for r in parse_rows(name, p.returncode, p.stdout, p.stderr)]
     if guest:
-        sys.path.insert(0, TOP)
         from pyphys.labvm import LabVM
 
         print("[bench] booting the lab VM once for the guest benches ...", file=sys.stderr, flush=True)
