@@ -60,7 +60,7 @@ def test_plot_without_matplotlib_says_how_to_install(locked_page, monkeypatch, t
 
 
 def test_plot_writes_an_image(locked_page, tmp_path):
-    # not host_root: matplotlib is an optional extra, so CI (test and lab extras) may skip this one
+    # not host_root: matplotlib is an optional extra (make setup installs it, so CI runs this)
     pytest.importorskip("matplotlib", reason="the optional extra `plot` is not installed")
     out = labplot.plot([os.getpid()], str(tmp_path / "frames.png"), {"page": locked_page})
     with open(out, "rb") as f:
