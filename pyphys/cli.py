@@ -4,13 +4,19 @@ Each subcommand lives in ``pyphys/commands/<name>.py`` and exposes
 ``register(subparsers)``, which adds its parser and sets ``func(args) -> int``.
 Only the chosen subcommand's module is imported, so a one-shot call starts fast.
 Any :class:`~pyphys.errors.PyphysError` becomes one line on stderr and a non-zero exit.
+
+The first thing a student runs, ``pyphys pagemap PROCESS ADDRESS``, skips argparse (and the
+re, gettext and locale modules it imports): :func:`_fast_args` builds the same namespace the
+parser would, from the subcommand's own defaults. Anything else goes through argparse.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
 
 # subcommand -> (module under pyphys.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -28,18 +34,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: the standard for bad input (no usage dump)."""
+def _parser_class():
+    """:class:`argparse.ArgumentParser` with one-line errors (argparse imported only here)."""
+    import argparse
 
-    def error(self, message: str):  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-        sys.exit(2)
+    class _Parser(argparse.ArgumentParser):
+        """argparse with one-line errors: the standard for bad input (no usage dump)."""
 
-    def _get_formatter(self):
-        # argparse builds a formatter even to parse (add_subparsers, for the usage prefix), and
-        # without a width the formatter imports shutil for the terminal size, which brings
-        # fnmatch, zlib, bz2 and lzma: 0.3 s of a one-shot call in the TCG guest.
-        return self.formatter_class(prog=self.prog, width=_width())
+        def error(self, message: str):  # type: ignore[override]
+            sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+            sys.exit(2)
+
+        def _get_formatter(self):
+            # argparse builds a formatter even to parse (add_subparsers, for the usage prefix), and
+            # without a width the formatter imports shutil for the terminal size, which brings
+            # fnmatch, zlib, bz2 and lzma: 0.3 s of a one-shot call in the TCG guest.
+            return self.formatter_class(prog=self.prog, width=_width())
+
+    return _Parser
 
 
 def _width() -> int:
@@ -57,14 +69,16 @@ def _width() -> int:
 
 
 def _load(name: str):
-    return importlib.import_module(f"pyphys.commands.{COMMANDS[name][0]}")
+    module = f"pyphys.commands.{COMMANDS[name][0]}"
+    __import__(module)  # (not importlib.import_module: the importlib package costs a start-up)
+    return sys.modules[module]
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> "argparse.ArgumentParser":
     """The full parser, or one with just subcommand ``only`` registered (fast path)."""
     from pyphys import __version__
 
-    parser = _Parser(
+    parser = _parser_class()(
         prog="pyphys",
         description="Physical-memory experiments from user space.",
     )
@@ -83,18 +97,36 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class _Args:
+    """What argparse's Namespace is to a subcommand: attributes."""
+
+    def __init__(self, **kw: object) -> None:
+        self.__dict__.update(kw)
+
+
+def _fast_args(argv: list[str]):
+    """The parsed arguments of ``pagemap PROCESS ADDRESS`` (two plain words, no options), else
+    None. Equal to what the parser gives (tests/unit/test_cli.py checks it against argparse)."""
+    if len(argv) != 3 or argv[0] != "pagemap" or argv[1][:1] in ("-", "") or argv[2][:1] in ("-", ""):
+        return None
+    cmd = _load("pagemap")
+    return _Args(command="pagemap", process=argv[1], address=argv[2], func=cmd.run, **cmd.DEFAULTS)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pyphys`` console script; returns the exit status."""
     from pyphys.errors import PyphysError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    first = next((a for a in argv if not a.startswith("-")), None)
-    only = first if first in COMMANDS and "-h" not in argv[:1] else None
-    parser = build_parser(only)
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return 2
+    args = _fast_args(argv)
+    if args is None:
+        first = next((a for a in argv if not a.startswith("-")), None)
+        only = first if first in COMMANDS and "-h" not in argv[:1] else None
+        parser = build_parser(only)
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return 2
     try:
         return int(args.func(args) or 0)
     except PyphysError as err:

@@ -18,7 +18,6 @@ scan raise clear errors; mappings that change during a scan just read as not pre
 from __future__ import annotations
 
 import os
-from collections import deque
 from itertools import repeat
 from operator import getitem, setitem  # vectorcall: cheaper per element than bound __getitem__
 
@@ -867,6 +866,8 @@ class _PfnTable:
         if last >= self.npfn >> self.wsh:
             self._reserve((last + 1) << self.wsh)
         want = self.want
+        from collections import deque  # (not at the top: a one-address lookup never loads windows)
+
         deque(map(setitem, repeat(want), need, repeat(1)), 0)  # mark them in a bitmap, in C
         buf, fd, find, preadv = self.buf, self.fd, want.find, os.preadv
         shift = self.wsh + 3  # window number -> byte offset in the table (8 bytes per PFN)

@@ -44,7 +44,7 @@ if [ ! -x .venv/bin/python ]; then
     $py -m venv .venv
 fi
 stamp=.venv/.pyphys-deps
-want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+want=$(cat pyproject.toml scripts/setup.sh bin/pyphys | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     log "installing pyphys (editable) with its test, lab and plot extras into .venv"
     # editable_mode=compat: a plain path in a .pth file. The default (a meta-path finder that

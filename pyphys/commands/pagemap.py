@@ -23,6 +23,10 @@ by flag set like `page-types -p PID` (default for --all). PFNs need root (CAP_SY
 without it they are shown as hidden, never as frame 0."""
 
 
+#: the options' defaults: the parser's, and the namespace of pyphys.cli's argparse-free path
+DEFAULTS = {"all": False, "mode": None, "view": "expanded", "count": False, "json": False}
+
+
 def register(sub, name: str, help_text: str) -> None:
     p = sub.add_parser(name, help=help_text, description=DESCRIPTION)
     p.add_argument("process", metavar="PROCESS",
@@ -41,7 +45,7 @@ def register(sub, name: str, help_text: str) -> None:
                         "well-known like plain page-types, raw kernel words")
     p.add_argument("--count", action="store_true", help="also read kpagecount for --pages/--runs")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, **DEFAULTS)
 
 
 def parse_range(text: str) -> tuple[int, int] | None:
