@@ -14,7 +14,6 @@ import hashlib
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
 
@@ -37,7 +36,8 @@ IOMEM = """\
 00600000-007fffff : System RAM
 00800000-00bfffff : System RAM
 """
-LIME_V1 = struct.Struct("<4sIQQ8s")  # lime.h lime_mem_range_header, little-endian, packed
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # importlib mode
+from lime_reader import LIME_V1, lime_records  # noqa: E402  (independent of pyphys.layouts.lime)
 
 
 def ram_ranges(text: str = IOMEM) -> list[tuple[int, int]]:
@@ -80,18 +80,6 @@ def mem(start: int, end: int, memfile) -> bytes:
     with open(memfile, "rb") as f:
         f.seek(start)
         return f.read(end - start + 1)
-
-
-def lime_records(data: bytes) -> list[tuple[int, int, bytes]]:
-    """Walk a LiME file with the struct from lime.h (independent of pyphys.layouts.lime)."""
-    recs, off = [], 0
-    while off < len(data):
-        magic, version, s, e, reserved = LIME_V1.unpack_from(data, off)
-        assert (magic, version, reserved) == (b"EMiL", 1, b"\0" * 8)
-        off += LIME_V1.size
-        recs.append((s, e, data[off : off + e - s + 1]))
-        off += e - s + 1
-    return recs
 
 
 def listing(directory) -> list[str]:

@@ -28,7 +28,8 @@ import pytest
 
 PAGE = 4096
 PATTERN = struct.pack("<1024I", *(0x50590000 | i for i in range(1024)))  # kmod: word i = 0x50590000 | i
-LIME_V1 = struct.Struct("<4sIQQ8s")  # lime.h lime_mem_range_header
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # importlib mode
+from lime_reader import LIME_V1, lime_records  # noqa: E402  (independent of pyphys.layouts.lime)
 
 
 def shared_outdir(vm) -> str | None:
@@ -71,17 +72,6 @@ def module_buffer(vm) -> tuple[int, bytes]:
     content = fetch(vm, "/sys/kernel/pyphys/buffer")
     assert len(content) == PAGE
     return addr, content
-
-
-def lime_records(data: bytes) -> list[tuple[int, int, bytes]]:
-    recs, off = [], 0
-    while off < len(data):
-        magic, version, s, e, reserved = LIME_V1.unpack_from(data, off)
-        assert (magic, version, reserved) == (b"EMiL", 1, b"\0" * 8)
-        off += LIME_V1.size
-        recs.append((s, e, data[off : off + e - s + 1]))
-        off += e - s + 1
-    return recs
 
 
 def dump(vm, *args: str):
