@@ -797,8 +797,8 @@ def dump(
         _check_space(directory, plan.allocated_bytes)
         probe = next((max(r.range.start, 1 << 20) for r in plan.segments if r.range.end >= 1 << 20), None)
         pm, reason, fallback = open_source(backend, probe)
+        from pyphys import physmem  # loaded by open_source already
         sink = _DirectSink(fd, hasher, block_size) if direct else _BufferedSink(fd, hasher)
-        zero_block = bytes(block_size)  # calloc'd: the shared zero page, no RSS
         all_zero = True
         reader = _Reader(pm, plan.segments, block_size, fallback)
         if progress:
@@ -812,7 +812,7 @@ def dump(
             left = r.length
             while left:
                 data = reader.next()
-                if all_zero and not zero_block.startswith(data):  # memcmp against zeros
+                if all_zero and not physmem.all_zero(data):
                     all_zero = False
                 sink.write(data)
                 left -= len(data)
