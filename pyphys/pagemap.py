@@ -1249,12 +1249,6 @@ def _count_chunks(chunks, ft, counts, by_meta) -> None:
                 _merge(counts, Counter(map(getitem, table, compress(lanes, sel))), g)
 
 
-def _threading():
-    import threading
-
-    return threading
-
-
 class _Loader:
     """Feeds :func:`summary_counts`: pagemap is read chunk by chunk in a thread, up to two
     chunks ahead; the kpageflags windows of each chunk's frames are read as it is taken.
@@ -1270,12 +1264,13 @@ class _Loader:
 
     def __init__(self, scan, ft, start, end):
         import queue
+        import threading
 
         self._queue = queue.Queue(maxsize=2)
         self._full = queue.Full
         self._stop = False
         self._scan, self._ft, self._range = scan, ft, (start, end)
-        self._thread = _threading().Thread(target=self._run, name="pyphys-pagemap", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="pyphys-pagemap", daemon=True)
         self._thread.start()
 
     def _put(self, item) -> bool:
