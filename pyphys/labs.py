@@ -1383,7 +1383,7 @@ def start(number: int, *, kvm: bool = False, memory: str = "1G", base: str | Non
         shell: guest_shell_script(lab, python=sys.executable, repo=repo, ko=ko, labdir=labdir),
         os.path.join(labdir, ".pyphys", "bashrc"): guest_bashrc(lab),
         os.path.join(labdir, ".pyphys", "bin", "pyphys"):
-            f"#!/bin/sh\nexec {_q(sys.executable)} -m pyphys \"$@\"\n",
+            f"#!/bin/sh\nexec {_q(sys.executable)} {_q(os.path.join(repo, 'bin', 'pyphys'))} \"$@\"\n",
     }
     for path, text in files.items():
         with open(path, "w") as f:
