@@ -78,17 +78,19 @@ def main() -> int:
         peer, peer_out = timed(["sh", script], env)
         same = outs[0].split() == peer_out.split()
         t_ours = statistics.median(ours)
-        rows.append({
-            "bench": f"devmem {N_OPS} mixed 32-bit ops",
-            "pyphys": round(t_ours, 4),
-            "peer_name": f"{N_OPS} x busybox devmem",
-            "peer": round(peer, 4),
-            "unit": "s",
-            "ratio": round(peer / t_ours, 2),
-            "target": ">= 20x",
-            "note": f"one --batch process, {N_OPS // 2} journaled+verified writes (median of {REPEAT}); "
-            f"read outputs {'identical' if same else 'DIFFER'}",
-        })
+        rows.append(
+            {
+                "bench": f"devmem {N_OPS} mixed 32-bit ops",
+                "pyphys": round(t_ours, 4),
+                "peer_name": f"{N_OPS} x busybox devmem",
+                "peer": round(peer, 4),
+                "unit": "s",
+                "ratio": round(peer / t_ours, 2),
+                "target": ">= 20x",
+                "note": f"one --batch process, {N_OPS // 2} journaled+verified writes (median of {REPEAT}); "
+                f"read outputs {'identical' if same else 'DIFFER'}",
+            }
+        )
         # what one operation costs once the interpreter is up: the same batch cut to its first
         # line, against the whole batch; and busybox's cost per call. Python's start-up under
         # TCG is a floor no batch can go below, so it bounds the whole-batch ratio.
@@ -102,31 +104,35 @@ def main() -> int:
         kmod.write_buffer(original)
         t_floor = statistics.median(floor)
         per_op = max(t_ours - t_floor, 1e-9) / (N_OPS - 1)
-        rows.append({
-            "bench": "devmem cost per operation after start-up",
-            "pyphys": round(per_op * 1e3, 3),
-            "peer_name": "busybox devmem, per call",
-            "peer": round(peer / N_OPS * 1e3, 3),
-            "unit": "ms",
-            "ratio": round(peer / N_OPS / per_op, 1),
-            "target": "report",
-            "note": f"(batch of {N_OPS} - batch of 1) / {N_OPS - 1}, medians of {REPEAT}; a 1-line batch takes "
-            f"{t_floor:.2f} s, so {N_OPS} busybox calls are at most {peer / t_floor:.1f}x any Python batch here",
-        })
+        rows.append(
+            {
+                "bench": "devmem cost per operation after start-up",
+                "pyphys": round(per_op * 1e3, 3),
+                "peer_name": "busybox devmem, per call",
+                "peer": round(peer / N_OPS * 1e3, 3),
+                "unit": "ms",
+                "ratio": round(peer / N_OPS / per_op, 1),
+                "target": "report",
+                "note": f"(batch of {N_OPS} - batch of 1) / {N_OPS - 1}, medians of {REPEAT}; a 1-line batch takes "
+                f"{t_floor:.2f} s, so {N_OPS} busybox calls are at most {peer / t_floor:.1f}x any Python batch here",
+            }
+        )
         addr = f"{info.buffer_phys:#x}"
         one = [timed(py + ["devmem", addr, "-q"], env)[0] for _ in range(5)]
         bb = [timed(["busybox", "devmem", addr], env)[0] for _ in range(5)]
         start = [timed([sys.executable, "-c", "pass"], env)[0] for _ in range(5)]
-        rows.append({
-            "bench": "devmem one read (CLI)",
-            "pyphys": round(statistics.median(one), 4),
-            "peer_name": "busybox devmem",
-            "peer": round(statistics.median(bb), 4),
-            "unit": "s",
-            "ratio": round(statistics.median(bb) / statistics.median(one), 3),
-            "target": "report",
-            "note": f"median of 5; bare `python -c pass` takes {statistics.median(start):.3f} s here",
-        })
+        rows.append(
+            {
+                "bench": "devmem one read (CLI)",
+                "pyphys": round(statistics.median(one), 4),
+                "peer_name": "busybox devmem",
+                "peer": round(statistics.median(bb), 4),
+                "unit": "s",
+                "ratio": round(statistics.median(bb) / statistics.median(one), 3),
+                "target": "report",
+                "note": f"median of 5; bare `python -c pass` takes {statistics.median(start):.3f} s here",
+            }
+        )
     finally:
         kmod.write_buffer(original)
     if kmod.read_buffer() != original:

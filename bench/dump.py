@@ -38,15 +38,19 @@ REPEAT = 5  # copy variants; the two with SHA-256 (slow under TCG) run SHA_REPEA
 SHA_REPEAT = 2
 # fork the measured process from a small Python: ru_maxrss survives fork+exec, so a child of
 # this (bigger) process would report our size, not its own
-WAITER = ("import os, subprocess, sys, time; t = time.perf_counter(); p = subprocess.Popen(sys.argv[1:], "
-          "stdout=subprocess.DEVNULL); _, st, ru = os.wait4(p.pid, 0); "
-          "print(os.waitstatus_to_exitcode(st), ru.ru_maxrss, time.perf_counter() - t)")
+WAITER = (
+    "import os, subprocess, sys, time; t = time.perf_counter(); p = subprocess.Popen(sys.argv[1:], "
+    "stdout=subprocess.DEVNULL); _, st, ru = os.wait4(p.pid, 0); "
+    "print(os.waitstatus_to_exitcode(st), ru.ru_maxrss, time.perf_counter() - t)"
+)
 
 
 def ram_start() -> int:
     """A BS-aligned address with SIZE bytes of System RAM after it (from /proc/iomem)."""
     with open("/proc/iomem") as f:
-        ram = [(int(a, 16), int(b, 16)) for a, b in re.findall(r"^([0-9a-f]+)-([0-9a-f]+) : System RAM$", f.read(), re.M)]
+        ram = [
+            (int(a, 16), int(b, 16)) for a, b in re.findall(r"^([0-9a-f]+)-([0-9a-f]+) : System RAM$", f.read(), re.M)
+        ]
     for start, end in ram:
         addr = max(-(-start // BS) * BS, BS)  # above the first 16 MiB (BIOS, DMA zone)
         if addr + SIZE - 1 <= end:
@@ -138,10 +142,12 @@ def main() -> int:
         # peak RSS and wall time of the real CLI (default options), and of dd
         cli = [sys.executable, "-m", "pyphys", "dump", "-f", "raw", "-q", f"{start:#x}+{SIZE:#x}", "-o", out_py]
         env = dict(os.environ, PYTHONPATH=TOP)
-        rc, py_rss, py_wall = subprocess.run([sys.executable, "-c", WAITER, *cli], env=env, capture_output=True,
-                                             text=True, check=True).stdout.split()
-        rc_dd, dd_rss, _ = subprocess.run([sys.executable, "-c", WAITER, *dd], capture_output=True, text=True,
-                                          check=True).stdout.split()
+        rc, py_rss, py_wall = subprocess.run(
+            [sys.executable, "-c", WAITER, *cli], env=env, capture_output=True, text=True, check=True
+        ).stdout.split()
+        rc_dd, dd_rss, _ = subprocess.run(
+            [sys.executable, "-c", WAITER, *dd], capture_output=True, text=True, check=True
+        ).stdout.split()
         assert rc == "0" and rc_dd == "0"
     finally:
         clean([out_py, out_dd])
@@ -151,34 +157,80 @@ def main() -> int:
     runs = "; ".join(f"{k} " + "/".join(f"{mb / t:.0f}" for t in v) for k, v in times.items())
     where = f"{start:#x}+256M, to {why} {directory}, backend {getattr(run_py, 'backend', '?')}"
     rows = [
-        {"bench": "dump 256 MiB buffered (no sidecar)", "pyphys": round(mb / best["py"], 1), "peer_name": "dd bs=16M",
-         "peer": round(mb / best["dd"], 1), "unit": "MB/s", "ratio": round(best["dd"] / best["py"], 3),
-         "target": ">= 0.95x", "note": f"best of {REPEAT}; {where}; all runs MB/s: {runs}"},
-        {"bench": "dump 256 MiB buffered (no sidecar)", "pyphys": round(mb / best["py"], 1),
-         "peer_name": "dd bs=16M conv=fsync", "peer": round(mb / best["dd-fsync"], 1), "unit": "MB/s",
-         "ratio": round(best["dd-fsync"] / best["py"], 3), "target": ">= 0.95x",
-         "note": "same durability: pyphys fsyncs the file before renaming it into place"},
+        {
+            "bench": "dump 256 MiB buffered (no sidecar)",
+            "pyphys": round(mb / best["py"], 1),
+            "peer_name": "dd bs=16M",
+            "peer": round(mb / best["dd"], 1),
+            "unit": "MB/s",
+            "ratio": round(best["dd"] / best["py"], 3),
+            "target": ">= 0.95x",
+            "note": f"best of {REPEAT}; {where}; all runs MB/s: {runs}",
+        },
+        {
+            "bench": "dump 256 MiB buffered (no sidecar)",
+            "pyphys": round(mb / best["py"], 1),
+            "peer_name": "dd bs=16M conv=fsync",
+            "peer": round(mb / best["dd-fsync"], 1),
+            "unit": "MB/s",
+            "ratio": round(best["dd-fsync"] / best["py"], 3),
+            "target": ">= 0.95x",
+            "note": "same durability: pyphys fsyncs the file before renaming it into place",
+        },
     ]
     if direct_ok:
-        rows.append({"bench": "dump 256 MiB --direct (no sidecar)", "pyphys": round(mb / best["py-direct"], 1),
-                     "peer_name": "dd bs=16M", "peer": round(mb / best["dd"], 1), "unit": "MB/s",
-                     "ratio": round(best["dd"] / best["py-direct"], 3), "target": ">= 0.95x",
-                     "note": f"best of {REPEAT}; O_DIRECT through a 2 MiB bounce buffer; dd oflag=direct: "
-                             f"{mb / best['dd-direct']:.1f} MB/s; {where}"})
+        rows.append(
+            {
+                "bench": "dump 256 MiB --direct (no sidecar)",
+                "pyphys": round(mb / best["py-direct"], 1),
+                "peer_name": "dd bs=16M",
+                "peer": round(mb / best["dd"], 1),
+                "unit": "MB/s",
+                "ratio": round(best["dd"] / best["py-direct"], 3),
+                "target": ">= 0.95x",
+                "note": f"best of {REPEAT}; O_DIRECT through a 2 MiB bounce buffer; dd oflag=direct: "
+                f"{mb / best['dd-direct']:.1f} MB/s; {where}",
+            }
+        )
     else:
-        rows.append({"bench": "dump 256 MiB --direct (no sidecar)", "pyphys": None, "peer_name": "dd bs=16M",
-                     "peer": round(mb / best["dd"], 1), "unit": "MB/s", "ratio": None, "target": ">= 0.95x",
-                     "note": f"not measured: {directory} refuses O_DIRECT (tmpfs < 6.6); set PYPHYS_VM_OUTDIR"})
-    rows.append({"bench": "dump 256 MiB with SHA-256 sidecar (default)", "pyphys": round(mb / best["py+sha"], 1),
-                 "peer_name": "dd bs=16M + sha256sum", "peer": round(mb / best["dd+sha"], 1), "unit": "MB/s",
-                 "ratio": round(best["dd+sha"] / best["py+sha"], 3), "target": ">= 0.95x",
-                 "note": f"best of {SHA_REPEAT}; hashing overlaps the copy in a thread, sha256sum runs after dd; "
-                         "under TCG SHA-256 is CPU-bound (no SHA-NI emulated)"})
-    rows.append({"bench": "dump 256 MiB: peak RSS of the CLI", "pyphys": round(int(py_rss) / 1024, 1),
-                 "peer_name": "dd bs=16M", "peer": round(int(dd_rss) / 1024, 1), "unit": "MiB",
-                 "ratio": round(int(py_rss) / int(dd_rss), 2), "target": "<= 64 MiB",
-                 "note": f"wait4 ru_maxrss; CLI wall time {float(py_wall):.1f} s with interpreter start-up "
-                         "(imports over 9p in the guest)"})
+        rows.append(
+            {
+                "bench": "dump 256 MiB --direct (no sidecar)",
+                "pyphys": None,
+                "peer_name": "dd bs=16M",
+                "peer": round(mb / best["dd"], 1),
+                "unit": "MB/s",
+                "ratio": None,
+                "target": ">= 0.95x",
+                "note": f"not measured: {directory} refuses O_DIRECT (tmpfs < 6.6); set PYPHYS_VM_OUTDIR",
+            }
+        )
+    rows.append(
+        {
+            "bench": "dump 256 MiB with SHA-256 sidecar (default)",
+            "pyphys": round(mb / best["py+sha"], 1),
+            "peer_name": "dd bs=16M + sha256sum",
+            "peer": round(mb / best["dd+sha"], 1),
+            "unit": "MB/s",
+            "ratio": round(best["dd+sha"] / best["py+sha"], 3),
+            "target": ">= 0.95x",
+            "note": f"best of {SHA_REPEAT}; hashing overlaps the copy in a thread, sha256sum runs after dd; "
+            "under TCG SHA-256 is CPU-bound (no SHA-NI emulated)",
+        }
+    )
+    rows.append(
+        {
+            "bench": "dump 256 MiB: peak RSS of the CLI",
+            "pyphys": round(int(py_rss) / 1024, 1),
+            "peer_name": "dd bs=16M",
+            "peer": round(int(dd_rss) / 1024, 1),
+            "unit": "MiB",
+            "ratio": round(int(py_rss) / int(dd_rss), 2),
+            "target": "<= 64 MiB",
+            "note": f"wait4 ru_maxrss; CLI wall time {float(py_wall):.1f} s with interpreter start-up "
+            "(imports over 9p in the guest)",
+        }
+    )
     print(json.dumps(rows))
     return 0
 

@@ -48,7 +48,8 @@ def find_page_types() -> str | None:
     if env:
         return env if os.access(env, os.X_OK) else None
     cache = os.environ.get("PYPHYS_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pyphys")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pyphys"
+    )
     for tree in sorted(glob.glob(os.path.join(cache, "lab-*")), key=os.path.getmtime, reverse=True):
         for sub in ("tools/vm/page-types", "tools/mm/page-types"):
             path = os.path.join(tree, "linux", sub)
@@ -57,8 +58,11 @@ def find_page_types() -> str | None:
     return None
 
 
-ENV = dict(os.environ, PYTHONPATH=TOP + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           PYTHONPYCACHEPREFIX=os.path.join(tempfile.gettempdir(), f"pyphys-bench-pycache-{os.getuid()}"))
+ENV = dict(
+    os.environ,
+    PYTHONPATH=TOP + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    PYTHONPYCACHEPREFIX=os.path.join(tempfile.gettempdir(), f"pyphys-bench-pycache-{os.getuid()}"),
+)
 ENV.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
@@ -97,8 +101,16 @@ def pyphys_cmd(py: str) -> list[str]:
 def row(bench, pyphys, peer_name, peer, unit, target, note, ratio="auto"):
     if ratio == "auto":
         ratio = pyphys / peer if peer else None
-    return {"bench": bench, "pyphys": round(pyphys, 4), "peer_name": peer_name, "peer": round(peer, 4),
-            "unit": unit, "ratio": None if ratio is None else round(ratio, 3), "target": target, "note": note}
+    return {
+        "bench": bench,
+        "pyphys": round(pyphys, 4),
+        "peer_name": peer_name,
+        "peer": round(peer, 4),
+        "unit": unit,
+        "ratio": None if ratio is None else round(ratio, 3),
+        "target": target,
+        "note": note,
+    }
 
 
 def main() -> int:
@@ -117,25 +129,58 @@ def main() -> int:
         summary = pp + ["pagemap", pid, "--all", "--summary"]
         if pt:
             (wa, ra, ca), (wb, rb, cb) = alternate(summary, [pt, "-p", pid], 5)
-            rows.append(row(f"summary of {GIB} GiB touched anon (pagemap+kpageflags per page)", min(wa),
-                            "page-types -p PID", min(wb), "s", "<= 1.0x",
-                            f"best of 5 alternating, pyphys incl. Python start-up; medians {med(wa):.3f} vs "
-                            f"{med(wb):.3f} s; CPU user+sys best {min(ca):.3f} vs {min(cb):.3f} s "
-                            f"({min(ca) / min(cb):.2f}x)"))
+            rows.append(
+                row(
+                    f"summary of {GIB} GiB touched anon (pagemap+kpageflags per page)",
+                    min(wa),
+                    "page-types -p PID",
+                    min(wb),
+                    "s",
+                    "<= 1.0x",
+                    f"best of 5 alternating, pyphys incl. Python start-up; medians {med(wa):.3f} vs "
+                    f"{med(wb):.3f} s; CPU user+sys best {min(ca):.3f} vs {min(cb):.3f} s "
+                    f"({min(ca) / min(cb):.2f}x)",
+                )
+            )
         else:
             (wa, ra, ca), _ = alternate(summary, [py, "-c", "pass"], 3)
             rb = [0]
-            rows.append({"bench": f"summary of {GIB} GiB touched anon", "pyphys": round(min(wa), 4),
-                         "peer_name": "page-types (not built)", "unit": "s", "target": "<= 1.0x",
-                         "note": "run `make kernel` to build tools/vm/page-types"})
+            rows.append(
+                {
+                    "bench": f"summary of {GIB} GiB touched anon",
+                    "pyphys": round(min(wa), 4),
+                    "peer_name": "page-types (not built)",
+                    "unit": "s",
+                    "target": "<= 1.0x",
+                    "note": "run `make kernel` to build tools/vm/page-types",
+                }
+            )
         one = pp + ["pagemap", pid, hex(addr)]
         (w1, _r1, c1), (w2, _r2, c2) = alternate(one, [py, "-c", "pass"], 15)
-        rows.append(row("one-address CLI translation", min(w1), "python -c pass", min(w2), "s", "<= 1.5x",
-                        f"best of 15 alternating; medians {med(w1) * 1000:.1f} vs {med(w2) * 1000:.1f} ms; "
-                        f"CPU best {min(c1) * 1000:.1f} vs {min(c2) * 1000:.1f} ms ({min(c1) / min(c2):.2f}x)"))
-        rows.append(row(f"peak RSS, summary of {GIB} GiB", max(ra) / 1024,
-                        "page-types -p PID" if pt else "-", max(rb) / 1024, "MiB", "<= 100 MiB",
-                        "wait4() ru_maxrss of the whole pyphys process (interpreter included)", ratio=None))
+        rows.append(
+            row(
+                "one-address CLI translation",
+                min(w1),
+                "python -c pass",
+                min(w2),
+                "s",
+                "<= 1.5x",
+                f"best of 15 alternating; medians {med(w1) * 1000:.1f} vs {med(w2) * 1000:.1f} ms; "
+                f"CPU best {min(c1) * 1000:.1f} vs {min(c2) * 1000:.1f} ms ({min(c1) / min(c2):.2f}x)",
+            )
+        )
+        rows.append(
+            row(
+                f"peak RSS, summary of {GIB} GiB",
+                max(ra) / 1024,
+                "page-types -p PID" if pt else "-",
+                max(rb) / 1024,
+                "MiB",
+                "<= 100 MiB",
+                "wait4() ru_maxrss of the whole pyphys process (interpreter included)",
+                ratio=None,
+            )
+        )
     finally:
         child.kill()
         child.wait()

@@ -7,3 +7,8 @@ every write), ``labvm`` (the QEMU lab). Imports are kept lazy so the CLI starts 
 """
 
 __version__ = "0.1.0"
+
+# typing.TYPE_CHECKING without importing typing: every module imported costs file-system
+# lookups over 9p in the TCG lab guest, where a one-shot command's start-up is most of its time.
+# Modules write `from pyphys import TYPE_CHECKING` and import typing-only names under it.
+TYPE_CHECKING = False

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import sys
 
-TYPE_CHECKING = False
+from pyphys import TYPE_CHECKING
+
 if TYPE_CHECKING:
     import argparse
 
@@ -74,7 +75,7 @@ def _load(name: str):
     return sys.modules[module]
 
 
-def build_parser(only: str | None = None) -> "argparse.ArgumentParser":
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The full parser, or one with just subcommand ``only`` registered (fast path)."""
     from pyphys import __version__
 

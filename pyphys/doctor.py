@@ -14,7 +14,7 @@ import gzip
 import os
 import stat
 from dataclasses import asdict, dataclass
-from typing import IO, Optional
+from typing import IO
 
 from pyphys import paths
 from pyphys.errors import PyphysError
@@ -46,14 +46,14 @@ def parse_kconfig(stream: IO[str]) -> dict[str, str]:
     for line in stream:
         line = line.strip()
         if line.startswith("# CONFIG_") and line.endswith(" is not set"):
-            out[line[2:-len(" is not set")]] = "n"
+            out[line[2 : -len(" is not set")]] = "n"
         elif line.startswith("CONFIG_") and "=" in line:
             key, _, value = line.partition("=")
             out[key] = value.strip('"')
     return out
 
 
-def _read(path: str) -> Optional[str]:
+def _read(path: str) -> str | None:
     try:
         with open(path) as f:
             return f.read()
@@ -67,7 +67,7 @@ def kernel_release() -> str:
     return text.strip() if text else os.uname().release
 
 
-def load_kconfig(boot_dir: str = "/boot") -> tuple[Optional[dict[str, str]], str]:
+def load_kconfig(boot_dir: str = "/boot") -> tuple[dict[str, str] | None, str]:
     """(config, where it came from) from /proc/config.gz or BOOT_DIR/config-RELEASE; (None, why) if neither."""
     gz = paths.proc("config.gz")
     try:
@@ -88,7 +88,7 @@ def cmdline() -> list[str]:
     return (_read(paths.proc("cmdline")) or "").split()
 
 
-def capabilities() -> Optional[int]:
+def capabilities() -> int | None:
     """Effective capability mask of this process (/proc/self/status CapEff), None if unknown."""
     text = _read(paths.proc("self", "status")) or ""
     for line in text.splitlines():
@@ -100,12 +100,12 @@ def capabilities() -> Optional[int]:
     return None
 
 
-def _has(caps: Optional[int], bit: int) -> Optional[bool]:
+def _has(caps: int | None, bit: int) -> bool | None:
     return None if caps is None else bool(caps >> bit & 1)
 
 
 # -- checks ------------------------------------------------------------------------------------
-def _check_devmem(cfg: Optional[dict]) -> Check:
+def _check_devmem(cfg: dict | None) -> Check:
     from pyphys import physmem
 
     path = paths.dev("mem")
@@ -125,22 +125,37 @@ def _check_devmem(cfg: Optional[dict]) -> Check:
     return Check("/dev/mem", OK, detail)
 
 
-def _check_config(cfg: Optional[dict], where: str, words: list[str]) -> list[Check]:
+def _check_config(cfg: dict | None, where: str, words: list[str]) -> list[Check]:
     from pyphys import physmem
 
     if cfg is None:
-        return [Check("kernel config", WARN, f"not found: {where}", "enable CONFIG_IKCONFIG_PROC or install /boot/config-*")]
+        return [
+            Check("kernel config", WARN, f"not found: {where}", "enable CONFIG_IKCONFIG_PROC or install /boot/config-*")
+        ]
     out = [Check("kernel config", INFO, f"read from {where}")]
     strict = cfg.get("CONFIG_STRICT_DEVMEM", "n")
     if strict == "y":
-        out.append(Check("CONFIG_STRICT_DEVMEM", BLOCKED, "=y: /dev/mem refuses System RAM (EPERM on mmap, zeros or EPERM on read)", physmem.STRICT_HINT))
+        out.append(
+            Check(
+                "CONFIG_STRICT_DEVMEM",
+                BLOCKED,
+                "=y: /dev/mem refuses System RAM (EPERM on mmap, zeros or EPERM on read)",
+                physmem.STRICT_HINT,
+            )
+        )
     else:
         out.append(Check("CONFIG_STRICT_DEVMEM", OK, "not set: /dev/mem reaches System RAM"))
     io = cfg.get("CONFIG_IO_STRICT_DEVMEM", "n")
     relaxed = "iomem=relaxed" in words
     if io == "y" and not relaxed:
-        out.append(Check("CONFIG_IO_STRICT_DEVMEM", WARN, "=y: MMIO claimed by a driver is refused, and mappings are revoked when a driver claims it",
-                         "boot with iomem=relaxed, or unbind the driver before mapping its BAR"))
+        out.append(
+            Check(
+                "CONFIG_IO_STRICT_DEVMEM",
+                WARN,
+                "=y: MMIO claimed by a driver is refused, and mappings are revoked when a driver claims it",
+                "boot with iomem=relaxed, or unbind the driver before mapping its BAR",
+            )
+        )
     elif io == "y":
         out.append(Check("CONFIG_IO_STRICT_DEVMEM", OK, "=y but iomem=relaxed is on the command line"))
     else:
@@ -148,7 +163,7 @@ def _check_config(cfg: Optional[dict], where: str, words: list[str]) -> list[Che
     return out
 
 
-def _check_pat(cfg: Optional[dict], words: list[str]) -> Check:
+def _check_pat(cfg: dict | None, words: list[str]) -> Check:
     if "nopat" in words:
         return Check("PAT", INFO, "nopat on the command line: no memory-type conflicts")
     flags = ""
@@ -158,27 +173,42 @@ def _check_pat(cfg: Optional[dict], words: list[str]) -> Check:
             break
     cpu = " pat" in flags or flags.endswith(" pat")
     if cfg is not None and cfg.get("CONFIG_X86_PAT") == "y" and cpu:
-        return Check("PAT", INFO, "active: a /dev/mem mapping must not conflict with a range's existing memory type",
-                     "if mmap fails with EINVAL and dmesg says 'conflicting memory types': boot with nopat, or use --backend rw")
+        return Check(
+            "PAT",
+            INFO,
+            "active: a /dev/mem mapping must not conflict with a range's existing memory type",
+            "if mmap fails with EINVAL and dmesg says 'conflicting memory types': boot with nopat, or use --backend rw",
+        )
     return Check("PAT", INFO, "not active" if cfg is not None else "unknown (no config)")
 
 
-def _check_lockdown(cfg: Optional[dict], words: list[str]) -> Check:
+def _check_lockdown(cfg: dict | None, words: list[str]) -> Check:
     from pyphys import physmem
 
     mode = physmem.lockdown_mode()
     asked = [w for w in words if w.startswith("lockdown=")]
     if mode is None:
-        forced = [m for m in ("INTEGRITY", "CONFIDENTIALITY") if cfg and cfg.get(f"CONFIG_LOCK_DOWN_KERNEL_FORCE_{m}") == "y"]
+        forced = [
+            m for m in ("INTEGRITY", "CONFIDENTIALITY") if cfg and cfg.get(f"CONFIG_LOCK_DOWN_KERNEL_FORCE_{m}") == "y"
+        ]
         if forced:
-            return Check("lockdown", WARN, f"/sys/kernel/security/lockdown unreadable, but the config forces lockdown={forced[0].lower()}: "
-                         "/dev/mem and unsigned modules are refused", "mount securityfs to confirm; use a kernel without LOCK_DOWN_KERNEL_FORCE_*")
+            return Check(
+                "lockdown",
+                WARN,
+                f"/sys/kernel/security/lockdown unreadable, but the config forces lockdown={forced[0].lower()}: "
+                "/dev/mem and unsigned modules are refused",
+                "mount securityfs to confirm; use a kernel without LOCK_DOWN_KERNEL_FORCE_*",
+            )
         return Check("lockdown", OK, "no lockdown LSM (/sys/kernel/security/lockdown absent)")
     if mode == "none":
         return Check("lockdown", OK, "[none]")
     why = f" ({asked[0]} on the command line)" if asked else ""
-    return Check("lockdown", BLOCKED, f"[{mode}]{why}: /dev/mem cannot be opened, unsigned modules cannot load",
-                 "boot with lockdown=none (and Secure Boot off, or a kernel without LOCK_DOWN_KERNEL_FORCE_*)")
+    return Check(
+        "lockdown",
+        BLOCKED,
+        f"[{mode}]{why}: /dev/mem cannot be opened, unsigned modules cannot load",
+        "boot with lockdown=none (and Secure Boot off, or a kernel without LOCK_DOWN_KERNEL_FORCE_*)",
+    )
 
 
 def _check_caps() -> list[Check]:
@@ -189,12 +219,23 @@ def _check_caps() -> list[Check]:
     if raw is None:
         out.append(Check("CAP_SYS_RAWIO", WARN, "capabilities unknown (/proc/self/status unreadable)"))
     else:
-        out.append(Check("CAP_SYS_RAWIO", OK if raw else BLOCKED, "present" if raw else "missing: opening /dev/mem returns EPERM",
-                         "" if raw else "run as root (sudo)"))
+        out.append(
+            Check(
+                "CAP_SYS_RAWIO",
+                OK if raw else BLOCKED,
+                "present" if raw else "missing: opening /dev/mem returns EPERM",
+                "" if raw else "run as root (sudo)",
+            )
+        )
     if admin is not None:
-        out.append(Check("CAP_SYS_ADMIN", OK if admin else WARN,
-                         "present" if admin else "missing: pagemap PFNs and /proc/iomem addresses read as zero",
-                         "" if admin else "run as root (sudo)"))
+        out.append(
+            Check(
+                "CAP_SYS_ADMIN",
+                OK if admin else WARN,
+                "present" if admin else "missing: pagemap PFNs and /proc/iomem addresses read as zero",
+                "" if admin else "run as root (sudo)",
+            )
+        )
     return out
 
 
@@ -206,7 +247,9 @@ def _check_kptr() -> Check:
     if level is None:
         return Check("kptr_restrict", INFO, "unknown")
     if level == 0 or (level == 1 and syslog):
-        return Check("kptr_restrict", OK, f"={level}: /proc/kallsyms shows addresses" + (" (CAP_SYSLOG)" if level else ""))
+        return Check(
+            "kptr_restrict", OK, f"={level}: /proc/kallsyms shows addresses" + (" (CAP_SYSLOG)" if level else "")
+        )
     return Check("kptr_restrict", WARN, f"={level}: /proc/kallsyms shows zeros here", ksym.kptr_hint())
 
 
@@ -222,7 +265,12 @@ def _check_pagemap() -> Check:
             f.seek(vaddr // os.sysconf("SC_PAGE_SIZE") * 8)
             raw = f.read(8)
     except OSError as err:
-        return Check("pagemap PFNs", WARN, f"/proc/self/pagemap unreadable: {os.strerror(err.errno or 0)}", "needs CONFIG_PROC_PAGE_MONITOR")
+        return Check(
+            "pagemap PFNs",
+            WARN,
+            f"/proc/self/pagemap unreadable: {os.strerror(err.errno or 0)}",
+            "needs CONFIG_PROC_PAGE_MONITOR",
+        )
     if len(raw) != 8:
         return Check("pagemap PFNs", WARN, "/proc/self/pagemap returned no entry")
     entry = struct.unpack("<Q", raw)[0]
@@ -230,7 +278,9 @@ def _check_pagemap() -> Check:
     if entry >> 63 & 1 and pfn:
         return Check("pagemap PFNs", OK, "visible (a present page has a non-zero PFN)")
     if entry >> 63 & 1:
-        return Check("pagemap PFNs", WARN, "hidden: PFNs read as 0 without CAP_SYS_ADMIN (pagemap.rst)", "run as root (sudo)")
+        return Check(
+            "pagemap PFNs", WARN, "hidden: PFNs read as 0 without CAP_SYS_ADMIN (pagemap.rst)", "run as root (sudo)"
+        )
     return Check("pagemap PFNs", INFO, "test page not present")
 
 
@@ -246,7 +296,7 @@ def _check_iomem() -> Check:
     return Check("/proc/iomem", OK, f"visible; System RAM ends at {tree.ram_end:#x}")
 
 
-def _check_module(cfg: Optional[dict], words: list[str]) -> list[Check]:
+def _check_module(cfg: dict | None, words: list[str]) -> list[Check]:
     from pyphys import physmem
 
     out = []
@@ -256,19 +306,44 @@ def _check_module(cfg: Optional[dict], words: list[str]) -> list[Check]:
             from pyphys import kmod
 
             info = kmod.info()
-            out.append(Check("pyphys.ko", OK, f"loaded: buffer at {info.buffer_phys:#x} ({info.buffer_size} bytes), nodename at {info.nodename_phys:#x}"))
+            out.append(
+                Check(
+                    "pyphys.ko",
+                    OK,
+                    f"loaded: buffer at {info.buffer_phys:#x} ({info.buffer_size} bytes), nodename at {info.nodename_phys:#x}",
+                )
+            )
         except (ImportError, PyphysError) as err:
             out.append(Check("pyphys.ko", WARN, f"loaded but its sysfs is unreadable: {err}"))
     else:
-        out.append(Check("pyphys.ko", INFO, f"not loaded ({sysdir} absent)", "insmod kmod/pyphys.ko (make module), or `make shell`"))
+        out.append(
+            Check(
+                "pyphys.ko",
+                INFO,
+                f"not loaded ({sysdir} absent)",
+                "insmod kmod/pyphys.ko (make module), or `make shell`",
+            )
+        )
     if os.path.exists(paths.dev("pyphys_mem")):
-        out.append(Check("/dev/pyphys_mem", INFO, "present: RAM access without STRICT_DEVMEM's policy (root-only; a deliberate security trade-off)"))
+        out.append(
+            Check(
+                "/dev/pyphys_mem",
+                INFO,
+                "present: RAM access without STRICT_DEVMEM's policy (root-only; a deliberate security trade-off)",
+            )
+        )
     else:
-        out.append(Check("/dev/pyphys_mem", INFO, "absent (the module's device is off by default)", physmem.NO_MODULE_DEV_HINT))
+        out.append(
+            Check("/dev/pyphys_mem", INFO, "absent (the module's device is off by default)", physmem.NO_MODULE_DEV_HINT)
+        )
     # can modules be loaded at all, and must they be signed?
     disabled = (_read(paths.proc("sys", "kernel", "modules_disabled")) or "").strip() == "1"
     if cfg is not None and cfg.get("CONFIG_MODULES", "n") == "n":
-        out.append(Check("module loading", BLOCKED, "CONFIG_MODULES is off", "use a kernel with module support (the lab kernel)"))
+        out.append(
+            Check(
+                "module loading", BLOCKED, "CONFIG_MODULES is off", "use a kernel with module support (the lab kernel)"
+            )
+        )
     elif "nomodule" in words or disabled:
         why = "nomodule on the command line" if "nomodule" in words else "kernel.modules_disabled=1"
         out.append(Check("module loading", BLOCKED, why, "reboot without it, or use the lab VM: make shell"))
@@ -276,8 +351,14 @@ def _check_module(cfg: Optional[dict], words: list[str]) -> list[Check]:
         sig = (_read(paths.sys("module", "module", "parameters", "sig_enforce")) or "").strip()
         force = cfg is not None and cfg.get("CONFIG_MODULE_SIG_FORCE") == "y"
         if sig == "Y" or force:
-            out.append(Check("module signing", WARN, "enforced: an unsigned pyphys.ko will not load",
-                             "sign it with the kernel's key (scripts/sign-file) or boot with module.sig_enforce=0 on a kernel without MODULE_SIG_FORCE"))
+            out.append(
+                Check(
+                    "module signing",
+                    WARN,
+                    "enforced: an unsigned pyphys.ko will not load",
+                    "sign it with the kernel's key (scripts/sign-file) or boot with module.sig_enforce=0 on a kernel without MODULE_SIG_FORCE",
+                )
+            )
         elif cfg is not None and cfg.get("CONFIG_MODULE_SIG") == "y":
             out.append(Check("module signing", INFO, "not enforced: an unsigned pyphys.ko loads and taints the kernel"))
         else:
@@ -294,7 +375,9 @@ def _check_probe() -> Check:
         with physmem.open_physmem("auto") as pm:
             addr = pm.regions.first_ram_page()
             if addr is None:
-                return Check("RAM access", WARN, f"opened via {pm.backend}, but no System RAM address to probe ({pm.reason})")
+                return Check(
+                    "RAM access", WARN, f"opened via {pm.backend}, but no System RAM address to probe ({pm.reason})"
+                )
             pm.read_word(addr, 32)
             return Check("RAM access", OK, f"read System RAM at {addr:#x} via backend {pm.backend} ({pm.reason})")
     except PyphysError as err:

@@ -33,14 +33,16 @@ import queue
 import threading
 import time
 
+from pyphys import TYPE_CHECKING
 from pyphys.errors import PyphysError, RegionError, UsageError, from_oserror
 from pyphys.layouts import lime
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+    from typing import Callable
+
 # No dataclasses, typing, secrets or (unless hashing) hashlib imports: in the TCG lab guest
 # every module costs ~10 stats over 9p, seconds for a one-shot CLI (see physmem, iomem).
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 FORMATS = ("raw", "padded", "lime")
 #: bytes read from physical memory and written per step, aligned in the physical address
@@ -87,7 +89,7 @@ class PhysRange:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PhysRange) and self._key() == other._key()
 
-    def __lt__(self, other: "PhysRange") -> bool:
+    def __lt__(self, other: PhysRange) -> bool:
         return self._key() < other._key()
 
     def __hash__(self) -> int:
@@ -140,9 +142,7 @@ def parse_range(text: str) -> PhysRange:
         return PhysRange(start, start + length - 1)
     lo, dash, hi = spec.partition("-")
     if not dash or not lo or not hi:
-        raise UsageError(
-            f"range {spec!r} is not START-END (END inclusive, as in /proc/iomem) or START+LENGTH"
-        )
+        raise UsageError(f"range {spec!r} is not START-END (END inclusive, as in /proc/iomem) or START+LENGTH")
     start, end = _number(lo, "START", spec), _number(hi, "END", spec)
     if end < start:
         raise UsageError(f"range {spec!r} is reversed: END {end:#x} is below START {start:#x}")
@@ -152,7 +152,7 @@ def parse_range(text: str) -> PhysRange:
 PAGE = mmap.PAGESIZE
 
 
-def whole_pages(r: PhysRange) -> Optional[PhysRange]:
+def whole_pages(r: PhysRange) -> PhysRange | None:
     """``r`` shrunk to the whole pages inside it, or None if it holds no whole page."""
     start = -(-r.start // PAGE) * PAGE
     end = (r.end + 1) // PAGE * PAGE - 1
@@ -181,7 +181,7 @@ def system_ram(tree=None) -> list[PhysRange]:
     return out
 
 
-def _first_not_ram(start: int, end: int, ram) -> Optional[int]:
+def _first_not_ram(start: int, end: int, ram) -> int | None:
     """First address of ``start``..``end`` (inclusive) outside the union of ``ram``
     (regions sorted by start; adjacent ones join), or None if it is all RAM."""
     addr = start
@@ -218,8 +218,10 @@ def check_ranges(ranges: Iterable[PhysRange], tree=None, backend: str = "auto") 
     for r in out:
         addr = _first_not_ram(r.start, r.end, ram)
         if addr is not None:
-            raise RegionError(f"range {r} is not all System RAM: {addr:#x} is in {tree.describe(addr)}",
-                              "dump System RAM only: see `pyphys iomem`")
+            raise RegionError(
+                f"range {r} is not all System RAM: {addr:#x} is in {tree.describe(addr)}",
+                "dump System RAM only: see `pyphys iomem`",
+            )
         if backend not in ("auto", "rw"):
             continue
         for page in {r.start - r.start % PAGE, r.end - r.end % PAGE}:
@@ -258,7 +260,7 @@ class Layout:
 
     __slots__ = ("fmt", "segments", "size")
 
-    def __init__(self, fmt: str, segments: "tuple[Segment, ...]", size: int):
+    def __init__(self, fmt: str, segments: tuple[Segment, ...], size: int):
         self.fmt = fmt
         self.segments = segments
         self.size = size
@@ -317,8 +319,8 @@ class _Hasher:
             import hashlib  # here: OpenSSL's _hashlib is the slowest import of all in the guest
 
             self._hash = hashlib.sha256()
-        self._queue: "queue.Queue[Optional[object]]" = queue.Queue(maxsize=_HASH_QUEUE)
-        self._thread: Optional[threading.Thread] = None
+        self._queue: queue.Queue[object | None] = queue.Queue(maxsize=_HASH_QUEUE)
+        self._thread: threading.Thread | None = None
         if enabled:
             self._thread = threading.Thread(target=self._run, name="pyphys-sha256", daemon=True)
             self._thread.start()
@@ -345,7 +347,7 @@ class _Hasher:
             self._queue.put(chunk[:k])
             n -= k
 
-    def hexdigest(self) -> Optional[str]:
+    def hexdigest(self) -> str | None:
         if not self._thread:
             return None
         self._queue.put(None)
@@ -367,7 +369,7 @@ class _Hasher:
         self._thread = None
 
 
-_ZERO: Optional[memoryview] = None
+_ZERO: memoryview | None = None
 
 
 def _zero_chunk() -> memoryview:
@@ -507,8 +509,7 @@ class _Reader:
     the GIL. Errors raised while reading are re-raised in the caller by :meth:`next`.
     """
 
-    def __init__(self, pm, segments: Sequence[Segment], block_size: int,
-                 fallback: Optional[Callable[[], object]] = None):
+    def __init__(self, pm, segments: Sequence[Segment], block_size: int, fallback: Callable[[], object] | None = None):
         self._pm = pm
         self._segments = segments
         self._block_size = block_size
@@ -516,7 +517,7 @@ class _Reader:
         self._fallback_pm = None
         #: blocks read(2) refused and the fallback read instead: (addr, length, reason)
         self.fell_back: list[tuple[int, int, str]] = []
-        self._queue: "queue.Queue[object]" = queue.Queue(maxsize=_READ_AHEAD)
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=_READ_AHEAD)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pyphys-read", daemon=True)
         self._thread.start()
@@ -580,7 +581,7 @@ class _ReadFailed:
         self.error = error
 
 
-def open_source(backend: str, probe: Optional[int] = None):
+def open_source(backend: str, probe: int | None = None):
     """Open physical memory for a dump: ``(PhysMem, reason, fallback)``.
 
     ``backend="auto"`` prefers read(2) on /dev/mem ("rw"): a dump is one long sequential
@@ -602,8 +603,11 @@ def open_source(backend: str, probe: Optional[int] = None):
         pm = physmem.open_physmem(backend="rw")
         if probe is not None:
             pm.read(probe, 1)
-        return (pm, "auto: read(2) of /dev/mem (one copy from the kernel's cached mapping)",
-                lambda: physmem.open_physmem(backend="mmap"))
+        return (
+            pm,
+            "auto: read(2) of /dev/mem (one copy from the kernel's cached mapping)",
+            lambda: physmem.open_physmem(backend="mmap"),
+        )
     except (DevMemBlockedError, PermissionDeniedError, NotFoundError) as err:
         if pm is not None:
             pm.close()
@@ -622,9 +626,18 @@ class DumpResult:
     ``sidecar`` path (None with ``sha256=False``), ``seconds`` taken, ``direct``, the
     ``backend`` that read memory and why (``backend_reason``), and ``warnings``."""
 
-    def __init__(self, path: str, layout: Layout, sha256: "Optional[str]", sidecar: "Optional[str]",
-                 seconds: float, direct: bool, backend: str, backend_reason: str = "",
-                 warnings: "Optional[list[str]]" = None):
+    def __init__(
+        self,
+        path: str,
+        layout: Layout,
+        sha256: str | None,
+        sidecar: str | None,
+        seconds: float,
+        direct: bool,
+        backend: str,
+        backend_reason: str = "",
+        warnings: list[str] | None = None,
+    ):
         self.path = path
         self.layout = layout
         self.sha256 = sha256
@@ -731,7 +744,7 @@ def _open_output(tmp: str, direct: bool, directory: str) -> int:
 
 def dump(
     path: str,
-    ranges: Optional[Sequence[PhysRange]] = None,
+    ranges: Sequence[PhysRange] | None = None,
     fmt: str = "lime",
     *,
     direct: bool = False,
@@ -739,8 +752,8 @@ def dump(
     backend: str = "auto",
     sha256: bool = True,
     block_size: int = BLOCK_SIZE,
-    progress: Optional[ProgressFn] = None,
-    on_write: Optional[Callable[[int, int], None]] = None,
+    progress: ProgressFn | None = None,
+    on_write: Callable[[int, int], None] | None = None,
     iomem_tree=None,
 ) -> DumpResult:
     """Dump physical ``ranges`` (default: all System RAM) to ``path`` in format ``fmt``.
@@ -780,17 +793,17 @@ def dump(
         raise from_oserror(FileNotFoundError(errno.ENOENT, "no such directory"), f"cannot write to {directory}")
 
     tmp = _temp_name(path)
-    tmp_sidecar: Optional[str] = None
+    tmp_sidecar: str | None = None
     installed: list[str] = []
     fd = -1
     hasher = _Hasher(sha256)
-    sink: Optional[object] = None
+    sink: object | None = None
     done = 0
     total = plan.data_bytes
     warnings: list[str] = []
     started = time.monotonic()
     pm = None
-    reader: Optional[_Reader] = None
+    reader: _Reader | None = None
     try:
         # create first: an unwritable directory is reported as such, not as "no space"
         fd = _open_output(tmp, direct, directory)
@@ -798,6 +811,7 @@ def dump(
         probe = next((max(r.range.start, 1 << 20) for r in plan.segments if r.range.end >= 1 << 20), None)
         pm, reason, fallback = open_source(backend, probe)
         from pyphys import physmem  # loaded by open_source already
+
         sink = _DirectSink(fd, hasher, block_size) if direct else _BufferedSink(fd, hasher)
         all_zero = True
         reader = _Reader(pm, plan.segments, block_size, fallback)
@@ -855,8 +869,7 @@ def dump(
                 "(CONFIG_STRICT_DEVMEM, drivers/char/mem.c read_mem); check with `pyphys doctor`, "
                 "or load pyphys.ko mem_device=1 and use --backend module"
             )
-        return DumpResult(path, plan, digest, sidecar, time.monotonic() - started, direct, pm.backend, reason,
-                          warnings)
+        return DumpResult(path, plan, digest, sidecar, time.monotonic() - started, direct, pm.backend, reason, warnings)
     except BaseException as exc:
         if reader is not None:
             reader.close()

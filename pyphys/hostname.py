@@ -123,8 +123,9 @@ def change(name: str, *, backend: str = "auto", dry_run: bool = False, journal=N
         before = os.uname().nodename
         record_id = None
         if not dry_run:
-            record = journal_mod.journaled_write(mem, p.phys, p.new, kind="phys",
-                                                 label=f"hostname {before!r} -> {name!r}", journal=journal)
+            record = journal_mod.journaled_write(
+                mem, p.phys, p.new, kind="phys", label=f"hostname {before!r} -> {name!r}", journal=journal
+            )
             record_id = record.id
         after = os.uname().nodename
         return HostnameResult(p, before, after, record_id, mem.backend, mem.reason)

@@ -10,12 +10,13 @@ address 0.
 from __future__ import annotations
 
 import bisect
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: every module costs stats over 9p in the lab guest
-if TYPE_CHECKING:
-    from typing import IO, Iterable, Optional
 
-from pyphys import paths
+from pyphys import TYPE_CHECKING, paths
 from pyphys.errors import PyphysError, UsageError, from_oserror
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import IO
 
 SYSTEM_RAM = "System RAM"
 HIDDEN_HINT = "the kernel shows /proc/iomem addresses as zeros without CAP_SYS_ADMIN: run as root"
@@ -30,7 +31,7 @@ class Region:
 
     __slots__ = ("start", "end", "name", "children", "depth")
 
-    def __init__(self, start: int, end: int, name: str, children: Optional[list] = None, depth: int = 0):
+    def __init__(self, start: int, end: int, name: str, children: list | None = None, depth: int = 0):
         self.start = start
         self.end = end
         self.name = name
@@ -42,7 +43,11 @@ class Region:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Region) and (self.start, self.end, self.name, self.children) == (
-            other.start, other.end, other.name, other.children)
+            other.start,
+            other.end,
+            other.name,
+            other.children,
+        )
 
     @property
     def size(self) -> int:
@@ -53,7 +58,7 @@ class Region:
         """True if [addr, addr+length) lies inside this region."""
         return self.start <= addr and addr + max(length, 1) - 1 <= self.end
 
-    def walk(self) -> Iterable["Region"]:
+    def walk(self) -> Iterable[Region]:
         """This region's descendants, depth first, in address order."""
         for child in self.children:
             yield child
@@ -144,7 +149,7 @@ class IomemTree:
         ram = self.ram_regions()
         return max((r.end + 1 for r in ram), default=0)
 
-    def first_ram_page(self, page_size: int = 4096, above: int = 0) -> Optional[int]:
+    def first_ram_page(self, page_size: int = 4096, above: int = 0) -> int | None:
         """Start of the first whole System RAM page at or above ``above`` (falls back to any)."""
         fallback = None
         for r in self.ram_regions():

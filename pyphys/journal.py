@@ -41,17 +41,17 @@ import json
 import os
 import time
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see _Record)
-if TYPE_CHECKING:
-    from typing import Any, Callable, Iterable, Optional, Sequence, Union
-
-from pyphys import paths
+from pyphys import TYPE_CHECKING, paths
 from pyphys.errors import JournalError, UsageError, VerifyError, from_oserror
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Any, Callable
 
 _OPENERS: dict = {}  # kind -> opener(description) -> target
 
 
-def register_target(kind: str, opener: "Callable[[dict], Any]") -> None:
+def register_target(kind: str, opener: Callable[[dict], Any]) -> None:
     """Make entries of ``kind`` undoable: ``opener(description) -> writable target``."""
     _OPENERS[kind] = opener
 
@@ -65,7 +65,7 @@ def _open_phys(description: dict) -> Any:
 register_target("phys", _open_phys)
 
 
-def opener_for(kind: str) -> "Callable[[dict], Any]":
+def opener_for(kind: str) -> Callable[[dict], Any]:
     """The opener registered for ``kind`` (importing ``pyphys.<kind>`` if needed); JournalError if none."""
     if kind not in _OPENERS and kind.isidentifier():
         try:
@@ -123,8 +123,21 @@ class Entry(_Record):
     aborted, actual (read-back bytes when they differed), width (bits, for word writes).
     """
 
-    __slots__ = ("id", "time", "kind", "target", "addr", "old", "new", "label", "undone", "undone_time",
-                 "aborted", "actual", "width")
+    __slots__ = (
+        "id",
+        "time",
+        "kind",
+        "target",
+        "addr",
+        "old",
+        "new",
+        "label",
+        "undone",
+        "undone_time",
+        "aborted",
+        "actual",
+        "width",
+    )
     _fields = __slots__
     _defaults = {"label": "", "undone": False, "undone_time": None, "aborted": False, "actual": None, "width": None}
 
@@ -184,10 +197,10 @@ class _Planned(_Record):
 class _Lock:
     """Context manager for :meth:`Journal.locked` (contextlib is one more module to load)."""
 
-    def __init__(self, journal: "Journal", wait: bool):
+    def __init__(self, journal: Journal, wait: bool):
         self.journal, self.wait = journal, wait
 
-    def __enter__(self) -> "Journal":
+    def __enter__(self) -> Journal:
         self.journal._acquire(self.wait)
         return self.journal
 
@@ -198,7 +211,7 @@ class _Lock:
 class Journal:
     """The journal file at ``path`` (default :func:`pyphys.paths.journal_path`)."""
 
-    def __init__(self, path: Optional[str] = None, lock_timeout: Optional[float] = None):
+    def __init__(self, path: str | None = None, lock_timeout: float | None = None):
         self.path = path or paths.journal_path()
         if lock_timeout is None:
             try:
@@ -206,7 +219,7 @@ class Journal:
             except ValueError:
                 lock_timeout = 30.0
         self.lock_timeout = lock_timeout
-        self._fd: Optional[int] = None
+        self._fd: int | None = None
         self._depth = 0
         self.bad_lines = 0
 
@@ -226,9 +239,7 @@ class Journal:
                     finally:
                         os.close(dfd)
             except OSError as err:
-                raise from_oserror(
-                    err, f"open journal {self.path}", "set PYPHYS_JOURNAL to a writable file"
-                ) from err
+                raise from_oserror(err, f"open journal {self.path}", "set PYPHYS_JOURNAL to a writable file") from err
         return self._fd
 
     def locked(self, wait: bool = True) -> _Lock:
@@ -270,7 +281,7 @@ class Journal:
             self._fd = None
             self._depth = 0
 
-    def __enter__(self) -> "Journal":
+    def __enter__(self) -> Journal:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -406,16 +417,16 @@ class Journal:
             return [o["id"] for o in objs]
 
     def record(
-        self, kind: str, target: dict, addr: int, old: bytes, new: bytes, label: str = "", width: Optional[int] = None
+        self, kind: str, target: dict, addr: int, old: bytes, new: bytes, label: str = "", width: int | None = None
     ) -> int:
         """Append one entry and fsync it; returns its id."""
         return self.record_many([(kind, target, addr, old, new, label, width)])[0]
 
-    def mark(self, ref: int, event: str, data: Optional[bytes] = None) -> None:
+    def mark(self, ref: int, event: str, data: bytes | None = None) -> None:
         """Append a marker (``undone``, ``aborted``, ``actual``, ``old``) about entry ``ref``."""
         self.mark_many([ref], event, data)
 
-    def mark_many(self, refs: Iterable[int], event: str, data: Optional[bytes] = None) -> None:
+    def mark_many(self, refs: Iterable[int], event: str, data: bytes | None = None) -> None:
         """The same marker about several entries, with one fsync."""
         stamp = _now()
         objs = []
@@ -428,7 +439,7 @@ class Journal:
             self._append(objs)
 
     # -- undo -------------------------------------------------------------------------------
-    def select(self, which: Union[str, int, Sequence[int]] = "last", *, count: Optional[int] = None) -> list[Entry]:
+    def select(self, which: str | int | Sequence[int] = "last", *, count: int | None = None) -> list[Entry]:
         """Entries to undo, newest first: "last", "all", an id, a list of ids, or the last ``count``.
 
         UsageError for an unknown id or one already undone; JournalError if nothing is left.
@@ -462,9 +473,9 @@ class Journal:
 
     def undo(
         self,
-        which: Union[str, int, Sequence[int]] = "last",
+        which: str | int | Sequence[int] = "last",
         *,
-        count: Optional[int] = None,
+        count: int | None = None,
         dry_run: bool = False,
     ) -> list[UndoResult]:
         """Restore the old bytes of the selected entries, newest first; all or nothing.
@@ -532,14 +543,14 @@ class Journal:
         return plan
 
 
-def _get(target: Any, addr: int, n: int, width: Optional[int]) -> bytes:
+def _get(target: Any, addr: int, n: int, width: int | None) -> bytes:
     """Read ``n`` bytes, as one ``width``-bit load when given and the target can."""
     if width and width == n * 8 and hasattr(target, "read_word"):
         return int(target.read_word(addr, width)).to_bytes(n, "little")
     return bytes(target.read(addr, n))
 
 
-def _put(target: Any, addr: int, data: bytes, width: Optional[int]) -> None:
+def _put(target: Any, addr: int, data: bytes, width: int | None) -> None:
     """Write ``data``, as one ``width``-bit store when given and the target can."""
     if width and width == len(data) * 8 and hasattr(target, "write_word"):
         target.write_word(addr, width, int.from_bytes(data, "little"))
@@ -559,9 +570,9 @@ def journaled_write(
     *,
     kind: str,
     label: str = "",
-    journal: Optional[Journal] = None,
+    journal: Journal | None = None,
     verify: bool = True,
-    width: Optional[int] = None,
+    width: int | None = None,
 ) -> WriteRecord:
     """Journal, then write ``data`` at ``addr`` of ``target``, then read back.
 

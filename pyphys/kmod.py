@@ -46,11 +46,14 @@ def _read(name: str) -> str:
     except FileNotFoundError:
         if not is_loaded():
             raise ModuleNotLoadedError("pyphys.ko is not loaded (no /sys/kernel/pyphys)", LOAD_HINT) from None
-        raise ModuleNotLoadedError(f"{path} is missing: an older pyphys.ko is loaded", "rmmod pyphys and load this version") from None
+        raise ModuleNotLoadedError(
+            f"{path} is missing: an older pyphys.ko is loaded", "rmmod pyphys and load this version"
+        ) from None
     except PermissionError as err:
         # Address files are 0400: physical addresses are secrets (like kptr_restrict).
-        raise PermissionDeniedError(f"cannot read {path}: {os.strerror(err.errno)}",
-                                    "physical addresses are root-only (mode 0400): run as root") from err
+        raise PermissionDeniedError(
+            f"cannot read {path}: {os.strerror(err.errno)}", "physical addresses are root-only (mode 0400): run as root"
+        ) from err
     except OSError as err:
         raise from_oserror(err, f"reading {path}") from err
 

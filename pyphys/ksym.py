@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import bisect
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import IO, Iterable, Optional
+from typing import IO
 
 from pyphys import paths
 from pyphys.errors import NotFoundError, PyphysError, UsageError, from_oserror
@@ -43,8 +44,8 @@ class Source:
     """One source's answer: ``virt``/``phys`` (None if it has none) and a ``note``."""
 
     name: str
-    virt: Optional[int] = None
-    phys: Optional[int] = None
+    virt: int | None = None
+    phys: int | None = None
     note: str = ""
 
     def to_dict(self) -> dict:
@@ -60,25 +61,25 @@ class SymbolReport:
 
     name: str
     sources: list[Source] = field(default_factory=list)
-    size: Optional[int] = None
+    size: int | None = None
 
     @property
     def physes(self) -> list[int]:
         return [s.phys for s in self.sources if s.phys is not None]
 
     @property
-    def phys(self) -> Optional[int]:
+    def phys(self) -> int | None:
         """The physical address if at least one source gave it and all that did agree."""
         vals = set(self.physes)
         return vals.pop() if len(vals) == 1 else None
 
     @property
-    def virt(self) -> Optional[int]:
+    def virt(self) -> int | None:
         vals = {s.virt for s in self.sources if s.virt is not None}
         return vals.pop() if len(vals) == 1 else None
 
     @property
-    def agree(self) -> Optional[bool]:
+    def agree(self) -> bool | None:
         """True if 2+ sources gave the same phys, False if they differ, None if fewer than 2 answered."""
         vals = self.physes
         if len(vals) < 2:
@@ -106,10 +107,10 @@ class Kallsyms:
     by_name: dict[str, int]
     hidden: bool
 
-    def lookup(self, name: str) -> Optional[int]:
+    def lookup(self, name: str) -> int | None:
         return self.by_name.get(name)
 
-    def size_of(self, name: str) -> Optional[int]:
+    def size_of(self, name: str) -> int | None:
         """Distance to the next higher symbol (kallsyms has no sizes): an upper bound."""
         addr = self.by_name.get(name)
         if addr is None or self.hidden:
@@ -118,7 +119,7 @@ class Kallsyms:
         return self.addrs[i] - addr if i < len(self.addrs) else None
 
 
-def parse_kallsyms(stream: IO[str], wanted: Optional[Iterable[str]] = None) -> Kallsyms:
+def parse_kallsyms(stream: IO[str], wanted: Iterable[str] | None = None) -> Kallsyms:
     """Parse /proc/kallsyms lines 'ADDR TYPE NAME [module]' (module symbols are skipped)."""
     pairs: list[tuple[int, str]] = []
     by_name: dict[str, int] = {}
@@ -148,7 +149,7 @@ def load_kallsyms() -> Kallsyms:
         raise from_oserror(err, f"read {path}", "needs CONFIG_KALLSYMS") from err
 
 
-def kptr_restrict() -> Optional[int]:
+def kptr_restrict() -> int | None:
     """/proc/sys/kernel/kptr_restrict (0, 1, 2), or None if unreadable."""
     try:
         with open(paths.proc("sys", "kernel", "kptr_restrict")) as f:
@@ -178,7 +179,7 @@ def image_phys(virt: int, base: int) -> int:
     return virt - START_KERNEL_MAP + base
 
 
-def _kallsyms_source(name: str, syms: Optional[Kallsyms], offset: int) -> tuple[Source, Optional[int]]:
+def _kallsyms_source(name: str, syms: Kallsyms | None, offset: int) -> tuple[Source, int | None]:
     src = Source("kallsyms+iomem")
     if syms is None:
         src.note = "/proc/kallsyms unreadable"
@@ -245,7 +246,7 @@ def parse_kcore_segments(stream: IO[bytes]) -> list[Segment]:
         raise PyphysError(f"cannot parse kcore program headers: {err}") from None
 
 
-def kcore_translate(segments: list[Segment], virt: int) -> tuple[Optional[int], str]:
+def kcore_translate(segments: list[Segment], virt: int) -> tuple[int | None, str]:
     """(phys, note) for ``virt`` from the PT_LOAD that holds it."""
     for seg in segments:
         if seg.vaddr <= virt < seg.vaddr + seg.size:
@@ -255,7 +256,7 @@ def kcore_translate(segments: list[Segment], virt: int) -> tuple[Optional[int], 
     return None, "no /proc/kcore PT_LOAD covers this address"
 
 
-def _kcore_source(virt: Optional[int]) -> Source:
+def _kcore_source(virt: int | None) -> Source:
     src = Source("kcore")
     if virt is None:
         src.note = "needs the virtual address from kallsyms"
@@ -313,14 +314,14 @@ def lookup(symbol: str, *, use_kcore: bool = True) -> SymbolReport:
     if not name or not all(c.isalnum() or c in "_.$" for c in name):
         raise UsageError(f"{symbol!r} is not a kernel symbol name")
     kal_name, kal_offset = name, offset
-    module_offset: Optional[int] = None
+    module_offset: int | None = None
     if name in NODENAME_ALIASES:
         kal_name, kal_offset = "init_uts_ns", NODENAME_OFFSET + offset
         module_offset = offset
     elif name == "init_uts_ns":
         module_offset = offset - NODENAME_OFFSET
     try:
-        syms: Optional[Kallsyms] = load_kallsyms()
+        syms: Kallsyms | None = load_kallsyms()
     except PyphysError:
         syms = None
     report = SymbolReport(symbol)

@@ -77,7 +77,7 @@ def main() -> int:
         # virtio_console's port_fops_write() takes at most 32 KiB a call: loop on short writes.
         view = memoryview(json.dumps(obj).encode() + b"\n")
         while view:
-            view = view[wfile.write(view):]
+            view = view[wfile.write(view) :]
 
     send({"ready": True, "uname": os.uname().release, "pid": os.getpid()})
     buf = b""

@@ -22,8 +22,14 @@ from dataclasses import dataclass, field
 from pyphys.errors import PyphysError, UsageError
 
 KINDS = ("code", "file data", "heap", "stack", "anonymous", "huge page (THP)")
-COLORS = {"code": "#1f77b4", "file data": "#17becf", "heap": "#2ca02c", "stack": "#9467bd",
-          "anonymous": "#ff7f0e", "huge page (THP)": "#d62728"}
+COLORS = {
+    "code": "#1f77b4",
+    "file data": "#17becf",
+    "heap": "#2ca02c",
+    "stack": "#9467bd",
+    "anonymous": "#ff7f0e",
+    "huge page (THP)": "#d62728",
+}
 INSTALL_HINT = "the picture needs matplotlib: pip install 'pyphys[plot]' (or: pip install matplotlib)"
 
 
@@ -31,12 +37,12 @@ INSTALL_HINT = "the picture needs matplotlib: pip install 'pyphys[plot]' (or: pi
 class Segment:
     """Pages ``[first, first + pages)`` of one mapping on frames from ``pfn``."""
 
-    first: int          # page index inside the column
+    first: int  # page index inside the column
     pages: int
-    pfn: int            # frame of the first page
+    pfn: int  # frame of the first page
     kind: str
-    shared: bool        # kpagecount > 1 on the first frame
-    step: int = 1       # +1 frames ascend along the run, -1 descend (pagemap.PageRun.step)
+    shared: bool  # kpagecount > 1 on the first frame
+    step: int = 1  # +1 frames ascend along the run, -1 descend (pagemap.PageRun.step)
 
     def pfn_at(self, page: int) -> int:
         """Frame behind page index ``page`` of the column (inside this segment)."""
@@ -49,7 +55,7 @@ class Column:
 
     label: str
     spans: list[tuple[int, int, int]] = field(default_factory=list)  # (vaddr, pages, first page index)
-    pages: int = 0                                                     # virtual pages in all spans
+    pages: int = 0  # virtual pages in all spans
     segments: list[Segment] = field(default_factory=list)
 
     def add_span(self, start: int, pages: int) -> None:
@@ -109,7 +115,7 @@ def layout(pid: int | str) -> Layout:
 
     ps = pagemap.PAGE_SIZE
     columns: dict[str, Column] = {}
-    spans: dict[int, Column] = {}     # mapping start -> its column
+    spans: dict[int, Column] = {}  # mapping start -> its column
     info = procmaps.resolve_process(pid)
     for run in pagemap.runs(info, kpagecount=True):
         pfn = run.pfn
@@ -125,11 +131,13 @@ def layout(pid: int | str) -> Layout:
             col.add_span(m.start, m.size // ps)
             spans[m.start] = col
         first = col.index(run.vaddr, ps)
-        col.segments.append(Segment(first, run.pages, pfn, _kind(m, run.huge), (run.kpagecount or 0) > 1,
-                                    getattr(run, "step", 1) or 1))
+        col.segments.append(
+            Segment(first, run.pages, pfn, _kind(m, run.huge), (run.kpagecount or 0) > 1, getattr(run, "step", 1) or 1)
+        )
     if not columns:
-        raise PyphysError(f"process {info.pid} has no page with a visible frame",
-                          "PFNs need root (CAP_SYS_ADMIN): run as root")
+        raise PyphysError(
+            f"process {info.pid} has no page with a visible frame", "PFNs need root (CAP_SYS_ADMIN): run as root"
+        )
     ordered = sorted(columns.values(), key=lambda c: c.spans[0][0])
     return Layout(info.pid, info.name, ps, ordered)
 
@@ -147,8 +155,7 @@ def lab1_marks() -> tuple[list[int], dict[str, int]]:
     return [st["pid"], st["child_pid"]], {k: st[k] for k in ("buffer", "huge", "shared", "cow")}
 
 
-def plot(pids: list[int | str], output: str, marks: dict[str, int] | None = None,
-         title: str | None = None) -> str:
+def plot(pids: list[int | str], output: str, marks: dict[str, int] | None = None, title: str | None = None) -> str:
     """Draw one panel per process into ``output`` (PNG, SVG or PDF by its extension); returns it.
 
     Raises PyphysError when matplotlib is missing (with how to install it) or a scan fails.
@@ -167,10 +174,16 @@ def plot(pids: list[int | str], output: str, marks: dict[str, int] | None = None
 
     gib = float(1 << 30)
     widths = [max(len(lay.columns), 4) for lay in layouts]
-    fig, axes = plt.subplots(1, len(layouts), sharey=True, squeeze=False,
-                             figsize=(min(4 + 0.2 * sum(widths), 16), 6.6),
-                             gridspec_kw={"width_ratios": widths})
+    fig, axes = plt.subplots(
+        1,
+        len(layouts),
+        sharey=True,
+        squeeze=False,
+        figsize=(min(4 + 0.2 * sum(widths), 16), 6.6),
+        gridspec_kw={"width_ratios": widths},
+    )
     for ax, lay in zip(axes[0], layouts):
+
         def x_of(i: int, col: Column, page: float) -> float:
             return i + 0.1 + 0.8 * page / max(col.pages, 1)
 
@@ -187,17 +200,28 @@ def plot(pids: list[int | str], output: str, marks: dict[str, int] | None = None
             for s in col.segments:
                 x0, y0 = x_of(i, col, s.first), s.pfn * lay.page_size / gib
                 if s.pages > 1:
-                    lines[s.kind].append([(x0, y0), (x_of(i, col, s.first + s.pages),
-                                                     s.pfn_at(s.first + s.pages) * lay.page_size / gib)])
+                    lines[s.kind].append(
+                        [(x0, y0), (x_of(i, col, s.first + s.pages), s.pfn_at(s.first + s.pages) * lay.page_size / gib)]
+                    )
                 dots.setdefault((s.kind, s.shared), []).append((x0, y0))
         for kind, segs in lines.items():
             if segs:
-                ax.add_collection(LineCollection(segs, colors=COLORS[kind], zorder=3,
-                                                 linewidths=2.5 if kind == "huge page (THP)" else 1.2))
+                ax.add_collection(
+                    LineCollection(
+                        segs, colors=COLORS[kind], zorder=3, linewidths=2.5 if kind == "huge page (THP)" else 1.2
+                    )
+                )
         for (kind, shared), pts in dots.items():
             xs, ys = zip(*pts)
-            ax.scatter(xs, ys, s=11, zorder=4, linewidths=0.8, edgecolors=COLORS[kind],
-                       facecolors="none" if shared else COLORS[kind])
+            ax.scatter(
+                xs,
+                ys,
+                s=11,
+                zorder=4,
+                linewidths=0.8,
+                edgecolors=COLORS[kind],
+                facecolors="none" if shared else COLORS[kind],
+            )
         # labels in a column of their own height (axes fraction), so that marks on neighbouring
         # pages (shared and cow) do not pile their boxes on top of each other
         for n, (name, vaddr) in enumerate(sorted((marks or {}).items(), key=lambda kv: kv[1])):
@@ -212,30 +236,49 @@ def plot(pids: list[int | str], output: str, marks: dict[str, int] | None = None
             pfn = seg.pfn_at(page)
             x = x_of(i, col, page)
             tx = x + 1.5 if x < len(lay.columns) - 8 else x - 7
-            ax.annotate(f"{name}\nPFN {pfn:#x}", (x, pfn * lay.page_size / gib),
-                        xytext=(tx, 0.93 - 0.12 * n), textcoords=("data", "axes fraction"),
-                        fontsize=7.5, zorder=6, arrowprops={"arrowstyle": "->", "lw": 0.8},
-                        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.6", "lw": 0.6})
+            ax.annotate(
+                f"{name}\nPFN {pfn:#x}",
+                (x, pfn * lay.page_size / gib),
+                xytext=(tx, 0.93 - 0.12 * n),
+                textcoords=("data", "axes fraction"),
+                fontsize=7.5,
+                zorder=6,
+                arrowprops={"arrowstyle": "->", "lw": 0.8},
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.6", "lw": 0.6},
+            )
         ax.set_xlim(0, max(len(lay.columns), 1))
         ax.set_xticks([i + 0.5 for i in range(len(lay.columns))])
-        ax.set_xticklabels([(c.label if i not in names else "+".join(names[i]))[:24]
-                            for i, c in enumerate(lay.columns)], rotation=90, fontsize=6.5)
+        ax.set_xticklabels(
+            [(c.label if i not in names else "+".join(names[i]))[:24] for i, c in enumerate(lay.columns)],
+            rotation=90,
+            fontsize=6.5,
+        )
         for i in names:
             ax.get_xticklabels()[i].set_fontweight("bold")
         ax.tick_params(axis="x", length=0)
-        ax.set_title(f"pid {lay.pid} ({lay.name}): {len(lay.columns)} files or anonymous mappings with pages "
-                     "in RAM", fontsize=8.5)
+        ax.set_title(
+            f"pid {lay.pid} ({lay.name}): {len(lay.columns)} files or anonymous mappings with pages in RAM",
+            fontsize=8.5,
+        )
         ax.grid(axis="y", color="0.85", lw=0.6)
     axes[0][0].set_ylabel("physical address (GiB)")
     handles = [Line2D([], [], color=COLORS[k], marker="o", ms=4, lw=1.5, label=k) for k in KINDS]
-    handles.append(Line2D([], [], color="0.3", marker="o", ms=4, lw=0, markerfacecolor="none",
-                          label="frame mapped more than once"))
+    handles.append(
+        Line2D([], [], color="0.3", marker="o", ms=4, lw=0, markerfacecolor="none", label="frame mapped more than once")
+    )
     fig.suptitle(title or "Which physical frames back which mappings (pyphys pagemap)", y=0.99, fontsize=10.5)
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.955), ncol=len(handles), fontsize=7.5,
-               frameon=False)
-    fig.text(0.5, 0.005, "columns: each file (all its mappings) or anonymous mapping, in address order; within a "
-             "column, virtual pages left to right; a slanted line = physically contiguous frames",
-             ha="center", fontsize=7.5, color="0.35")
+    fig.legend(
+        handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.955), ncol=len(handles), fontsize=7.5, frameon=False
+    )
+    fig.text(
+        0.5,
+        0.005,
+        "columns: each file (all its mappings) or anonymous mapping, in address order; within a "
+        "column, virtual pages left to right; a slanted line = physically contiguous frames",
+        ha="center",
+        fontsize=7.5,
+        color="0.35",
+    )
     fig.tight_layout(rect=(0, 0.02, 1, 0.93))
     fig.savefig(output, dpi=110)
     plt.close(fig)
@@ -259,8 +302,9 @@ def _shrink_png(path: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m pyphys.labplot", description=__doc__.split("\n\n")[1],
-                                 epilog=INSTALL_HINT)
+    ap = argparse.ArgumentParser(
+        prog="python -m pyphys.labplot", description=__doc__.split("\n\n")[1], epilog=INSTALL_HINT
+    )
     ap.add_argument("pids", nargs="*", metavar="PID", help="processes (pid, self, or name); one panel each")
     ap.add_argument("-o", "--output", required=True, help="image file (.png, .svg, .pdf)")
     ap.add_argument("--mark", action="append", default=[], metavar="NAME=ADDR", help="label a virtual address")

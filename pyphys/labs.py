@@ -39,9 +39,9 @@ LAB1_STATE = "/tmp/lab1-process.json"
 OK, WRONG, MISSING, ERROR = "OK", "WRONG", "MISSING", "ERROR"
 
 # Documentation/admin-guide/mm/pagemap.rst: the /proc/PID/pagemap entry
-PM_PFN_MASK = (1 << 55) - 1   # bits 0-54: page frame number if present
-PM_EXCLUSIVE = 1 << 56        # bit 56: page exclusively mapped (since 4.2)
-PM_PRESENT = 1 << 63          # bit 63: page present
+PM_PFN_MASK = (1 << 55) - 1  # bits 0-54: page frame number if present
+PM_EXCLUSIVE = 1 << 56  # bit 56: page exclusively mapped (since 4.2)
+PM_PRESENT = 1 << 63  # bit 63: page present
 # ... and /proc/kpageflags bit numbers (include/uapi/linux/kernel-page-flags.h)
 KPF_COMPOUND_HEAD = 15
 KPF_COMPOUND_TAIL = 16
@@ -66,7 +66,7 @@ class Key:
     """One value the student writes into the results file."""
 
     name: str
-    what: str          # what to write, shown in the template
+    what: str  # what to write, shown in the template
 
 
 @dataclass(frozen=True)
@@ -76,9 +76,9 @@ class Lab:
     number: int
     slug: str
     title: str
-    kernel: str                          # "lab" (STRICT_DEVMEM off) or "stock" (Debian's, as shipped)
+    kernel: str  # "lab" (STRICT_DEVMEM off) or "stock" (Debian's, as shipped)
     keys: tuple[Key, ...]
-    module_params: tuple[tuple[str, str], ...] = ()   # insmod parameters at start
+    module_params: tuple[tuple[str, str], ...] = ()  # insmod parameters at start
 
     @property
     def doc(self) -> str:
@@ -91,77 +91,117 @@ class Lab:
 
     def template(self) -> str:
         """The results file to fill in, one ``key = `` line per value, each with its comment."""
-        lines = [f"# Lab {self.number}: {self.title} -- fill in every value, then run `pyphys lab check {self.number}`",
-                 "# numbers: decimal or 0x-hex; text: as is, or in double quotes with escapes like \\r \\x00"]
+        lines = [
+            f"# Lab {self.number}: {self.title} -- fill in every value, then run `pyphys lab check {self.number}`",
+            "# numbers: decimal or 0x-hex; text: as is, or in double quotes with escapes like \\r \\x00",
+        ]
         for k in self.keys:
             lines.append(f"# {k.what}")
             lines.append(f"{k.name} = ")
         return "\n".join(lines) + "\n"
 
 
-LABS: dict[int, Lab] = {lab.number: lab for lab in (
-    Lab(1, "pagemap", "virtual to physical with pagemap: a buffer, a huge page, fork and copy-on-write", "lab", (
-        Key("pid", "pid of the lab 1 process (it prints it)"),
-        Key("child_pid", "pid of its child"),
-        Key("buffer_pfn", "page frame number (PFN) backing the buffer"),
-        Key("buffer_phys", "physical address of the buffer's first byte"),
-        Key("buffer_text", "the text you read at that physical address through /dev/mem"),
-        Key("huge_pfn", "PFN backing the first byte of the huge region"),
-        Key("huge_pages", "how many 4 KiB frames the huge page that backs it spans"),
-        Key("shared_pfn", "PFN of the shared page (the same in parent and child)"),
-        Key("shared_exclusive", "is the shared page 'exclusively mapped' (yes/no)"),
-        Key("cow_pfn_before", "PFN of the cow page in both processes BEFORE kill -USR1 CHILD"),
-        Key("cow_child_pfn_after", "PFN of the cow page in the child AFTER kill -USR1 CHILD"),
-        Key("cow_exclusive_after", "is the child's cow page 'exclusively mapped' after the write (yes/no)"),
-    )),
-    Lab(2, "module-buffer", "the module's buffer through /dev/mem, both directions", "lab", (
-        Key("buffer_phys", "physical address of pyphys.ko's buffer"),
-        Key("word7_value", "32-bit word at buffer_phys + 0x1c, read through /dev/mem"),
-        Key("poke_offset", "offset in the buffer where you wrote a word through /dev/mem (multiple of 4)"),
-        Key("poke_value", "the 32-bit value you wrote there"),
-        Key("message_offset", "offset in the buffer where you wrote your message through sysfs"),
-        Key("message", "the message, as you read it back through /dev/mem"),
-    )),
-    Lab(3, "hostname", "changing the hostname through /dev/mem (seed 002)", "lab", (
-        Key("nodename_phys", "physical address of the kernel's nodename"),
-        Key("nodename_region", "name of the innermost /proc/iomem region that address lies in"),
-        Key("old_hostname", "the hostname before you changed it"),
-        Key("new_hostname", "the hostname you wrote through /dev/mem"),
-    )),
-    Lab(4, "strict-devmem", "STRICT_DEVMEM and PAT: the stock kernel refuses, the module's device gets through",
-        "stock", (
-            Key("kernel_release", "uname -r"),
-            Key("strict_devmem", "value of CONFIG_STRICT_DEVMEM in this kernel's config (y or n)"),
-            Key("devmem_errno", "errno name when /dev/mem maps the module's buffer (e.g. EINVAL)"),
-            Key("pat", "is PAT in use by this kernel (yes/no)"),
-            Key("doctor_blocker", "the kernel option `pyphys doctor` names as BLOCKED"),
-            Key("module_word0", "first 32-bit word of the buffer, read through /dev/pyphys_mem"),
-        )),
-    Lab(5, "pci", "PCI registers without a driver: edu and ivshmem (seed 002)", "lab", (
-        Key("edu_slot", "PCI address of the edu device (DDDD:BB:SS.F)"),
-        Key("edu_id", "edu's identification register (BAR0 offset 0x00)"),
-        Key("liveness_in", "the value you wrote to edu's liveness register (BAR0 0x04)"),
-        Key("liveness_out", "what reading it back returned"),
-        Key("factorial_in", "n you wrote to edu's factorial register (BAR0 0x08), 1..12"),
-        Key("factorial_out", "what the register held once the device finished"),
-        Key("ivshmem_slot", "PCI address of the ivshmem device"),
-        Key("ivshmem_bar2_size", "size of ivshmem's BAR2 in bytes"),
-        Key("host_message", "the text the host left at BAR2 offset 0"),
-        Key("guest_message_offset", "BAR2 offset where you wrote your text"),
-        Key("guest_message", "the text you wrote (use quotes for escapes: \"Dunia,vipi?\\r\")"),
-    )),
-    Lab(6, "dump", "dumping physical memory, O_DIRECT and EFAULT (seed 003)", "lab", (
-        Key("buffer_phys", "physical address of pyphys.ko's buffer"),
-        Key("raw_file", "raw dump of exactly the buffer's page"),
-        Key("raw_sha256", "SHA-256 of that dump"),
-        Key("padded_file", "padded dump of the same page"),
-        Key("padded_offset", "file offset of the buffer's first byte in the padded dump"),
-        Key("lime_file", "LiME dump of the same page"),
-        Key("lime_data_offset", "file offset of the buffer's first byte in the LiME dump"),
-        Key("direct_file", "raw dump of the same page written with --direct (O_DIRECT), in $LABDIR"),
-        Key("efault_errno", "errno name of the O_DIRECT write straight from the /dev/mem mapping"),
-    )),
-)}
+LABS: dict[int, Lab] = {
+    lab.number: lab
+    for lab in (
+        Lab(
+            1,
+            "pagemap",
+            "virtual to physical with pagemap: a buffer, a huge page, fork and copy-on-write",
+            "lab",
+            (
+                Key("pid", "pid of the lab 1 process (it prints it)"),
+                Key("child_pid", "pid of its child"),
+                Key("buffer_pfn", "page frame number (PFN) backing the buffer"),
+                Key("buffer_phys", "physical address of the buffer's first byte"),
+                Key("buffer_text", "the text you read at that physical address through /dev/mem"),
+                Key("huge_pfn", "PFN backing the first byte of the huge region"),
+                Key("huge_pages", "how many 4 KiB frames the huge page that backs it spans"),
+                Key("shared_pfn", "PFN of the shared page (the same in parent and child)"),
+                Key("shared_exclusive", "is the shared page 'exclusively mapped' (yes/no)"),
+                Key("cow_pfn_before", "PFN of the cow page in both processes BEFORE kill -USR1 CHILD"),
+                Key("cow_child_pfn_after", "PFN of the cow page in the child AFTER kill -USR1 CHILD"),
+                Key("cow_exclusive_after", "is the child's cow page 'exclusively mapped' after the write (yes/no)"),
+            ),
+        ),
+        Lab(
+            2,
+            "module-buffer",
+            "the module's buffer through /dev/mem, both directions",
+            "lab",
+            (
+                Key("buffer_phys", "physical address of pyphys.ko's buffer"),
+                Key("word7_value", "32-bit word at buffer_phys + 0x1c, read through /dev/mem"),
+                Key("poke_offset", "offset in the buffer where you wrote a word through /dev/mem (multiple of 4)"),
+                Key("poke_value", "the 32-bit value you wrote there"),
+                Key("message_offset", "offset in the buffer where you wrote your message through sysfs"),
+                Key("message", "the message, as you read it back through /dev/mem"),
+            ),
+        ),
+        Lab(
+            3,
+            "hostname",
+            "changing the hostname through /dev/mem (seed 002)",
+            "lab",
+            (
+                Key("nodename_phys", "physical address of the kernel's nodename"),
+                Key("nodename_region", "name of the innermost /proc/iomem region that address lies in"),
+                Key("old_hostname", "the hostname before you changed it"),
+                Key("new_hostname", "the hostname you wrote through /dev/mem"),
+            ),
+        ),
+        Lab(
+            4,
+            "strict-devmem",
+            "STRICT_DEVMEM and PAT: the stock kernel refuses, the module's device gets through",
+            "stock",
+            (
+                Key("kernel_release", "uname -r"),
+                Key("strict_devmem", "value of CONFIG_STRICT_DEVMEM in this kernel's config (y or n)"),
+                Key("devmem_errno", "errno name when /dev/mem maps the module's buffer (e.g. EINVAL)"),
+                Key("pat", "is PAT in use by this kernel (yes/no)"),
+                Key("doctor_blocker", "the kernel option `pyphys doctor` names as BLOCKED"),
+                Key("module_word0", "first 32-bit word of the buffer, read through /dev/pyphys_mem"),
+            ),
+        ),
+        Lab(
+            5,
+            "pci",
+            "PCI registers without a driver: edu and ivshmem (seed 002)",
+            "lab",
+            (
+                Key("edu_slot", "PCI address of the edu device (DDDD:BB:SS.F)"),
+                Key("edu_id", "edu's identification register (BAR0 offset 0x00)"),
+                Key("liveness_in", "the value you wrote to edu's liveness register (BAR0 0x04)"),
+                Key("liveness_out", "what reading it back returned"),
+                Key("factorial_in", "n you wrote to edu's factorial register (BAR0 0x08), 1..12"),
+                Key("factorial_out", "what the register held once the device finished"),
+                Key("ivshmem_slot", "PCI address of the ivshmem device"),
+                Key("ivshmem_bar2_size", "size of ivshmem's BAR2 in bytes"),
+                Key("host_message", "the text the host left at BAR2 offset 0"),
+                Key("guest_message_offset", "BAR2 offset where you wrote your text"),
+                Key("guest_message", 'the text you wrote (use quotes for escapes: "Dunia,vipi?\\r")'),
+            ),
+        ),
+        Lab(
+            6,
+            "dump",
+            "dumping physical memory, O_DIRECT and EFAULT (seed 003)",
+            "lab",
+            (
+                Key("buffer_phys", "physical address of pyphys.ko's buffer"),
+                Key("raw_file", "raw dump of exactly the buffer's page"),
+                Key("raw_sha256", "SHA-256 of that dump"),
+                Key("padded_file", "padded dump of the same page"),
+                Key("padded_offset", "file offset of the buffer's first byte in the padded dump"),
+                Key("lime_file", "LiME dump of the same page"),
+                Key("lime_data_offset", "file offset of the buffer's first byte in the LiME dump"),
+                Key("direct_file", "raw dump of the same page written with --direct (O_DIRECT), in $LABDIR"),
+                Key("efault_errno", "errno name of the O_DIRECT write straight from the /dev/mem mapping"),
+            ),
+        ),
+    )
+}
 
 
 def get(number: int) -> Lab:
@@ -211,8 +251,10 @@ def read_results(lab: Lab, path: str | None = None) -> tuple[str, dict[str, str]
         with open(path, encoding="utf-8", errors="replace") as f:
             text = f.read()
     except FileNotFoundError:
-        raise NotFoundError(f"no results file {path}",
-                            f"write one: `pyphys lab check {lab.number} --template > {path}`, then fill it in") from None
+        raise NotFoundError(
+            f"no results file {path}",
+            f"write one: `pyphys lab check {lab.number} --template > {path}`, then fill it in",
+        ) from None
     except OSError as err:
         raise PyphysError(f"cannot read {path}: {os.strerror(err.errno or 0)}") from err
     return path, parse_results(text)
@@ -247,8 +289,13 @@ class Report:
         return bool(self.items) and all(i.status == OK for i in self.items)
 
     def to_dict(self) -> dict:
-        return {"lab": self.lab, "path": self.path, "passed": self.passed,
-                "items": [i.to_dict() for i in self.items], "notes": list(self.notes)}
+        return {
+            "lab": self.lab,
+            "path": self.path,
+            "passed": self.passed,
+            "items": [i.to_dict() for i in self.items],
+            "notes": list(self.notes),
+        }
 
 
 class _Grader:
@@ -303,9 +350,25 @@ class _Grader:
             self.error(k, why)
 
 
-_BOOLS = {"yes": True, "y": True, "true": True, "1": True, "on": True, "enabled": True, "active": True,
-          "set": True, "no": False, "n": False, "false": False, "0": False, "off": False,
-          "disabled": False, "inactive": False, "not set": False, "unset": False}
+_BOOLS = {
+    "yes": True,
+    "y": True,
+    "true": True,
+    "1": True,
+    "on": True,
+    "enabled": True,
+    "active": True,
+    "set": True,
+    "no": False,
+    "n": False,
+    "false": False,
+    "0": False,
+    "off": False,
+    "disabled": False,
+    "inactive": False,
+    "not set": False,
+    "unset": False,
+}
 
 
 def _hx(v: int) -> str:
@@ -398,8 +461,7 @@ def proc_mem(pid: int, vaddr: int, n: int) -> bytes:
 def busybox_devmem(addr: int, width: int = 32) -> int:
     """One read of physical ``addr`` by `busybox devmem` (a tool pyphys did not write)."""
     try:
-        proc = subprocess.run(["busybox", "devmem", hex(addr), str(width)], capture_output=True, text=True,
-                              timeout=30)
+        proc = subprocess.run(["busybox", "devmem", hex(addr), str(width)], capture_output=True, text=True, timeout=30)
     except FileNotFoundError:
         raise ProbeError("busybox is not installed (apt-get install busybox-static)") from None
     except subprocess.TimeoutExpired:
@@ -560,7 +622,7 @@ class BarMap:
         self.words[off // 4] = value
 
     def read(self, off: int, n: int) -> bytes:
-        return bytes(self.map[off:off + n])
+        return bytes(self.map[off : off + n])
 
     def close(self) -> None:
         self.words.release()
@@ -582,19 +644,24 @@ def _lab1(g: _Grader) -> None:
                 if b"lab1_process.py" not in f.read():
                     raise ProcessLookupError(errno.ESRCH, f"pid {p} is not lab1_process.py")
     except (OSError, ValueError, KeyError) as err:
-        why = ("the lab 1 process is not running" + (f" ({err.strerror})" if isinstance(err, OSError) and
-                                                     err.strerror else "")
-               + ": start it with `python3 docs/labs/lab1_process.py &` and redo the steps with its pids")
+        why = (
+            "the lab 1 process is not running"
+            + (f" ({err.strerror})" if isinstance(err, OSError) and err.strerror else "")
+            + ": start it with `python3 docs/labs/lab1_process.py &` and redo the steps with its pids"
+        )
         g.skip([k.name for k in LABS[1].keys], why)
         return
     v = g.number("pid")
     if v is not None:
-        (g.ok if v == pid else g.wrong)("pid", f"{v}" + ("" if v == pid else
-                                        " is not the lab 1 process (its first line of output names it)"))
+        (g.ok if v == pid else g.wrong)(
+            "pid", f"{v}" + ("" if v == pid else " is not the lab 1 process (its first line of output names it)")
+        )
     v = g.number("child_pid")
     if v is not None:
-        (g.ok if v == child else g.wrong)("child_pid", f"{v}" + ("" if v == child else
-                                          " is not its child (`pgrep -P PID`, or the lab 1 process's output)"))
+        (g.ok if v == child else g.wrong)(
+            "child_pid",
+            f"{v}" + ("" if v == child else " is not its child (`pgrep -P PID`, or the lab 1 process's output)"),
+        )
 
     # the buffer: pagemap -> PFN -> physical address, and /dev/mem at that address holds its text
     buf = int(st["buffer"])
@@ -613,8 +680,11 @@ def _lab1(g: _Grader) -> None:
             if v == pfn:
                 g.ok("buffer_pfn", f"{_hx(v)} (pagemap)")
             else:
-                g.wrong("buffer_pfn", f"{_hx(v)} is not the frame backing the buffer{_pfn_slips(v, pfn, buf)}; "
-                                      f"`pyphys pagemap {pid} {buf:#x}`")
+                g.wrong(
+                    "buffer_pfn",
+                    f"{_hx(v)} is not the frame backing the buffer{_pfn_slips(v, pfn, buf)}; "
+                    f"`pyphys pagemap {pid} {buf:#x}`",
+                )
         v = g.number("buffer_phys")
         if v is not None:
             if v == phys:
@@ -627,8 +697,11 @@ def _lab1(g: _Grader) -> None:
             if v.strip() == want:
                 g.ok("buffer_text", "matches what the process wrote")
             else:
-                g.wrong("buffer_text", f"{v[:40]!r} is not what the buffer holds: "
-                                       "`pyphys devmem BUFFER_PHYS --range 64`, read the text column")
+                g.wrong(
+                    "buffer_text",
+                    f"{v[:40]!r} is not what the buffer holds: "
+                    "`pyphys devmem BUFFER_PHYS --range 64`, read the text column",
+                )
 
     # the huge page: a THP is one compound page, 512 frames, its head 2 MiB-aligned
     huge = int(st["huge"])
@@ -636,8 +709,10 @@ def _lab1(g: _Grader) -> None:
         hpfn, _ = present_pfn(pid, huge)
         flags = kpageflags(hpfn)[0]
         if not flags & (1 << KPF_THP):
-            raise ProbeError(f"no transparent huge page backs {huge:#x} (kpageflags has no THP bit): is THP "
-                             "on? `cat /sys/kernel/mm/transparent_hugepage/enabled`; restart the lab 1 process")
+            raise ProbeError(
+                f"no transparent huge page backs {huge:#x} (kpageflags has no THP bit): is THP "
+                "on? `cat /sys/kernel/mm/transparent_hugepage/enabled`; restart the lab 1 process"
+            )
         span = 1
         if flags & (1 << KPF_COMPOUND_HEAD):
             for w in kpageflags(hpfn + 1, 1 << 10):  # x86 THPs are 2 MiB: 512 frames
@@ -652,8 +727,11 @@ def _lab1(g: _Grader) -> None:
             if v == hpfn:
                 g.ok("huge_pfn", f"{_hx(v)}, a THP head (kpageflags)")
             else:
-                g.wrong("huge_pfn", f"{_hx(v)} is not the frame backing HUGE{_pfn_slips(v, hpfn, huge)}; "
-                                    f"`pyphys pagemap {pid} {huge:#x}`")
+                g.wrong(
+                    "huge_pfn",
+                    f"{_hx(v)} is not the frame backing HUGE{_pfn_slips(v, hpfn, huge)}; "
+                    f"`pyphys pagemap {pid} {huge:#x}`",
+                )
         v = g.number("huge_pages")
         if v is not None:
             if v == span:
@@ -661,8 +739,11 @@ def _lab1(g: _Grader) -> None:
             elif v == span * PAGE_SIZE:
                 g.wrong("huge_pages", f"{v} is the size in bytes; the question asks for frames (of {PAGE_SIZE} bytes)")
             else:
-                g.wrong("huge_pages", f"{v} frames is not the huge page's length; "
-                                      "`pyphys pagemap` prints it as 'huge page: THP, ... pages'")
+                g.wrong(
+                    "huge_pages",
+                    f"{v} frames is not the huge page's length; "
+                    "`pyphys pagemap` prints it as 'huge page: THP, ... pages'",
+                )
 
     # fork: the shared page has one frame mapped twice, not exclusive
     shared = int(st["shared"])
@@ -670,22 +751,35 @@ def _lab1(g: _Grader) -> None:
         spfn, se = present_pfn(pid, shared)
         cpfn, ce = present_pfn(child, shared)
         if spfn != cpfn:
-            raise ProbeError("parent and child no longer share the shared page (was it written?): restart the "
-                             "lab 1 process")
+            raise ProbeError(
+                "parent and child no longer share the shared page (was it written?): restart the lab 1 process"
+            )
     except ProbeError as err:
         g.skip(["shared_pfn", "shared_exclusive"], str(err))
     else:
         v = g.number("shared_pfn")
         if v is not None:
-            (g.ok if v == spfn else g.wrong)("shared_pfn", f"{_hx(v)}" + (
-                " in both processes" if v == spfn else
-                f" is not the shared frame{_pfn_slips(v, spfn, shared)}: look it up in both pids"))
+            (g.ok if v == spfn else g.wrong)(
+                "shared_pfn",
+                f"{_hx(v)}"
+                + (
+                    " in both processes"
+                    if v == spfn
+                    else f" is not the shared frame{_pfn_slips(v, spfn, shared)}: look it up in both pids"
+                ),
+            )
         v = g.boolean("shared_exclusive")
         truth = bool(se & PM_EXCLUSIVE)
         if v is not None:
-            (g.ok if v == truth else g.wrong)("shared_exclusive", ("yes" if v else "no") + (
-                " (pagemap bit 56)" if v == truth else
-                " -- pagemap bit 56 says otherwise: two processes map this frame"))
+            (g.ok if v == truth else g.wrong)(
+                "shared_exclusive",
+                ("yes" if v else "no")
+                + (
+                    " (pagemap bit 56)"
+                    if v == truth
+                    else " -- pagemap bit 56 says otherwise: two processes map this frame"
+                ),
+            )
 
     # copy-on-write: after the child's write, the child has a new frame, the parent keeps the old
     cow = int(st["cow"])
@@ -705,8 +799,10 @@ def _lab1(g: _Grader) -> None:
         else:
             g.wrong("cow_pfn_before", f"{_hx(v)} is not the frame both processes shared{_pfn_slips(v, ppfn, cow)}")
     if not written:
-        g.wrong("cow_child_pfn_after", f"the child has not written yet (both still on one frame): "
-                                       f"`kill -USR1 {child}`, then look again")
+        g.wrong(
+            "cow_child_pfn_after",
+            f"the child has not written yet (both still on one frame): `kill -USR1 {child}`, then look again",
+        )
         if g.raw("cow_exclusive_after") is not None:
             g.wrong("cow_exclusive_after", "nothing to compare before the child writes")
         return
@@ -715,15 +811,20 @@ def _lab1(g: _Grader) -> None:
         if v == cpfn:
             g.ok("cow_child_pfn_after", f"{_hx(v)}, a new frame: copy-on-write")
         elif v == ppfn:
-            g.wrong("cow_child_pfn_after", f"{_hx(v)} is the parent's frame; look the address up in the CHILD "
-                                           f"({child}) after the write")
+            g.wrong(
+                "cow_child_pfn_after",
+                f"{_hx(v)} is the parent's frame; look the address up in the CHILD ({child}) after the write",
+            )
         else:
             g.wrong("cow_child_pfn_after", f"{_hx(v)} is not the child's frame{_pfn_slips(v, cpfn, cow)}")
     v = g.boolean("cow_exclusive_after")
     truth = bool(ce & PM_EXCLUSIVE)
     if v is not None:
-        (g.ok if v == truth else g.wrong)("cow_exclusive_after", ("yes" if v else "no") + (
-            " (pagemap bit 56)" if v == truth else " -- pagemap bit 56 of the child's entry says otherwise"))
+        (g.ok if v == truth else g.wrong)(
+            "cow_exclusive_after",
+            ("yes" if v else "no")
+            + (" (pagemap bit 56)" if v == truth else " -- pagemap bit 56 of the child's entry says otherwise"),
+        )
 
 
 def _lab2(g: _Grader) -> None:
@@ -734,18 +835,24 @@ def _lab2(g: _Grader) -> None:
         return
     v = g.number("buffer_phys")
     if v is not None:
-        (g.ok if v == phys else g.wrong)("buffer_phys", f"{_hx(v)}" + (
-            " (the module's sysfs)" if v == phys else
-            f" is not the buffer's address{_phys_slips(v, phys)}: `cat /sys/kernel/pyphys/buffer_phys`"))
+        (g.ok if v == phys else g.wrong)(
+            "buffer_phys",
+            f"{_hx(v)}"
+            + (
+                " (the module's sysfs)"
+                if v == phys
+                else f" is not the buffer's address{_phys_slips(v, phys)}: `cat /sys/kernel/pyphys/buffer_phys`"
+            ),
+        )
 
     v = g.number("word7_value")
     if v is not None:
         try:
-            truth = busybox_devmem(phys + 0x1c, 32)
+            truth = busybox_devmem(phys + 0x1C, 32)
         except ProbeError as err:
             g.error("word7_value", str(err))
         else:
-            kernel = struct.unpack_from("<I", content, 0x1c)[0]
+            kernel = struct.unpack_from("<I", content, 0x1C)[0]
             if v == truth == kernel:
                 g.ok("word7_value", f"{_hx(v)} (busybox devmem and the kernel agree)")
             elif v == struct.unpack_from("<I", content, 0)[0]:
@@ -753,8 +860,9 @@ def _lab2(g: _Grader) -> None:
             elif v == int.from_bytes(struct.pack(">I", truth), "little"):
                 g.wrong("word7_value", f"{_hx(v)} has its bytes reversed: x86 is little-endian")
             else:
-                g.wrong("word7_value", f"{_hx(v)} is not the word at buffer_phys + 0x1c: "
-                                       "`pyphys devmem $((BUF + 0x1c)) 32`")
+                g.wrong(
+                    "word7_value", f"{_hx(v)} is not the word at buffer_phys + 0x1c: `pyphys devmem $((BUF + 0x1c)) 32`"
+                )
 
     off, val = g.number("poke_offset"), g.number("poke_value")
     if off is not None and val is not None:
@@ -764,16 +872,22 @@ def _lab2(g: _Grader) -> None:
             kernel = struct.unpack_from("<I", content, off)[0]
             if kernel == 0x50590000 | (off // 4):
                 g.wrong("poke_offset", f"{_hx(off)}: nothing was written there")
-                g.wrong("poke_value", f"the kernel still sees the load-time pattern {_hx(kernel)} at offset "
-                                      f"{_hx(off)}: write your value there through /dev/mem "
-                                      "(`pyphys devmem $((BUF + OFF)) 32 VALUE`)")
+                g.wrong(
+                    "poke_value",
+                    f"the kernel still sees the load-time pattern {_hx(kernel)} at offset "
+                    f"{_hx(off)}: write your value there through /dev/mem "
+                    "(`pyphys devmem $((BUF + OFF)) 32 VALUE`)",
+                )
             elif kernel == val:
                 g.ok("poke_offset", f"{_hx(off)}")
                 g.ok("poke_value", f"{_hx(val)}: the kernel reads it in its buffer (sysfs)")
             else:
                 g.ok("poke_offset", f"{_hx(off)} was written")
-                g.wrong("poke_value", f"{_hx(val)} is not what the kernel now reads at offset {_hx(off)}; "
-                                      "`hexdump -C -s OFF -n 4 /sys/kernel/pyphys/buffer`")
+                g.wrong(
+                    "poke_value",
+                    f"{_hx(val)} is not what the kernel now reads at offset {_hx(off)}; "
+                    "`hexdump -C -s OFF -n 4 /sys/kernel/pyphys/buffer`",
+                )
 
     off, msg = g.number("message_offset"), g.text("message")
     if off is not None and msg is not None:
@@ -789,16 +903,22 @@ def _lab2(g: _Grader) -> None:
             return
         kernel = content[off:]
         text = kernel.split(b"\0", 1)[0]
-        if kernel[:len(data)] != data:
-            g.wrong("message", f"the buffer does not hold {msg[:30]!r} at offset {_hx(off)}: write it through "
-                               "sysfs (dd of=/sys/kernel/pyphys/buffer bs=1 seek=OFF conv=notrunc), then read it "
-                               "through /dev/mem")
+        if kernel[: len(data)] != data:
+            g.wrong(
+                "message",
+                f"the buffer does not hold {msg[:30]!r} at offset {_hx(off)}: write it through "
+                "sysfs (dd of=/sys/kernel/pyphys/buffer bs=1 seek=OFF conv=notrunc), then read it "
+                "through /dev/mem",
+            )
         elif seen != kernel:
             g.error("message", "the kernel holds it but a /dev/mem read disagrees (report this)")
         elif text != data:
             g.ok("message_offset", f"{_hx(off)}")
-            g.wrong("message", "your text is only the beginning of what is there: no NUL byte ends it, so the "
-                               "bytes after it read as part of it (write 'TEXT\\0')")
+            g.wrong(
+                "message",
+                "your text is only the beginning of what is there: no NUL byte ends it, so the "
+                "bytes after it read as part of it (write 'TEXT\\0')",
+            )
         else:
             g.ok("message_offset", f"{_hx(off)}")
             g.ok("message", "the kernel's buffer holds it, and /dev/mem reads it at buffer_phys + offset")
@@ -824,9 +944,15 @@ def _lab3(g: _Grader) -> None:
     now = os.uname().nodename
     v = g.number("nodename_phys")
     if v is not None:
-        (g.ok if v == phys else g.wrong)("nodename_phys", f"{_hx(v)}" + (
-            " (the module computed it with virt_to_phys)" if v == phys else
-            f" is not the nodename's address{_phys_slips(v, phys)}: `pyphys ksym nodename`"))
+        (g.ok if v == phys else g.wrong)(
+            "nodename_phys",
+            f"{_hx(v)}"
+            + (
+                " (the module computed it with virt_to_phys)"
+                if v == phys
+                else f" is not the nodename's address{_phys_slips(v, phys)}: `pyphys ksym nodename`"
+            ),
+        )
     v = g.text("nodename_region")
     if v is not None:
         if region and v.strip().lower() == region.lower():
@@ -842,8 +968,11 @@ def _lab3(g: _Grader) -> None:
     v = g.text("old_hostname")
     if v is not None:
         if old_truth is None:
-            g.error("old_hostname", "cannot tell the boot hostname here (no virtme_hostname= on the kernel "
-                                    "command line, no journaled write)")
+            g.error(
+                "old_hostname",
+                "cannot tell the boot hostname here (no virtme_hostname= on the kernel "
+                "command line, no journaled write)",
+            )
         elif v == old_truth:
             g.ok("old_hostname", f"{v!r}")
         else:
@@ -864,9 +993,12 @@ def _lab3(g: _Grader) -> None:
     if active:
         g.ok("new_hostname", f"{v!r}: uname(2), /dev/mem and pyphys's journal (entry {active[-1].id}) agree")
     else:
-        g.wrong("new_hostname", f"uname -n shows {v!r}, but pyphys's journal has no write of it to the nodename: "
-                                "did you run `hostname` (sethostname(2))? Write it through /dev/mem with "
-                                "`pyphys hostname NAME` or `pyphys devmem nodename --write-bytes 'NAME\\x00'`")
+        g.wrong(
+            "new_hostname",
+            f"uname -n shows {v!r}, but pyphys's journal has no write of it to the nodename: "
+            "did you run `hostname` (sethostname(2))? Write it through /dev/mem with "
+            "`pyphys hostname NAME` or `pyphys devmem nodename --write-bytes 'NAME\\x00'`",
+        )
 
 
 def _kconfig() -> dict[str, str]:
@@ -880,15 +1012,16 @@ def _kconfig() -> dict[str, str]:
             with open(f"/boot/config-{os.uname().release}") as f:
                 text = f.read()
         except OSError as err:
-            raise ProbeError(f"no kernel config (/proc/config.gz, /boot/config-{os.uname().release}): "
-                             f"{os.strerror(err.errno or 0)}") from err
+            raise ProbeError(
+                f"no kernel config (/proc/config.gz, /boot/config-{os.uname().release}): {os.strerror(err.errno or 0)}"
+            ) from err
     out = {}
     for line in text.splitlines():
         if line.startswith("CONFIG_") and "=" in line:
             k, _, val = line.partition("=")
             out[k] = val
         elif line.startswith("# CONFIG_") and line.endswith(" is not set"):
-            out[line[2:-len(" is not set")]] = "n"
+            out[line[2 : -len(" is not set")]] = "n"
     return out
 
 
@@ -901,8 +1034,11 @@ def _lab4(g: _Grader) -> None:
         return
     strict = cfg.get("CONFIG_STRICT_DEVMEM", "n")
     if strict != "y":
-        g.skip(keys, "this kernel has no CONFIG_STRICT_DEVMEM: lab 4 runs on Debian's stock kernel -- leave this "
-                     "VM (exit) and run `pyphys lab start 4` on the host")
+        g.skip(
+            keys,
+            "this kernel has no CONFIG_STRICT_DEVMEM: lab 4 runs on Debian's stock kernel -- leave this "
+            "VM (exit) and run `pyphys lab start 4` on the host",
+        )
         return
     v = g.text("kernel_release")
     if v is not None:
@@ -911,9 +1047,11 @@ def _lab4(g: _Grader) -> None:
     v = g.text("strict_devmem")
     if v is not None:
         t = v.strip().lower().replace("config_strict_devmem", "").lstrip("=").strip()
-        (g.ok if t in ("y", "yes") else g.wrong)("strict_devmem", f"{v!r}" + (
-            " (the kernel's config)" if t in ("y", "yes") else
-            " -- `grep STRICT_DEVMEM /boot/config-$(uname -r)`"))
+        (g.ok if t in ("y", "yes") else g.wrong)(
+            "strict_devmem",
+            f"{v!r}"
+            + (" (the kernel's config)" if t in ("y", "yes") else " -- `grep STRICT_DEVMEM /boot/config-$(uname -r)`"),
+        )
 
     try:
         phys, content = module_buffer()
@@ -938,11 +1076,17 @@ def _lab4(g: _Grader) -> None:
             if truth is None:
                 g.error("devmem_errno", "/dev/mem mapped the buffer here: not a STRICT_DEVMEM kernel?")
             elif name == truth:
-                g.ok("devmem_errno", f"{truth} ({os.strerror(getattr(errno, truth))}): drivers/char/mem.c "
-                                     "mmap_mem(), range_is_allowed()")
+                g.ok(
+                    "devmem_errno",
+                    f"{truth} ({os.strerror(getattr(errno, truth))}): drivers/char/mem.c "
+                    "mmap_mem(), range_is_allowed()",
+                )
             else:
-                g.wrong("devmem_errno", f"{v!r} is not what mmap of /dev/mem at the buffer returns: "
-                                        "`busybox devmem $(cat /sys/kernel/pyphys/buffer_phys)`")
+                g.wrong(
+                    "devmem_errno",
+                    f"{v!r} is not what mmap of /dev/mem at the buffer returns: "
+                    "`busybox devmem $(cat /sys/kernel/pyphys/buffer_phys)`",
+                )
     v = g.boolean("pat")
     if v is not None:
         try:
@@ -951,16 +1095,21 @@ def _lab4(g: _Grader) -> None:
         except OSError:
             cpu_pat = False
         truth = cpu_pat and cfg.get("CONFIG_X86_PAT") == "y" and "nopat" not in cmdline()
-        (g.ok if v == truth else g.wrong)("pat", ("yes" if v else "no") + (
-            "" if v == truth else " -- see `pyphys doctor`'s PAT line, /proc/cpuinfo flags and /proc/cmdline"))
+        (g.ok if v == truth else g.wrong)(
+            "pat",
+            ("yes" if v else "no")
+            + ("" if v == truth else " -- see `pyphys doctor`'s PAT line, /proc/cpuinfo flags and /proc/cmdline"),
+        )
     v = g.text("doctor_blocker")
     if v is not None:
         t = v.upper()
         if "STRICT_DEVMEM" in t and "IO_STRICT" not in t:
             g.ok("doctor_blocker", "CONFIG_STRICT_DEVMEM")
         else:
-            g.wrong("doctor_blocker", f"{v!r} is not the option that blocks /dev/mem here: `pyphys doctor`, "
-                                      "the BLOCKED lines")
+            g.wrong(
+                "doctor_blocker",
+                f"{v!r} is not the option that blocks /dev/mem here: `pyphys doctor`, the BLOCKED lines",
+            )
     if phys is None:
         return
     try:
@@ -969,8 +1118,11 @@ def _lab4(g: _Grader) -> None:
     except OSError:
         on = False
     if not on or not os.path.exists(paths.dev("pyphys_mem")):
-        g.wrong("module_word0", "/dev/pyphys_mem does not exist: reload the module with its device on: "
-                                "`rmmod pyphys && insmod $PYPHYS_KO mem_device=1`")
+        g.wrong(
+            "module_word0",
+            "/dev/pyphys_mem does not exist: reload the module with its device on: "
+            "`rmmod pyphys && insmod $PYPHYS_KO mem_device=1`",
+        )
         return
     v = g.number("module_word0")
     if v is not None:
@@ -996,8 +1148,10 @@ def _lab5(g: _Grader) -> None:
         edu = pci_find(0x1234, 0x11E8)
         ivs = pci_find(0x1AF4, 0x1110)
         if len(edu) != 1 or len(ivs) != 1:
-            raise ProbeError(f"expected one edu and one ivshmem device, found {len(edu)} and {len(ivs)}: "
-                             "start the VM with `pyphys lab start 5`")
+            raise ProbeError(
+                f"expected one edu and one ivshmem device, found {len(edu)} and {len(ivs)}: "
+                "start the VM with `pyphys lab start 5`"
+            )
         bar0 = BarMap(edu[0], 0, writable=True)
     except ProbeError as err:
         g.skip([k.name for k in LABS[5].keys], str(err))
@@ -1005,14 +1159,21 @@ def _lab5(g: _Grader) -> None:
     try:
         v = g.text("edu_slot")
         if v is not None:
-            (g.ok if _slot_matches(v, edu[0]) else g.wrong)("edu_slot", f"{v}" + (
-                "" if _slot_matches(v, edu[0]) else " is not edu (1234:11e8): `pyphys pci list`"))
+            (g.ok if _slot_matches(v, edu[0]) else g.wrong)(
+                "edu_slot", f"{v}" + ("" if _slot_matches(v, edu[0]) else " is not edu (1234:11e8): `pyphys pci list`")
+            )
         v = g.number("edu_id")
         if v is not None:
             truth = bar0.read32(EDU_ID)
-            (g.ok if v == truth else g.wrong)("edu_id", f"{_hx(v)}" + (
-                " (BAR0 0x00, edu.rst: 0xRRrr00edu)" if v == truth else
-                " is not the identification register: `pyphys pci read 1234:11e8 0 0`"))
+            (g.ok if v == truth else g.wrong)(
+                "edu_id",
+                f"{_hx(v)}"
+                + (
+                    " (BAR0 0x00, edu.rst: 0xRRrr00edu)"
+                    if v == truth
+                    else " is not the identification register: `pyphys pci read 1234:11e8 0 0`"
+                ),
+            )
         lin, lout = g.number("liveness_in"), g.number("liveness_out")
         if lin is not None and lout is not None:
             # edu.rst: "liveness check register: value is bitwise NOT of the written one" -- ask the device
@@ -1023,8 +1184,10 @@ def _lab5(g: _Grader) -> None:
                 g.ok("liveness_out", f"{_hx(lout)} (the device returns the bitwise NOT)")
             else:
                 g.ok("liveness_in", f"{_hx(lin)}")
-                g.wrong("liveness_out", f"{_hx(lout)} is not what edu answers for {_hx(lin)}: write it to BAR0 "
-                                        "0x04, then read 0x04")
+                g.wrong(
+                    "liveness_out",
+                    f"{_hx(lout)} is not what edu answers for {_hx(lin)}: write it to BAR0 0x04, then read 0x04",
+                )
         fin, fout = g.number("factorial_in"), g.number("factorial_out")
         if fin is not None and fout is not None:
             if not 1 <= fin <= 12:
@@ -1038,17 +1201,24 @@ def _lab5(g: _Grader) -> None:
                     time.sleep(0.01)
                 truth = bar0.read32(EDU_FACTORIAL)
                 g.ok("factorial_in", f"{fin}")
-                (g.ok if fout == truth else g.wrong)("factorial_out", f"{fout}" + (
-                    f" = {fin}! (the device computed it)" if fout == truth else
-                    f" is not what edu computes for {fin}: write n to BAR0 0x08, wait for status bit 0 (0x20) to "
-                    "clear, read 0x08"))
+                (g.ok if fout == truth else g.wrong)(
+                    "factorial_out",
+                    f"{fout}"
+                    + (
+                        f" = {fin}! (the device computed it)"
+                        if fout == truth
+                        else f" is not what edu computes for {fin}: write n to BAR0 0x08, wait for status bit 0 (0x20) to "
+                        "clear, read 0x08"
+                    ),
+                )
     finally:
         bar0.close()
 
     v = g.text("ivshmem_slot")
     if v is not None:
-        (g.ok if _slot_matches(v, ivs[0]) else g.wrong)("ivshmem_slot", f"{v}" + (
-            "" if _slot_matches(v, ivs[0]) else " is not ivshmem (1af4:1110)"))
+        (g.ok if _slot_matches(v, ivs[0]) else g.wrong)(
+            "ivshmem_slot", f"{v}" + ("" if _slot_matches(v, ivs[0]) else " is not ivshmem (1af4:1110)")
+        )
     try:
         _start, size = pci_bar(ivs[0], 2)
         bar2 = BarMap(ivs[0], 2)
@@ -1058,19 +1228,27 @@ def _lab5(g: _Grader) -> None:
     try:
         v = g.number("ivshmem_bar2_size")
         if v is not None:
-            (g.ok if v == size else g.wrong)("ivshmem_bar2_size", f"{_hx(v)}" + (
-                " (sysfs resource)" if v == size else " is not BAR2's size: `pyphys pci list 1af4:1110`"))
+            (g.ok if v == size else g.wrong)(
+                "ivshmem_bar2_size",
+                f"{_hx(v)}"
+                + (" (sysfs resource)" if v == size else " is not BAR2's size: `pyphys pci list 1af4:1110`"),
+            )
         host = bar2.read(0, 256).split(b"\0", 1)[0].decode("utf-8", "replace")
         v = g.text("host_message")
         if v is not None:
             if not host:
-                g.error("host_message", "BAR2 starts with a zero byte: the host left no message (start the VM with "
-                                        "`pyphys lab start 5`, which writes one into the host file)")
+                g.error(
+                    "host_message",
+                    "BAR2 starts with a zero byte: the host left no message (start the VM with "
+                    "`pyphys lab start 5`, which writes one into the host file)",
+                )
             elif v.strip() == host.strip():
                 g.ok("host_message", "it is what the host file holds at offset 0")
             else:
-                g.wrong("host_message", f"{v[:40]!r} is not the text at BAR2 offset 0: "
-                                        "`pyphys pci read 1af4:1110 2 0 -l 64`")
+                g.wrong(
+                    "host_message",
+                    f"{v[:40]!r} is not the text at BAR2 offset 0: `pyphys pci read 1af4:1110 2 0 -l 64`",
+                )
         off, msg = g.number("guest_message_offset"), g.text("guest_message")
         if off is not None and msg is not None:
             data = msg.encode("utf-8")
@@ -1083,12 +1261,18 @@ def _lab5(g: _Grader) -> None:
                 if bar2.read(off, min(size - off, 4096)).split(b"\0", 1)[0] == data:
                     g.ok("guest_message", f"{msg!r} is in BAR2, i.e. in the host's file")
                 else:
-                    g.wrong("guest_message", "your text is only the beginning of the text at that offset "
-                                             "(up to the first NUL byte): write all of it")
+                    g.wrong(
+                        "guest_message",
+                        "your text is only the beginning of the text at that offset "
+                        "(up to the first NUL byte): write all of it",
+                    )
             else:
                 g.ok("guest_message_offset", f"{_hx(off)}")
-                g.wrong("guest_message", f"BAR2 does not hold {msg!r} at {_hx(off)}: "
-                                         "`pyphys pci write 1af4:1110 2 OFF --string TEXT` (quotes keep \\r)")
+                g.wrong(
+                    "guest_message",
+                    f"BAR2 does not hold {msg!r} at {_hx(off)}: "
+                    "`pyphys pci write 1af4:1110 2 OFF --string TEXT` (quotes keep \\r)",
+                )
     finally:
         bar2.close()
 
@@ -1134,8 +1318,9 @@ def _lab6(g: _Grader) -> None:
     digest = hashlib.sha256(content).hexdigest()
     v = g.number("buffer_phys")
     if v is not None:
-        (g.ok if v == phys else g.wrong)("buffer_phys", f"{_hx(v)}" + (
-            "" if v == phys else f" is not the buffer's address{_phys_slips(v, phys)}"))
+        (g.ok if v == phys else g.wrong)(
+            "buffer_phys", f"{_hx(v)}" + ("" if v == phys else f" is not the buffer's address{_phys_slips(v, phys)}")
+        )
 
     path = _file(g, "raw_file")
     if path:
@@ -1144,8 +1329,11 @@ def _lab6(g: _Grader) -> None:
         if data == content:
             g.ok("raw_file", f"{len(data)} bytes, equal to the buffer read afresh from /dev/mem")
         elif len(data) != len(content):
-            g.wrong("raw_file", f"it holds {os.path.getsize(path)} bytes; dump exactly the buffer's page: "
-                                f"`pyphys dump $BUF+{len(content)} -f raw -o FILE`")
+            g.wrong(
+                "raw_file",
+                f"it holds {os.path.getsize(path)} bytes; dump exactly the buffer's page: "
+                f"`pyphys dump $BUF+{len(content)} -f raw -o FILE`",
+            )
         else:
             g.wrong("raw_file", "its bytes are not the buffer's (sha256 differs): dump BUFFER_PHYS, not another page")
     v = g.text("raw_sha256")
@@ -1164,15 +1352,24 @@ def _lab6(g: _Grader) -> None:
         if data == content:
             st = os.stat(path)
             sparse = st.st_blocks * 512 < st.st_size
-            g.ok("padded_file", f"holds the buffer at offset {_hx(phys)}"
-                                + ("; sparse: the holes take no disk space" if sparse else ""))
+            g.ok(
+                "padded_file",
+                f"holds the buffer at offset {_hx(phys)}"
+                + ("; sparse: the holes take no disk space" if sparse else ""),
+            )
         else:
             g.wrong("padded_file", f"no buffer at file offset {_hx(phys)}: padded keeps file offset = physical address")
     v = g.number("padded_offset")
     if v is not None:
-        (g.ok if v == phys else g.wrong)("padded_offset", f"{_hx(v)}" + (
-            " = buffer_phys" if v == phys else
-            " -- in the padded format the file offset of a byte is its physical address"))
+        (g.ok if v == phys else g.wrong)(
+            "padded_offset",
+            f"{_hx(v)}"
+            + (
+                " = buffer_phys"
+                if v == phys
+                else " -- in the padded format the file offset of a byte is its physical address"
+            ),
+        )
 
     path = _file(g, "lime_file")
     lime_off = None
@@ -1184,33 +1381,50 @@ def _lab6(g: _Grader) -> None:
         else:
             hit = [r for r in ranges if r[0] <= phys and phys + len(content) - 1 <= r[1]]
             if not hit:
-                g.wrong("lime_file", "no LiME range covers the buffer: "
-                                     + ", ".join(f"{s:#x}-{e:#x}" for s, e, _ in ranges))
+                g.wrong(
+                    "lime_file", "no LiME range covers the buffer: " + ", ".join(f"{s:#x}-{e:#x}" for s, e, _ in ranges)
+                )
             else:
                 s, _e, data_at = hit[0]
                 lime_off = data_at + (phys - s)
                 with open(path, "rb") as f:
                     f.seek(lime_off)
                     ok = f.read(len(content)) == content
-                (g.ok if ok else g.wrong)("lime_file", (
-                    f"LiME v1, range {s:#x}-{_e:#x}, the buffer's bytes after the header" if ok else
-                    "the header is right but the data after it is not the buffer's"))
+                (g.ok if ok else g.wrong)(
+                    "lime_file",
+                    (
+                        f"LiME v1, range {s:#x}-{_e:#x}, the buffer's bytes after the header"
+                        if ok
+                        else "the header is right but the data after it is not the buffer's"
+                    ),
+                )
     v = g.number("lime_data_offset")
     if v is not None:
         if lime_off is None:
             g.error("lime_data_offset", "needs a valid lime_file")
         else:
-            (g.ok if v == lime_off else g.wrong)("lime_data_offset", f"{v}" + (
-                f" (a {LIME_HEADER.size}-byte header precedes the data)" if v == lime_off else
-                " -- how long is a LiME v1 header? (`hexdump -C -n 64 LIME_FILE`)"))
+            (g.ok if v == lime_off else g.wrong)(
+                "lime_data_offset",
+                f"{v}"
+                + (
+                    f" (a {LIME_HEADER.size}-byte header precedes the data)"
+                    if v == lime_off
+                    else " -- how long is a LiME v1 header? (`hexdump -C -n 64 LIME_FILE`)"
+                ),
+            )
 
     path = _file(g, "direct_file")
     if path:
         with open(path, "rb") as f:
             data = f.read(len(content) + 1)
-        (g.ok if data == content else g.wrong)("direct_file", (
-            "identical to the buffer" if data == content else
-            "not the buffer's page: `pyphys dump $BUF+4096 -f raw --direct -o $LABDIR/...`"))
+        (g.ok if data == content else g.wrong)(
+            "direct_file",
+            (
+                "identical to the buffer"
+                if data == content
+                else "not the buffer's page: `pyphys dump $BUF+4096 -f raw --direct -o $LABDIR/...`"
+            ),
+        )
 
     v = g.text("efault_errno")
     if v is None:
@@ -1231,8 +1445,9 @@ def _lab6(g: _Grader) -> None:
             out = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o600)
         except OSError as err:
             m.close()
-            g.error("efault_errno", f"{where} refuses O_DIRECT ({_ext_errno(err)}): use $LABDIR from "
-                                    "`pyphys lab start 6`")
+            g.error(
+                "efault_errno", f"{where} refuses O_DIRECT ({_ext_errno(err)}): use $LABDIR from `pyphys lab start 6`"
+            )
             return
         try:
             os.write(out, m)
@@ -1252,11 +1467,17 @@ def _lab6(g: _Grader) -> None:
             pass
     name = errno_name(v)
     if name == truth:
-        g.ok("efault_errno", f"{truth}: O_DIRECT must pin the source pages, and a /dev/mem mapping (VM_IO|VM_PFNMAP) "
-                             "has no pages to pin (mm/gup.c check_vma_flags)")
+        g.ok(
+            "efault_errno",
+            f"{truth}: O_DIRECT must pin the source pages, and a /dev/mem mapping (VM_IO|VM_PFNMAP) "
+            "has no pages to pin (mm/gup.c check_vma_flags)",
+        )
     else:
-        g.wrong("efault_errno", f"{v!r} is not what write(2) from the mapping to an O_DIRECT file returns here: "
-                                "run `python3 docs/labs/lab6_efault.py $LABDIR`")
+        g.wrong(
+            "efault_errno",
+            f"{v!r} is not what write(2) from the mapping to an O_DIRECT file returns here: "
+            "run `python3 docs/labs/lab6_efault.py $LABDIR`",
+        )
 
 
 _CHECKERS = {1: _lab1, 2: _lab2, 3: _lab3, 4: _lab4, 5: _lab5, 6: _lab6}
@@ -1274,14 +1495,16 @@ def check(number: int, path: str | None = None) -> Report:
     known = {k.name for k in lab.keys}
     unknown = sorted(set(values) - known)
     if unknown:
-        report.notes.append(f"ignored unknown key(s): {', '.join(unknown)} (`pyphys lab check {number} --template` "
-                            "lists the keys)")
+        report.notes.append(
+            f"ignored unknown key(s): {', '.join(unknown)} (`pyphys lab check {number} --template` lists the keys)"
+        )
     if os.geteuid() != 0:
         report.notes.append("not root: the checker cannot read physical addresses (run it in the lab VM, as root)")
     running = os.environ.get("PYPHYS_LAB")
     if running and running != str(number):
-        report.notes.append(f"this VM was started for lab {running}; lab {number} may need other settings "
-                            f"(`pyphys lab start {number}`)")
+        report.notes.append(
+            f"this VM was started for lab {running}; lab {number} may need other settings (`pyphys lab start {number}`)"
+        )
     _CHECKERS[number](_Grader(report, values))
     seen = {i.key for i in report.items}
     for k in lab.keys:  # every value gets a verdict, even when a checker returned early
@@ -1305,8 +1528,10 @@ def format_report(report: Report) -> str:
     if report.passed:
         lines.append(f"All {good} values are right. Lab {report.lab} passed.")
     else:
-        lines.append(f"{good} of {len(report.items)} right. Fix the lines above that are not OK and run "
-                     f"`pyphys lab check {report.lab}` again.")
+        lines.append(
+            f"{good} of {len(report.items)} right. Fix the lines above that are not OK and run "
+            f"`pyphys lab check {report.lab}` again."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -1339,7 +1564,7 @@ export PYTHONPATH={_q(repo)} PYTHONDONTWRITEBYTECODE=1
 export PYPHYS_LAB={lab.number} LABDIR={_q(labdir)} PYPHYS_KO={_q(ko)}
 cd {_q(repo)}
 if insmod "$PYPHYS_KO" {params} 2>/tmp/.pyphys-insmod.err; then
-    echo "pyphys.ko loaded{(' (' + params + ')') if params else ''}: /sys/kernel/pyphys/"
+    echo "pyphys.ko loaded{(" (" + params + ")") if params else ""}: /sys/kernel/pyphys/"
 else
     echo "insmod $PYPHYS_KO failed: $(cat /tmp/.pyphys-insmod.err)"
 fi
@@ -1359,8 +1584,7 @@ exec /bin/bash --rcfile {_q(rc)} -i
 
 
 def guest_bashrc(lab: Lab) -> str:
-    return (f"PS1='[lab {lab.number} \\W]# '\n"
-            "alias ll='ls -l'\n")
+    return f"PS1='[lab {lab.number} \\W]# '\nalias ll='ls -l'\n"
 
 
 def start(number: int, *, kvm: bool = False, memory: str = "1G", base: str | None = None) -> int:
@@ -1382,8 +1606,9 @@ def start(number: int, *, kvm: bool = False, memory: str = "1G", base: str | Non
     files = {
         shell: guest_shell_script(lab, python=sys.executable, repo=repo, ko=ko, labdir=labdir),
         os.path.join(labdir, ".pyphys", "bashrc"): guest_bashrc(lab),
-        os.path.join(labdir, ".pyphys", "bin", "pyphys"):
-            f"#!/bin/sh\nexec {_q(sys.executable)} {_q(os.path.join(repo, 'bin', 'pyphys'))} \"$@\"\n",
+        os.path.join(
+            labdir, ".pyphys", "bin", "pyphys"
+        ): f'#!/bin/sh\nexec {_q(sys.executable)} {_q(os.path.join(repo, "bin", "pyphys"))} "$@"\n',
     }
     for path, text in files.items():
         with open(path, "w") as f:
@@ -1394,12 +1619,16 @@ def start(number: int, *, kvm: bool = False, memory: str = "1G", base: str | Non
     if number == 5:
         # seed 002 the other way round: the host leaves a message in the shared memory file
         shm_data = f"hello from the host {secrets.token_hex(4)}".encode() + b"\0"
-    intro = (f"pyphys lab start {number}: {lab.title}\n"
-             f"  booting the {lab.kernel} kernel {kernel.release} under QEMU "
-             f"({'KVM, falling back to TCG' if kvm else 'TCG, about 20-60 s'}); the host's files are the guest's root\n"
-             f"  lab text:  {lab.doc}\n"
-             f"  $LABDIR:   {labdir} (read-write in the guest, kept after the VM stops)\n"
-             f"  ivshmem:   BAR2 is backed by the host file {shm}"
-             + ("  (look: hd " + shm + " | head)" if number == 5 else "") + "\n")
-    return labvm.interactive_shell(lab.kernel, memory=memory, kvm=kvm, shell=shell, rwdir=labdir,
-                                   shm_path=shm, shm_data=shm_data, intro=intro)
+    intro = (
+        f"pyphys lab start {number}: {lab.title}\n"
+        f"  booting the {lab.kernel} kernel {kernel.release} under QEMU "
+        f"({'KVM, falling back to TCG' if kvm else 'TCG, about 20-60 s'}); the host's files are the guest's root\n"
+        f"  lab text:  {lab.doc}\n"
+        f"  $LABDIR:   {labdir} (read-write in the guest, kept after the VM stops)\n"
+        f"  ivshmem:   BAR2 is backed by the host file {shm}"
+        + ("  (look: hd " + shm + " | head)" if number == 5 else "")
+        + "\n"
+    )
+    return labvm.interactive_shell(
+        lab.kernel, memory=memory, kvm=kvm, shell=shell, rwdir=labdir, shm_path=shm, shm_data=shm_data, intro=intro
+    )

@@ -73,7 +73,8 @@ class Kernel:
 def _cache_dir() -> str:
     """The project's cache (kernels, module builds, VM shares), outside the repo."""
     base = os.environ.get("PYPHYS_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pyphys")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pyphys"
+    )
     os.makedirs(base, exist_ok=True)
     return base
 
@@ -92,7 +93,9 @@ def _run_script(argv: list[str], quiet: bool) -> str:
         raise LabError(f"cannot run {argv[0]}: {err.strerror}") from err
     if proc.returncode != 0:
         tail = (proc.stderr or "").strip().splitlines()[-15:] if quiet else []
-        raise LabError(f"{os.path.basename(argv[0])} failed (exit {proc.returncode})" + ("\n" + "\n".join(tail) if tail else ""))
+        raise LabError(
+            f"{os.path.basename(argv[0])} failed (exit {proc.returncode})" + ("\n" + "\n".join(tail) if tail else "")
+        )
     return proc.stdout.strip().splitlines()[-1]
 
 
@@ -108,8 +111,14 @@ def lab_kernel(quiet: bool = False) -> Kernel:
             secs = float(f.read())
     except OSError:
         pass
-    return Kernel("lab", os.path.join(tree, "arch/x86/boot/bzImage"), tree, release,
-                  os.path.join(tree, "tools/vm/page-types"), secs)
+    return Kernel(
+        "lab",
+        os.path.join(tree, "arch/x86/boot/bzImage"),
+        tree,
+        release,
+        os.path.join(tree, "tools/vm/page-types"),
+        secs,
+    )
 
 
 def _version_key(release: str) -> list:
@@ -120,13 +129,15 @@ def stock_kernel() -> Kernel:
     """Debian's linux-image-amd64 exactly as shipped (STRICT_DEVMEM=y), newest installed."""
     found = []
     for image in glob.glob("/boot/vmlinuz-*-amd64"):
-        release = image[len("/boot/vmlinuz-"):]
+        release = image[len("/boot/vmlinuz-") :]
         kdir = f"/usr/src/linux-headers-{release}"
         if os.path.isdir(f"/lib/modules/{release}") and os.path.isdir(kdir):
             found.append((release, image, kdir))
     if not found:
-        raise LabError("Debian's stock kernel is not installed",
-                       "run scripts/setup-host.sh (apt-get install linux-image-amd64 linux-headers-amd64)")
+        raise LabError(
+            "Debian's stock kernel is not installed",
+            "run scripts/setup-host.sh (apt-get install linux-image-amd64 linux-headers-amd64)",
+        )
     release, image, kdir = max(found, key=lambda t: _version_key(t[0]))
     return Kernel("stock", image, kdir, release)
 
@@ -160,24 +171,50 @@ def _vng() -> tuple[str, dict]:
 def qemu_device_opts(shm_path: str, agent_sock: str | None) -> list[str]:
     """QEMU options for the lab's PCI devices and the agent port."""
     opts = [
-        "-device", "edu",
-        "-object", f"memory-backend-file,id=pyphysshm,size={IVSHMEM_SIZE},share=on,mem-path={shm_path}",
-        "-device", "ivshmem-plain,memdev=pyphysshm",
+        "-device",
+        "edu",
+        "-object",
+        f"memory-backend-file,id=pyphysshm,size={IVSHMEM_SIZE},share=on,mem-path={shm_path}",
+        "-device",
+        "ivshmem-plain,memdev=pyphysshm",
     ]
     if agent_sock:
         opts += [
-            "-chardev", f"socket,id=pyphysagent,path={agent_sock},server=on,wait=off",
-            "-device", "virtio-serial-pci",
-            "-device", f"virtserialport,chardev=pyphysagent,name=pyphys.agent",
+            "-chardev",
+            f"socket,id=pyphysagent,path={agent_sock},server=on,wait=off",
+            "-device",
+            "virtio-serial-pci",
+            "-device",
+            "virtserialport,chardev=pyphysagent,name=pyphys.agent",
         ]
     return opts
 
 
-def vng_argv(kernel: Kernel, *, kvm: bool, memory: str, cpus: int, qemu_opts: list[str],
-             command: str | None, rwdir: str | None = None) -> list[str]:
+def vng_argv(
+    kernel: Kernel,
+    *,
+    kvm: bool,
+    memory: str,
+    cpus: int,
+    qemu_opts: list[str],
+    command: str | None,
+    rwdir: str | None = None,
+) -> list[str]:
     """The vng command line (without the vng path)."""
-    argv = ["-r", kernel.image, "--force-9p", "--memory", memory, "--cpus", str(cpus),
-            "--name", "pyphys-lab", "--cwd", str(REPO), "--qemu-opts=" + " ".join(qemu_opts)]
+    argv = [
+        "-r",
+        kernel.image,
+        "--force-9p",
+        "--memory",
+        memory,
+        "--cpus",
+        str(cpus),
+        "--name",
+        "pyphys-lab",
+        "--cwd",
+        str(REPO),
+        "--qemu-opts=" + " ".join(qemu_opts),
+    ]
     if rwdir:
         argv += ["--rwdir", rwdir]
     if not kvm:
@@ -199,9 +236,18 @@ class LabVM:
     Use as a context manager: ``with LabVM("lab") as vm: vm.run("uname -n")``.
     """
 
-    def __init__(self, kernel: str = "lab", *, memory: str = "1G", cpus: int = 2, kvm: bool = False,
-                 module: bool = True, boot_timeout: float = 300.0, log_path: str | None = None,
-                 quiet: bool = True):
+    def __init__(
+        self,
+        kernel: str = "lab",
+        *,
+        memory: str = "1G",
+        cpus: int = 2,
+        kvm: bool = False,
+        module: bool = True,
+        boot_timeout: float = 300.0,
+        log_path: str | None = None,
+        quiet: bool = True,
+    ):
         self.kernel_name = kernel
         self.memory = memory
         self.cpus = cpus
@@ -227,7 +273,7 @@ class LabVM:
         self.guest_release: str | None = None
 
     # -- life cycle ---------------------------------------------------------------
-    def __enter__(self) -> "LabVM":
+    def __enter__(self) -> LabVM:
         self.start()
         return self
 
@@ -269,15 +315,30 @@ class LabVM:
         if os.path.exists(sock_path):
             os.unlink(sock_path)
         pybin = os.path.dirname(sys.executable)
-        guest_cmd = (f"export PATH={shlex.quote(pybin)}:$PATH PYTHONPATH={shlex.quote(str(REPO))}; "
-                     f"exec {shlex.quote(sys.executable)} -m pyphys.labagent")
-        argv = [vng] + vng_argv(self.kernel, kvm=kvm, memory=self.memory, cpus=self.cpus,
-                                qemu_opts=qemu_device_opts(self.shm_path, sock_path), command=guest_cmd,
-                                rwdir=self.shared_dir)
+        guest_cmd = (
+            f"export PATH={shlex.quote(pybin)}:$PATH PYTHONPATH={shlex.quote(str(REPO))}; "
+            f"exec {shlex.quote(sys.executable)} -m pyphys.labagent"
+        )
+        argv = [vng] + vng_argv(
+            self.kernel,
+            kvm=kvm,
+            memory=self.memory,
+            cpus=self.cpus,
+            qemu_opts=qemu_device_opts(self.shm_path, sock_path),
+            command=guest_cmd,
+            rwdir=self.shared_dir,
+        )
         log = open(self.log_path, "ab")
         started = time.monotonic()
-        self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                      env=env, cwd=str(REPO), start_new_session=True)
+        self._proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=str(REPO),
+            start_new_session=True,
+        )
         log.close()
         deadline = started + timeout
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -368,12 +429,12 @@ class LabVM:
             raise LabError("the lab VM is not running")
         self._sock.sendall(json.dumps(obj).encode() + b"\n")
 
-    def run(self, cmd: str, timeout: float = 120, input: str | None = None, binary: bool = False,
-            env: dict | None = None) -> Result:
+    def run(
+        self, cmd: str, timeout: float = 120, input: str | None = None, binary: bool = False, env: dict | None = None
+    ) -> Result:
         """Run ``sh -c cmd`` as root in the guest; returns its status and output."""
         rid = next(self._ids)
-        self._send({"id": rid, "cmd": cmd, "timeout": timeout, "input": input, "binary": binary,
-                    "env": env or {}})
+        self._send({"id": rid, "cmd": cmd, "timeout": timeout, "input": input, "binary": binary, "env": env or {}})
         resp = self._recv(time.monotonic() + timeout + 30)
         if resp.get("id") != rid:
             raise LabError(f"agent answered request {resp.get('id')} instead of {rid}")
@@ -404,13 +465,19 @@ class LabVM:
         """
         mounts = []
         for n, (parent, child) in enumerate(sorted(_closed_ancestors(_interpreter_paths()).items())):
-            mounts.append(f"mkdir -p /tmp/.pyphys-open/{n} && mount --bind {shlex.quote(parent)} /tmp/.pyphys-open/{n}"
-                          f" && mount -t tmpfs -o mode=0755 pyphys-open {shlex.quote(parent)}")
+            mounts.append(
+                f"mkdir -p /tmp/.pyphys-open/{n} && mount --bind {shlex.quote(parent)} /tmp/.pyphys-open/{n}"
+                f" && mount -t tmpfs -o mode=0755 pyphys-open {shlex.quote(parent)}"
+            )
             for c in sorted(child):
-                mounts.append(f"mkdir {shlex.quote(parent + '/' + c)} && mount --bind /tmp/.pyphys-open/{n}/{shlex.quote(c)}"
-                              f" {shlex.quote(parent + '/' + c)}")
-        inner = " && ".join(mounts + [f"exec setpriv --reuid={uid} --regid={gid} --clear-groups"
-                                      f" --inh-caps=-all -- sh -c {shlex.quote(cmd)}"])
+                mounts.append(
+                    f"mkdir {shlex.quote(parent + '/' + c)} && mount --bind /tmp/.pyphys-open/{n}/{shlex.quote(c)}"
+                    f" {shlex.quote(parent + '/' + c)}"
+                )
+        inner = " && ".join(
+            mounts
+            + [f"exec setpriv --reuid={uid} --regid={gid} --clear-groups --inh-caps=-all -- sh -c {shlex.quote(cmd)}"]
+        )
         return self.run(f"unshare --mount --propagation private sh -c {shlex.quote(inner)}", timeout=timeout)
 
     def load_module(self, **params: object) -> None:
@@ -434,18 +501,28 @@ def _default_guest_shell(ko: str) -> str:
     guest sees (read-only) at the same path."""
     path = os.path.join(_cache_dir(), f"guest-shell-{os.getpid()}.sh")
     with open(path, "w") as f:
-        f.write("#!/bin/bash\n"
-                f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:$PATH\n"
-                f"export PYTHONPATH={shlex.quote(str(REPO))}\n"
-                f"insmod {shlex.quote(ko)} && echo 'pyphys.ko loaded: ls -l /sys/kernel/pyphys'\n"
-                "exec /bin/bash -i\n")
+        f.write(
+            "#!/bin/bash\n"
+            f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:$PATH\n"
+            f"export PYTHONPATH={shlex.quote(str(REPO))}\n"
+            f"insmod {shlex.quote(ko)} && echo 'pyphys.ko loaded: ls -l /sys/kernel/pyphys'\n"
+            "exec /bin/bash -i\n"
+        )
     os.chmod(path, 0o755)
     return path
 
 
-def interactive_shell(kernel: str = "lab", memory: str = "1G", kvm: bool = False, *,
-                      shell: str | None = None, rwdir: str | None = None, shm_path: str | None = None,
-                      shm_data: bytes = b"", intro: str | None = None) -> int:
+def interactive_shell(
+    kernel: str = "lab",
+    memory: str = "1G",
+    kvm: bool = False,
+    *,
+    shell: str | None = None,
+    rwdir: str | None = None,
+    shm_path: str | None = None,
+    shm_data: bytes = b"",
+    intro: str | None = None,
+) -> int:
     """Boot ``kernel`` with the lab devices and give the user a shell in it; returns vng's status.
 
     For the classroom labs (:func:`pyphys.labs.start`): ``shell`` is the guest's login shell
@@ -464,14 +541,18 @@ def interactive_shell(kernel: str = "lab", memory: str = "1G", kvm: bool = False
     own_shell = shell is None
     if own_shell:
         shell = _default_guest_shell(ko)
-    print(intro or
-          f"pyphys lab: booting the {kernel} kernel {k.release} under QEMU "
-          f"({'KVM' if kvm else 'TCG, about 20-60 s'}); the host's files are the guest's root.\n"
-          f"  pyphys.ko is loaded at login; `pyphys` is on PATH\n"
-          f"  ivshmem BAR2 is backed by the host file {shm}\n"
-          f"  leave with:       exit  (or Ctrl-D)", file=sys.stderr)
-    argv = [vng] + vng_argv(k, kvm=kvm, memory=memory, cpus=2, qemu_opts=qemu_device_opts(shm, None), command=None,
-                            rwdir=rwdir)
+    print(
+        intro
+        or f"pyphys lab: booting the {kernel} kernel {k.release} under QEMU "
+        f"({'KVM' if kvm else 'TCG, about 20-60 s'}); the host's files are the guest's root.\n"
+        f"  pyphys.ko is loaded at login; `pyphys` is on PATH\n"
+        f"  ivshmem BAR2 is backed by the host file {shm}\n"
+        f"  leave with:       exit  (or Ctrl-D)",
+        file=sys.stderr,
+    )
+    argv = [vng] + vng_argv(
+        k, kvm=kvm, memory=memory, cpus=2, qemu_opts=qemu_device_opts(shm, None), command=None, rwdir=rwdir
+    )
     if shell:
         argv += ["--shell", shell]
     try:
@@ -500,9 +581,9 @@ def byte_compile() -> None:
 
 def _interpreter_paths() -> list[str]:
     """What an unprivileged guest process needs to reach to run this checkout's Python."""
-    import pyphys
-
     import sysconfig
+
+    import pyphys
 
     dirs = [sys.prefix, sys.base_prefix, os.path.dirname(pyphys.__file__)]
     dirs += [sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")]

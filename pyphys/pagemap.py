@@ -21,7 +21,7 @@ import os
 from itertools import repeat
 from operator import getitem, setitem  # vectorcall: cheaper per element than bound __getitem__
 
-from pyphys import paths
+from pyphys import TYPE_CHECKING, paths
 from pyphys.errors import (
     NotFoundError,
     PermissionDeniedError,
@@ -44,7 +44,6 @@ from pyphys.procmaps import (
     stat_of,
 )
 
-TYPE_CHECKING = False  # typing is not imported at run time: it costs start-up time
 if TYPE_CHECKING:
     from array import array
     from collections.abc import Iterator
@@ -69,8 +68,9 @@ CAP_SYS_ADMIN = 21  # include/uapi/linux/capability.h
 class UnmappedAddressError(RegionError):
     """The address (or range) lies in no mapping; ``below``/``above`` are the nearest ones."""
 
-    def __init__(self, message: str, hint: str | None = None, below: Mapping | None = None,
-                 above: Mapping | None = None):
+    def __init__(
+        self, message: str, hint: str | None = None, below: Mapping | None = None, above: Mapping | None = None
+    ):
         super().__init__(message, hint)
         self.below = below
         self.above = above
@@ -87,15 +87,15 @@ class PagemapEntry:
     present: bool
     swapped: bool
     soft_dirty: bool
-    exclusive: bool             # "page exclusively mapped" (since 4.2)
-    uffd_wp: bool               # "pte is uffd-wp write-protected" (since 5.13)
-    guard_region: bool          # "pte is a guard region" (since 6.15)
-    file_or_shared_anon: bool   # "page is file-page or shared-anon" (since 3.5)
-    pfn: int | None             # present and visible, else None
-    pfn_hidden: bool            # the kernel zeroed the frame field (reader lacks CAP_SYS_ADMIN)
-    swap_type: int | None       # swapped and visible
+    exclusive: bool  # "page exclusively mapped" (since 4.2)
+    uffd_wp: bool  # "pte is uffd-wp write-protected" (since 5.13)
+    guard_region: bool  # "pte is a guard region" (since 6.15)
+    file_or_shared_anon: bool  # "page is file-page or shared-anon" (since 3.5)
+    pfn: int | None  # present and visible, else None
+    pfn_hidden: bool  # the kernel zeroed the frame field (reader lacks CAP_SYS_ADMIN)
+    swap_type: int | None  # swapped and visible
     swap_offset: int | None
-    unknown_bits: int           # bits 59-60, documented as zero
+    unknown_bits: int  # bits 59-60, documented as zero
 
     @property
     def kind(self) -> str:
@@ -323,12 +323,17 @@ def _check_user_address(addr: int, what: str = "address", maps: list | None = No
             mapping = find_mapping(maps, addr) if maps else None
             if mapping is not None:
                 label = (mapping[6] if isinstance(mapping, tuple) else mapping.path) or "[anon]"
-                raise RegionError(f"{what} {addr:#x} is in {label}, which the kernel maps into "
-                                  f"every process above the user-space limit {limit - PAGE_SIZE:#x}: "
-                                  "pagemap has no entry for it", "it is the kernel's page, not the process's")
-            raise UsageError(f"{what} {addr:#x} is above the user-space limit {limit - PAGE_SIZE:#x}: "
-                             "pagemap only covers user space",
-                             "for a kernel address, try `pyphys ksym`")
+                raise RegionError(
+                    f"{what} {addr:#x} is in {label}, which the kernel maps into "
+                    f"every process above the user-space limit {limit - PAGE_SIZE:#x}: "
+                    "pagemap has no entry for it",
+                    "it is the kernel's page, not the process's",
+                )
+            raise UsageError(
+                f"{what} {addr:#x} is above the user-space limit {limit - PAGE_SIZE:#x}: "
+                "pagemap only covers user space",
+                "for a kernel address, try `pyphys ksym`",
+            )
 
 
 # ---------------------------------------------------------------------------------------
@@ -353,7 +358,8 @@ def _open_pagemap(pid: int) -> int:
     except PermissionError as err:
         raise PermissionDeniedError(
             f"cannot read {path}: {os.strerror(err.errno)}",
-            "reading another user's page tables needs root (ptrace read access)") from err
+            "reading another user's page tables needs root (ptrace read access)",
+        ) from err
     except OSError as err:
         raise from_oserror(err, f"cannot open {path}") from err
 
@@ -405,11 +411,11 @@ def _open_table(name: str) -> tuple[int | None, str | None]:
 class HugePage:
     """The compound page a frame belongs to: a transparent huge page or a hugetlb page."""
 
-    kind: str        # "THP" or "hugetlb"
+    kind: str  # "THP" or "hugetlb"
     head_pfn: int
-    pages: int       # base pages in it
-    index: int       # which of them this frame is
-    size: int        # bytes
+    pages: int  # base pages in it
+    index: int  # which of them this frame is
+    size: int  # bytes
 
 
 @lazy_dataclass(frozen=True)
@@ -422,9 +428,9 @@ class Translation:
     page_size: int
     entry: PagemapEntry
     mapping: Mapping
-    phys_addr: int | None            # pfn * page_size + offset, when the PFN is known
-    kpageflags: int | None           # the kernel's raw word
-    flags: int | None                # expanded as page-types -r does (see expand_flags)
+    phys_addr: int | None  # pfn * page_size + offset, when the PFN is known
+    kpageflags: int | None  # the kernel's raw word
+    flags: int | None  # expanded as page-types -r does (see expand_flags)
     kpagecount: int | None
     huge: HugePage | None
     notes: tuple[str, ...]
@@ -449,9 +455,20 @@ class Translation:
     @classmethod
     def from_lookup(cls, d: dict) -> Translation:
         """Build from the plain data :func:`lookup` returns."""
-        return cls(d["pid"], d["process"], d["vaddr"], d["page_size"], PagemapEntry(**d["entry"]),
-                   Mapping(**d["mapping"]), d["phys_addr"], d["kpageflags"], d["flags"], d["kpagecount"],
-                   None if d["huge"] is None else HugePage(**d["huge"]), tuple(d["notes"]))
+        return cls(
+            d["pid"],
+            d["process"],
+            d["vaddr"],
+            d["page_size"],
+            PagemapEntry(**d["entry"]),
+            Mapping(**d["mapping"]),
+            d["phys_addr"],
+            d["kpageflags"],
+            d["flags"],
+            d["kpagecount"],
+            None if d["huge"] is None else HugePage(**d["huge"]),
+            tuple(d["notes"]),
+        )
 
     def to_lookup(self) -> dict:
         """The plain data :func:`lookup` returns for the same address."""
@@ -505,8 +522,9 @@ def _unmapped(pid: int, maps: list, addr: int, what: str) -> UnmappedAddressErro
     if above is not None:
         parts.append(f"above: {above.describe()} (starts {above.start - addr:#x} bytes after)")
     near = "; ".join(parts) if parts else "the process has no mappings"
-    return UnmappedAddressError(f"{what} is not mapped in process {pid}; nearest mappings: {near}",
-                                f"see /proc/{pid}/maps", below, above)
+    return UnmappedAddressError(
+        f"{what} is not mapped in process {pid}; nearest mappings: {near}", f"see /proc/{pid}/maps", below, above
+    )
 
 
 def _huge_page(fd: int, pfn: int, kflags: int, page_size: int) -> dict | None:
@@ -546,8 +564,7 @@ def _huge_page(fd: int, pfn: int, kflags: int, page_size: int) -> dict | None:
             if len(words) == 512:
                 continue
         break
-    return {"kind": kind, "head_pfn": head_pfn, "pages": pages, "index": pfn - head_pfn,
-            "size": pages * page_size}
+    return {"kind": kind, "head_pfn": head_pfn, "pages": pages, "index": pfn - head_pfn, "size": pages * page_size}
 
 
 def _read_words(fd: int, index: int, count: int) -> list[int]:
@@ -589,12 +606,14 @@ def lookup(process: int | str | ProcessInfo, vaddr: int) -> dict:
         os.close(fd)
     if raw is None:
         _ensure_alive(pid, "while pyphys read its pagemap")
-        raise RegionError(f"address {vaddr:#x} ({row[6] or '[anon]'}) lies outside the user address space "
-                          "the kernel's pagemap covers", "the [vsyscall] page is the kernel's, not the process's")
+        raise RegionError(
+            f"address {vaddr:#x} ({row[6] or '[anon]'}) lies outside the user address space "
+            "the kernel's pagemap covers",
+            "the [vsyscall] page is the kernel's, not the process's",
+        )
     e = decode_fields(raw, pfn_visible=pfns_visible() if raw & L.PM_PFRAME_MASK == 0 else None)
     if e["pfn_hidden"]:
-        notes.append("PFN hidden: the kernel zeroes it for readers without CAP_SYS_ADMIN "
-                     "(pagemap.rst); run as root")
+        notes.append("PFN hidden: the kernel zeroes it for readers without CAP_SYS_ADMIN (pagemap.rst); run as root")
     if e["unknown_bits"]:
         notes.append(f"bits 59-60 are set ({e['unknown_bits']:#x}); pagemap.rst documents them as zero")
     pfn = e["pfn"]
@@ -623,14 +642,27 @@ def lookup(process: int | str | ProcessInfo, vaddr: int) -> dict:
     elif e["swap_type"] is not None and not e["guard_region"]:
         areas = _swap_areas()
         if areas is not None and e["swap_type"] >= areas:
-            notes.append(f"swap type {e['swap_type']} is not one of the {areas} swap areas in /proc/swaps: "
-                         "a special entry (migration, hwpoison, device-private or a PTE marker such as uffd-wp)")
+            notes.append(
+                f"swap type {e['swap_type']} is not one of the {areas} swap areas in /proc/swaps: "
+                "a special entry (migration, hwpoison, device-private or a PTE marker such as uffd-wp)"
+            )
     elif not e["present"] and not e["swapped"]:
         notes.append("no page: never touched, or dropped (file pages) -- touch it and ask again")
     keys = ("start", "end", "perms", "offset", "dev", "inode", "path")
-    return {"pid": pid, "process": name, "vaddr": vaddr, "page_size": page_size, "entry": e,
-            "mapping": dict(zip(keys, row)), "phys_addr": phys, "kpageflags": kflags, "flags": flags,
-            "kpagecount": count, "huge": huge, "notes": notes}
+    return {
+        "pid": pid,
+        "process": name,
+        "vaddr": vaddr,
+        "page_size": page_size,
+        "entry": e,
+        "mapping": dict(zip(keys, row)),
+        "phys_addr": phys,
+        "kpageflags": kflags,
+        "flags": flags,
+        "kpagecount": count,
+        "huge": huge,
+        "notes": notes,
+    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -641,8 +673,8 @@ class PageRecord:
     """One virtual page of a scan."""
 
     vaddr: int
-    entry: int                      # raw pagemap entry
-    kpageflags: int | None          # raw kernel word (None: not present, hidden, unreadable)
+    entry: int  # raw pagemap entry
+    kpageflags: int | None  # raw kernel word (None: not present, hidden, unreadable)
     kpagecount: int | None
     mapping: Mapping
 
@@ -676,11 +708,11 @@ class PageRun:
     vaddr: int
     pages: int
     page_size: int
-    entry: int                      # the first page's raw pagemap entry
+    entry: int  # the first page's raw pagemap entry
     kpageflags: int | None
     kpagecount: int | None
     mapping: Mapping
-    step: int = 0                   # +1 ascending frames (or swap slots), -1 descending, 0 single
+    step: int = 0  # +1 ascending frames (or swap slots), -1 descending, 0 single
 
     @property
     def end(self) -> int:
@@ -726,9 +758,9 @@ class PageChunk:
     mapping: Mapping
     vaddr: int
     page_size: int
-    entries: memoryview             # format 'Q': raw pagemap entries
-    kpageflags: array | None        # array('Q'): raw kpageflags per page, 0 where no frame is known
-    kpagecount: array | None        # array('Q')
+    entries: memoryview  # format 'Q': raw pagemap entries
+    kpageflags: array | None  # array('Q'): raw kpageflags per page, 0 where no frame is known
+    kpagecount: array | None  # array('Q')
 
 
 @lazy_dataclass(frozen=True)
@@ -807,13 +839,22 @@ def huge_page_counts(raw: dict[int, int]) -> dict[str, int]:
 def summary_json(d: dict, view: str = "expanded") -> dict:
     """JSON-ready form of :func:`summary_counts` data (or a :class:`Summary`'s fields)."""
     return {
-        "pid": d["pid"], "process": d["process"], "page_size": d["page_size"],
+        "pid": d["pid"],
+        "process": d["process"],
+        "page_size": d["page_size"],
         "ranges": [[hex(a), hex(b)] for a, b in d["ranges"]],
-        "present": d["present"], "swapped": d["swapped"], "not_present": d["not_present"],
-        "total": d["present"] + d["swapped"], "pfns_hidden": d["pfns_hidden"],
-        "kpageflags_read": d["kpageflags_read"], "huge_pages": huge_page_counts(d["raw"]), "view": view,
-        "rows": [{"flags": f"{f:#018x}", "pages": n, "symbolic": symbolic_flags(f), "names": list(flag_names(f))}
-                 for f, n in summary_rows(d["raw"], view)],
+        "present": d["present"],
+        "swapped": d["swapped"],
+        "not_present": d["not_present"],
+        "total": d["present"] + d["swapped"],
+        "pfns_hidden": d["pfns_hidden"],
+        "kpageflags_read": d["kpageflags_read"],
+        "huge_pages": huge_page_counts(d["raw"]),
+        "view": view,
+        "rows": [
+            {"flags": f"{f:#018x}", "pages": n, "symbolic": symbolic_flags(f), "names": list(flag_names(f))}
+            for f, n in summary_rows(d["raw"], view)
+        ],
         "notes": list(d["notes"]),
     }
 
@@ -882,7 +923,7 @@ class _PfnTable:
                     b = end
                 # one read per run of adjacent windows; a short read past the last PFN leaves
                 # zeros, which is what a hole reads as
-                preadv(fd, [buf[a << shift:b << shift]], a << shift)
+                preadv(fd, [buf[a << shift : b << shift]], a << shift)
                 pos = b
         except OSError as err:
             raise from_oserror(err, f"cannot read /proc/{self.name}") from err
@@ -933,8 +974,8 @@ def _pfn_lanes(data: bytes) -> int:
     """The chunk as lanes holding the PFN of each present entry and 0 for the others."""
     m = len(data) >> 3
     e = int.from_bytes(data, "little")
-    present = (e >> 63) & _lanes(1, m)          # 1 in lanes whose bit 63 is set
-    return e & (present * L.PM_PFRAME_MASK)     # 1 * mask fits in a lane: no carry
+    present = (e >> 63) & _lanes(1, m)  # 1 in lanes whose bit 63 is set
+    return e & (present * L.PM_PFRAME_MASK)  # 1 * mask fits in a lane: no carry
 
 
 def _windows(pfns: int, nbytes: int, wsh: int = _WSH) -> set:
@@ -957,8 +998,10 @@ class _Scan:
         self.wsh = _WSH if whole else _WSH_RANGE
         self.flags_table = self.count_table = None
         if not self.visible:
-            self.notes.append("PFNs hidden: the kernel zeroes them for readers without CAP_SYS_ADMIN "
-                              "(pagemap.rst); kpageflags and kpagecount need a PFN -- run as root")
+            self.notes.append(
+                "PFNs hidden: the kernel zeroes them for readers without CAP_SYS_ADMIN "
+                "(pagemap.rst); kpageflags and kpagecount need a PFN -- run as root"
+            )
         else:
             if kpageflags:
                 fd, why = _open_table("kpageflags")
@@ -999,8 +1042,9 @@ class _Scan:
         """``(row, lo, hi)``: the mappings to walk, all of them or clipped to ``[start, end)``."""
         if start is None:
             return [(i, r[0], r[1]) for i, r in enumerate(self.rows)]
-        parts = [(i, max(r[0], start), min(r[1], end)) for i, r in enumerate(self.rows)
-                 if max(r[0], start) < min(r[1], end)]
+        parts = [
+            (i, max(r[0], start), min(r[1], end)) for i, r in enumerate(self.rows) if max(r[0], start) < min(r[1], end)
+        ]
         if not parts:
             raise _unmapped(self.pid, self.rows, start, f"range {start:#x}-{end:#x}")
         return parts
@@ -1021,8 +1065,9 @@ class _Scan:
                     # where the kernel lists [vsyscall] but has no page tables for us
                     _ensure_alive(self.pid, "during the scan")
                     r = self.rows[row]
-                    self.notes.append(f"{r[6] or '[anon]'} at {r[0]:#x} lies above the user address "
-                                      "space pagemap covers: skipped")
+                    self.notes.append(
+                        f"{r[6] or '[anon]'} at {r[0]:#x} lies above the user address space pagemap covers: skipped"
+                    )
                     break
                 if len(data) % 8:
                     data = data[: len(data) // 8 * 8]
@@ -1062,28 +1107,33 @@ def _parse_process_and_range(start, end):
             raise UsageError(f"end {end:#x} is not a 64-bit address")
 
 
-def scan_chunks(process, start: int | None = None, end: int | None = None, *,
-                kpagecount: bool = False) -> Iterator[PageChunk]:
+def scan_chunks(
+    process, start: int | None = None, end: int | None = None, *, kpagecount: bool = False
+) -> Iterator[PageChunk]:
     """Low-level scan: :class:`PageChunk` arrays for every mapping (or ``[start, end)``)."""
     _parse_process_and_range(start, end)
     with _Scan(process, kpagecount=kpagecount, whole=start is None) as s:
         yield from s.chunks(start, end)
 
 
-def scan(process, start: int | None = None, end: int | None = None, *,
-         kpagecount: bool = False) -> Iterator[PageRecord]:
+def scan(
+    process, start: int | None = None, end: int | None = None, *, kpagecount: bool = False
+) -> Iterator[PageRecord]:
     """One :class:`PageRecord` per virtual page of every mapping (or of ``[start, end)``,
     END exclusive), lazily: iterate, or ``list()`` a small range."""
     for c in scan_chunks(process, start, end, kpagecount=kpagecount):
         kf, kc, m, ps = c.kpageflags, c.kpagecount, c.mapping, c.page_size
         for i, e in enumerate(c.entries):
-            yield PageRecord(c.vaddr + i * ps, e,
-                             kf[i] if kf is not None and e >> 63 else None,
-                             kc[i] if kc is not None and e >> 63 else None, m)
+            yield PageRecord(
+                c.vaddr + i * ps,
+                e,
+                kf[i] if kf is not None and e >> 63 else None,
+                kc[i] if kc is not None and e >> 63 else None,
+                m,
+            )
 
 
-def runs(process, start: int | None = None, end: int | None = None, *,
-         kpagecount: bool = False) -> Iterator[PageRun]:
+def runs(process, start: int | None = None, end: int | None = None, *, kpagecount: bool = False) -> Iterator[PageRun]:
     """:class:`PageRun` for each stretch of pages on consecutive frames (ascending, as
     page-types -l merges them, or descending, as the page allocator often hands them out), or
     consecutive swap slots, or with no page, with equal pagemap bits, kpageflags and kpagecount."""
@@ -1099,8 +1149,14 @@ def runs(process, start: int | None = None, end: int | None = None, *,
             frame = e & L.PM_PFRAME_MASK
             # present frames count in PFNs, swap entries in offsets above the 5 type bits
             unit = 1 if e >> 63 else (1 << L.PM_SWAP_TYPE_BITS if e >> 62 else 0)
-            if (cur is not None and cur[5] is m and cur[6] == va and cur[3] == f and cur[4] == n
-                    and (cur[2] ^ e) & L.PM_FLAGS_MASK == 0):
+            if (
+                cur is not None
+                and cur[5] is m
+                and cur[6] == va
+                and cur[3] == f
+                and cur[4] == n
+                and (cur[2] ^ e) & L.PM_FLAGS_MASK == 0
+            ):
                 step = frame - cur[7]
                 if unit == 0 or frame == 0 == cur[7]:
                     ok = True  # no page, or hidden frames: nothing to compare
@@ -1144,10 +1200,19 @@ def summary_counts(process, start: int | None = None, end: int | None = None) ->
 
     _parse_process_and_range(start, end)
     with _Scan(process, whole=start is None) as s:
-        summ = {"pid": s.pid, "process": s.name, "page_size": s.page_size,
-                "ranges": [(start, end)] if start is not None else [(r[0], r[1]) for r in s.rows],
-                "raw": {}, "present": 0, "swapped": 0, "not_present": 0, "pfns_hidden": not s.visible,
-                "kpageflags_read": s.flags_table is not None, "notes": []}
+        summ = {
+            "pid": s.pid,
+            "process": s.name,
+            "page_size": s.page_size,
+            "ranges": [(start, end)] if start is not None else [(r[0], r[1]) for r in s.rows],
+            "raw": {},
+            "present": 0,
+            "swapped": 0,
+            "not_present": 0,
+            "pfns_hidden": not s.visible,
+            "kpageflags_read": s.flags_table is not None,
+            "notes": [],
+        }
         ft = s.flags_table
         counts: Counter = Counter()
         by_meta: Counter = Counter()
@@ -1158,8 +1223,10 @@ def summary_counts(process, start: int | None = None, end: int | None = None) ->
             chunks.close()
         if _ALIASED in counts:
             del counts[_ALIASED]
-            summ["notes"].append("kpageflags words with bits 55-63 set were seen (no kernel defines them): "
-                                 "they are merged with pagemap bits in this summary")
+            summ["notes"].append(
+                "kpageflags words with bits 55-63 set were seen (no kernel defines them): "
+                "they are merged with pagemap bits in this summary"
+            )
         for g, n in by_meta.items():
             counts[_meta_to_pme(g)] += n
         for key, n in counts.items():
@@ -1177,8 +1244,8 @@ def summary_counts(process, start: int | None = None, end: int | None = None) ->
         return summ
 
 
-_HIGH_BIT = bytes(128) + b"\x01" * 128                      # 1 where bit 7 is set
-_SOFT_DIRTY_TO_BIT3 = bytes(128) + b"\x08" * 128            # bit 7 -> bit 3
+_HIGH_BIT = bytes(128) + b"\x01" * 128  # 1 where bit 7 is set
+_SOFT_DIRTY_TO_BIT3 = bytes(128) + b"\x08" * 128  # bit 7 -> bit 3
 _BITS_59_60 = bytes((i >> 3 & 3) != 0 for i in range(256))  # 1 where bit 3 or 4 is set
 
 
@@ -1324,9 +1391,36 @@ def _count_slow(data: bytes, ft, counts) -> None:
 
 
 __all__ = [
-    "CHUNK_PAGES", "PAGE_SIZE", "FlagCount", "HugePage", "PageChunk", "PageRecord", "PageRun",
-    "PagemapEntry", "Summary", "Translation", "UnmappedAddressError", "decode_entry", "decode_fields",
-    "entry_kind", "expand_flags", "flag_bits", "flag_names", "huge_page_counts", "lookup", "lookup_json",
-    "pfns_visible", "runs", "scan", "scan_chunks", "summarize", "summary_counts", "summary_json",
-    "summary_rows", "symbolic_flags", "translate", "user_space_limit", "well_known_flags",
+    "CHUNK_PAGES",
+    "PAGE_SIZE",
+    "FlagCount",
+    "HugePage",
+    "PageChunk",
+    "PageRecord",
+    "PageRun",
+    "PagemapEntry",
+    "Summary",
+    "Translation",
+    "UnmappedAddressError",
+    "decode_entry",
+    "decode_fields",
+    "entry_kind",
+    "expand_flags",
+    "flag_bits",
+    "flag_names",
+    "huge_page_counts",
+    "lookup",
+    "lookup_json",
+    "pfns_visible",
+    "runs",
+    "scan",
+    "scan_chunks",
+    "summarize",
+    "summary_counts",
+    "summary_json",
+    "summary_rows",
+    "symbolic_flags",
+    "translate",
+    "user_space_limit",
+    "well_known_flags",
 ]

@@ -22,8 +22,8 @@ from __future__ import annotations
 import errno
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
 
 from pyphys import paths
 from pyphys.errors import (
@@ -94,12 +94,12 @@ class PciDevice:
     address: str  # "0000:00:04.0"
     vendor: int
     device: int
-    class_code: Optional[int]  # 24 bits: base class, subclass, programming interface
-    revision: Optional[int]
-    subsystem_vendor: Optional[int]
-    subsystem_device: Optional[int]
-    driver: Optional[str]
-    irq: Optional[int]
+    class_code: int | None  # 24 bits: base class, subclass, programming interface
+    revision: int | None
+    subsystem_vendor: int | None
+    subsystem_device: int | None
+    driver: str | None
+    irq: int | None
     bars: tuple[Bar, ...]
     source: str  # "sysfs" or "procfs"
 
@@ -126,7 +126,7 @@ class PciDevice:
         return f"{self.vendor:04x}:{self.device:04x}"
 
     @property
-    def subsystem_ids(self) -> Optional[str]:
+    def subsystem_ids(self) -> str | None:
         if self.subsystem_vendor is None or self.subsystem_device is None:
             return None
         return f"{self.subsystem_vendor:04x}:{self.subsystem_device:04x}"
@@ -166,7 +166,7 @@ class PciDevice:
 # ----------------------------------------------------------------------------------------------
 # parsers (text in, data out: tests feed them fixtures)
 # ----------------------------------------------------------------------------------------------
-def normalize_address(text: str) -> Optional[str]:
+def normalize_address(text: str) -> str | None:
     """``[[domain:]bus:]slot.func`` -> ``dddd:bb:ss.f``; None if ``text`` is not such an address."""
     m = _BDF_RE.match(text.strip())
     if not m:
@@ -227,7 +227,7 @@ class ProcDeviceLine:
     device: int
     irq: int
     bars: tuple[Bar, ...]
-    driver: Optional[str]
+    driver: str | None
 
     @property
     def address(self) -> str:
@@ -248,7 +248,9 @@ def parse_proc_devices(text: str) -> list[ProcDeviceLine]:
             continue
         fields = line.split("\t")
         if len(fields) < 3 + 2 * n:
-            raise PyphysError(f"/proc/bus/pci/devices line {lineno + 1} has {len(fields)} fields, expected {3 + 2 * n}+")
+            raise PyphysError(
+                f"/proc/bus/pci/devices line {lineno + 1} has {len(fields)} fields, expected {3 + 2 * n}+"
+            )
         try:
             busdevfn = int(fields[0], 16)
             ids = int(fields[1], 16)
@@ -305,8 +307,15 @@ class BarRegister:
     address: int
 
     def to_json(self) -> dict:
-        return {"index": self.index, "offset": self.offset, "raw": self.raw, "type": self.kind,
-                "is_64bit": self.is_64bit, "prefetchable": self.prefetchable, "address": self.address}
+        return {
+            "index": self.index,
+            "offset": self.offset,
+            "raw": self.raw,
+            "type": self.kind,
+            "is_64bit": self.is_64bit,
+            "prefetchable": self.prefetchable,
+            "address": self.address,
+        }
 
 
 @dataclass(frozen=True)
@@ -317,11 +326,16 @@ class Capability:
     cap_id: int
     name: str
     extended: bool = False
-    version: Optional[int] = None
+    version: int | None = None
 
     def to_json(self) -> dict:
-        return {"offset": self.offset, "id": self.cap_id, "name": self.name, "extended": self.extended,
-                "version": self.version}
+        return {
+            "offset": self.offset,
+            "id": self.cap_id,
+            "name": self.name,
+            "extended": self.extended,
+            "version": self.version,
+        }
 
 
 @dataclass(frozen=True)
@@ -341,14 +355,14 @@ class ConfigHeader:
     latency_timer: int
     bist: int
     bars: tuple[BarRegister, ...]
-    subsystem_vendor: Optional[int]
-    subsystem_device: Optional[int]
-    rom_address: Optional[int]
+    subsystem_vendor: int | None
+    subsystem_device: int | None
+    rom_address: int | None
     interrupt_line: int
     interrupt_pin: int
     capabilities: tuple[Capability, ...]
     notes: tuple[str, ...] = field(default=())
-    bridge_buses: Optional[tuple[int, int, int]] = None  # primary, secondary, subordinate
+    bridge_buses: tuple[int, int, int] | None = None  # primary, secondary, subordinate
 
     @property
     def command_flags(self) -> list[str]:
@@ -360,16 +374,26 @@ class ConfigHeader:
 
     def to_json(self) -> dict:
         return {
-            "length": self.length, "vendor": self.vendor, "device": self.device,
-            "command": self.command, "command_flags": self.command_flags,
-            "status": self.status, "status_flags": self.status_flags,
-            "revision": self.revision, "class": self.class_code,
-            "header_type": self.header_type, "multifunction": self.multifunction,
-            "cache_line_size": self.cache_line_size, "latency_timer": self.latency_timer, "bist": self.bist,
+            "length": self.length,
+            "vendor": self.vendor,
+            "device": self.device,
+            "command": self.command,
+            "command_flags": self.command_flags,
+            "status": self.status,
+            "status_flags": self.status_flags,
+            "revision": self.revision,
+            "class": self.class_code,
+            "header_type": self.header_type,
+            "multifunction": self.multifunction,
+            "cache_line_size": self.cache_line_size,
+            "latency_timer": self.latency_timer,
+            "bist": self.bist,
             "bars": [b.to_json() for b in self.bars],
-            "subsystem_vendor": self.subsystem_vendor, "subsystem_device": self.subsystem_device,
+            "subsystem_vendor": self.subsystem_vendor,
+            "subsystem_device": self.subsystem_device,
             "rom_address": self.rom_address,
-            "interrupt_line": self.interrupt_line, "interrupt_pin": self.interrupt_pin,
+            "interrupt_line": self.interrupt_line,
+            "interrupt_pin": self.interrupt_pin,
             "capabilities": [c.to_json() for c in self.capabilities],
             "bridge_buses": list(self.bridge_buses) if self.bridge_buses else None,
             "notes": list(self.notes),
@@ -522,7 +546,7 @@ def decode_config(data: bytes) -> ConfigHeader:
     )
 
 
-def class_name(class_code: Optional[int]) -> str:
+def class_name(class_code: int | None) -> str:
     """``RAM memory`` for 0x050000: subclass name, else base class name, else ``Class xxxx``."""
     if class_code is None:
         return "Unknown class"
@@ -542,7 +566,7 @@ class PciIds:
         self.text = text
         self._class_at = text.find("\nC ")
 
-    def _block(self, key: str, start: int = 0, end: Optional[int] = None) -> Optional[int]:
+    def _block(self, key: str, start: int = 0, end: int | None = None) -> int | None:
         pos = self.text.find(f"\n{key}  ", start, end)
         return None if pos < 0 else pos + 1
 
@@ -551,7 +575,7 @@ class PciIds:
         line = text[pos : text.find("\n", pos)]
         return line.split("  ", 1)[1].strip() if "  " in line else ""
 
-    def names(self, vendor: int, device: int) -> tuple[Optional[str], Optional[str]]:
+    def names(self, vendor: int, device: int) -> tuple[str | None, str | None]:
         """(vendor name, device name), None where unknown."""
         end = self._class_at if self._class_at > 0 else None
         pos = self._block(f"{vendor:04x}", 0, end)
@@ -563,7 +587,7 @@ class PciIds:
         dpos = self.text.find(f"\n\t{device:04x}  ", pos, block_end)
         return vname, (self._name_at(self.text, dpos + 2) if dpos >= 0 else None)
 
-    def class_name(self, base: int, sub: int) -> Optional[str]:
+    def class_name(self, base: int, sub: int) -> str | None:
         if self._class_at < 0:
             return None
         pos = self.text.find(f"\nC {base:02x}  ", self._class_at - 1)
@@ -577,11 +601,11 @@ class PciIds:
         return self._name_at(self.text, pos)
 
 
-_IDS_CACHE: dict[str, Optional[PciIds]] = {}
+_IDS_CACHE: dict[str, PciIds | None] = {}
 PCI_IDS_PATHS = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids", "/usr/share/pci.ids")
 
 
-def _ids() -> Optional[PciIds]:
+def _ids() -> PciIds | None:
     """The pci.ids database (``PYPHYS_PCI_IDS`` overrides, "" disables), or None."""
     env = os.environ.get("PYPHYS_PCI_IDS")
     candidates = (env,) if env is not None else PCI_IDS_PATHS
@@ -600,7 +624,7 @@ def _ids() -> Optional[PciIds]:
     return _IDS_CACHE[key]
 
 
-def device_names(dev: PciDevice) -> tuple[Optional[str], Optional[str]]:
+def device_names(dev: PciDevice) -> tuple[str | None, str | None]:
     """(vendor name, device name) from pci.ids when installed, else (None, None)."""
     ids = _ids()
     return ids.names(dev.vendor, dev.device) if ids else (None, None)
@@ -609,7 +633,7 @@ def device_names(dev: PciDevice) -> tuple[Optional[str], Optional[str]]:
 # ----------------------------------------------------------------------------------------------
 # scanning
 # ----------------------------------------------------------------------------------------------
-def _read_text(path: str) -> Optional[str]:
+def _read_text(path: str) -> str | None:
     try:
         with open(path) as f:
             return f.read().strip()
@@ -619,7 +643,7 @@ def _read_text(path: str) -> Optional[str]:
         raise from_oserror(err, f"read {path}") from err
 
 
-def _hex_or_none(text: Optional[str]) -> Optional[int]:
+def _hex_or_none(text: str | None) -> int | None:
     if text is None or text == "":
         return None
     try:
@@ -645,7 +669,7 @@ def read_sysfs_device(address: str) -> PciDevice:
         revision = cfg[0] if cfg else None
     resource = _read_text(os.path.join(d, "resource")) or ""
     try:
-        driver: Optional[str] = os.path.basename(os.readlink(os.path.join(d, "driver")))
+        driver: str | None = os.path.basename(os.readlink(os.path.join(d, "driver")))
     except OSError:
         driver = None
     irq = _hex_or_none(_read_text(os.path.join(d, "irq")))
@@ -664,7 +688,7 @@ def read_sysfs_device(address: str) -> PciDevice:
     )
 
 
-def _read_config_bytes(path: str, offset: int, length: int) -> Optional[bytes]:
+def _read_config_bytes(path: str, offset: int, length: int) -> bytes | None:
     try:
         with open(path, "rb") as f:
             f.seek(offset)
@@ -757,16 +781,17 @@ def scan(source: str = "auto") -> list[PciDevice]:
 class Selector:
     """Which device: by address, and/or by IDs (seed 002's -V/-D/-v/-d)."""
 
-    address: Optional[str] = None
-    vendor: Optional[int] = None
-    device: Optional[int] = None
-    subsystem_vendor: Optional[int] = None
-    subsystem_device: Optional[int] = None
+    address: str | None = None
+    vendor: int | None = None
+    device: int | None = None
+    subsystem_vendor: int | None = None
+    subsystem_device: int | None = None
 
     @property
     def empty(self) -> bool:
-        return all(v is None for v in (self.address, self.vendor, self.device,
-                                       self.subsystem_vendor, self.subsystem_device))
+        return all(
+            v is None for v in (self.address, self.vendor, self.device, self.subsystem_vendor, self.subsystem_device)
+        )
 
     def matches(self, dev: PciDevice) -> bool:
         return (
@@ -803,12 +828,12 @@ def _parse_id(text: str, what: str) -> int:
 
 
 def parse_selector(
-    text: Optional[str] = None,
+    text: str | None = None,
     *,
-    vendor: Optional[int] = None,
-    device: Optional[int] = None,
-    subsystem_vendor: Optional[int] = None,
-    subsystem_device: Optional[int] = None,
+    vendor: int | None = None,
+    device: int | None = None,
+    subsystem_vendor: int | None = None,
+    subsystem_device: int | None = None,
 ) -> Selector:
     """Build a Selector from ``text`` plus ID flags.
 
@@ -833,20 +858,24 @@ def parse_selector(
                     raise UsageError(f"{name} ID {parsed:#06x} in {text!r} contradicts the flag's {given:#06x}")
             vendor = tv if tv is not None else vendor
             device = td if td is not None else device
-    for name, value in (("vendor ID", vendor), ("device ID", device), ("subsystem vendor ID", subsystem_vendor),
-                        ("subsystem device ID", subsystem_device)):
+    for name, value in (
+        ("vendor ID", vendor),
+        ("device ID", device),
+        ("subsystem vendor ID", subsystem_vendor),
+        ("subsystem device ID", subsystem_device),
+    ):
         if value is not None and not 0 <= value <= 0xFFFF:
             raise UsageError(f"{name} {value:#x} does not fit in 16 bits")
     return Selector(address, vendor, device, subsystem_vendor, subsystem_device)
 
 
-def find_devices(selector: Selector, devices: Optional[list[PciDevice]] = None) -> list[PciDevice]:
+def find_devices(selector: Selector, devices: list[PciDevice] | None = None) -> list[PciDevice]:
     """The devices matching ``selector`` (all of them for an empty selector)."""
     devices = scan() if devices is None else devices
     return [d for d in devices if selector.matches(d)]
 
 
-def select_device(selector: Selector, devices: Optional[list[PciDevice]] = None) -> PciDevice:
+def select_device(selector: Selector, devices: list[PciDevice] | None = None) -> PciDevice:
     """Exactly one device; NotFoundError (none) or UsageError (several), each listing what exists."""
     if selector.empty:
         raise UsageError("name a device: an address (00:04.0), vendor:device (1af4:1110), or -V/-D/-v/-d IDs")
@@ -867,8 +896,14 @@ def select_device(selector: Selector, devices: Optional[list[PciDevice]] = None)
 # ----------------------------------------------------------------------------------------------
 # access checks shared by BAR and config accesses (all before any I/O: bad input writes nothing)
 # ----------------------------------------------------------------------------------------------
-def check_access(what: str, size_limit: int, offset: int, width: int, value: Optional[int] = None,
-                 widths: Iterable[int] = (8, 16, 32, 64)) -> int:
+def check_access(
+    what: str,
+    size_limit: int,
+    offset: int,
+    width: int,
+    value: int | None = None,
+    widths: Iterable[int] = (8, 16, 32, 64),
+) -> int:
     """Validate one ``width``-bit access at ``offset`` of a ``size_limit``-byte space.
 
     Returns the access size in bytes. Raises UsageError (bad width, unaligned, value too wide)
@@ -908,9 +943,7 @@ def check_range(what: str, size_limit: int, offset: int, length: int, unit: int 
             f"at most {max(size_limit - offset, 0):#x} bytes fit from {offset:#x}",
         )
     if unit > 1 and (offset % unit or length % unit):
-        raise UsageError(
-            f"{offset:#x}+{length:#x} is not a whole number of aligned {unit * 8}-bit accesses in {what}"
-        )
+        raise UsageError(f"{offset:#x}+{length:#x} is not a whole number of aligned {unit * 8}-bit accesses in {what}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -920,7 +953,7 @@ def _cmdline() -> str:
     return _read_text(paths.proc("cmdline")) or ""
 
 
-def bar_claimant(dev: PciDevice, bar: Bar) -> Optional[str]:
+def bar_claimant(dev: PciDevice, bar: Bar) -> str | None:
     """Who holds ``bar`` busy in /proc/iomem (a driver's request_mem_region name), if anyone.
 
     /proc/iomem nests the driver's busy region under the BAR's own ``0000:00:04.0`` entry.
@@ -960,7 +993,10 @@ def explain_bar_error(err: OSError, dev: PciDevice, bar: Bar, op: str, path: str
     if code == errno.EACCES:
         return PermissionDeniedError(f"{what}: permission denied", "resourceN files are mode 0600: run as root")
     if code == errno.ENOENT:
-        return NotFoundError(f"{what}: no such file", "the kernel made no resource file for this BAR: it is unassigned, or the architecture has no PCI mmap")
+        return NotFoundError(
+            f"{what}: no such file",
+            "the kernel made no resource file for this BAR: it is unassigned, or the architecture has no PCI mmap",
+        )
     if code == errno.EPERM:
         mode = physmem.lockdown_mode()
         if mode in ("integrity", "confidentiality"):
@@ -974,12 +1010,18 @@ def explain_bar_error(err: OSError, dev: PciDevice, bar: Bar, op: str, path: str
         relaxed = "iomem=relaxed" in _cmdline().split()
         if claimant or dev.driver:
             owner = claimant or dev.driver
-            unbind = f"echo {dev.address} > /sys/bus/pci/drivers/{dev.driver}/unbind" if dev.driver else "unbind its driver"
+            unbind = (
+                f"echo {dev.address} > /sys/bus/pci/drivers/{dev.driver}/unbind" if dev.driver else "unbind its driver"
+            )
             return DevMemBlockedError(
                 f"{what}: refused with EINVAL: the BAR is claimed by {owner!r} and this kernel enforces "
                 "exclusive MMIO (CONFIG_IO_STRICT_DEVMEM, kernel/resource.c iomem_is_exclusive)",
                 f"unbind the driver ({unbind}) or boot with iomem=relaxed"
-                + ("" if not relaxed else "; iomem=relaxed is already set, so suspect an x86 PAT memory-type conflict (dmesg)"),
+                + (
+                    ""
+                    if not relaxed
+                    else "; iomem=relaxed is already set, so suspect an x86 PAT memory-type conflict (dmesg)"
+                ),
             )
         return DevMemBlockedError(
             f"{what}: refused with EINVAL (no driver claims the BAR)",
@@ -1012,7 +1054,7 @@ class BarAccess:
         self.dev, self.bar, self.via, self.writable = dev, bar, via, writable
         self.size = bar.size
         self.path = os.path.join(sysfs_devices_dir(), dev.address, f"resource{bar.index}")
-        self._fd: Optional[int] = None
+        self._fd: int | None = None
         self._win = None
         self._pm = None
         self.what = f"{dev.short_address} BAR{bar.index}"
@@ -1045,7 +1087,10 @@ class BarAccess:
         assert self._fd is not None
         try:
             self._win = physmem.MappedWindow(
-                self._fd, base, length, self.writable,
+                self._fd,
+                base,
+                length,
+                self.writable,
                 # a prefetchable BAR has no read side effects (PCI 3.0 6.2.5.1): plain copies are fine
                 mmio=not self.bar.prefetchable,
                 what=self.what,
@@ -1064,7 +1109,7 @@ class BarAccess:
         return self._win
 
     # -- I/O BAR through resourceN: pread/pwrite of exactly the access size ------------------
-    def _io(self, off: int, size: int, data: Optional[bytes] = None) -> bytes:
+    def _io(self, off: int, size: int, data: bytes | None = None) -> bytes:
         assert self._fd is not None
         try:
             if data is None:
@@ -1148,7 +1193,7 @@ class BarAccess:
             self._pm.close()
             self._pm = None
 
-    def __enter__(self) -> "BarAccess":
+    def __enter__(self) -> BarAccess:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -1174,12 +1219,16 @@ def open_bar(dev: PciDevice, index: int, via: str = "resource", writable: bool =
     return BarAccess(dev, dev.bar(index), via, writable)
 
 
-def read_bar_range(dev: PciDevice, index: int, offset: int, length: int, width: int,
-                   via: str = "resource") -> bytes:
+def read_bar_range(dev: PciDevice, index: int, offset: int, length: int, width: int, via: str = "resource") -> bytes:
     """``length`` bytes from BAR ``index`` at ``offset``, as ``width``-bit accesses (a hexdump's data)."""
     bar = dev.bar(index)
-    size = check_access(f"{dev.short_address} BAR{index}", bar.size, offset, width,
-                        widths=(8, 16, 32) if bar.kind == "io" else (8, 16, 32, 64))
+    size = check_access(
+        f"{dev.short_address} BAR{index}",
+        bar.size,
+        offset,
+        width,
+        widths=(8, 16, 32) if bar.kind == "io" else (8, 16, 32, 64),
+    )
     check_range(f"{dev.short_address} BAR{index}", bar.size, offset, length, size)
     with BarAccess(dev, bar, via) as acc:
         return b"".join(acc.read_word(o, width).to_bytes(size, "little") for o in range(offset, offset + length, size))
@@ -1201,10 +1250,11 @@ class ConfigSpace:
         self.path = sys_path if os.path.exists(sys_path) else proc_config_path(dev.address)
         flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC
         try:
-            self._fd: Optional[int] = os.open(self.path, flags)
+            self._fd: int | None = os.open(self.path, flags)
         except OSError as err:
-            raise from_oserror(err, f"open {self.path}",
-                               "writing config space needs root" if writable else None) from err
+            raise from_oserror(
+                err, f"open {self.path}", "writing config space needs root" if writable else None
+            ) from err
         try:
             self.size = os.fstat(self._fd).st_size or L.PCI_CFG_SPACE_SIZE
         except OSError:
@@ -1263,7 +1313,7 @@ class ConfigSpace:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "ConfigSpace":
+    def __enter__(self) -> ConfigSpace:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -1288,7 +1338,7 @@ def read_config_word(dev: PciDevice, offset: int, width: int) -> int:
         return cfg.read_word(offset, width)
 
 
-def memory_decoding(dev: PciDevice) -> Optional[tuple[bool, bool]]:
+def memory_decoding(dev: PciDevice) -> tuple[bool, bool] | None:
     """(I/O space enabled, memory space enabled) from the command register, or None if unreadable.
 
     With the enable bit off the device ignores its BAR: reads come back all ones (master abort).
@@ -1325,8 +1375,16 @@ def _journaled(target, offset: int, data: bytes, label: str, journal=None) -> Pc
     return PciWrite(rec.id, label, offset, rec.old, rec.new, rec.readback)
 
 
-def write_bar(dev: PciDevice, index: int, offset: int, data: bytes, *, width: Optional[int] = None,
-              via: str = "resource", journal=None) -> PciWrite:
+def write_bar(
+    dev: PciDevice,
+    index: int,
+    offset: int,
+    data: bytes,
+    *,
+    width: int | None = None,
+    via: str = "resource",
+    journal=None,
+) -> PciWrite:
     """Journaled write of ``data`` into BAR ``index`` at ``offset``.
 
     ``width`` set: ``data`` is one value of that many bits, stored as ONE access (checked for
@@ -1336,8 +1394,14 @@ def write_bar(dev: PciDevice, index: int, offset: int, data: bytes, *, width: Op
     bar = dev.bar(index)
     what = f"{dev.short_address} BAR{index}"
     if width is not None:
-        size = check_access(what, bar.size, offset, width, int.from_bytes(data, "little"),
-                            widths=(8, 16, 32) if bar.kind == "io" else (8, 16, 32, 64))
+        size = check_access(
+            what,
+            bar.size,
+            offset,
+            width,
+            int.from_bytes(data, "little"),
+            widths=(8, 16, 32) if bar.kind == "io" else (8, 16, 32, 64),
+        )
         if len(data) != size:
             raise UsageError(f"{len(data)} bytes given for a {width}-bit write")
     else:
@@ -1357,8 +1421,7 @@ def write_config(dev: PciDevice, offset: int, width: int, value: int, *, force: 
             "a wrong command/BAR value can disable the device or hang the machine",
         )
     with ConfigSpace(dev, writable=True) as cfg:
-        return _journaled(cfg, offset, value.to_bytes(size, "little"),
-                          f"pci {dev.address} config+{offset:#x}", journal)
+        return _journaled(cfg, offset, value.to_bytes(size, "little"), f"pci {dev.address} config+{offset:#x}", journal)
 
 
 def reopen(description: dict, writable: bool = True):

@@ -33,11 +33,8 @@ import errno
 import mmap
 import os
 import stat
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: every module costs stats over 9p in the lab guest
-if TYPE_CHECKING:
-    from typing import Callable, Optional
 
-from pyphys import paths
+from pyphys import TYPE_CHECKING, paths
 from pyphys.errors import (
     DevMemBlockedError,
     ModuleNotLoadedError,
@@ -48,6 +45,9 @@ from pyphys.errors import (
     UsageError,
     from_oserror,
 )
+
+if TYPE_CHECKING:
+    from typing import Callable
 
 PAGE_SIZE = mmap.PAGESIZE
 #: access width in bits -> memoryview format (native byte order, like busybox devmem)
@@ -100,7 +100,7 @@ def check_value(value: int, width: int) -> None:
         raise UsageError(f"value {value:#x} is wider than {width} bits")
 
 
-def lockdown_mode() -> Optional[str]:
+def lockdown_mode() -> str | None:
     """The active kernel lockdown mode ("none", "integrity", "confidentiality"), or None if unknown."""
     try:
         with open(paths.sys("kernel", "security", "lockdown")) as f:
@@ -147,7 +147,7 @@ class MappedWindow:
         *,
         mmio: bool = False,
         what: str = "memory",
-        explain: Optional[Callable[[OSError, int], PyphysError]] = None,
+        explain: Callable[[OSError, int], PyphysError] | None = None,
     ):
         if length <= 0:
             raise UsageError(f"cannot map {length} bytes of {what}")
@@ -263,7 +263,7 @@ class MappedWindow:
             self._view = None  # type: ignore[assignment]
         self._mm.close()
 
-    def __enter__(self) -> "MappedWindow":
+    def __enter__(self) -> MappedWindow:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -296,12 +296,12 @@ class _Regions:
                 self._tree = None
         return self._tree
 
-    def is_ram(self, addr: int, length: int = 1) -> Optional[bool]:
+    def is_ram(self, addr: int, length: int = 1) -> bool | None:
         """True/False, or None when /proc/iomem is unreadable or hidden."""
         tree = self.tree
         return None if tree is None else tree.is_ram(addr, length)
 
-    def claimed(self, addr: int) -> Optional[str]:
+    def claimed(self, addr: int) -> str | None:
         """Name of the innermost non-RAM region at ``addr`` (a driver or device), if any."""
         tree = self.tree
         if tree is None:
@@ -309,7 +309,7 @@ class _Regions:
         chain = tree.region_of(addr)
         return chain[-1].name if chain and not tree.is_ram(addr) else None
 
-    def first_ram_page(self) -> Optional[int]:
+    def first_ram_page(self) -> int | None:
         tree = self.tree
         if tree is None:
             return None
@@ -322,14 +322,14 @@ class PhysMem:
     Implements the journal's target protocol: ``read``, ``write``, ``describe``.
     """
 
-    def __init__(self, backend: str, writable: bool, reason: str = "", regions: Optional[_Regions] = None):
+    def __init__(self, backend: str, writable: bool, reason: str = "", regions: _Regions | None = None):
         self.backend = backend
         self.writable = writable
         self.reason = reason
         self.regions = regions or _Regions()
         self._auto = False
-        self._fd: Optional[int] = None
-        self._module_fd: Optional[int] = None
+        self._fd: int | None = None
+        self._module_fd: int | None = None
         self.path = ""
         self._windows: dict[int, MappedWindow] = {}
 
@@ -544,7 +544,7 @@ class PhysMem:
         if done != len(data):
             raise RegionError(f"{self.path}: write at {addr:#x} stopped after {done} of {len(data)} bytes")
 
-    def _word_window(self, addr: int, size: int) -> Optional[MappedWindow]:
+    def _word_window(self, addr: int, size: int) -> MappedWindow | None:
         """The cached mmap window for a word access, or None after an auto switch to the module."""
         try:
             return self._window(addr, size)
@@ -592,7 +592,7 @@ class PhysMem:
         except OSError as err:
             raise self._explain(err, addr, "write") from err
 
-    def word_slot(self, addr: int, width: int, writable: bool = False) -> "Optional[tuple[memoryview, int]]":
+    def word_slot(self, addr: int, width: int, writable: bool = False) -> tuple[memoryview, int] | None:
         """(view, index) such that ``view[index]`` is ONE aligned ``width``-bit load/store at ``addr``.
 
         The batch fast path: validate and map once, then each access is a single indexing.
@@ -624,7 +624,7 @@ class PhysMem:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "PhysMem":
+    def __enter__(self) -> PhysMem:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -665,7 +665,7 @@ def explain_open(err: OSError, path: str, module: bool) -> PyphysError:
     return from_oserror(err, f"open {path}")
 
 
-def explain_access(err: OSError, addr: int, op: str, path: str, backend: str, regions: Optional[_Regions]) -> PyphysError:
+def explain_access(err: OSError, addr: int, op: str, path: str, backend: str, regions: _Regions | None) -> PyphysError:
     """The reason an mmap/read/write at ``addr`` was refused, naming the kernel policy behind it."""
     code = err.errno
     what = f"{op} of {path} at {addr:#x}"
@@ -682,9 +682,7 @@ def explain_access(err: OSError, addr: int, op: str, path: str, backend: str, re
     if code == errno.EPERM:
         mode = lockdown_mode()
         if mode in ("integrity", "confidentiality"):
-            return DevMemBlockedError(
-                f"{what}: refused by kernel lockdown ([{mode}])", "boot with lockdown=none"
-            )
+            return DevMemBlockedError(f"{what}: refused by kernel lockdown ([{mode}])", "boot with lockdown=none")
         if ram is False and claimed:
             return DevMemBlockedError(f"{what}: refused with EPERM (region claimed by {claimed!r})", IO_STRICT_HINT)
         return DevMemBlockedError(f"{what}: refused with EPERM", STRICT_HINT)

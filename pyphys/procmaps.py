@@ -16,7 +16,7 @@ import bisect
 import os
 import sys
 
-from pyphys import paths
+from pyphys import TYPE_CHECKING, paths
 from pyphys.errors import (
     NotFoundError,
     ProcessGoneError,
@@ -26,7 +26,6 @@ from pyphys.errors import (
 )
 from pyphys.layouts.pagemap import PF_KTHREAD
 
-TYPE_CHECKING = False  # typing is not imported at run time: it costs start-up time
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -45,6 +44,7 @@ def lazy_dataclass(**options):
     never instantiates these classes, so it never pays for it. The class object is the same
     before and after (dataclass() decorates in place).
     """
+
     def wrap(cls):
         if "dataclasses" in sys.modules:
             return sys.modules["dataclasses"].dataclass(**options)(cls)
@@ -156,8 +156,15 @@ def parse_maps_row(line: str, lineno: int = 0) -> tuple[int, int, str, int, str,
             raise ValueError(f"permissions {perms!r} are not 4 characters")
         if start > end:
             raise ValueError("range ends before it starts")
-        return (start, end, perms, int(parts[2], 16), parts[3], int(parts[4]),
-                parts[5].strip() if len(parts) > 5 else "")
+        return (
+            start,
+            end,
+            perms,
+            int(parts[2], 16),
+            parts[3],
+            int(parts[4]),
+            parts[5].strip() if len(parts) > 5 else "",
+        )
     except ValueError as err:
         where = f"line {lineno}" if lineno else "line"
         raise MapsParseError(f"malformed /proc/PID/maps {where}: {line.strip()!r} ({err})") from None
@@ -232,8 +239,8 @@ class ProcessInfo:
     """What pyphys needs to know about a process before reading its page tables."""
 
     pid: int
-    name: str          # comm, as in /proc/PID/stat
-    state: str         # one letter: R, S, D, Z, T, ...
+    name: str  # comm, as in /proc/PID/stat
+    state: str  # one letter: R, S, D, Z, T, ...
     kernel_thread: bool
 
     @property
@@ -249,8 +256,8 @@ def parse_stat(text: str) -> tuple[int, str, str, int]:
     try:
         lpar, rpar = text.index("("), text.rindex(")")
         pid = int(text[:lpar])
-        rest = text[rpar + 2:].split()
-        return pid, text[lpar + 1:rpar], rest[0], int(rest[6])
+        rest = text[rpar + 2 :].split()
+        return pid, text[lpar + 1 : rpar], rest[0], int(rest[6])
     except (ValueError, IndexError):
         raise PyphysError(f"malformed /proc/PID/stat: {text[:80]!r}") from None
 
@@ -277,11 +284,14 @@ def process_info(pid: int) -> ProcessInfo:
 def check_address_space(pid: int, name: str, state: str, kernel_thread: bool) -> None:
     """Raise a clear error if the process has no user memory to look at."""
     if kernel_thread:
-        raise UsageError(f"pid {pid} ({name}) is a kernel thread: it has no user address "
-                         "space, so no pagemap", "pick a user process")
+        raise UsageError(
+            f"pid {pid} ({name}) is a kernel thread: it has no user address space, so no pagemap", "pick a user process"
+        )
     if state in ("Z", "X"):
-        raise ProcessGoneError(f"pid {pid} ({name}) is a zombie: it exited and its memory "
-                               "is gone (only its exit status is left for its parent)")
+        raise ProcessGoneError(
+            f"pid {pid} ({name}) is a zombie: it exited and its memory "
+            "is gone (only its exit status is left for its parent)"
+        )
 
 
 def require_address_space(info: ProcessInfo) -> None:
@@ -322,8 +332,9 @@ def _by_name(name: str) -> int:
     try:
         import psutil  # only for names: keeps `pyphys pagemap PID ADDR` fast
     except ImportError:
-        raise UsageError(f"looking a process up by name ({name!r}) needs psutil",
-                         "pip install psutil, or give the pid") from None
+        raise UsageError(
+            f"looking a process up by name ({name!r}) needs psutil", "pip install psutil, or give the pid"
+        ) from None
     me = os.getpid()
     matches = []
     for proc in psutil.process_iter(["pid", "name", "exe", "cmdline"]):

@@ -79,16 +79,27 @@ def main() -> int:
     table = [header]
     for w, r in rows:
         unit = r.get("unit", "")
-        table.append([w, str(r.get("bench", "?")), fmt(r.get("pyphys"), unit), str(r.get("peer_name", "-")),
-                      fmt(r.get("peer"), unit), fmt(r.get("ratio"), "x") if r.get("ratio") is not None else "-",
-                      str(r.get("target", "-")), str(r.get("note", ""))])
+        table.append(
+            [
+                w,
+                str(r.get("bench", "?")),
+                fmt(r.get("pyphys"), unit),
+                str(r.get("peer_name", "-")),
+                fmt(r.get("peer"), unit),
+                fmt(r.get("ratio"), "x") if r.get("ratio") is not None else "-",
+                str(r.get("target", "-")),
+                str(r.get("note", "")),
+            ]
+        )
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = ["| " + " | ".join(c.ljust(widths[i]) for i, c in enumerate(row)) + " |" for row in table]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     print("\n".join(lines))
     os.makedirs(os.path.join(TOP, "out"), exist_ok=True)
     with open(os.path.join(TOP, "out", "bench.json"), "w") as f:
-        json.dump({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "rows": [dict(r, where=w) for w, r in rows]}, f, indent=1)
+        json.dump(
+            {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "rows": [dict(r, where=w) for w, r in rows]}, f, indent=1
+        )
     return 0
 
 

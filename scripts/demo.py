@@ -33,7 +33,9 @@ def main() -> int:
         vm.close()
         return 1
     try:
-        step(f"booted {vm.kernel.release} under QEMU ({vm.accel.upper()}) in {vm.boot_seconds:.1f} s; pyphys.ko loaded from {vm.ko}")
+        step(
+            f"booted {vm.kernel.release} under QEMU ({vm.accel.upper()}) in {vm.boot_seconds:.1f} s; pyphys.ko loaded from {vm.ko}"
+        )
         print(vm.run("ls -l /sys/kernel/pyphys/").out, end="")
         before = vm.run("uname -n").out.strip()
         step(f"uname -n before: {before}")

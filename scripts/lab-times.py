@@ -29,18 +29,29 @@ def main(argv: list[str]) -> int:
         with tempfile.TemporaryDirectory(prefix=f"pyphys-lab{n}-") as base:
             t0 = time.monotonic()
             to_prompt, out = pty_session(
-                [sys.executable, "-m", "pyphys", "lab", "start", str(n), "--dir", base], f"[lab {n} ".encode(),
-                [f"export PYPHYS_JOURNAL=/tmp/lab-times-{n}.jsonl",
-                 f"sh labs/solutions/lab{n}.sh >/tmp/lab{n}-solution.log 2>&1 || tail -20 /tmp/lab{n}-solution.log",
-                 f"pyphys lab check {n}", "echo CHECK-RC=$?", "exit"], timeout=900)
+                [sys.executable, "-m", "pyphys", "lab", "start", str(n), "--dir", base],
+                f"[lab {n} ".encode(),
+                [
+                    f"export PYPHYS_JOURNAL=/tmp/lab-times-{n}.jsonl",
+                    f"sh labs/solutions/lab{n}.sh >/tmp/lab{n}-solution.log 2>&1 || tail -20 /tmp/lab{n}-solution.log",
+                    f"pyphys lab check {n}",
+                    "echo CHECK-RC=$?",
+                    "exit",
+                ],
+                timeout=900,
+            )
             total = time.monotonic() - t0
         passed = to_prompt is not None and "CHECK-RC=0" in out
         failed |= not passed
         if not passed:
             sys.stderr.write(f"--- lab {n}: last output ---\n{out[-3000:]}\n")
         rows.append((n, lab.kernel, to_prompt, total, passed))
-        print(f"[lab-times] lab {n}: prompt after {to_prompt or float('nan'):.1f} s, "
-              f"session {total:.1f} s, check {'passed' if passed else 'FAILED'}", file=sys.stderr, flush=True)
+        print(
+            f"[lab-times] lab {n}: prompt after {to_prompt or float('nan'):.1f} s, "
+            f"session {total:.1f} s, check {'passed' if passed else 'FAILED'}",
+            file=sys.stderr,
+            flush=True,
+        )
     print("| lab | kernel | `pyphys lab start N` to prompt | whole session (solution + check + exit) | check |")
     print("|---|---|---|---|---|")
     for n, kernel, to_prompt, total, passed in rows:

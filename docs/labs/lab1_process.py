@@ -85,7 +85,7 @@ def main() -> int:
     off = huge - base
     advise(region, mmap.MADV_DONTFORK)
     advise(region, mmap.MADV_HUGEPAGE, off, HUGE)
-    region[off:off + 16] = b"lab 1 huge page\0"  # the first touch faults in a whole 2 MiB page
+    region[off : off + 16] = b"lab 1 huge page\0"  # the first touch faults in a whole 2 MiB page
     for i in range(off, off + HUGE, PAGE):
         region[i + 16] = 1
 
@@ -120,20 +120,30 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    state = {"pid": os.getpid(), "child_pid": child, "buffer": buf, "huge": huge,
-             "shared": address(shared), "cow": address(cow), "page_size": PAGE}
+    state = {
+        "pid": os.getpid(),
+        "child_pid": child,
+        "buffer": buf,
+        "huge": huge,
+        "shared": address(shared),
+        "cow": address(cow),
+        "page_size": PAGE,
+    }
     tmp = STATE + ".tmp"
     with open(tmp, "w") as f:
         json.dump(state, f)
     os.rename(tmp, STATE)  # the checker never sees half a file
     thp = thp_kib(huge)
-    print(f"lab 1 process: pid {os.getpid()}, child pid {child}\n"
-          f"  buffer  {buf:#x}  one mlocked page; its text starts with 'lab 1 secret'\n"
-          f"  huge    {huge:#x}  2 MiB, MADV_HUGEPAGE"
-          f" ({'backed by a transparent huge page' if thp >= 2048 else 'NOT backed by a huge page: THP is off?'})\n"
-          f"  shared  {address(shared):#x}  written before fork(), never after\n"
-          f"  cow     {address(cow):#x}  `kill -USR1 {child}` makes the child write it\n"
-          f"  (also in {STATE}; stop with: kill {os.getpid()})", flush=True)
+    print(
+        f"lab 1 process: pid {os.getpid()}, child pid {child}\n"
+        f"  buffer  {buf:#x}  one mlocked page; its text starts with 'lab 1 secret'\n"
+        f"  huge    {huge:#x}  2 MiB, MADV_HUGEPAGE"
+        f" ({'backed by a transparent huge page' if thp >= 2048 else 'NOT backed by a huge page: THP is off?'})\n"
+        f"  shared  {address(shared):#x}  written before fork(), never after\n"
+        f"  cow     {address(cow):#x}  `kill -USR1 {child}` makes the child write it\n"
+        f"  (also in {STATE}; stop with: kill {os.getpid()})",
+        flush=True,
+    )
     while True:
         time.sleep(3600)
 

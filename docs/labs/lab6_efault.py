@@ -72,14 +72,18 @@ def main() -> int:
     err = attempt(path, page, direct=False)
     print(f"1. buffered, straight from the mapping:  {outcome(err)}" + ("" if err else f"; {holds_page()}"))
     if err is not None and err.errno == errno.EFAULT:
-        print("   (this filesystem pins the source pages even without O_DIRECT: 9p's virtio transport "
-              "sends large writes zero-copy, net/9p/client.c p9_client_write)")
+        print(
+            "   (this filesystem pins the source pages even without O_DIRECT: 9p's virtio transport "
+            "sends large writes zero-copy, net/9p/client.c p9_client_write)"
+        )
 
     try:
         err = attempt(path, page, direct=True)
     except OSError as open_err:
-        print(f"2. O_DIRECT, straight from the mapping:  open failed: {outcome(open_err)} -- this filesystem "
-              "has no O_DIRECT (tmpfs before Linux 6.6): use $LABDIR")
+        print(
+            f"2. O_DIRECT, straight from the mapping:  open failed: {outcome(open_err)} -- this filesystem "
+            "has no O_DIRECT (tmpfs before Linux 6.6): use $LABDIR"
+        )
         return 1
     print(f"2. O_DIRECT, straight from the mapping:  {outcome(err)}" + ("" if err else f"; {holds_page()}"))
 

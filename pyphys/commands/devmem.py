@@ -16,12 +16,13 @@ before anything is opened or written.
 from __future__ import annotations
 
 import sys
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: every module costs stats over 9p in the lab guest
-if TYPE_CHECKING:
-    from typing import Optional
 
+from pyphys import TYPE_CHECKING
 from pyphys.commands._common import parse_int
 from pyphys.errors import PyphysError, RegionError, UsageError, VerifyError
+
+if TYPE_CHECKING:
+    pass
 
 BUSYBOX_WIDTHS = {"b": 8, "h": 16, "w": 32, "l": 64}  # busybox devmem's letter widths (x86-64 long)
 BACKENDS = ("auto", "mmap", "rw", "module")
@@ -51,8 +52,17 @@ class Op:
 
     __slots__ = ("kind", "addr", "width", "value", "data", "region", "line", "text")
 
-    def __init__(self, kind: str, addr: int, width: int = 32, value: Optional[int] = None,
-                 data: Optional[bytes] = None, region: Optional[Named] = None, line: int = 0, text: str = ""):
+    def __init__(
+        self,
+        kind: str,
+        addr: int,
+        width: int = 32,
+        value: int | None = None,
+        data: bytes | None = None,
+        region: Named | None = None,
+        line: int = 0,
+        text: str = "",
+    ):
         self.kind, self.addr, self.width, self.value, self.data = kind, addr, width, value, data
         self.region, self.line, self.text = region, line, text
 
@@ -71,7 +81,7 @@ class Op:
 
 
 # -- parsing -----------------------------------------------------------------------------------
-def parse_width(text: Optional[str]) -> int:
+def parse_width(text: str | None) -> int:
     """Width in bits: 8/16/32/64 or busybox's b/h/w/l; default 32. UsageError otherwise."""
     if text is None:
         return 32
@@ -123,8 +133,8 @@ class Resolver:
     """Turns ADDR expressions into addresses, knowing the named regions (lazily, once each)."""
 
     def __init__(self) -> None:
-        self._module: Optional[list[Named]] = None
-        self._module_error: Optional[PyphysError] = None
+        self._module: list[Named] | None = None
+        self._module_error: PyphysError | None = None
         self._syms: dict[str, Named] = {}
 
     def module_regions(self) -> list[Named]:
@@ -168,7 +178,7 @@ class Resolver:
             return self._syms[sym]
         raise UsageError(f"address {name!r} is not a number (use decimal, 0x-hex, buffer, nodename or sym:NAME)")
 
-    def resolve(self, text: str) -> tuple[int, Optional[Named]]:
+    def resolve(self, text: str) -> tuple[int, Named | None]:
         """(address, the named region it was given relative to, if any). UsageError on bad input."""
         t = text.strip()
         if not t:
@@ -180,7 +190,7 @@ class Resolver:
         offset = parse_int(off.strip(), "offset") if plus else 0
         return region.start + offset, region
 
-    def known_at(self, addr: int) -> Optional[Named]:
+    def known_at(self, addr: int) -> Named | None:
         """The module region (buffer/nodename) holding ``addr``, if any."""
         for r in self.module_regions():
             if r.contains(addr, 1):
@@ -242,7 +252,10 @@ def check_access(pm, resolver: Resolver, op: Op, force: bool) -> None:
         if r.contains(op.addr, op.size):
             op.region = r
             return
-    known = ", ".join(f"{r.name} {r.start:#x}+{r.size:#x}" for r in resolver.module_regions()) or "none: pyphys.ko not loaded"
+    known = (
+        ", ".join(f"{r.name} {r.start:#x}+{r.size:#x}" for r in resolver.module_regions())
+        or "none: pyphys.ko not loaded"
+    )
     raise RegionError(
         f"refusing to write System RAM at {what} ({tree.describe(op.addr)}) outside a region you named",
         f"a stray write can crash the kernel; name one (buffer, nodename, sym:NAME; known: {known}) or add --force",
@@ -387,7 +400,10 @@ def run_batch(pm, ops: list[Op], journal=None) -> list[dict]:
                     overlay[op.addr + i] = b
             target = pm.describe()
             ids = jr.record_many(
-                [("phys", target, op.addr, old, op.payload(), f"devmem batch line {op.line}: {op.text}", op.width) for op, old in zip(writes, olds)]
+                [
+                    ("phys", target, op.addr, old, op.payload(), f"devmem batch line {op.line}: {op.text}", op.width)
+                    for op, old in zip(writes, olds)
+                ]
             )
             pending = dict(zip(map(id, writes), zip(ids, olds)))
             done: set[int] = set()
@@ -404,7 +420,16 @@ def run_batch(pm, ops: list[Op], journal=None) -> list[dict]:
                     put(op, op.value)
                     done.add(entry_id)
                     back = get(op)
-                    results.append({"op": "w", "addr": op.addr, "width": op.width, "value": op.value, "readback": back, "journal_id": entry_id})
+                    results.append(
+                        {
+                            "op": "w",
+                            "addr": op.addr,
+                            "width": op.width,
+                            "value": op.value,
+                            "readback": back,
+                            "journal_id": entry_id,
+                        }
+                    )
                     if back != op.value:
                         jr.mark(entry_id, "actual", back.to_bytes(op.size, "little"))
                         raise VerifyError(
@@ -470,7 +495,17 @@ def run(args) -> int:
         if op.kind == "r" and mode == "range":
             data = pm.read(addr, op.size)
             if args.json:
-                print(_dumps({"addr": f"{addr:#x}", "length": len(data), "region": where, "backend": pm.backend, "hex": data.hex()}))
+                print(
+                    _dumps(
+                        {
+                            "addr": f"{addr:#x}",
+                            "length": len(data),
+                            "region": where,
+                            "backend": pm.backend,
+                            "hex": data.hex(),
+                        }
+                    )
+                )
             else:
                 print(hexdump(addr, data))
             _note(args, f"{addr:#x}+{op.size:#x}: {where} (backend {pm.backend}: {pm.reason})")
@@ -478,16 +513,34 @@ def run(args) -> int:
         if op.kind == "r":
             value = pm.read_word(addr, op.width)
             if args.json:
-                print(_dumps({"addr": f"{addr:#x}", "width": op.width, "value": fmt_word(value, op.width), "region": where, "backend": pm.backend}))
+                print(
+                    _dumps(
+                        {
+                            "addr": f"{addr:#x}",
+                            "width": op.width,
+                            "value": fmt_word(value, op.width),
+                            "region": where,
+                            "backend": pm.backend,
+                        }
+                    )
+                )
             else:
                 print(fmt_word(value, op.width))
             _note(args, f"{addr:#x}: {where} (backend {pm.backend}: {pm.reason})")
             return 0
         from pyphys import journal
 
-        label = f"devmem {args.addr} " + (f"{op.width} {op.value:#x}" if op.value is not None else f"bytes {op.payload()[:32].hex()}")
+        label = f"devmem {args.addr} " + (
+            f"{op.width} {op.value:#x}" if op.value is not None else f"bytes {op.payload()[:32].hex()}"
+        )
         rec = journal.journaled_write(
-            pm, addr, op.payload(), kind="phys", label=label, verify=False, width=op.width if op.value is not None else None
+            pm,
+            addr,
+            op.payload(),
+            kind="phys",
+            label=label,
+            verify=False,
+            width=op.width if op.value is not None else None,
         )
         if not rec.verified:
             if op.value is not None:
@@ -499,7 +552,19 @@ def run(args) -> int:
                 f"a register with side effects, or something else writes here; journal entry {rec.id}",
             )
         if args.json:
-            print(_dumps({"addr": f"{addr:#x}", "old": rec.old.hex(), "new": rec.new.hex(), "readback": rec.readback.hex(), "journal_id": rec.id, "region": where, "backend": pm.backend}))
+            print(
+                _dumps(
+                    {
+                        "addr": f"{addr:#x}",
+                        "old": rec.old.hex(),
+                        "new": rec.new.hex(),
+                        "readback": rec.readback.hex(),
+                        "journal_id": rec.id,
+                        "region": where,
+                        "backend": pm.backend,
+                    }
+                )
+            )
         _note(
             args,
             f"wrote {len(rec.new)} byte(s) at {addr:#x} ({where}, backend {pm.backend}); read back OK; "
@@ -562,7 +627,9 @@ def register(sub, name: str, help_text: str) -> None:
         "(WIDTH in bits: 8/16/32/64, default 32), plus ranges, byte strings and batches. "
         "Writes are journaled (`pyphys undo`), read back and verified.",
     )
-    p.add_argument("addr", nargs="?", metavar="ADDR", help="physical address, or buffer[+OFF], nodename[+OFF], sym:NAME[+OFF]")
+    p.add_argument(
+        "addr", nargs="?", metavar="ADDR", help="physical address, or buffer[+OFF], nodename[+OFF], sym:NAME[+OFF]"
+    )
     p.add_argument("width", nargs="?", metavar="WIDTH", help="access width in bits: 8, 16, 32 (default), 64")
     p.add_argument("value", nargs="?", metavar="VALUE", help="write this value (one exact-width store)")
     p.add_argument("--range", metavar="LEN", help="read LEN bytes, shown like hexdump -C")

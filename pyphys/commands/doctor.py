@@ -21,7 +21,11 @@ def run(args) -> int:
         if c.fix and c.status != "OK":
             print(f"{'':8}fix: {c.fix}")
     blocked = [c.name for c in checks if c.status == "BLOCKED"]
-    print(f"summary: {len(blocked)} blocking: {', '.join(blocked)}" if blocked else "summary: nothing blocks physical memory access")
+    print(
+        f"summary: {len(blocked)} blocking: {', '.join(blocked)}"
+        if blocked
+        else "summary: nothing blocks physical memory access"
+    )
     return 0
 
 

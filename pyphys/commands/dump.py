@@ -22,18 +22,28 @@ explains why writing straight from a /dev/mem mapping fails with EFAULT).
 
 
 def register(sub, name: str, help_text: str) -> None:
-    p = sub.add_parser(name, help=help_text, description=DESCRIPTION,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("ranges", nargs="*", metavar="RANGE", help="START-END (inclusive) or START+LENGTH; default: all System RAM")
+    p = sub.add_parser(
+        name, help=help_text, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "ranges", nargs="*", metavar="RANGE", help="START-END (inclusive) or START+LENGTH; default: all System RAM"
+    )
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
-    p.add_argument("-f", "--format", default="lime", choices=("raw", "padded", "lime"), help="output format (default: lime)")
+    p.add_argument(
+        "-f", "--format", default="lime", choices=("raw", "padded", "lime"), help="output format (default: lime)"
+    )
     p.add_argument("--direct", action="store_true", help="write with O_DIRECT (bypass the page cache)")
     p.add_argument("--force", action="store_true", help="overwrite FILE (and FILE.sha256) if they exist")
-    p.add_argument("--backend", default="auto", choices=("auto", "mmap", "rw", "module"),
-                   help="how to read physical memory (see pyphys doctor; default: auto)")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "mmap", "rw", "module"),
+        help="how to read physical memory (see pyphys doctor; default: auto)",
+    )
     p.add_argument("--no-sha256", dest="sha256", action="store_false", help="skip the SHA-256 sidecar")
-    p.add_argument("--block-size", default="2M", metavar="SIZE",
-                   help="bytes per read/write, a multiple of 4K (default: 2M)")
+    p.add_argument(
+        "--block-size", default="2M", metavar="SIZE", help="bytes per read/write, a multiple of 4K (default: 2M)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar even on a terminal")
     p.set_defaults(func=run)
 
@@ -67,8 +77,10 @@ class _Progress:
         width = 30
         filled = int(frac * width)
         bar = "#" * filled + "." * (width - filled)
-        line = (f"\r[{bar}] {frac * 100:5.1f}%  {_size(done)} / {_size(total)}  "
-                f"{rate / 1e6:7.1f} MB/s  ETA {int(eta) // 60}:{int(eta) % 60:02d} ")
+        line = (
+            f"\r[{bar}] {frac * 100:5.1f}%  {_size(done)} / {_size(total)}  "
+            f"{rate / 1e6:7.1f} MB/s  ETA {int(eta) // 60}:{int(eta) % 60:02d} "
+        )
         self.stream.write(line)
         self.stream.flush()
         self.shown = True
@@ -104,16 +116,25 @@ def run(args) -> int:
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         result = dumplib.dump(
-            args.output, ranges, args.format, direct=args.direct, force=args.force,
-            backend=args.backend, sha256=args.sha256, block_size=block, progress=progress,
+            args.output,
+            ranges,
+            args.format,
+            direct=args.direct,
+            force=args.force,
+            backend=args.backend,
+            sha256=args.sha256,
+            block_size=block,
+            progress=progress,
         )
     except KeyboardInterrupt as exc:
         progress.clear()
         why = f"killed by {exc.args[0]}" if isinstance(exc, _Signalled) else "interrupted"
-        at = (f" after {dumplib._size(progress.done)} of {dumplib._size(progress.total)}" if progress.total
-              else " before any memory was read")
-        print(f"pyphys dump: {why}{at}: the partial file was removed; {args.output} was not written",
-              file=sys.stderr)
+        at = (
+            f" after {dumplib._size(progress.done)} of {dumplib._size(progress.total)}"
+            if progress.total
+            else " before any memory was read"
+        )
+        print(f"pyphys dump: {why}{at}: the partial file was removed; {args.output} was not written", file=sys.stderr)
         return 130 if not isinstance(exc, _Signalled) else 128 + int(getattr(signal, exc.args[0]))
     finally:
         progress.clear()
@@ -122,8 +143,10 @@ def run(args) -> int:
 
     lay = result.layout
     mode = "O_DIRECT" if result.direct else "buffered"
-    print(f"wrote {result.path}: {lay.fmt}, {len(lay.segments)} range(s), {dumplib._size(lay.data_bytes)} of "
-          f"memory in {result.seconds:.2f} s ({result.rate / 1e6:.1f} MB/s, {mode}, backend {result.backend})")
+    print(
+        f"wrote {result.path}: {lay.fmt}, {len(lay.segments)} range(s), {dumplib._size(lay.data_bytes)} of "
+        f"memory in {result.seconds:.2f} s ({result.rate / 1e6:.1f} MB/s, {mode}, backend {result.backend})"
+    )
     if result.sha256:
         print(f"sha256 {result.sha256}  (sidecar {result.sidecar})")
     if "refused" in result.backend_reason:

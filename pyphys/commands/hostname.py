@@ -4,14 +4,23 @@ from __future__ import annotations
 
 
 def register(sub, name: str, help_text: str) -> None:
-    p = sub.add_parser(name, help=help_text, description=(
-        "Change the hostname the way seed 002 does: find the physical address of the kernel's "
-        "nodename (pyphys.ko sysfs, else kernel symbols), check it holds `uname -n`, write NAME "
-        "NUL-terminated through /dev/mem, read it back. Undo with `pyphys undo`."))
+    p = sub.add_parser(
+        name,
+        help=help_text,
+        description=(
+            "Change the hostname the way seed 002 does: find the physical address of the kernel's "
+            "nodename (pyphys.ko sysfs, else kernel symbols), check it holds `uname -n`, write NAME "
+            "NUL-terminated through /dev/mem, read it back. Undo with `pyphys undo`."
+        ),
+    )
     p.add_argument("name", metavar="NAME", help="new hostname (1-64 printable bytes)")
     p.add_argument("--dry-run", action="store_true", help="show what would be written; write nothing")
-    p.add_argument("--backend", default="auto", choices=("auto", "mmap", "rw", "module"),
-                   help="how to reach physical memory (default: auto, which says what it chose)")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "mmap", "rw", "module"),
+        help="how to reach physical memory (default: auto, which says what it chose)",
+    )
     p.set_defaults(func=run)
 
 

@@ -1,8 +1,8 @@
 """``pyphys iomem``: /proc/iomem as a tree, or which region an address lies in.
 
-    pyphys iomem                 # the tree, with sizes
-    pyphys iomem ADDR [ADDR...]  # 'System RAM > Kernel data', or a hole
-    pyphys iomem --json
+pyphys iomem                 # the tree, with sizes
+pyphys iomem ADDR [ADDR...]  # 'System RAM > Kernel data', or a hole
+pyphys iomem --json
 """
 
 from __future__ import annotations
@@ -36,12 +36,14 @@ def run(args) -> int:
         rows = []
         for a in addrs:
             chain = tree.region_of(a)
-            rows.append({
-                "addr": f"{a:#x}",
-                "region": tree.describe(a),
-                "ram": tree.is_ram(a),
-                "chain": [{"start": f"{r.start:#x}", "end": f"{r.end:#x}", "name": r.name} for r in chain],
-            })
+            rows.append(
+                {
+                    "addr": f"{a:#x}",
+                    "region": tree.describe(a),
+                    "ram": tree.is_ram(a),
+                    "chain": [{"start": f"{r.start:#x}", "end": f"{r.end:#x}", "name": r.name} for r in chain],
+                }
+            )
         if args.json:
             print(json.dumps(rows))
         else:

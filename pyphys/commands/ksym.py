@@ -21,7 +21,10 @@ def run(args) -> int:
         print(json.dumps(report.to_dict()))
         return 0 if report.agree is not False else 1
     hexa = lambda v: "-" if v is None else f"{v:#x}"  # noqa: E731
-    print(f"{report.name}: virt {hexa(report.virt)}  phys {hexa(report.phys)}" + (f"  size<={report.size}" if report.size else ""))
+    print(
+        f"{report.name}: virt {hexa(report.virt)}  phys {hexa(report.phys)}"
+        + (f"  size<={report.size}" if report.size else "")
+    )
     for s in report.sources:
         print(f"  {s.name:<15} virt {hexa(s.virt):<20} phys {hexa(s.phys):<14} {s.note}")
     agree = report.agree
@@ -31,7 +34,9 @@ def run(args) -> int:
         print("DISAGREE: " + ", ".join(f"{s.name}={s.phys:#x}" for s in report.sources if s.phys is not None))
         return 1
     else:
-        print("only one source answered: nothing to cross-check" if report.physes else "no source gave a physical address")
+        print(
+            "only one source answered: nothing to cross-check" if report.physes else "no source gave a physical address"
+        )
     return 0
 
 
@@ -43,7 +48,9 @@ def register(sub, name: str, help_text: str) -> None:
         description="Virtual and physical address of a kernel symbol from /proc/kallsyms + /proc/iomem, "
         "/proc/kcore's program headers, and pyphys.ko's sysfs (for the nodename); says whether they agree.",
     )
-    p.add_argument("symbol", metavar="SYMBOL", help="symbol name, optionally +OFFSET; 'nodename' = init_uts_ns.name.nodename")
+    p.add_argument(
+        "symbol", metavar="SYMBOL", help="symbol name, optionally +OFFSET; 'nodename' = init_uts_ns.name.nodename"
+    )
     p.add_argument("--no-kcore", action="store_true", help="skip /proc/kcore")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)

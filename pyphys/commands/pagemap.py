@@ -29,20 +29,35 @@ DEFAULTS = {"all": False, "mode": None, "view": "expanded", "count": False, "jso
 
 def register(sub, name: str, help_text: str) -> None:
     p = sub.add_parser(name, help=help_text, description=DESCRIPTION)
-    p.add_argument("process", metavar="PROCESS",
-                   help="pid, `self` (this pyphys process itself), or a process name (needs psutil)")
-    p.add_argument("address", metavar="ADDRESS|START-END", nargs="?",
-                   help="virtual address (decimal or 0x-hex), or a range START-END / START+LENGTH")
+    p.add_argument(
+        "process", metavar="PROCESS", help="pid, `self` (this pyphys process itself), or a process name (needs psutil)"
+    )
+    p.add_argument(
+        "address",
+        metavar="ADDRESS|START-END",
+        nargs="?",
+        help="virtual address (decimal or 0x-hex), or a range START-END / START+LENGTH",
+    )
     p.add_argument("--all", action="store_true", help="every mapping of the process")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--pages", dest="mode", action="store_const", const="pages", help="one line per page")
-    mode.add_argument("--runs", dest="mode", action="store_const", const="runs",
-                      help="one line per run of contiguous frames with equal flags")
-    mode.add_argument("--summary", dest="mode", action="store_const", const="summary",
-                      help="page counts by flag set, like page-types")
-    p.add_argument("--view", choices=("expanded", "well-known", "raw"), default="expanded",
-                   help="summary flags: expanded like page-types -r plus uffd-wp/guard (default), "
-                        "well-known like plain page-types, raw kernel words")
+    mode.add_argument(
+        "--runs",
+        dest="mode",
+        action="store_const",
+        const="runs",
+        help="one line per run of contiguous frames with equal flags",
+    )
+    mode.add_argument(
+        "--summary", dest="mode", action="store_const", const="summary", help="page counts by flag set, like page-types"
+    )
+    p.add_argument(
+        "--view",
+        choices=("expanded", "well-known", "raw"),
+        default="expanded",
+        help="summary flags: expanded like page-types -r plus uffd-wp/guard (default), "
+        "well-known like plain page-types, raw kernel words",
+    )
     p.add_argument("--count", action="store_true", help="also read kpagecount for --pages/--runs")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run, **DEFAULTS)
@@ -57,8 +72,7 @@ def parse_range(text: str) -> tuple[int, int] | None:
             other = parse_int(b, "range end" if sep == "-" else "range length")
             end = other if sep == "-" else start + other
             if end <= start:
-                raise UsageError(f"range {text!r} is empty or reversed",
-                                 "END is exclusive and must be above START")
+                raise UsageError(f"range {text!r} is empty or reversed", "END is exclusive and must be above START")
             return start, end
     return None
 
@@ -195,8 +209,10 @@ def format_translation(d: dict) -> str:
         if h is None:
             lines.append("  huge page          no")
         else:
-            lines.append(f"  huge page          {h['kind']}, {_size(h['size'])} ({h['pages']} pages), head PFN "
-                         f"{h['head_pfn']:#x}, this is page {h['index']}")
+            lines.append(
+                f"  huge page          {h['kind']}, {_size(h['size'])} ({h['pages']} pages), head PFN "
+                f"{h['head_pfn']:#x}, this is page {h['index']}"
+            )
     for note in d["notes"]:
         lines.append(f"  note: {note}")
     return "\n".join(lines) + "\n"
@@ -276,20 +292,39 @@ def format_run(r) -> str:
 
 def page_dict(r) -> dict:
     d = r.decoded
-    return {"vaddr": hex(r.vaddr), "entry": f"{r.entry:#018x}", "kind": d.kind,
-            "pfn": None if d.pfn is None else hex(d.pfn), "pfn_hidden": d.pfn_hidden,
-            "swap_type": d.swap_type, "swap_offset": None if d.swap_offset is None else hex(d.swap_offset),
-            "kpageflags": None if r.kpageflags is None else hex(r.kpageflags),
-            "kpagecount": r.kpagecount, "flags": list(r.flag_names), "mapping": r.mapping.label}
+    return {
+        "vaddr": hex(r.vaddr),
+        "entry": f"{r.entry:#018x}",
+        "kind": d.kind,
+        "pfn": None if d.pfn is None else hex(d.pfn),
+        "pfn_hidden": d.pfn_hidden,
+        "swap_type": d.swap_type,
+        "swap_offset": None if d.swap_offset is None else hex(d.swap_offset),
+        "kpageflags": None if r.kpageflags is None else hex(r.kpageflags),
+        "kpagecount": r.kpagecount,
+        "flags": list(r.flag_names),
+        "mapping": r.mapping.label,
+    }
 
 
 def run_dict(r) -> dict:
     d = r.decoded
-    return {"vaddr": hex(r.vaddr), "end": hex(r.end), "pages": r.pages, "entry": f"{r.entry:#018x}",
-            "kind": d.kind, "pfn": None if d.pfn is None else hex(d.pfn), "step": r.step,
-            "last_pfn": None if r.last_pfn is None else hex(r.last_pfn), "pfn_hidden": d.pfn_hidden,
-            "kpageflags": None if r.kpageflags is None else hex(r.kpageflags), "kpagecount": r.kpagecount,
-            "flags": list(r.flag_names), "huge": r.huge, "mapping": r.mapping.label}
+    return {
+        "vaddr": hex(r.vaddr),
+        "end": hex(r.end),
+        "pages": r.pages,
+        "entry": f"{r.entry:#018x}",
+        "kind": d.kind,
+        "pfn": None if d.pfn is None else hex(d.pfn),
+        "step": r.step,
+        "last_pfn": None if r.last_pfn is None else hex(r.last_pfn),
+        "pfn_hidden": d.pfn_hidden,
+        "kpageflags": None if r.kpageflags is None else hex(r.kpageflags),
+        "kpagecount": r.kpagecount,
+        "flags": list(r.flag_names),
+        "huge": r.huge,
+        "mapping": r.mapping.label,
+    }
 
 
 def format_summary(d: dict, view: str) -> str:
@@ -303,9 +338,11 @@ def format_summary(d: dict, view: str) -> str:
         lines.append(f"{f:#018x}\t{n:10d} {n * ps // mb:8d}  {symbolic_flags(f)}\t{','.join(flag_names(f))}")
     lines.append(f"             total\t{total:10d} {total * ps // mb:8d}")
     huge = huge_page_counts(d["raw"])
-    lines.append(f"pid {d['pid']} ({d['process']}): {d['present']} present, {d['swapped']} swapped, "
-                 f"{d['not_present']} not present in the mappings scanned; THP pages {huge['THP']}, "
-                 f"hugetlb pages {huge['hugetlb']} (view: {view})")
+    lines.append(
+        f"pid {d['pid']} ({d['process']}): {d['present']} present, {d['swapped']} swapped, "
+        f"{d['not_present']} not present in the mappings scanned; THP pages {huge['THP']}, "
+        f"hugetlb pages {huge['hugetlb']} (view: {view})"
+    )
     for note in d["notes"]:
         lines.append(f"note: {note}")
     return "\n".join(lines) + "\n"

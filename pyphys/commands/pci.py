@@ -24,50 +24,91 @@ mmap of sysfs resourceN (default) or /dev/mem at the BAR address (--via devmem);
 through read/write of resourceN. Writes are journaled: `pyphys undo` restores the old bytes.
 """
 
-WIDTH_WORDS = {"8": 8, "16": 16, "32": 32, "64": 64, "u8": 8, "u16": 16, "u32": 32, "u64": 64,
-               "b": 8, "h": 16, "w": 32, "l": 32, "q": 64}
+WIDTH_WORDS = {
+    "8": 8,
+    "16": 16,
+    "32": 32,
+    "64": 64,
+    "u8": 8,
+    "u16": 16,
+    "u32": 32,
+    "u64": 64,
+    "b": 8,
+    "h": 16,
+    "w": 32,
+    "l": 32,
+    "q": 64,
+}
 
 
 def register(sub, name: str, help_text: str) -> None:
-    p = sub.add_parser(name, help=help_text, description=DESCRIPTION,
-                       formatter_class=_raw_formatter())
+    p = sub.add_parser(name, help=help_text, description=DESCRIPTION, formatter_class=_raw_formatter())
     psub = p.add_subparsers(dest="pci_command", metavar="ACTION")
 
     def selection(q) -> None:
         g = q.add_argument_group("device selection (seed 002's flags)")
         g.add_argument("-V", "--vendor", dest="vendor_id", metavar="ID", help="vendor ID, e.g. 0x1af4")
         g.add_argument("-D", "--device", dest="device_id", metavar="ID", help="device ID, e.g. 0x1110")
-        g.add_argument("-v", "--subsystem-vendor", dest="subsystem_vendor_id", metavar="ID",
-                       help="subsystem vendor ID, e.g. 0x1af4")
-        g.add_argument("-d", "--subsystem-device", dest="subsystem_device_id", metavar="ID",
-                       help="subsystem device ID, e.g. 0x1100")
+        g.add_argument(
+            "-v",
+            "--subsystem-vendor",
+            dest="subsystem_vendor_id",
+            metavar="ID",
+            help="subsystem vendor ID, e.g. 0x1af4",
+        )
+        g.add_argument(
+            "-d",
+            "--subsystem-device",
+            dest="subsystem_device_id",
+            metavar="ID",
+            help="subsystem device ID, e.g. 0x1100",
+        )
 
     q = psub.add_parser("list", help="list devices with their BARs (like lspci -nn plus upci's table)")
     q.add_argument("device", nargs="?", metavar="DEVICE", help="only devices matching this address or vendor:device")
-    q.add_argument("--source", choices=("auto", "sysfs", "procfs"), default="auto",
-                   help="sysfs, or /proc/bus/pci/devices as upci reads it (default: sysfs, procfs if absent)")
+    q.add_argument(
+        "--source",
+        choices=("auto", "sysfs", "procfs"),
+        default="auto",
+        help="sysfs, or /proc/bus/pci/devices as upci reads it (default: sysfs, procfs if absent)",
+    )
     q.add_argument("--json", action="store_true", help="machine-readable output")
     selection(q)
     q.set_defaults(func=run_list)
 
     q = psub.add_parser("read", help="read a BAR register (or a range, as a hexdump)")
-    q.add_argument("args", nargs="+", metavar="ARG", help="DEVICE BAR OFFSET [WIDTH] (options go before or after these)")
+    q.add_argument(
+        "args", nargs="+", metavar="ARG", help="DEVICE BAR OFFSET [WIDTH] (options go before or after these)"
+    )
     q.add_argument("-l", "--length", metavar="BYTES", help="read this many bytes from OFFSET, shown as a hexdump")
-    q.add_argument("--via", choices=("resource", "devmem"), default="resource",
-                   help="sysfs resourceN mmap (default) or /dev/mem at the BAR address")
+    q.add_argument(
+        "--via",
+        choices=("resource", "devmem"),
+        default="resource",
+        help="sysfs resourceN mmap (default) or /dev/mem at the BAR address",
+    )
     q.add_argument("--json", action="store_true", help="machine-readable output")
     selection(q)
     q.set_defaults(func=run_read)
 
     q = psub.add_parser("write", help="write a BAR register, or a byte string, journaled")
-    q.add_argument("args", nargs="+", metavar="ARG",
-                   help="DEVICE BAR OFFSET [WIDTH] VALUE, or DEVICE BAR OFFSET with --string/--hex")
+    q.add_argument(
+        "args",
+        nargs="+",
+        metavar="ARG",
+        help="DEVICE BAR OFFSET [WIDTH] VALUE, or DEVICE BAR OFFSET with --string/--hex",
+    )
     data = q.add_mutually_exclusive_group()
-    data.add_argument("--string", metavar="TEXT",
-                      help=r"write these bytes (C escapes: \r \n \t \0 \\ \xNN) in one call")
+    data.add_argument(
+        "--string", metavar="TEXT", help=r"write these bytes (C escapes: \r \n \t \0 \\ \xNN) in one call"
+    )
     data.add_argument("--hex", metavar="HEX", help="write these bytes, given as hex (spaces allowed)")
-    q.add_argument("--via", choices=("resource", "devmem"), default="resource",
-                   help="sysfs resourceN mmap (default) or /dev/mem at the BAR address")
+    q.add_argument(
+        "--via",
+        choices=("resource", "devmem"),
+        default="resource",
+        help="sysfs resourceN mmap (default) or /dev/mem at the BAR address",
+    )
     q.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     selection(q)
@@ -117,7 +158,9 @@ def _selector(args, device_text):
 
 
 def _has_id_flags(args) -> bool:
-    return any(getattr(args, k) is not None for k in ("vendor_id", "device_id", "subsystem_vendor_id", "subsystem_device_id"))
+    return any(
+        getattr(args, k) is not None for k in ("vendor_id", "device_id", "subsystem_vendor_id", "subsystem_device_id")
+    )
 
 
 def _split_device(args, positional: list[str]) -> tuple[str | None, list[str]]:
@@ -170,7 +213,7 @@ def decode_string(text: str) -> bytes:
         elif nxt == "x":
             digits = text[i + 2 : i + 4]
             if len(digits) != 2 or any(c not in "0123456789abcdefABCDEF" for c in digits):
-                raise UsageError(f"bad escape {text[i:i + 4]!r} in --string (\\xNN needs two hex digits)")
+                raise UsageError(f"bad escape {text[i : i + 4]!r} in --string (\\xNN needs two hex digits)")
             out.append(int(digits, 16))
             i += 4
         elif nxt in "01234567":
@@ -247,13 +290,19 @@ def format_device(dev) -> str:
     from pyphys import pci
 
     vname, dname = pci.device_names(dev)
-    cls = f"{pci.class_name(dev.class_code)} [{dev.class_code >> 8:04x}]" if dev.class_code is not None else "Class [????]"
+    cls = (
+        f"{pci.class_name(dev.class_code)} [{dev.class_code >> 8:04x}]"
+        if dev.class_code is not None
+        else "Class [????]"
+    )
     names = " ".join(n for n in (vname, dname) if n)
     ident = f"{names} [{dev.ids}]" if names else f"[{dev.ids}]"
     rev = f" (rev {dev.revision:02x})" if dev.revision is not None else ""
     sub = f"subsystem [{dev.subsystem_ids}]" if dev.subsystem_ids else "subsystem [?]"
-    lines = [f"{dev.short_address} {cls}: {ident}{rev}",
-             f"        {sub}  driver: {dev.driver or 'none'}" + (f"  irq {dev.irq}" if dev.irq else "")]
+    lines = [
+        f"{dev.short_address} {cls}: {ident}{rev}",
+        f"        {sub}  driver: {dev.driver or 'none'}" + (f"  irq {dev.irq}" if dev.irq else ""),
+    ]
     for bar in dev.bars:
         lines.append(
             f"        BAR{bar.index}  {bar.type_text:<22} {bar.start:#018x}  size {bar.size:#x} ({_human_size(bar.size)})"
@@ -273,8 +322,10 @@ def run_list(args) -> int:
             from pyphys.errors import NotFoundError
 
             everything = pci.scan(args.source)
-            raise NotFoundError(f"no PCI device matches {_selector(args, args.device)}",
-                                "present: " + (", ".join(d.summary() for d in everything) or "none"))
+            raise NotFoundError(
+                f"no PCI device matches {_selector(args, args.device)}",
+                "present: " + (", ".join(d.summary() for d in everything) or "none"),
+            )
     if args.json:
         print(json.dumps([d.to_json() for d in devices], indent=2))
         return 0
@@ -299,19 +350,37 @@ def run_read(args) -> int:
     if length is not None:
         data = pci.read_bar_range(dev, index, offset, length, width, via=args.via)
         if args.json:
-            print(json.dumps({"device": dev.address, "bar": index, "offset": offset, "width": width,
-                              "via": args.via, "data": data.hex()}))
+            print(
+                json.dumps(
+                    {
+                        "device": dev.address,
+                        "bar": index,
+                        "offset": offset,
+                        "width": width,
+                        "via": args.via,
+                        "data": data.hex(),
+                    }
+                )
+            )
         else:
             print(hexdump(data, offset))
         return 0
     bar = dev.bar(index)
-    pci.check_access(f"{dev.short_address} BAR{index}", bar.size, offset, width,
-                     widths=(8, 16, 32) if bar.kind == "io" else (8, 16, 32, 64))
+    pci.check_access(
+        f"{dev.short_address} BAR{index}",
+        bar.size,
+        offset,
+        width,
+        widths=(8, 16, 32) if bar.kind == "io" else (8, 16, 32, 64),
+    )
     with pci.BarAccess(dev, bar, args.via) as acc:
         value = acc.read_word(offset, width)
     if args.json:
-        print(json.dumps({"device": dev.address, "bar": index, "offset": offset, "width": width,
-                          "via": args.via, "value": value}))
+        print(
+            json.dumps(
+                {"device": dev.address, "bar": index, "offset": offset, "width": width, "via": args.via, "value": value}
+            )
+        )
     else:
         print(_fmt_value(value, width))
     _warn_if_disabled(dev, bar, value, width)
@@ -345,20 +414,36 @@ def run_write(args) -> int:
     dev = _pick(args, device_text)
     rec = pci.write_bar(dev, index, offset, data, width=width, via=args.via)
     if args.json:
-        print(json.dumps({"device": dev.address, "bar": index, "offset": offset, "width": width, "via": args.via,
-                          "old": rec.old.hex(), "new": rec.new.hex(), "readback": rec.after.hex(),
-                          "journal_id": rec.record_id}))
+        print(
+            json.dumps(
+                {
+                    "device": dev.address,
+                    "bar": index,
+                    "offset": offset,
+                    "width": width,
+                    "via": args.via,
+                    "old": rec.old.hex(),
+                    "new": rec.new.hex(),
+                    "readback": rec.after.hex(),
+                    "journal_id": rec.record_id,
+                }
+            )
+        )
     elif not args.quiet:
         if width is not None:
             back = int.from_bytes(rec.after, "little")
             old = int.from_bytes(rec.old, "little")
-            print(f"{dev.short_address} BAR{index}+{offset:#x}: {_fmt_value(old, width)} -> "
-                  f"{_fmt_value(int.from_bytes(rec.new, 'little'), width)} (reads back {_fmt_value(back, width)}); "
-                  f"journal entry {rec.record_id}")
+            print(
+                f"{dev.short_address} BAR{index}+{offset:#x}: {_fmt_value(old, width)} -> "
+                f"{_fmt_value(int.from_bytes(rec.new, 'little'), width)} (reads back {_fmt_value(back, width)}); "
+                f"journal entry {rec.record_id}"
+            )
         else:
             same = "same bytes" if rec.after == rec.new else f"reads back {rec.after.hex()}"
-            print(f"{dev.short_address} BAR{index}+{offset:#x}: wrote {len(rec.new)} bytes ({same}); "
-                  f"journal entry {rec.record_id}")
+            print(
+                f"{dev.short_address} BAR{index}+{offset:#x}: wrote {len(rec.new)} bytes ({same}); "
+                f"journal entry {rec.record_id}"
+            )
     return 0
 
 
@@ -385,14 +470,26 @@ def format_config(dev, hdr) -> str:
         p, s, sub = hdr.bridge_buses
         lines.append(f"  buses          primary {p:02x}, secondary {s:02x}, subordinate {sub:02x}")
     for b in hdr.bars:
-        kind = "io" if b.kind == "io" else f"mem {'64' if b.is_64bit else '32'}-bit" + (" prefetchable" if b.prefetchable else "")
+        kind = (
+            "io"
+            if b.kind == "io"
+            else f"mem {'64' if b.is_64bit else '32'}-bit" + (" prefetchable" if b.prefetchable else "")
+        )
         lines.append(f"  BAR{b.index} ({b.offset:#04x})  {b.address:#x}  {kind}")
     if not hdr.bars:
         lines.append("  no BARs programmed")
     if hdr.rom_address:
-        lines.append(f"  expansion ROM  {hdr.rom_address & L.PCI_ROM_ADDRESS_MASK & 0xFFFFFFFF:#x}"
-                     + (" (enabled)" if hdr.rom_address & L.PCI_ROM_ADDRESS_ENABLE else " (disabled)"))
-    pin = "-" if not hdr.interrupt_pin else "ABCD"[hdr.interrupt_pin - 1] if hdr.interrupt_pin <= 4 else str(hdr.interrupt_pin)
+        lines.append(
+            f"  expansion ROM  {hdr.rom_address & L.PCI_ROM_ADDRESS_MASK & 0xFFFFFFFF:#x}"
+            + (" (enabled)" if hdr.rom_address & L.PCI_ROM_ADDRESS_ENABLE else " (disabled)")
+        )
+    pin = (
+        "-"
+        if not hdr.interrupt_pin
+        else "ABCD"[hdr.interrupt_pin - 1]
+        if hdr.interrupt_pin <= 4
+        else str(hdr.interrupt_pin)
+    )
     lines.append(f"  interrupt      pin {pin}, line {hdr.interrupt_line}")
     if hdr.capabilities:
         lines.append("  capabilities:")
@@ -419,18 +516,33 @@ def run_config(args) -> int:
     if value is not None and value >> width:
         raise UsageError(f"value {rest[2]!r} is too wide for a {width}-bit write")
     if value is not None and not args.force:
-        raise UsageError("refusing to write config space without --force",
-                         "a wrong command/BAR value can disable the device or hang the machine")
+        raise UsageError(
+            "refusing to write config space without --force",
+            "a wrong command/BAR value can disable the device or hang the machine",
+        )
     dev = _pick(args, device_text)
     if value is not None:
         rec = pci.write_config(dev, offset, width, value, force=args.force)
         back = int.from_bytes(rec.after, "little")
         if args.json:
-            print(json.dumps({"device": dev.address, "offset": offset, "width": width, "old": rec.old.hex(),
-                              "new": rec.new.hex(), "readback": rec.after.hex(), "journal_id": rec.record_id}))
+            print(
+                json.dumps(
+                    {
+                        "device": dev.address,
+                        "offset": offset,
+                        "width": width,
+                        "old": rec.old.hex(),
+                        "new": rec.new.hex(),
+                        "readback": rec.after.hex(),
+                        "journal_id": rec.record_id,
+                    }
+                )
+            )
         else:
-            print(f"{dev.short_address} config+{offset:#x}: {_fmt_value(int.from_bytes(rec.old, 'little'), width)} -> "
-                  f"{_fmt_value(value, width)} (reads back {_fmt_value(back, width)}); journal entry {rec.record_id}")
+            print(
+                f"{dev.short_address} config+{offset:#x}: {_fmt_value(int.from_bytes(rec.old, 'little'), width)} -> "
+                f"{_fmt_value(value, width)} (reads back {_fmt_value(back, width)}); journal entry {rec.record_id}"
+            )
         return 0
     if offset is not None:
         word = pci.read_config_word(dev, offset, width)

@@ -47,20 +47,36 @@ def run_undo(args) -> int:
     with journal.Journal() as jr:
         results = jr.undo(which, count=count, dry_run=args.dry_run)
     if args.json:
-        print(json.dumps([
-            {"id": r.id, "addr": f"{r.addr:#x}", "kind": r.kind, "target": r.target, "restored": r.restored.hex(),
-             "status": r.status, "label": r.label,
-             "readback": r.readback.hex() if r.readback is not None else None} for r in results
-        ]))
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": r.id,
+                        "addr": f"{r.addr:#x}",
+                        "kind": r.kind,
+                        "target": r.target,
+                        "restored": r.restored.hex(),
+                        "status": r.status,
+                        "label": r.label,
+                        "readback": r.readback.hex() if r.readback is not None else None,
+                    }
+                    for r in results
+                ]
+            )
+        )
         return 0
     verb = "would restore" if args.dry_run else "restored"
     for r in results:
         what = verb if r.status in ("restored", "register") else "already held"
         note = ""
         if r.status == "register":
-            note = (f"; it now reads {_short(r.readback.hex())}: a register whose reads differ from what was"
-                    f" written (it did so when pyphys wrote it too)")
-        print(f"#{r.id} {_target_text(r.kind, r.target)} {r.addr:#x}: {what} {_short(r.restored.hex())} ({r.label}){note}")
+            note = (
+                f"; it now reads {_short(r.readback.hex())}: a register whose reads differ from what was"
+                f" written (it did so when pyphys wrote it too)"
+            )
+        print(
+            f"#{r.id} {_target_text(r.kind, r.target)} {r.addr:#x}: {what} {_short(r.restored.hex())} ({r.label}){note}"
+        )
     return 0
 
 

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import struct
 
+from pyphys import TYPE_CHECKING
 from pyphys.errors import PyphysError
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (imports cost 9p stats in the guest)
 if TYPE_CHECKING:
-    from typing import BinaryIO, Iterator
+    from collections.abc import Iterator
+    from typing import BinaryIO
 
 MAGIC = 0x4C694D45  # LIME_MAGIC in lime.h; the bytes b"EMiL" on disk (little-endian)
 MAGIC_BYTES = b"EMiL"
@@ -66,7 +67,11 @@ class LimeRange:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LimeRange) and (self.start, self.end, self.header_offset, self.data_offset) == (
-            other.start, other.end, other.header_offset, other.data_offset)
+            other.start,
+            other.end,
+            other.header_offset,
+            other.data_offset,
+        )
 
     @property
     def length(self) -> int:
@@ -89,7 +94,9 @@ def parse_header(data: bytes, offset: int = 0) -> tuple[int, int]:
         raise LimeFormatError(f"truncated LiME header at file offset {offset:#x}: {len(data)} of {HEADER_SIZE} bytes")
     magic, version, start, end, _reserved = HEADER.unpack(data)
     if magic != MAGIC:
-        raise LimeFormatError(f"bad LiME magic {magic:#010x} at file offset {offset:#x} (expected {MAGIC:#010x}, b'EMiL')")
+        raise LimeFormatError(
+            f"bad LiME magic {magic:#010x} at file offset {offset:#x} (expected {MAGIC:#010x}, b'EMiL')"
+        )
     if version != VERSION:
         raise LimeFormatError(f"unsupported LiME version {version} at file offset {offset:#x} (only v1)")
     if end < start:

@@ -22,20 +22,20 @@ from __future__ import annotations
 # ---------------------------------------------------------------------------------------
 PAGEMAP_ENTRY_BYTES = 8
 
-PM_PFRAME_BITS = 55                      # bits 0-54: PFN if present
+PM_PFRAME_BITS = 55  # bits 0-54: PFN if present
 PM_PFRAME_MASK = (1 << PM_PFRAME_BITS) - 1
-PM_SWAP_TYPE_BITS = 5                    # bits 0-4: swap type if swapped (MAX_SWAPFILES_SHIFT)
+PM_SWAP_TYPE_BITS = 5  # bits 0-4: swap type if swapped (MAX_SWAPFILES_SHIFT)
 PM_SWAP_TYPE_MASK = (1 << PM_SWAP_TYPE_BITS) - 1
 # bits 5-54: swap offset if swapped
 
-PM_SOFT_DIRTY_BIT = 55                   # pte is soft-dirty (soft-dirty.rst)
-PM_MMAP_EXCLUSIVE_BIT = 56               # page exclusively mapped (since 4.2)
-PM_UFFD_WP_BIT = 57                      # pte is uffd-wp write-protected (since 5.13)
-PM_GUARD_REGION_BIT = 58                 # pte is a guard region, MADV_GUARD_INSTALL (since 6.15)
-PM_ZERO_BITS = (59, 60)                  # documented as zero
-PM_FILE_BIT = 61                         # page is file-page or shared-anon (since 3.5)
-PM_SWAP_BIT = 62                         # page swapped
-PM_PRESENT_BIT = 63                      # page present
+PM_SOFT_DIRTY_BIT = 55  # pte is soft-dirty (soft-dirty.rst)
+PM_MMAP_EXCLUSIVE_BIT = 56  # page exclusively mapped (since 4.2)
+PM_UFFD_WP_BIT = 57  # pte is uffd-wp write-protected (since 5.13)
+PM_GUARD_REGION_BIT = 58  # pte is a guard region, MADV_GUARD_INSTALL (since 6.15)
+PM_ZERO_BITS = (59, 60)  # documented as zero
+PM_FILE_BIT = 61  # page is file-page or shared-anon (since 3.5)
+PM_SWAP_BIT = 62  # page swapped
+PM_PRESENT_BIT = 63  # page present
 
 PM_SOFT_DIRTY = 1 << PM_SOFT_DIRTY_BIT
 PM_MMAP_EXCLUSIVE = 1 << PM_MMAP_EXCLUSIVE_BIT
@@ -101,27 +101,27 @@ KPF_PRIVATE_2 = 36
 KPF_OWNER_PRIVATE = 37
 KPF_ARCH = 38
 KPF_UNCACHED = 39
-KPF_SOFTDIRTY = 40                       # page-types folds pagemap bit 55 in here
+KPF_SOFTDIRTY = 40  # page-types folds pagemap bit 55 in here
 KPF_ARCH_2 = 41
 
 # tools/vm/page-types.c: "arbitrary free slots for expanding overloaded flags, not part of
 # kernel API", and the slots where it folds pagemap bits into its flag word.
-KPF_ANON_EXCLUSIVE = 47                  # PG_mappedtodisk on an anonymous page
-KPF_READAHEAD = 48                       # PG_reclaim without PG_writeback
-KPF_SLOB_FREE = 49                       # PG_private on a slab page
-KPF_SLUB_FROZEN = 50                     # PG_active on a slab page
-KPF_SLUB_DEBUG = 51                      # PG_error on a slab page
-KPF_FILE = 61                            # pagemap PM_FILE
-KPF_SWAP = 62                            # pagemap PM_SWAP
-KPF_MMAP_EXCLUSIVE = 63                  # pagemap PM_MMAP_EXCLUSIVE
+KPF_ANON_EXCLUSIVE = 47  # PG_mappedtodisk on an anonymous page
+KPF_READAHEAD = 48  # PG_reclaim without PG_writeback
+KPF_SLOB_FREE = 49  # PG_private on a slab page
+KPF_SLUB_FROZEN = 50  # PG_active on a slab page
+KPF_SLUB_DEBUG = 51  # PG_error on a slab page
+KPF_FILE = 61  # pagemap PM_FILE
+KPF_SWAP = 62  # pagemap PM_SWAP
+KPF_MMAP_EXCLUSIVE = 63  # pagemap PM_MMAP_EXCLUSIVE
 
 # pyphys' own: page-types predates these pagemap bits; pyphys folds them into its flag word
 # at the same bit numbers they have in the pagemap entry (slots page-types leaves free).
-KPF_UFFD_WP = PM_UFFD_WP_BIT             # 57
-KPF_GUARD_REGION = PM_GUARD_REGION_BIT   # 58
+KPF_UFFD_WP = PM_UFFD_WP_BIT  # 57
+KPF_GUARD_REGION = PM_GUARD_REGION_BIT  # 58
 
 # page-types.c masks
-KPF_HACKERS_BITS = 0xFFFF << 32          # hidden unless -r (raw)
+KPF_HACKERS_BITS = 0xFFFF << 32  # hidden unless -r (raw)
 KPF_OVERLOADED_BITS = 0xFFFF << 48
 
 # (bit, "letter:long-name") exactly as page_flag_names[] in tools/vm/page-types.c (6.1):

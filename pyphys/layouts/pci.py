@@ -66,8 +66,11 @@ PCI_CB_SUBSYSTEM_ID = 0x42
 
 # number of BAR registers each header type has
 BARS_PER_HEADER_TYPE = {PCI_HEADER_TYPE_NORMAL: 6, PCI_HEADER_TYPE_BRIDGE: 2, PCI_HEADER_TYPE_CARDBUS: 1}
-HEADER_TYPE_NAMES = {PCI_HEADER_TYPE_NORMAL: "normal", PCI_HEADER_TYPE_BRIDGE: "PCI bridge",
-                     PCI_HEADER_TYPE_CARDBUS: "CardBus bridge"}
+HEADER_TYPE_NAMES = {
+    PCI_HEADER_TYPE_NORMAL: "normal",
+    PCI_HEADER_TYPE_BRIDGE: "PCI bridge",
+    PCI_HEADER_TYPE_CARDBUS: "CardBus bridge",
+}
 
 # --- BAR register bits (pci_regs.h) ---------------------------------------------------------
 PCI_BASE_ADDRESS_SPACE_IO = 0x01

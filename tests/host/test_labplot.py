@@ -17,7 +17,7 @@ from pyphys.errors import PyphysError
 
 
 def _pfn(vaddr: int) -> int:
-    with open("/proc/self/pagemap", "rb") as f:   # pagemap.rst: one u64 per page, PFN in bits 0-54
+    with open("/proc/self/pagemap", "rb") as f:  # pagemap.rst: one u64 per page, PFN in bits 0-54
         f.seek(vaddr // mmap.PAGESIZE * 8)
         entry = struct.unpack("<Q", f.read(8))[0]
     assert entry >> 63, "page not present"
@@ -54,7 +54,7 @@ def test_layout_places_a_page_on_its_frame(locked_page):
 
 @pytest.mark.host_root
 def test_plot_without_matplotlib_says_how_to_install(locked_page, monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)   # import matplotlib -> ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     with pytest.raises(PyphysError, match=r"pip install 'pyphys\[plot\]'"):
         labplot.plot([os.getpid()], str(tmp_path / "x.png"))
 

@@ -88,9 +88,13 @@ class Child:
 
     def __init__(self, python: str | None = None, preexec=None, **cfg):
         cfg.setdefault("pattern", PATTERN.decode())
-        self.proc = subprocess.Popen([python or sys.executable, "-c", CHILD, json.dumps(cfg)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     preexec_fn=preexec)
+        self.proc = subprocess.Popen(
+            [python or sys.executable, "-c", CHILD, json.dumps(cfg)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=preexec,
+        )
         line = self.proc.stdout.readline()
         assert line, "helper process failed to start"
         self.info = json.loads(line)
@@ -132,7 +136,8 @@ def find_page_types() -> str | None:
     if env:
         return env if os.access(env, os.X_OK) else None
     cache = os.environ.get("PYPHYS_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pyphys")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pyphys"
+    )
     for tree in sorted(glob.glob(os.path.join(cache, "lab-*")), key=os.path.getmtime, reverse=True):
         for sub in ("tools/vm/page-types", "tools/mm/page-types"):
             path = os.path.join(tree, "linux", sub)
@@ -146,15 +151,16 @@ def page_types():
     require_root()
     path = find_page_types()
     if path is None:
-        pytest.skip("page-types not built: set PYPHYS_PAGE_TYPES or run `make kernel` "
-                    "(scripts/build-kernel.sh builds tools/vm/page-types)")
+        pytest.skip(
+            "page-types not built: set PYPHYS_PAGE_TYPES or run `make kernel` "
+            "(scripts/build-kernel.sh builds tools/vm/page-types)"
+        )
     return path
 
 
 def page_types_list(pt: str, pid: int, *extra: str) -> dict[int, tuple[int, str]]:
     """``page-types -p PID -L -N [extra]``: {virtual page number: (PFN or swap offset, flags)}."""
-    out = subprocess.run([pt, "-p", str(pid), "-L", "-N", *extra], check=True, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run([pt, "-p", str(pid), "-L", "-N", *extra], check=True, capture_output=True, text=True).stdout
     pages = {}
     for line in out.splitlines()[1:]:
         vpn, off, flags = line.split("\t")
@@ -191,13 +197,18 @@ def test_translate_mlocked_buffer_of_a_child(page_types, child_factory):
     assert pt == {vpn: (e.pfn, pagemap.symbolic_flags(t.flags))}
     # the CLI says the same, as text and as JSON
     env = dict(os.environ, PYTHONPATH=TOP)
-    res = subprocess.run([sys.executable, "-m", "pyphys", "pagemap", str(c.pid), hex(addr), "--json"],
-                         capture_output=True, text=True, env=env)
+    res = subprocess.run(
+        [sys.executable, "-m", "pyphys", "pagemap", str(c.pid), hex(addr), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert res.returncode == 0, res.stderr
     d = json.loads(res.stdout)
     assert (d["pfn"], d["phys_addr"], d["kpagecount"]) == (hex(e.pfn), hex(t.phys_addr), 1)
-    res = subprocess.run([sys.executable, "-m", "pyphys", "pagemap", str(c.pid), hex(addr)],
-                         capture_output=True, text=True, env=env)
+    res = subprocess.run(
+        [sys.executable, "-m", "pyphys", "pagemap", str(c.pid), hex(addr)], capture_output=True, text=True, env=env
+    )
     assert f"physical address {t.phys_addr:#x}" in res.stdout
 
 
@@ -220,8 +231,11 @@ def agree(pt: str, pid: int, ours, before, after, view, *extra) -> list[str]:
             a = page_types_list(pt, pid, *extra, *one)[vpn]
         if flags not in (b[1], a[1]):
             path = next((m.path for m in procmaps.read_maps(pid) if m.start <= vpn * PAGE < m.end), "?")
-            if (os.path.realpath(path) in observer_files(pt) and "1" in flags
-                    and flags.replace("1", "_") in (b[1], a[1])):
+            if (
+                os.path.realpath(path) in observer_files(pt)
+                and "1" in flags
+                and flags.replace("1", "_") in (b[1], a[1])
+            ):
                 # page-types's observer effect: it maps these libc pages itself while it runs,
                 # so for it they are not mapped exclusively (mapcount 2); for pyphys, reading
                 # without touching them, the child is their only mapper. Only that bit may differ.
@@ -243,8 +257,10 @@ def observer_files(pt: str) -> set[str]:
 
 def test_whole_process_scan_matches_page_types(page_types, child_factory):
     c = child_factory(anon_mib=64, mlock=True, thp=True, mlockall=True)
-    for extra, view in (((), lambda r: pagemap.well_known_flags(r.kpageflags or 0)),  # page-types' view
-                        (("-r",), lambda r: r.flags)):                              # -r: expanded
+    for extra, view in (
+        ((), lambda r: pagemap.well_known_flags(r.kpageflags or 0)),  # page-types' view
+        (("-r",), lambda r: r.flags),
+    ):  # -r: expanded
         before = page_types_list(page_types, c.pid, *extra)
         ours = pyphys_list(c.pid, view)
         after = page_types_list(page_types, c.pid, *extra)
@@ -275,6 +291,7 @@ def test_summary_matches_page_types(page_types, child_factory):
         if ours in (pt1, pt2):
             break
     else:
+
         def masked(rows):
             out = {}
             for f, n in rows.items():
@@ -291,8 +308,11 @@ def test_transparent_huge_page_reported(page_types, child_factory):
     a = c.info["thp"]
     with open(f"/proc/{c.pid}/smaps") as f:
         smaps = f.read()
-    block = next(b for b in re.split(r"\n(?=[0-9a-f]+-[0-9a-f]+ )", smaps)
-                 if int(b.split("-", 1)[0], 16) <= a < int(b.split()[0].split("-")[1], 16))
+    block = next(
+        b
+        for b in re.split(r"\n(?=[0-9a-f]+-[0-9a-f]+ )", smaps)
+        if int(b.split("-", 1)[0], 16) <= a < int(b.split()[0].split("-")[1], 16)
+    )
     huge_kb = int(re.search(r"AnonHugePages:\s+(\d+) kB", block).group(1))
     t = pagemap.translate(c.pid, a + 3 * PAGE)
     vpn = (a + 3 * PAGE) // PAGE
@@ -334,17 +354,35 @@ def test_hidden_pfn_without_cap_sys_admin(child_factory):
     assert pagemap.translate(c.pid, addr).pfn
     # ... as its own unprivileged user, pagemap zeroes the PFN: pyphys says hidden, never 0
     env = dict(os.environ, PYTHONPATH=TOP, PYTHONDONTWRITEBYTECODE="1")
-    res = subprocess.run([py, "-m", "pyphys", "pagemap", str(c.pid), hex(addr)], preexec_fn=nobody,
-                         capture_output=True, text=True, env=env, cwd="/")
+    res = subprocess.run(
+        [py, "-m", "pyphys", "pagemap", str(c.pid), hex(addr)],
+        preexec_fn=nobody,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd="/",
+    )
     assert res.returncode == 0, res.stderr
     assert "PFN              hidden" in res.stdout and "physical address hidden" in res.stdout
     assert not re.search(r"PFN\s+0x0\b", res.stdout)
-    res = subprocess.run([py, "-m", "pyphys", "pagemap", str(c.pid), hex(addr), "--json"], preexec_fn=nobody,
-                         capture_output=True, text=True, env=env, cwd="/")
+    res = subprocess.run(
+        [py, "-m", "pyphys", "pagemap", str(c.pid), hex(addr), "--json"],
+        preexec_fn=nobody,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd="/",
+    )
     d = json.loads(res.stdout)
     assert d["pfn"] is None and d["entry"]["pfn_hidden"] and d["entry"]["present"]
-    res = subprocess.run([py, "-m", "pyphys", "pagemap", str(c.pid), "--all"], preexec_fn=nobody,
-                         capture_output=True, text=True, env=env, cwd="/")
+    res = subprocess.run(
+        [py, "-m", "pyphys", "pagemap", str(c.pid), "--all"],
+        preexec_fn=nobody,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd="/",
+    )
     assert res.returncode == 0 and "CAP_SYS_ADMIN" in res.stdout
 
 
@@ -360,22 +398,28 @@ def test_no_permission_to_read_pagemap(child_factory):
     py = unprivileged_python()
     root_child = child_factory()  # a root process: nobody may not read its page tables
     env = dict(os.environ, PYTHONPATH=TOP, PYTHONDONTWRITEBYTECODE="1")
-    res = subprocess.run([py, "-m", "pyphys", "pagemap", str(root_child.pid), hex(root_child.info["buf"])],
-                         preexec_fn=nobody, capture_output=True, text=True, env=env, cwd="/")
+    res = subprocess.run(
+        [py, "-m", "pyphys", "pagemap", str(root_child.pid), hex(root_child.info["buf"])],
+        preexec_fn=nobody,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd="/",
+    )
     one_line_error(res)
     assert "ermission denied" in res.stderr
 
 
 def cli(*argv):
     env = dict(os.environ, PYTHONPATH=TOP)
-    return subprocess.run([sys.executable, "-m", "pyphys", "pagemap", *argv], capture_output=True, text=True,
-                          env=env)
+    return subprocess.run([sys.executable, "-m", "pyphys", "pagemap", *argv], capture_output=True, text=True, env=env)
 
 
 def test_kernel_thread_and_zombie_are_clear_errors():
     require_root()
-    kthreadd = next(p for p in range(1, 100) if os.path.exists(f"/proc/{p}/stat")
-                    and procmaps.process_info(p).kernel_thread)
+    kthreadd = next(
+        p for p in range(1, 100) if os.path.exists(f"/proc/{p}/stat") and procmaps.process_info(p).kernel_thread
+    )
     res = cli(str(kthreadd), "0x400000")
     one_line_error(res, 2)
     assert "kernel thread" in res.stderr
@@ -445,10 +489,17 @@ def test_process_by_name(child_factory):
             p.wait()
 
 
-@pytest.mark.parametrize("argv,code", [
-    (["self", "0xnothex"], 2), (["self", "0x3000-0x1000"], 2), (["self", "0xffffffff81000000"], 2),
-    (["4194305", "0x1000"], 1), (["-7", "0x1000"], 2), (["self", "0x1000-0x1000"], 2),
-])
+@pytest.mark.parametrize(
+    "argv,code",
+    [
+        (["self", "0xnothex"], 2),
+        (["self", "0x3000-0x1000"], 2),
+        (["self", "0xffffffff81000000"], 2),
+        (["4194305", "0x1000"], 1),
+        (["-7", "0x1000"], 2),
+        (["self", "0x1000-0x1000"], 2),
+    ],
+)
 def test_bad_input_real_cli(argv, code):
     require_root()
     one_line_error(cli(*argv), code)

@@ -18,12 +18,15 @@ from pyphys import cli
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.mark.parametrize("argv", [
-    ["pagemap", "self", "0x1000"],
-    ["pagemap", "1234", "0x10-0x20"],
-    ["pagemap", "bash", "4096"],
-    ["pagemap", "self", "0x7f00+0x2000"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["pagemap", "self", "0x1000"],
+        ["pagemap", "1234", "0x10-0x20"],
+        ["pagemap", "bash", "4096"],
+        ["pagemap", "self", "0x7f00+0x2000"],
+    ],
+)
 def test_fast_namespace_is_what_argparse_gives(argv):
     fast = cli._fast_args(argv)
     assert fast is not None
@@ -31,17 +34,20 @@ def test_fast_namespace_is_what_argparse_gives(argv):
     assert vars(fast) == vars(slow)
 
 
-@pytest.mark.parametrize("argv", [
-    ["pagemap", "self", "0x1000", "--json"],
-    ["pagemap", "--all", "self"],
-    ["pagemap", "self", "--summary"],
-    ["pagemap", "-h"],
-    ["pagemap", "self"],
-    ["pagemap", "self", "-5"],
-    ["pagemap", "", "0x1000"],
-    ["devmem", "0x1000", "32"],
-    [],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["pagemap", "self", "0x1000", "--json"],
+        ["pagemap", "--all", "self"],
+        ["pagemap", "self", "--summary"],
+        ["pagemap", "-h"],
+        ["pagemap", "self"],
+        ["pagemap", "self", "-5"],
+        ["pagemap", "", "0x1000"],
+        ["devmem", "0x1000", "32"],
+        [],
+    ],
+)
 def test_anything_else_goes_through_argparse(argv):
     assert cli._fast_args(argv) is None
 
@@ -56,6 +62,7 @@ def test_same_output_both_ways(capsys):
     fast = capsys.readouterr()
     assert cli.main(["pagemap", "--", "self", hex(addr)]) == 0  # `--`: not the fast path
     slow = capsys.readouterr()
+
     # the kpageflags lines may change between two reads (referenced, idle); the rest may not
     def stable(text):
         return [line for line in text.splitlines() if not line.lstrip().startswith(("kpageflags", "flags", "symbolic"))]
@@ -72,12 +79,15 @@ def test_fast_path_errors_like_the_parser_path(capsys):
 
 
 def test_fast_path_imports_neither_argparse_nor_re():
-    code = ("import sys; before = set(sys.modules); buf = bytearray(64)\n"
-            "from pyphys.cli import main\n"
-            "rc = main(['pagemap', 'self', hex(id(buf))])\n"
-            "print(rc, sorted({'re', 'argparse', 'gettext'} & (set(sys.modules) - before)), file=sys.stderr)\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=TOP,
-                         env=dict(os.environ, PYTHONPATH=TOP))
+    code = (
+        "import sys; before = set(sys.modules); buf = bytearray(64)\n"
+        "from pyphys.cli import main\n"
+        "rc = main(['pagemap', 'self', hex(id(buf))])\n"
+        "print(rc, sorted({'re', 'argparse', 'gettext'} & (set(sys.modules) - before)), file=sys.stderr)\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=TOP, env=dict(os.environ, PYTHONPATH=TOP)
+    )
     assert res.stderr.strip().splitlines()[-1] == "0 []", res.stderr
 
 

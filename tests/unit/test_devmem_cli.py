@@ -91,12 +91,12 @@ def test_read_matches_file_in_busybox_format(lab, capsys, width):
 
 def test_default_width_is_32(lab, capsys):
     rc, out, _ = pyphys(capsys, "devmem", str(BUF + 4), "-q")
-    assert rc == 0 and out == "0x%08X\n" % struct.unpack("<I", mem(lab, BUF + 4, 4))[0]
+    assert rc == 0 and out == "0x{:08X}\n".format(struct.unpack("<I", mem(lab, BUF + 4, 4))[0])
 
 
 def test_named_addresses(lab, capsys):
     rc, out, _ = pyphys(capsys, "devmem", "buffer+8", "32", "-q")
-    assert out.strip() == "0x%08X" % struct.unpack("<I", mem(lab, BUF + 8, 4))[0]
+    assert out.strip() == "0x{:08X}".format(struct.unpack("<I", mem(lab, BUF + 8, 4))[0])
     rc, out, _ = pyphys(capsys, "devmem", "nodename", "--range", "3", "--json", "-q")
     assert json.loads(out)["hex"] == b"lab".hex()
 
@@ -176,7 +176,11 @@ w {BUF:#x} 32 0x55667788
     before = mem(lab)
     rc, out, err = pyphys(capsys, "devmem", "--batch", "-", stdin=script, monkeypatch=monkeypatch)
     assert rc == 0, err
-    assert out.splitlines() == ["0x%08X" % struct.unpack("<I", before[BUF : BUF + 4])[0], "0x11223344", "0xBEEF"]
+    assert out.splitlines() == [
+        "0x{:08X}".format(struct.unpack("<I", before[BUF : BUF + 4])[0]),
+        "0x11223344",
+        "0xBEEF",
+    ]
     assert mem(lab, BUF, 4) == struct.pack("<I", 0x55667788)
     entries = [e for e in journal_lines(lab) if "id" in e]
     assert [e["old"] for e in entries] == [before[BUF : BUF + 4].hex(), before[BUF + 4 : BUF + 6].hex(), "44332211"]

@@ -60,7 +60,9 @@ def test_stock_names_strict_devmem(machine):
     assert checks["kernel config"].detail.endswith("boot/config-6.1.0-56-amd64")
     strict = checks["CONFIG_STRICT_DEVMEM"]
     assert strict.status == "BLOCKED" and "mem_device=1" in strict.fix
-    assert checks["CONFIG_IO_STRICT_DEVMEM"].status == "WARN" and "iomem=relaxed" in checks["CONFIG_IO_STRICT_DEVMEM"].fix
+    assert (
+        checks["CONFIG_IO_STRICT_DEVMEM"].status == "WARN" and "iomem=relaxed" in checks["CONFIG_IO_STRICT_DEVMEM"].fix
+    )
     assert checks["lockdown"].status == "OK"
     assert checks["pyphys.ko"].status == "OK" and "0x38ae000" in checks["pyphys.ko"].detail
     assert checks["module signing"].status == "INFO"

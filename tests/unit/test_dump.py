@@ -37,7 +37,7 @@ IOMEM = """\
 00800000-00bfffff : System RAM
 """
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # importlib mode
-from lime_reader import LIME_V1, lime_records  # noqa: E402  (independent of pyphys.layouts.lime)
+from lime_reader import lime_records  # noqa: E402  (independent of pyphys.layouts.lime)
 
 
 def ram_ranges(text: str = IOMEM) -> list[tuple[int, int]]:
@@ -88,14 +88,24 @@ def listing(directory) -> list[str]:
 
 def env_for(tmp_path) -> dict:
     env = dict(os.environ)
-    env.update(PYPHYS_DEV=str(tmp_path / "dev"), PYPHYS_PROC=str(tmp_path / "proc"), PYPHYS_SYS=str(tmp_path / "sys"),
-               PYTHONPATH=REPO)
+    env.update(
+        PYPHYS_DEV=str(tmp_path / "dev"),
+        PYPHYS_PROC=str(tmp_path / "proc"),
+        PYPHYS_SYS=str(tmp_path / "sys"),
+        PYTHONPATH=REPO,
+    )
     return env
 
 
 def cli(tmp_path, *args, **kw):
-    return subprocess.run([sys.executable, "-m", "pyphys", "dump", *args], env=env_for(tmp_path),
-                          capture_output=True, text=True, timeout=120, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "pyphys", "dump", *args],
+        env=env_for(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kw,
+    )
 
 
 # -- range parsing -----------------------------------------------------------------------------
@@ -162,7 +172,11 @@ def test_default_ranges_are_whole_pages_of_ram(fake):
     # iomem says 0x1000-0x9fbff: the page 0x9f000 is only partly RAM, so it is left out
     res = dump.dump(str(fake / "d.raw"), None, "raw", sha256=False)
     assert [(s.range.start, s.range.end) for s in res.layout.segments] == [
-        (0x1000, 0x9EFFF), (0x100000, 0x4FFFFF), (0x600000, 0x7FFFFF), (0x800000, 0xBFFFFF)]
+        (0x1000, 0x9EFFF),
+        (0x100000, 0x4FFFFF),
+        (0x600000, 0x7FFFFF),
+        (0x800000, 0xBFFFFF),
+    ]
 
 
 @pytest.mark.parametrize("spec", ["0x9e000-0x9fbff", "0x9f000+0x100"])
@@ -293,8 +307,23 @@ def test_direct_seen_by_strace(fake, tmp_path):
     """strace, not our own bookkeeping: the output is opened O_DIRECT and every pwrite is aligned."""
     out = fake / "s.lime"
     log = tmp_path / "strace.log"
-    argv = ["strace", "-f", "-e", "trace=openat,pwrite64,ftruncate", "-o", str(log),
-            sys.executable, "-m", "pyphys", "dump", "--direct", "--block-size", "64K", "-o", str(out)]
+    argv = [
+        "strace",
+        "-f",
+        "-e",
+        "trace=openat,pwrite64,ftruncate",
+        "-o",
+        str(log),
+        sys.executable,
+        "-m",
+        "pyphys",
+        "dump",
+        "--direct",
+        "--block-size",
+        "64K",
+        "-o",
+        str(out),
+    ]
     proc = subprocess.run(argv, env=env_for(tmp_path), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     text = log.read_text()
@@ -340,8 +369,13 @@ def test_sha256_sidecar_checks_with_coreutils(fake):
 
 
 def test_padded_sidecar_covers_holes(fake):
-    dump.dump(str(fake / "p"), [dump.parse_range("0x1000+4K"), dump.parse_range("0xa00000+4K")], "padded",
-              direct=True, block_size=64 << 10)
+    dump.dump(
+        str(fake / "p"),
+        [dump.parse_range("0x1000+4K"), dump.parse_range("0xa00000+4K")],
+        "padded",
+        direct=True,
+        block_size=64 << 10,
+    )
     proc = subprocess.run(["sha256sum", "-c", "p.sha256"], cwd=fake, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -453,10 +487,13 @@ def test_peak_rss_is_bounded(tmp_path, direct):
         argv.append("--direct")
     # ru_maxrss survives fork+exec, so a child forked from pytest (~70 MiB) would report
     # pytest's size: fork the dump from a small Python that only waits for it.
-    waiter = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:]); "
-              "_, st, ru = os.wait4(p.pid, 0); print(os.waitstatus_to_exitcode(st), ru.ru_maxrss)")
-    proc = subprocess.run([sys.executable, "-c", waiter, *argv], env=env_for(tmp_path), capture_output=True,
-                          text=True, timeout=300)
+    waiter = (
+        "import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:]); "
+        "_, st, ru = os.wait4(p.pid, 0); print(os.waitstatus_to_exitcode(st), ru.ru_maxrss)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", waiter, *argv], env=env_for(tmp_path), capture_output=True, text=True, timeout=300
+    )
     rc, maxrss_kib = map(int, proc.stdout.split()[-2:])
     assert rc == 0, proc.stderr
     assert os.path.getsize(out / "big.raw") == size

@@ -26,8 +26,14 @@ from test_dump import env_for, fake, listing, mem, memfile  # noqa: E402,F401  (
 
 
 def cli(tmp_path, *args, **kw):
-    return subprocess.run([sys.executable, "-m", "pyphys", "dump", *args], env=env_for(tmp_path),
-                          capture_output=True, text=True, timeout=120, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "pyphys", "dump", *args],
+        env=env_for(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kw,
+    )
 
 
 def one_line_error(proc) -> str:
@@ -90,8 +96,13 @@ def test_progress_bar_on_a_tty(fake, tmp_path):
     """stderr on a pseudo-terminal: the bar shows rate and ETA, and is wiped at the end."""
     master, slave = pty.openpty()
     try:
-        proc = subprocess.run([sys.executable, "-m", "pyphys", "dump", "--block-size", "64K", "-o", str(fake / "t.lime")],
-                              env=env_for(tmp_path), stdout=subprocess.PIPE, stderr=slave, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pyphys", "dump", "--block-size", "64K", "-o", str(fake / "t.lime")],
+            env=env_for(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            timeout=120,
+        )
         os.close(slave)
         slave = -1
         chunks = []
@@ -143,11 +154,18 @@ def slow_mem(tmp_path):
 
 
 @pytest.mark.parametrize("when", ["early", "mid-dump"])
-@pytest.mark.parametrize("sig, rc, words", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "killed by SIGTERM")])
+@pytest.mark.parametrize(
+    "sig, rc, words", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "killed by SIGTERM")]
+)
 def test_signal_leaves_nothing(slow_mem, tmp_path, sig, rc, words, when):
     out = slow_mem
-    child = subprocess.Popen([sys.executable, "-m", "pyphys", "dump", "--block-size", "64K", "-o", str(out / "x.lime")],
-                             env=env_for(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pyphys", "dump", "--block-size", "64K", "-o", str(out / "x.lime")],
+        env=env_for(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         # early: as soon as the temp file exists; mid-dump: once 1 MiB of it is written
         assert _wait_for_temp(out, child, min_size=0 if when == "early" else 1 << 20), "the dump never started"
@@ -159,9 +177,14 @@ def test_signal_leaves_nothing(slow_mem, tmp_path, sig, rc, words, when):
             child.wait()
     assert child.returncode == rc, stderr
     assert stdout == "" and stderr.count("\n") == 1 and "Traceback" not in stderr
-    where = r"after [\d.]+ [KM]iB of 2\.0 GiB" if when == "mid-dump" else r"(after [\d.]+ \w+ of 2\.0 GiB|before any memory was read)"
-    assert re.search(rf"^pyphys dump: {words} {where}: the partial file was removed; .*x\.lime was not written$",
-                     stderr), stderr
+    where = (
+        r"after [\d.]+ [KM]iB of 2\.0 GiB"
+        if when == "mid-dump"
+        else r"(after [\d.]+ \w+ of 2\.0 GiB|before any memory was read)"
+    )
+    assert re.search(
+        rf"^pyphys dump: {words} {where}: the partial file was removed; .*x\.lime was not written$", stderr
+    ), stderr
     assert listing(out) == []
 
 
@@ -212,8 +235,14 @@ def test_disk_fills_up_mid_dump(fake, tmp_path, direct):
                     assert err.errno == errno.ENOSPC
 
         with pytest.raises(PyphysError) as info:
-            dump.dump(str(small / "x.raw"), [dump.parse_range("0x100000+2M")], "raw", direct=direct,
-                      block_size=64 << 10, on_write=fill_disk)
+            dump.dump(
+                str(small / "x.raw"),
+                [dump.parse_range("0x100000+2M")],
+                "raw",
+                direct=direct,
+                block_size=64 << 10,
+                on_write=fill_disk,
+            )
         msg = str(info.value)
         assert "no space left on device after 64.0 KiB of 2.0 MiB" in msg
         assert "partial file was removed" in msg

@@ -18,8 +18,10 @@ def test_invalid_names_are_usage_errors(name):
         hostname.validate_name(name)
 
 
-@pytest.mark.parametrize("name, raw", [("NinjaNinja", b"NinjaNinja\0"), ("a" * 64, b"a" * 64 + b"\0"),
-                                       ("caf\u00e9", "caf\u00e9".encode() + b"\0")])
+@pytest.mark.parametrize(
+    "name, raw",
+    [("NinjaNinja", b"NinjaNinja\0"), ("a" * 64, b"a" * 64 + b"\0"), ("caf\u00e9", "caf\u00e9".encode() + b"\0")],
+)
 def test_valid_names_get_their_nul(name, raw):
     assert hostname.validate_name(name) == raw
 
@@ -44,8 +46,13 @@ def fake_sys(tmp_path):
 
 def test_kmod_info_parses_sysfs(fake_sys):
     info = kmod.info()
-    assert (info.buffer_phys, info.buffer_size, info.nodename_phys, info.nodename_len) == (0x2622000, 4096, 0x1acbba1, 65)
-    assert hostname.locate_nodename() == (0x1acbba1, 65, "pyphys.ko sysfs (virt_to_phys)")
+    assert (info.buffer_phys, info.buffer_size, info.nodename_phys, info.nodename_len) == (
+        0x2622000,
+        4096,
+        0x1ACBBA1,
+        65,
+    )
+    assert hostname.locate_nodename() == (0x1ACBBA1, 65, "pyphys.ko sysfs (virt_to_phys)")
 
 
 def test_kmod_missing_module_says_how_to_load(tmp_path):
@@ -59,7 +66,7 @@ def test_kmod_missing_module_says_how_to_load(tmp_path):
 
 def test_pattern_matches_the_documented_words():
     data = kmod.pattern(16)
-    assert data == bytes.fromhex("00005950" "01005950" "02005950" "03005950")
+    assert data == bytes.fromhex("00005950010059500200595003005950")
 
 
 @pytest.mark.parametrize("args", [[""], ["x" * 65], ["a\tb"]])
@@ -73,8 +80,9 @@ def test_cli_bad_name_one_line_exit_2(args):
 def test_cli_without_module_or_devmem_fails_in_one_line(tmp_path):
     """This host has no pyphys.ko and no /dev/mem: one line, non-zero, nothing else."""
     env = dict(os.environ, PYPHYS_SYS=str(tmp_path), PYPHYS_DEV=str(tmp_path), PYPHYS_JOURNAL=str(tmp_path / "j"))
-    proc = subprocess.run([sys.executable, "-m", "pyphys", "hostname", "NinjaNinja"], capture_output=True,
-                          text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyphys", "hostname", "NinjaNinja"], capture_output=True, text=True, env=env
+    )
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -81,7 +81,9 @@ def test_nonroot_zeros_are_hidden_not_address_zero():
         iomem.require_visible(tree)
 
 
-@pytest.mark.parametrize("line", ["garbage\n", "0000-zzzz : x\n", "00002000-00001000 : backwards\n", "00001000 : no dash\n"])
+@pytest.mark.parametrize(
+    "line", ["garbage\n", "0000-zzzz : x\n", "00002000-00001000 : backwards\n", "00001000 : no dash\n"]
+)
 def test_malformed_lines(line):
     with pytest.raises(UsageError, match="/proc/iomem"):
         iomem.parse(io.StringIO("00000000-00000fff : Reserved\n" + line))

@@ -19,7 +19,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = REPO / "kmod" / "pyphys.c"
 BUILD_MODULE = REPO / "scripts" / "build-module.sh"
-CACHE = Path(os.environ.get("PYPHYS_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pyphys")
+CACHE = Path(
+    os.environ.get("PYPHYS_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pyphys"
+)
 
 # checkpatch's summary line: "total: 0 errors, 0 warnings, 0 checks, 426 lines checked"
 TOTAL_RE = re.compile(r"^total: (\d+) errors, (\d+) warnings, (?:(\d+) checks, )?(\d+) lines checked", re.M)
@@ -37,14 +39,27 @@ def _kernel_trees() -> list[Path]:
 def _checkpatch(path: Path) -> tuple[tuple[int, int, int], str]:
     trees = _kernel_trees()
     if not trees:
-        pytest.skip(f"no kernel tree with scripts/checkpatch.pl (set PYPHYS_KERNEL_TREE or run scripts/build-kernel.sh; looked in {CACHE})")
+        pytest.skip(
+            f"no kernel tree with scripts/checkpatch.pl (set PYPHYS_KERNEL_TREE or run scripts/build-kernel.sh; looked in {CACHE})"
+        )
     if not shutil.which("perl"):
         pytest.skip("perl is not installed: checkpatch.pl cannot run")
     tree = trees[0]
     # Run from the tree: checkpatch reads spelling.txt and const_structs.checkpatch next to itself.
     proc = subprocess.run(
-        [str(tree / "scripts" / "checkpatch.pl"), "--strict", "--no-tree", "--no-summary-file", "--color=never", "-f", str(path)],
-        cwd=tree, capture_output=True, text=True, timeout=120,
+        [
+            str(tree / "scripts" / "checkpatch.pl"),
+            "--strict",
+            "--no-tree",
+            "--no-summary-file",
+            "--color=never",
+            "-f",
+            str(path),
+        ],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     output = proc.stdout + proc.stderr
     match = TOTAL_RE.search(output)
@@ -62,7 +77,7 @@ def test_checkpatch_catches_a_planted_defect(tmp_path: Path) -> None:
     bad = tmp_path / "pyphys.c"
     text = SOURCE.read_text()
     # sprintf in a show() (checkpatch wants sysfs_emit) and a space-indented line.
-    planted = text.replace("return sysfs_emit(buf, \"%zu\\n\",", "return sprintf(buf, \"%zu\\n\",", 1)
+    planted = text.replace('return sysfs_emit(buf, "%zu\\n",', 'return sprintf(buf, "%zu\\n",', 1)
     planted = planted.replace("\tif (!capable(CAP_SYS_RAWIO))", "        if (!capable(CAP_SYS_RAWIO))", 1)
     assert planted != text
     bad.write_text(planted)
@@ -87,7 +102,9 @@ def _uts_release(kdir: Path) -> str:
 
 
 def _modinfo(ko: Path) -> dict[str, list[str]]:
-    modinfo = shutil.which("modinfo") or next((p for p in ("/usr/sbin/modinfo", "/sbin/modinfo") if os.access(p, os.X_OK)), None)
+    modinfo = shutil.which("modinfo") or next(
+        (p for p in ("/usr/sbin/modinfo", "/sbin/modinfo") if os.access(p, os.X_OK)), None
+    )
     if modinfo is None:
         pytest.skip("modinfo (package kmod) is not installed")
     out = subprocess.run([modinfo, str(ko)], capture_output=True, text=True, check=True).stdout
@@ -130,7 +147,9 @@ def test_module_builds_without_warnings(which: str) -> None:
 
 
 def test_build_module_fails_loudly_on_a_bad_kdir(tmp_path: Path) -> None:
-    proc = subprocess.run([str(BUILD_MODULE), str(tmp_path / "no-such-tree")], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(BUILD_MODULE), str(tmp_path / "no-such-tree")], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode != 0
     assert proc.stdout == ""
     assert "no-such-tree" in proc.stderr
@@ -146,9 +165,17 @@ def test_build_module_reports_compiler_errors(tmp_path: Path) -> None:
     (fake_repo / "scripts").mkdir()
     shutil.copy2(BUILD_MODULE, fake_repo / "scripts" / "build-module.sh")
     source = fake_repo / "kmod" / "pyphys.c"
-    source.write_text(source.read_text().replace("static void *pyphys_buffer;", "static void *pyphys_buffer = undeclared_symbol;", 1))
+    source.write_text(
+        source.read_text().replace("static void *pyphys_buffer;", "static void *pyphys_buffer = undeclared_symbol;", 1)
+    )
     env = dict(os.environ, PYPHYS_CACHE=str(tmp_path / "cache"))
-    proc = subprocess.run([str(fake_repo / "scripts" / "build-module.sh"), str(kdirs[0])], capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [str(fake_repo / "scripts" / "build-module.sh"), str(kdirs[0])],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode != 0
     assert proc.stdout == ""
     assert "undeclared_symbol" in proc.stderr and "error" in proc.stderr

@@ -63,7 +63,9 @@ def test_sources_disagree_is_reported(stock):
 
 def test_kptr_restrict_zeros_explained(stock):
     text = (stock / "proc" / "kallsyms").read_text()
-    (stock / "proc" / "kallsyms").write_text("".join("0000000000000000" + line[16:] + "\n" for line in text.splitlines()))
+    (stock / "proc" / "kallsyms").write_text(
+        "".join("0000000000000000" + line[16:] + "\n" for line in text.splitlines())
+    )
     (stock / "proc" / "sys" / "kernel" / "kptr_restrict").write_text("2\n")
     report = ksym.lookup("nodename")
     kal = report.sources[0]

@@ -15,17 +15,25 @@ from pyphys.errors import NotFoundError, UsageError
 
 
 def test_parse_results_forms():
-    text = ("# a comment\n"
-            "pid = 1234\n"
-            "Buffer_PHYS: 0x1a2b000   # trailing comment\n"
-            "message = hello world\n"
-            'guest_message = "Dunia,vipi?\\r"\n'
-            'quoted = "a # is kept"\n'
-            "empty =\n"
-            "\n")
+    text = (
+        "# a comment\n"
+        "pid = 1234\n"
+        "Buffer_PHYS: 0x1a2b000   # trailing comment\n"
+        "message = hello world\n"
+        'guest_message = "Dunia,vipi?\\r"\n'
+        'quoted = "a # is kept"\n'
+        "empty =\n"
+        "\n"
+    )
     v = labs.parse_results(text)
-    assert v == {"pid": "1234", "buffer_phys": "0x1a2b000", "message": "hello world",
-                 "guest_message": "Dunia,vipi?\r", "quoted": "a # is kept", "empty": ""}
+    assert v == {
+        "pid": "1234",
+        "buffer_phys": "0x1a2b000",
+        "message": "hello world",
+        "guest_message": "Dunia,vipi?\r",
+        "quoted": "a # is kept",
+        "empty": "",
+    }
 
 
 @pytest.mark.parametrize("bad", ["just words", "= 5", 'x = "unterminated', "1abc = 2"])
@@ -71,9 +79,17 @@ def test_unknown_lab():
         labs.get(7)
 
 
-@pytest.mark.parametrize("answer,name", [("EPERM", "EPERM"), ("eperm", "EPERM"), ("1", "EPERM"),
-                                         ("Operation not permitted", "EPERM"), ("Bad address", "EFAULT"),
-                                         ("nonsense", None)])
+@pytest.mark.parametrize(
+    "answer,name",
+    [
+        ("EPERM", "EPERM"),
+        ("eperm", "EPERM"),
+        ("1", "EPERM"),
+        ("Operation not permitted", "EPERM"),
+        ("Bad address", "EFAULT"),
+        ("nonsense", None),
+    ],
+)
 def test_errno_name(answer, name):
     assert labs.errno_name(answer) == name
 
@@ -95,10 +111,10 @@ def test_innermost_region_on_a_canned_iomem(tmp_path):
     (tmp_path / "iomem").write_text(IOMEM)
     old = paths.set_roots(proc=str(tmp_path))
     try:
-        assert labs.innermost_region(0x01e41234) == "Kernel data"
+        assert labs.innermost_region(0x01E41234) == "Kernel data"
         assert labs.innermost_region(0x03000000) == "System RAM"
-        assert labs.innermost_region(0xfe000010) == "0000:00:03.0"
-        assert labs.innermost_region(0xf0000000) is None
+        assert labs.innermost_region(0xFE000010) == "0000:00:03.0"
+        assert labs.innermost_region(0xF0000000) is None
     finally:
         paths.set_roots(**old)
 
@@ -108,7 +124,7 @@ def test_lime_reader_finds_ranges_and_data_offsets(tmp_path):
     with open(path, "wb") as f:
         for start, data in ((0x1000, b"A" * 4096), (0x9000, b"B" * 8192)):
             f.write(struct.pack("<IIQQ8s", 0x4C694D45, 1, start, start + len(data) - 1, bytes(8)) + data)
-    assert labs._lime_ranges(str(path)) == [(0x1000, 0x1fff, 32), (0x9000, 0xafff, 32 + 4096 + 32)]
+    assert labs._lime_ranges(str(path)) == [(0x1000, 0x1FFF, 32), (0x9000, 0xAFFF, 32 + 4096 + 32)]
     with open(path, "r+b") as f:
         f.seek(32 + 4096)
         f.write(b"XXXX")  # break the second header's magic
@@ -117,17 +133,18 @@ def test_lime_reader_finds_ranges_and_data_offsets(tmp_path):
 
 
 def test_slips_are_diagnosed():
-    pfn = 0x1a2b
+    pfn = 0x1A2B
     assert "physical address" in labs._pfn_slips(pfn * labs.PAGE_SIZE, pfn)
-    assert "VIRTUAL page number" in labs._pfn_slips(0x7f0000000, pfn, 0x7f0000000 * labs.PAGE_SIZE)
+    assert "VIRTUAL page number" in labs._pfn_slips(0x7F0000000, pfn, 0x7F0000000 * labs.PAGE_SIZE)
     assert "PFN" in labs._phys_slips(pfn, pfn * labs.PAGE_SIZE)
     assert labs._phys_slips(12345, pfn * labs.PAGE_SIZE) == ""
 
 
 def test_guest_shell_script(tmp_path):
     lab = labs.LABS[4]
-    script = labs.guest_shell_script(lab, python="/venv/bin/python", repo="/src/pyphys", ko="/c/pyphys.ko",
-                                     labdir=str(tmp_path))
+    script = labs.guest_shell_script(
+        lab, python="/venv/bin/python", repo="/src/pyphys", ko="/c/pyphys.ko", labdir=str(tmp_path)
+    )
     assert script.startswith("#!/bin/sh\n")
     assert "export PYPHYS_LAB=4" in script and f"LABDIR={tmp_path}" in script
     assert 'insmod "$PYPHYS_KO"' in script and "pyphys lab check 4" in script
@@ -140,8 +157,16 @@ def _cli(*args: str):
     return subprocess.run([sys.executable, "-m", "pyphys", "lab", *args], capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("args", [("check", "0"), ("check", "x"), ("check", "7"), ("start", "-1"),
-                                  ("check", "2", "--file", "/nonexistent/lab2.txt")])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("check", "0"),
+        ("check", "x"),
+        ("check", "7"),
+        ("start", "-1"),
+        ("check", "2", "--file", "/nonexistent/lab2.txt"),
+    ],
+)
 def test_cli_bad_input_is_one_line(args):
     res = _cli(*args)
     assert res.returncode != 0

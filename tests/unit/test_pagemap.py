@@ -64,7 +64,13 @@ def test_translate_anon_exclusive_and_mlocked(proc):
 def test_translate_transparent_huge_page(proc, addr, index):
     t = pagemap.translate(4242, addr)
     assert t.huge is not None
-    assert (t.huge.kind, t.huge.head_pfn, t.huge.pages, t.huge.index, t.huge.size) == ("THP", 0x400, 512, index, 2 * MIB)
+    assert (t.huge.kind, t.huge.head_pfn, t.huge.pages, t.huge.index, t.huge.size) == (
+        "THP",
+        0x400,
+        512,
+        index,
+        2 * MIB,
+    )
     assert "thp" in names(t)
     assert t.pfn == 0x400 + index
 
@@ -154,14 +160,17 @@ def test_runs(proc):
     assert got[:6] == [
         (0x10000, 2, 0x100, 1, "present"),
         (0x12000, 1, None, 0, "not present"),
-        (0x13000, 1, 0x103, 0, "present"),      # exclusive: pagemap bits differ from 0x11000
-        (0x14000, 2, 0x200, -1, "present"),     # descending frames are a run too
-        (0x16000, 2, None, 1, "swapped"),       # consecutive swap slots
+        (0x13000, 1, 0x103, 0, "present"),  # exclusive: pagemap bits differ from 0x11000
+        (0x14000, 2, 0x200, -1, "present"),  # descending frames are a run too
+        (0x16000, 2, None, 1, "swapped"),  # consecutive swap slots
         (0x20000, 1, 0x300, 0, "present"),
     ]
     thp = [r for r in pagemap.runs(4242, 0x200000, 0x600000)]
     assert [(r.vaddr, r.pages, r.pfn, r.huge) for r in thp] == [
-        (0x200000, 1, 0x400, "THP"), (0x201000, 511, 0x401, "THP"), (0x400000, 512, None, None)]
+        (0x200000, 1, 0x400, "THP"),
+        (0x201000, 511, 0x401, "THP"),
+        (0x400000, 512, None, None),
+    ]
     assert thp[1].last_pfn == 0x5FF
 
 
@@ -264,19 +273,22 @@ def test_cli_pages_runs_summary(proc, capsys):
     assert [p["pfn"] for p in json.loads(out)][:2] == ["0x100", "0x101"]
 
 
-@pytest.mark.parametrize("argv,code", [
-    (["4242", "zz"], 2),                      # non-hex address
-    (["4242", "0x20000-0x10000"], 2),         # reversed range
-    (["4242", "0x10000-0x10000"], 2),         # empty range
-    (["4242", "0xffff800000000000"], 2),      # above user space
-    (["999999", "0x1000"], 1),                # pid of nothing
-    (["0", "0x1000"], 2),                     # bad pid
-    (["4243", "0x1000"], 2),                  # kernel thread
-    (["4244", "0x1000"], 1),                  # zombie
-    (["4242", "0x25000"], 1),                 # unmapped
-    (["4242"], 2),                            # nothing to translate
-    (["4242", "0x1000", "--all"], 2),         # both
-])
+@pytest.mark.parametrize(
+    "argv,code",
+    [
+        (["4242", "zz"], 2),  # non-hex address
+        (["4242", "0x20000-0x10000"], 2),  # reversed range
+        (["4242", "0x10000-0x10000"], 2),  # empty range
+        (["4242", "0xffff800000000000"], 2),  # above user space
+        (["999999", "0x1000"], 1),  # pid of nothing
+        (["0", "0x1000"], 2),  # bad pid
+        (["4243", "0x1000"], 2),  # kernel thread
+        (["4244", "0x1000"], 1),  # zombie
+        (["4242", "0x25000"], 1),  # unmapped
+        (["4242"], 2),  # nothing to translate
+        (["4242", "0x1000", "--all"], 2),  # both
+    ],
+)
 def test_cli_bad_input_is_one_line(proc, capsys, argv, code):
     rc, out, err = run_cli(capsys, *argv)
     assert rc == code
@@ -293,11 +305,11 @@ def test_pfn_visibility_from_capabilities(tmp_path):
     old = paths.set_roots(proc=str(tmp_path))
     try:
         (selfdir / "status").write_text("CapEff:\t000001ffffffffff\n")
-        assert pagemap.pfns_visible()                       # no uid_map: no user namespaces
+        assert pagemap.pfns_visible()  # no uid_map: no user namespaces
         (selfdir / "uid_map").write_text("         0          0 4294967295\n")
         assert pagemap.pfns_visible()
         (selfdir / "uid_map").write_text("         0       1000          1\n")
-        assert not pagemap.pfns_visible()                   # root in a child user namespace
+        assert not pagemap.pfns_visible()  # root in a child user namespace
         (selfdir / "uid_map").write_text("         0          0 4294967295\n")
         (selfdir / "status").write_text("CapEff:\t000001ffffdfffff\n")  # all but bit 21
         assert not pagemap.pfns_visible()
@@ -332,8 +344,11 @@ def test_summary_counts_is_summarize_as_plain_data(proc):
 
 
 def _fresh_python(code: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYPHYS_PROC=os.path.join(FIX, "proc"),
-               PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    env = dict(
+        os.environ,
+        PYPHYS_PROC=os.path.join(FIX, "proc"),
+        PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    )
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
 
 
@@ -343,7 +358,8 @@ def test_one_address_cli_imports_nothing_heavy():
         "import sys; from pyphys import cli\n"
         "rc = cli.main(['pagemap', '4242', '0x10234'])\n"
         "heavy = sorted(m for m in ('dataclasses', 'inspect', 'psutil', 'typing', 'json') if m in sys.modules)\n"
-        "print('HEAVY', heavy); sys.exit(rc)")
+        "print('HEAVY', heavy); sys.exit(rc)"
+    )
     assert res.returncode == 0, res.stderr
     assert "HEAVY []" in res.stdout and "physical address 0x100234" in res.stdout
 
@@ -358,5 +374,6 @@ def test_lazy_dataclasses_work_without_prior_import():
         "assert pickle.loads(pickle.dumps(e)) == e and 'PagemapEntry(raw=' in repr(e)\n"
         "m = procmaps.parse_maps_line('00400000-00401000 r-xp 00000000 08:01 7 /bin/x')\n"
         "assert dataclasses.is_dataclass(m) and m.path == '/bin/x'\n"
-        "print('ok')")
+        "print('ok')"
+    )
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr

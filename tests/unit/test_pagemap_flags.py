@@ -24,20 +24,36 @@ def test_present_page_every_flag():
     raw = bit(63) | bit(61) | bit(57) | bit(56) | bit(55) | 0x12345
     e = pagemap.decode_entry(raw, pfn_visible=True)
     assert (e.present, e.swapped, e.file_or_shared_anon, e.uffd_wp, e.exclusive, e.soft_dirty) == (
-        True, False, True, True, True, True)
+        True,
+        False,
+        True,
+        True,
+        True,
+        True,
+    )
     assert e.pfn == 0x12345 and not e.pfn_hidden
     assert e.swap_type is None and e.swap_offset is None
     assert not e.guard_region and e.unknown_bits == 0
     assert e.kind == "present"
 
 
-@pytest.mark.parametrize("b,attr", [(55, "soft_dirty"), (56, "exclusive"), (57, "uffd_wp"),
-                                    (58, "guard_region"), (61, "file_or_shared_anon"),
-                                    (62, "swapped"), (63, "present")])
+@pytest.mark.parametrize(
+    "b,attr",
+    [
+        (55, "soft_dirty"),
+        (56, "exclusive"),
+        (57, "uffd_wp"),
+        (58, "guard_region"),
+        (61, "file_or_shared_anon"),
+        (62, "swapped"),
+        (63, "present"),
+    ],
+)
 def test_each_bit_alone(b, attr):
     e = pagemap.decode_entry(bit(b) | 0x20 | 3)
-    others = {"soft_dirty", "exclusive", "uffd_wp", "guard_region", "file_or_shared_anon", "swapped",
-              "present"} - {attr}
+    others = {"soft_dirty", "exclusive", "uffd_wp", "guard_region", "file_or_shared_anon", "swapped", "present"} - {
+        attr
+    }
     assert getattr(e, attr) is True
     assert not any(getattr(e, o) for o in others)
 
@@ -143,8 +159,10 @@ def test_expanded_flags_match_page_types_raw_view():
         assert pagemap.symbolic_flags(pagemap.expand_flags(word)) == want[pfn], f"PFN {pfn:#x} word {word:#x}"
 
 
-@pytest.mark.parametrize("fixture,view", [("page-types-summary.txt", pagemap.well_known_flags),
-                                          ("page-types-r-summary.txt", pagemap.expand_flags)])
+@pytest.mark.parametrize(
+    "fixture,view",
+    [("page-types-summary.txt", pagemap.well_known_flags), ("page-types-r-summary.txt", pagemap.expand_flags)],
+)
 def test_long_names_and_summary_match_page_types(fixture, view):
     want = page_types_summary(fixture)
     got: dict[int, int] = {}
@@ -158,9 +176,9 @@ def test_long_names_and_summary_match_page_types(fixture, view):
 
 
 def test_expansions_named():
-    anon_excl = pagemap.expand_flags(bit(12) | bit(34))          # anon + mappedtodisk
+    anon_excl = pagemap.expand_flags(bit(12) | bit(34))  # anon + mappedtodisk
     assert "anon_exclusive" in pagemap.flag_names(anon_excl) and "mappedtodisk" not in pagemap.flag_names(anon_excl)
-    file_page = pagemap.expand_flags(bit(34))                      # mappedtodisk on a file page stays
+    file_page = pagemap.expand_flags(bit(34))  # mappedtodisk on a file page stays
     assert pagemap.flag_names(file_page) == ("mappedtodisk",)
     thp = pagemap.flag_names(pagemap.expand_flags(bit(15) | bit(22)))
     assert "thp" in thp and "compound_head" in thp

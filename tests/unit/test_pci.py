@@ -47,9 +47,15 @@ def lspci_rows(machine: str) -> dict[str, dict]:
             m = re.match(r'(\S+) "(\w+)" "(\w+)" "(\w+)"(?: -r(\w+))?(?: -p(\w+))? "(\w*)" "(\w*)"', line)
             assert m, line
             slot, cls, ven, dev, rev, prog, sv, sd = m.groups()
-            rows[slot] = {"class": int(cls, 16), "vendor": int(ven, 16), "device": int(dev, 16),
-                          "rev": int(rev, 16) if rev else 0, "prog": int(prog, 16) if prog else 0,
-                          "sv": int(sv, 16) if sv else 0, "sd": int(sd, 16) if sd else 0}
+            rows[slot] = {
+                "class": int(cls, 16),
+                "vendor": int(ven, 16),
+                "device": int(dev, 16),
+                "rev": int(rev, 16) if rev else 0,
+                "prog": int(prog, 16) if prog else 0,
+                "sv": int(sv, 16) if sv else 0,
+                "sd": int(sd, 16) if sd else 0,
+            }
     return rows
 
 
@@ -81,7 +87,9 @@ def test_scan_agrees_with_lspci(machine, source):
 def test_procfs_fallback_matches_sysfs(machine):
     sysfs = pci.scan("sysfs")
     procfs = pci.scan("procfs")
-    assert [(d.address, d.ids, d.driver, d.bars) for d in sysfs] == [(d.address, d.ids, d.driver, d.bars) for d in procfs]
+    assert [(d.address, d.ids, d.driver, d.bars) for d in sysfs] == [
+        (d.address, d.ids, d.driver, d.bars) for d in procfs
+    ]
 
 
 @pytest.mark.parametrize("machine", MACHINES, indirect=True)
@@ -101,13 +109,17 @@ def test_bars_agree_with_config_registers(machine):
 def test_qemu_lab_devices(machine):
     devices = pci.scan()
     edu = by_ids(devices, 0x1234, 0x11E8)
-    assert [(b.index, b.kind, b.is_64bit, b.prefetchable, b.size) for b in edu.bars] == [(0, "mem", False, False, 1 << 20)]
+    assert [(b.index, b.kind, b.is_64bit, b.prefetchable, b.size) for b in edu.bars] == [
+        (0, "mem", False, False, 1 << 20)
+    ]
     assert edu.driver is None
     ivshmem = by_ids(devices, 0x1AF4, 0x1110)
     # seed 002: lspci -s 00:04.0 -m -n -v shows SVendor 1af4 SDevice 1100
     assert ivshmem.subsystem_ids == "1af4:1100"
     assert [(b.index, b.kind, b.is_64bit, b.prefetchable, b.size) for b in ivshmem.bars] == [
-        (0, "mem", False, False, 256), (2, "mem", True, True, 1 << 20)]
+        (0, "mem", False, False, 256),
+        (2, "mem", True, True, 1 << 20),
+    ]
     ahci = by_ids(devices, 0x8086, 0x2922)
     assert ahci.bar(4).kind == "io" and ahci.bar(4).size == 0x20
     assert ahci.driver == ("ahci" if machine == "stock-guest" else None)
@@ -128,12 +140,34 @@ def test_proc_devices_parser_rejects_garbage():
 
 
 def test_proc_devices_decodes_flag_bits():
-    line = "\t".join(["0050", "1af41110", "0", "fe908000", "0", "fea0000c", "0", "0", "0", "0",
-                      "100", "0", "100000", "0", "0", "0", "0", ""])
+    line = "\t".join(
+        [
+            "0050",
+            "1af41110",
+            "0",
+            "fe908000",
+            "0",
+            "fea0000c",
+            "0",
+            "0",
+            "0",
+            "0",
+            "100",
+            "0",
+            "100000",
+            "0",
+            "0",
+            "0",
+            "0",
+            "",
+        ]
+    )
     (entry,) = pci.parse_proc_devices(line + "\n")
     assert entry.address == "0000:00:0a.0"
-    assert entry.bars == (pci.Bar(0, "mem", False, False, 0xFE908000, 0x100),
-                          pci.Bar(2, "mem", True, True, 0xFEA00000, 0x100000))
+    assert entry.bars == (
+        pci.Bar(0, "mem", False, False, 0xFE908000, 0x100),
+        pci.Bar(2, "mem", True, True, 0xFEA00000, 0x100000),
+    )
     assert entry.driver is None
 
 
@@ -215,7 +249,13 @@ def test_decode_virtio_capability_chain():
     hdr = pci.decode_config(data)
     # the chain as the raw bytes encode it (id, next) — hand-checked against `lspci -vv` on the host
     assert [(c.offset, c.cap_id) for c in hdr.capabilities] == [
-        (0x40, 0x09), (0x50, 0x09), (0x60, 0x09), (0x70, 0x09), (0x84, 0x09), (0x98, 0x11)]
+        (0x40, 0x09),
+        (0x50, 0x09),
+        (0x60, 0x09),
+        (0x70, 0x09),
+        (0x84, 0x09),
+        (0x98, 0x11),
+    ]
     assert hdr.bars[0].is_64bit and hdr.bars[0].address == 0x4000000000
 
 
@@ -240,14 +280,16 @@ def test_capability_loop_is_bounded():
 def test_extended_capabilities_and_bridge_header():
     data = bytearray(4096)
     data[L.PCI_HEADER_TYPE] = 0x81  # bridge, multi-function
-    data[L.PCI_PRIMARY_BUS:L.PCI_SUBORDINATE_BUS + 1] = bytes([0, 1, 3])
+    data[L.PCI_PRIMARY_BUS : L.PCI_SUBORDINATE_BUS + 1] = bytes([0, 1, 3])
     data[0x100:0x104] = (0x01 | 1 << 16 | 0x140 << 20).to_bytes(4, "little")  # AER v1 -> 0x140
     data[0x140:0x144] = (0x03 | 1 << 16).to_bytes(4, "little")  # DSN, end
     hdr = pci.decode_config(bytes(data))
     assert hdr.header_type == 1 and hdr.multifunction and hdr.bridge_buses == (0, 1, 3)
     assert hdr.subsystem_vendor is None
     assert [(c.offset, c.name, c.extended) for c in hdr.capabilities] == [
-        (0x100, "Advanced Error Reporting", True), (0x140, "Device Serial Number", True)]
+        (0x100, "Advanced Error Reporting", True),
+        (0x140, "Device Serial Number", True),
+    ]
 
 
 def test_short_config_is_an_error():
@@ -309,13 +351,17 @@ def test_eperm_under_lockdown(tmp_path):
 
 
 def test_eacces_means_root():
-    dev = pci.PciDevice("0000:00:01.0", 1, 2, 0, 0, 0, 0, None, None, (pci.Bar(0, "mem", False, False, 0x1000, 0x1000),), "sysfs")
+    dev = pci.PciDevice(
+        "0000:00:01.0", 1, 2, 0, 0, 0, 0, None, None, (pci.Bar(0, "mem", False, False, 0x1000, 0x1000),), "sysfs"
+    )
     err = pci.explain_bar_error(OSError(errno.EACCES, "x"), dev, dev.bars[0], "open", "resource0")
     assert isinstance(err, PermissionDeniedError) and "root" in err.hint
 
 
 def test_bar_lookup_lists_existing_bars():
-    dev = pci.PciDevice("0000:00:01.0", 1, 2, 0, 0, 0, 0, None, None, (pci.Bar(2, "mem", True, True, 0x1000, 0x1000),), "sysfs")
+    dev = pci.PciDevice(
+        "0000:00:01.0", 1, 2, 0, 0, 0, 0, None, None, (pci.Bar(2, "mem", True, True, 0x1000, 0x1000),), "sysfs"
+    )
     with pytest.raises(NotFoundError) as err:
         dev.bar(0)
     assert "BAR2" in err.value.hint
@@ -360,8 +406,14 @@ def test_class_name_without_pci_ids():
 # lspci -vv (pciutils, captured on the same machine) as the peer for BARs, driver, config decoding
 # ---------------------------------------------------------------------------------------------
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-LSPCI_CAP_IDS = {"MSI": 0x05, "MSI-X": 0x11, "Vendor Specific Information": 0x09, "Power Management": 0x01,
-                 "Express": 0x10, "SATA HBA": 0x12}
+LSPCI_CAP_IDS = {
+    "MSI": 0x05,
+    "MSI-X": 0x11,
+    "Vendor Specific Information": 0x09,
+    "Power Management": 0x01,
+    "Express": 0x10,
+    "SATA HBA": 0x12,
+}
 
 
 def lspci_vv(machine: str) -> dict[str, dict]:
@@ -372,16 +424,32 @@ def lspci_vv(machine: str) -> dict[str, dict]:
             line = line.rstrip("\n")
             head = re.match(r"^([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]) ", line)
             if head:
-                cur = devices.setdefault(head.group(1), {"regions": {}, "caps": [], "driver": None, "control": {}, "status": {}})
+                cur = devices.setdefault(
+                    head.group(1), {"regions": {}, "caps": [], "driver": None, "control": {}, "status": {}}
+                )
                 continue
-            m = re.match(r"^\tRegion (\d): Memory at ([0-9a-f]+) \((32|64)-bit, (non-)?prefetchable\) \[size=(\d+)([KMG]?)\]", line)
+            m = re.match(
+                r"^\tRegion (\d): Memory at ([0-9a-f]+) \((32|64)-bit, (non-)?prefetchable\) \[size=(\d+)([KMG]?)\]",
+                line,
+            )
             if m:
-                cur["regions"][int(m.group(1))] = ("mem", int(m.group(2), 16), m.group(3) == "64", m.group(4) is None,
-                                                   int(m.group(5)) * SIZE_UNITS[m.group(6)])
+                cur["regions"][int(m.group(1))] = (
+                    "mem",
+                    int(m.group(2), 16),
+                    m.group(3) == "64",
+                    m.group(4) is None,
+                    int(m.group(5)) * SIZE_UNITS[m.group(6)],
+                )
                 continue
             m = re.match(r"^\tRegion (\d): I/O ports at ([0-9a-f]+) \[size=(\d+)([KMG]?)\]", line)
             if m:
-                cur["regions"][int(m.group(1))] = ("io", int(m.group(2), 16), False, False, int(m.group(3)) * SIZE_UNITS[m.group(4)])
+                cur["regions"][int(m.group(1))] = (
+                    "io",
+                    int(m.group(2), 16),
+                    False,
+                    False,
+                    int(m.group(3)) * SIZE_UNITS[m.group(4)],
+                )
                 continue
             m = re.match(r"^\tCapabilities: \[([0-9a-f]+)\] ([^:]+?)(?: version \d+)?(?::|$)", line)
             if m:
@@ -404,7 +472,9 @@ def test_bars_and_driver_agree_with_lspci_vv(machine):
     truth = lspci_vv(machine)
     for d in pci.scan():
         t = truth[d.address]
-        assert {b.index: (b.kind, b.start, b.is_64bit, b.prefetchable, b.size) for b in d.bars} == t["regions"], d.address
+        assert {b.index: (b.kind, b.start, b.is_64bit, b.prefetchable, b.size) for b in d.bars} == t["regions"], (
+            d.address
+        )
         assert d.driver == t["driver"], d.address
 
 

@@ -249,8 +249,22 @@ def test_cli_list_and_json(tree, capsys):
 
 def test_cli_read_write_seed_flags(tree, capsys):
     assert run(capsys, "read", "1234:11e8", "0", "0")[1] == "0x010000ED\n"
-    rc, out, _ = run(capsys, "write", "-V", "0x1af4", "-D", "0x1110", "-v", "0x1af4", "-d", "0x1100",
-                     "2", "0", "--string", r"Dunia,vipi?\r")
+    rc, out, _ = run(
+        capsys,
+        "write",
+        "-V",
+        "0x1af4",
+        "-D",
+        "0x1110",
+        "-v",
+        "0x1af4",
+        "-d",
+        "0x1100",
+        "2",
+        "0",
+        "--string",
+        r"Dunia,vipi?\r",
+    )
     assert rc == 0 and "journal entry 1" in out
     assert content(tree.files[("1af4:1110", 2)], 0, 12) == SEED
     assert run(capsys, "read", "-V", "1af4", "-D", "1110", "2", "0", "8")[1] == "0x44\n"

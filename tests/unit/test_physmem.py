@@ -308,7 +308,9 @@ def test_mmio_8_byte_range_is_two_32bit_loads_but_read_word_64_is_one(fake, monk
     """QEMU's edu answers only 32-bit accesses to its registers: a range never becomes a 64-bit load."""
     calls = []
     orig = physmem.MappedWindow.read_word
-    monkeypatch.setattr(physmem.MappedWindow, "read_word", lambda self, off, w: (calls.append(w), orig(self, off, w))[1])
+    monkeypatch.setattr(
+        physmem.MappedWindow, "read_word", lambda self, off, w: (calls.append(w), orig(self, off, w))[1]
+    )
     with physmem.open_physmem("mmap") as pm:
         assert pm.read(0x8000, 8) == raw(fake, 0x8000, 8)
         assert calls == [32, 32]

@@ -17,7 +17,7 @@ PROC = os.path.join(FIX, "proc")
 REAL = """\
 559d46615000-559d46617000 r--p 00000000 fe:00 260131                     /usr/bin/cat
 559d6c5d7000-559d6c5f8000 rw-p 00000000 00:00 0                          [heap]
-7fe70cecd000-7fe70ceef000 rw-p 00000000 00:00 0 
+7fe70cecd000-7fe70ceef000 rw-p 00000000 00:00 0
 7fe70d135000-7fe70d13c000 r--s 00000000 fe:00 338846                     /usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache
 7fe70d13f000-7fe70d143000 r--p 00000000 00:00 0                          [vvar]
 7ffd5a0c1000-7ffd5a0e2000 rw-p 00000000 00:00 0                          [stack]
@@ -33,7 +33,14 @@ def test_parse_real_lines():
     assert len(maps) == 10
     cat = maps[0]
     assert (cat.start, cat.end, cat.perms, cat.offset, cat.dev, cat.inode, cat.path) == (
-        0x559D46615000, 0x559D46617000, "r--p", 0, "fe:00", 260131, "/usr/bin/cat")
+        0x559D46615000,
+        0x559D46617000,
+        "r--p",
+        0,
+        "fe:00",
+        260131,
+        "/usr/bin/cat",
+    )
     assert cat.readable and not cat.writable and not cat.executable and not cat.shared
     assert cat.size == 0x2000 and not cat.anonymous
     heap, anon, cache = maps[1], maps[2], maps[3]
@@ -52,16 +59,19 @@ def test_maps_line_round_trips():
         assert procmaps.parse_maps_line(m.maps_line()) == m
 
 
-@pytest.mark.parametrize("line", [
-    "garbage",
-    "7f00-7f10 rw-p 00000000 00:00",            # too few fields
-    "7f00 rw-p 00000000 00:00 0",               # no range
-    "zz00-7f10 rw-p 00000000 00:00 0",          # not hex
-    "7f10-7f00 rw-p 00000000 00:00 0",          # reversed
-    "7f00-7f10 rw 00000000 00:00 0",            # perms
-    "7f00-7f10 rw-p 0000000g 00:00 0",          # offset
-    "7f00-7f10 rw-p 00000000 00:00 x",          # inode
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "garbage",
+        "7f00-7f10 rw-p 00000000 00:00",  # too few fields
+        "7f00 rw-p 00000000 00:00 0",  # no range
+        "zz00-7f10 rw-p 00000000 00:00 0",  # not hex
+        "7f10-7f00 rw-p 00000000 00:00 0",  # reversed
+        "7f00-7f10 rw 00000000 00:00 0",  # perms
+        "7f00-7f10 rw-p 0000000g 00:00 0",  # offset
+        "7f00-7f10 rw-p 00000000 00:00 x",  # inode
+    ],
+)
 def test_malformed_lines_raise_a_parse_error(line):
     with pytest.raises(procmaps.MapsParseError) as exc:
         procmaps.parse_maps(["7f00-7f10 rw-p 00000000 00:00 0\n", line + "\n"])
@@ -72,7 +82,7 @@ def test_malformed_lines_raise_a_parse_error(line):
 def test_find_neighbours_and_clip():
     maps = procmaps.parse_maps(REAL.splitlines(True))
     assert procmaps.find_mapping(maps, 0x559D6C5D7000).path == "[heap]"
-    assert procmaps.find_mapping(maps, 0x559D6C5F8000) is None   # end is exclusive
+    assert procmaps.find_mapping(maps, 0x559D6C5F8000) is None  # end is exclusive
     assert procmaps.find_mapping(maps, 0x1000) is None
     below, above = procmaps.neighbours(maps, 0x559D70000000)
     assert below.path == "[heap]" and above.start == 0x7F0000000000
@@ -81,7 +91,8 @@ def test_find_neighbours_and_clip():
     parts = procmaps.mappings_in(maps, 0x559D46616000, 0x559D6C5D8000)
     assert [(m.path, hex(lo), hex(hi)) for m, lo, hi in parts] == [
         ("/usr/bin/cat", "0x559d46616000", "0x559d46617000"),
-        ("[heap]", "0x559d6c5d7000", "0x559d6c5d8000")]
+        ("[heap]", "0x559d6c5d7000", "0x559d6c5d8000"),
+    ]
 
 
 def test_parse_stat_comm_with_spaces_and_parens():
@@ -101,7 +112,12 @@ def canned():
 def test_process_info_from_canned_proc(canned):
     info = procmaps.process_info(4242)
     assert (info.pid, info.name, info.state, info.kernel_thread, info.zombie) == (
-        4242, "fake prog) (x", "S", False, False)
+        4242,
+        "fake prog) (x",
+        "S",
+        False,
+        False,
+    )
     kt = procmaps.process_info(4243)
     assert kt.kernel_thread  # PF_KTHREAD, include/linux/sched.h
     assert procmaps.process_info(4244).zombie

@@ -132,13 +132,15 @@ def test_undo_refuses_when_changed_since(fresh, jpath):
 
 def test_batch_in_one_process(fresh, jpath):
     vm, buf = fresh
-    script = "\n".join([
-        f"r {buf:#x}",
-        f"w {buf + 4:#x} 32 0xcafef00d",
-        f"r {buf + 4:#x}",
-        f"w {buf + 8:#x} 8 0x7f",
-        f"r {buf + 8:#x} 8",
-    ])
+    script = "\n".join(
+        [
+            f"r {buf:#x}",
+            f"w {buf + 4:#x} 32 0xcafef00d",
+            f"r {buf + 4:#x}",
+            f"w {buf + 8:#x} 8 0x7f",
+            f"r {buf + 8:#x} 8",
+        ]
+    )
     res = pp(vm, "devmem", "--batch", "-", journal=jpath, input=script)
     assert res.rc == 0, res
     assert res.out.split() == [f"0x{PATTERN_BASE:08X}", "0xCAFEF00D", "0x7F"]
@@ -150,8 +152,10 @@ def test_batch_in_one_process(fresh, jpath):
 
 # -- MMIO: the edu device through /dev/mem -------------------------------------------------------
 def _edu_bar0(vm) -> int:
-    res = vm.run("for d in /sys/bus/pci/devices/*; do "
-                 "[ \"$(cat $d/vendor)\" = 0x1234 ] && [ \"$(cat $d/device)\" = 0x11e8 ] && head -1 $d/resource; done; true")
+    res = vm.run(
+        "for d in /sys/bus/pci/devices/*; do "
+        '[ "$(cat $d/vendor)" = 0x1234 ] && [ "$(cat $d/device)" = 0x11e8 ] && head -1 $d/resource; done; true'
+    )
     assert res.rc == 0 and res.out.strip(), res
     return int(res.out.split()[0], 16)
 

@@ -139,7 +139,10 @@ def test_several_ranges_raw_and_padded_offsets(lab_vm, gdir):
     assert len(raw) == PAGE * len(pages)
     assert int(lab_vm.run(f"stat -c %s {gdir}/m.padded").out) == pages[-1] + PAGE
     for i, page in enumerate(pages):
-        for name, data in (("raw", raw[i * PAGE : (i + 1) * PAGE]), ("padded", fetch_slice(lab_vm, f"{gdir}/m.padded", page, PAGE))):
+        for name, data in (
+            ("raw", raw[i * PAGE : (i + 1) * PAGE]),
+            ("padded", fetch_slice(lab_vm, f"{gdir}/m.padded", page, PAGE)),
+        ):
             if page <= buf_addr < page + PAGE:
                 assert data[buf_addr - page :] == content[: PAGE - (buf_addr - page)], name
             if page <= node_addr < page + PAGE:
@@ -186,11 +189,15 @@ def test_existing_output_and_full_disk_in_guest(lab_vm, gdir):
 
 
 def _require_o_direct(vm, directory: str) -> None:
-    code = (f"import os; fd = os.open({directory + '/.odirect-probe'!r}, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600); "
-            f"os.close(fd); os.unlink({directory + '/.odirect-probe'!r})")
+    code = (
+        f"import os; fd = os.open({directory + '/.odirect-probe'!r}, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600); "
+        f"os.close(fd); os.unlink({directory + '/.odirect-probe'!r})"
+    )
     if vm.python(code).rc != 0:
-        pytest.skip(f"{directory} refuses O_DIRECT in the guest: give the lab VM a shared rw dir "
-                    "(LabVM.shared_dir / PYPHYS_VM_OUTDIR, vng --rwdir)")
+        pytest.skip(
+            f"{directory} refuses O_DIRECT in the guest: give the lab VM a shared rw dir "
+            "(LabVM.shared_dir / PYPHYS_VM_OUTDIR, vng --rwdir)"
+        )
 
 
 def _static_ranges(vm) -> list[str]:
@@ -209,8 +216,11 @@ def test_direct_gives_the_buffered_file_and_really_uses_o_direct(lab_vm, gdir):
         # strace is the judge that O_DIRECT is used (once: under TCG every traced syscall is slow,
         # and --seccomp-bpf stops only on the traced ones)
         trace = f"strace -f --seccomp-bpf -e trace=openat,pwrite64 -o {gdir}/strace.log " if fmt == "lime" else ""
-        res = lab_vm.run(f"{trace}{shlex.quote(sys.executable)} -m pyphys dump --direct -f {fmt} "
-                         f"{' '.join(ranges)} -o {gdir}/d.{fmt}", timeout=1800)
+        res = lab_vm.run(
+            f"{trace}{shlex.quote(sys.executable)} -m pyphys dump --direct -f {fmt} "
+            f"{' '.join(ranges)} -o {gdir}/d.{fmt}",
+            timeout=1800,
+        )
         assert res.rc == 0, res
         cmp = lab_vm.run(f"cmp {gdir}/b.{fmt} {gdir}/d.{fmt} && cd {gdir} && sha256sum -c d.{fmt}.sha256")
         assert cmp.rc == 0, cmp
@@ -271,11 +281,15 @@ def test_whole_ram_lime_opens_in_volatility3(lab_vm):
         print(res.out.splitlines()[0])  # size, time and rate, for the record (pytest -s)
         # reading all of RAM must not make the kernel complain (read_mem on a page only partly
         # RAM would: "memremap attempted on mixed range")
-        assert lab_vm.run("dmesg | grep -c -e 'WARNING:' -e 'memremap attempted' || true").out.strip() == warnings_before
+        assert (
+            lab_vm.run("dmesg | grep -c -e 'WARNING:' -e 'memremap attempted' || true").out.strip() == warnings_before
+        )
         iomem = lab_vm.run("cat /proc/iomem").out
         # every System RAM line, cut to whole pages (x86: 0x1000-0x9fbff -> 0x1000-0x9efff)
-        ram = [((int(a, 16) + PAGE - 1) // PAGE * PAGE, (int(b, 16) + 1) // PAGE * PAGE - 1)
-               for a, b in re.findall(r"^([0-9a-f]+)-([0-9a-f]+) : System RAM$", iomem, re.M)]
+        ram = [
+            ((int(a, 16) + PAGE - 1) // PAGE * PAGE, (int(b, 16) + 1) // PAGE * PAGE - 1)
+            for a, b in re.findall(r"^([0-9a-f]+)-([0-9a-f]+) : System RAM$", iomem, re.M)
+        ]
         with open(path, "rb") as f:  # the headers, parsed with lime.h's struct: every System RAM range
             recs, off = [], 0
             size = os.path.getsize(path)
@@ -287,12 +301,23 @@ def test_whole_ram_lime_opens_in_volatility3(lab_vm):
                 off += LIME_V1.size + e - s + 1
         assert recs == ram
         vol = subprocess.run(
-            [sys.executable, "-c", "import sys; from volatility3.cli import main; sys.argv[0] = 'vol'; main()",
-             "-q", "-r", "csv", "-f", path, "banners.Banners"],
-            capture_output=True, text=True, timeout=1800,
+            [
+                sys.executable,
+                "-c",
+                "import sys; from volatility3.cli import main; sys.argv[0] = 'vol'; main()",
+                "-q",
+                "-r",
+                "csv",
+                "-f",
+                path,
+                "banners.Banners",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1800,
         )
         assert vol.returncode == 0, vol.stderr[-3000:]
-        rows = list(csv.reader(io.StringIO(vol.stdout[vol.stdout.index("TreeDepth,"):])))
+        rows = list(csv.reader(io.StringIO(vol.stdout[vol.stdout.index("TreeDepth,") :])))
         assert rows[0] == ["TreeDepth", "Offset", "Banner"], vol.stdout[-3000:]
         found = [(row[1], row[2]) for row in rows[1:] if len(row) == 3 and row[2].startswith("Linux version ")]
         assert found, vol.stdout[-3000:]

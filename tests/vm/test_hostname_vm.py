@@ -54,12 +54,15 @@ def test_refuses_when_bytes_are_not_the_hostname(lab_vm):
     assert _uname(lab_vm) == original
 
 
-@pytest.mark.parametrize("name, why", [
-    ("", "empty"),
-    ("x" * 65, "65 bytes"),
-    ("bad\tname", "non-printable"),
-    ("bell\x07", "non-printable"),
-])
+@pytest.mark.parametrize(
+    "name, why",
+    [
+        ("", "empty"),
+        ("x" * 65, "65 bytes"),
+        ("bad\tname", "non-printable"),
+        ("bell\x07", "non-printable"),
+    ],
+)
 def test_bad_names_one_line_no_write(lab_vm, name, why):
     original = _uname(lab_vm)
     res = lab_vm.pyphys("hostname", name)

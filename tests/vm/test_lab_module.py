@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 import struct
 
-import pytest
-
 SYS = "/sys/kernel/pyphys"
 PATTERN_BASE = 0x50590000
 SPLAT = re.compile(r"WARNING:|BUG:|Call Trace|general protection|Oops", re.I)
@@ -19,8 +17,10 @@ def _num(vm, name: str) -> int:
 
 
 def _restore_pattern(vm) -> None:
-    code = ("import struct;open('/sys/kernel/pyphys/buffer','r+b').write("
-            "b''.join(struct.pack('<I',0x50590000|i) for i in range(1024)))")
+    code = (
+        "import struct;open('/sys/kernel/pyphys/buffer','r+b').write("
+        "b''.join(struct.pack('<I',0x50590000|i) for i in range(1024)))"
+    )
     assert vm.python(code).rc == 0
 
 
@@ -28,8 +28,13 @@ def test_sysfs_files_and_modes(any_vm):
     res = any_vm.run(f"stat -c '%n %a' {SYS}/*")
     assert res.rc == 0, res
     modes = {line.split()[0].rsplit("/", 1)[1]: line.split()[1] for line in res.out.strip().splitlines()}
-    assert modes == {"buffer": "600", "buffer_phys": "400", "buffer_size": "444",
-                     "nodename_len": "444", "nodename_phys": "400"}
+    assert modes == {
+        "buffer": "600",
+        "buffer_phys": "400",
+        "buffer_size": "444",
+        "nodename_len": "444",
+        "nodename_phys": "400",
+    }
     assert _num(any_vm, "buffer_size") == 4096
     assert _num(any_vm, "nodename_len") == 65
 
@@ -53,8 +58,10 @@ def test_nodename_address_matches_kallsyms(any_vm):
     """The module's virt_to_phys of the nodename lies in 'Kernel data' per /proc/iomem."""
     phys = _num(any_vm, "nodename_phys")
     iomem = any_vm.run("cat /proc/iomem").out
-    spans = [tuple(int(x, 16) for x in m.groups()) for m in
-             re.finditer(r"^\s*([0-9a-f]+)-([0-9a-f]+) : Kernel (?:data|bss)", iomem, re.M)]
+    spans = [
+        tuple(int(x, 16) for x in m.groups())
+        for m in re.finditer(r"^\s*([0-9a-f]+)-([0-9a-f]+) : Kernel (?:data|bss)", iomem, re.M)
+    ]
     assert spans, iomem
     assert any(lo <= phys <= hi for lo, hi in spans), (hex(phys), spans)
 
@@ -63,8 +70,10 @@ def test_buffer_pattern_via_devmem_and_busybox(lab_vm):
     """/dev/mem (pyphys physmem) and busybox devmem both see the module's pattern."""
     _restore_pattern(lab_vm)
     phys = _num(lab_vm, "buffer_phys")
-    code = (f"from pyphys import physmem\n"
-            f"with physmem.open_physmem('mmap') as m: import sys; sys.stdout.write(m.read({phys}, 4096).hex())")
+    code = (
+        f"from pyphys import physmem\n"
+        f"with physmem.open_physmem('mmap') as m: import sys; sys.stdout.write(m.read({phys}, 4096).hex())"
+    )
     res = lab_vm.python(code)
     assert res.rc == 0, res
     data = bytes.fromhex(res.out)
@@ -80,21 +89,26 @@ def test_devmem_write_appears_in_sysfs_and_back(lab_vm):
     phys = _num(lab_vm, "buffer_phys")
     try:
         # /dev/mem -> kernel: pyphys writes through the mapping, the module's sysfs sees it
-        code = (f"from pyphys import physmem\n"
-                f"with physmem.open_physmem('mmap', writable=True) as m: m.write({phys + 0x40}, b'hello from /dev/mem')")
+        code = (
+            f"from pyphys import physmem\n"
+            f"with physmem.open_physmem('mmap', writable=True) as m: m.write({phys + 0x40}, b'hello from /dev/mem')"
+        )
         assert lab_vm.python(code).rc == 0
         res = lab_vm.run(f"dd if={SYS}/buffer bs=1 skip={0x40} count=19 2>/dev/null")
         assert res.out == "hello from /dev/mem"
         # busybox devmem -> kernel
         assert lab_vm.run(f"busybox devmem {phys + 0x80:#x} 32 0xcafef00d").rc == 0
         kernel_side = lab_vm.python(
-            "import struct;b=open('/sys/kernel/pyphys/buffer','rb').read();print(hex(struct.unpack_from('<I',b,0x80)[0]))")
+            "import struct;b=open('/sys/kernel/pyphys/buffer','rb').read();print(hex(struct.unpack_from('<I',b,0x80)[0]))"
+        )
         assert kernel_side.out.strip() == "0xcafef00d"
         # kernel -> /dev/mem: a sysfs write is seen by busybox devmem and by pyphys
         code = "f=open('/sys/kernel/pyphys/buffer','r+b'); f.seek(0x100); f.write(b'\\x78\\x56\\x34\\x12')"
         assert lab_vm.python(code).rc == 0
         assert int(lab_vm.run(f"busybox devmem {phys + 0x100:#x} 32").out, 16) == 0x12345678
-        code = f"from pyphys import physmem\nwith physmem.open_physmem() as m: print(hex(m.read_word({phys + 0x100}, 32)))"
+        code = (
+            f"from pyphys import physmem\nwith physmem.open_physmem() as m: print(hex(m.read_word({phys + 0x100}, 32)))"
+        )
         assert lab_vm.python(code).out.strip() == "0x12345678"
     finally:
         _restore_pattern(lab_vm)
@@ -117,5 +131,5 @@ def test_module_unloads_and_reloads_cleanly(any_vm):
     any_vm.load_module()
     assert any_vm.run(f"test -e {SYS}/buffer_phys").rc == 0
     assert _num(any_vm, "buffer_size") == 4096
-    new = any_vm.run("dmesg").out[len(before):]
+    new = any_vm.run("dmesg").out[len(before) :]
     assert not SPLAT.search(new), new

@@ -12,8 +12,9 @@ import pytest
 
 
 def _pane(session: str) -> str:
-    return subprocess.run(["tmux", "capture-pane", "-t", session, "-p", "-S", "-200"],
-                          capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["tmux", "capture-pane", "-t", session, "-p", "-S", "-200"], capture_output=True, text=True
+    ).stdout
 
 
 def _wait_for(session: str, needle: str, timeout: float) -> str:
@@ -36,9 +37,17 @@ def test_interactive_shell_has_pyphys_and_the_module():
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "200", "-y", "50", cmd], check=True)
     try:
         _wait_for(session, "root@pyphys-lab", 400)
-        subprocess.run(["tmux", "send-keys", "-t", session,
-                        "pyphys hostname --dry-run NinjaNinja; cat /sys/kernel/pyphys/buffer_size; echo END-$((6*7))",
-                        "Enter"], check=True)
+        subprocess.run(
+            [
+                "tmux",
+                "send-keys",
+                "-t",
+                session,
+                "pyphys hostname --dry-run NinjaNinja; cat /sys/kernel/pyphys/buffer_size; echo END-$((6*7))",
+                "Enter",
+            ],
+            check=True,
+        )
         screen = _wait_for(session, "END-42", 180)
         assert "would write b'NinjaNinja\\x00'" in screen
         assert "\n4096\n" in screen

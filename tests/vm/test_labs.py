@@ -13,7 +13,6 @@ import os
 import re
 import shlex
 import sys
-import time
 
 import pytest
 
@@ -64,8 +63,10 @@ def _assert_passed(res, n: int) -> None:
 
 
 def _restore_buffer(vm) -> None:
-    code = ("import struct;open('/sys/kernel/pyphys/buffer','r+b').write("
-            "b''.join(struct.pack('<I',0x50590000|i) for i in range(1024)))")
+    code = (
+        "import struct;open('/sys/kernel/pyphys/buffer','r+b').write("
+        "b''.join(struct.pack('<I',0x50590000|i) for i in range(1024)))"
+    )
     assert vm.python(code).rc == 0
 
 
@@ -81,7 +82,7 @@ def test_lab1_pagemap_huge_page_fork_cow(lab_vm):
         _assert_passed(_check(lab_vm, 1, env), 1)
         values = _results(lab_vm, 1)
         # outside the checker: the frame numbers the solution found obey what pagemap.rst says
-        assert int(values["huge_pfn"], 0) % 512 == 0, out           # a THP's head is 2 MiB-aligned
+        assert int(values["huge_pfn"], 0) % 512 == 0, out  # a THP's head is 2 MiB-aligned
         assert values["huge_pages"] == "512"
         assert values["cow_pfn_before"] != values["cow_child_pfn_after"]
         assert values["shared_exclusive"] == "no" and values["cow_exclusive_after"] == "yes"
@@ -97,8 +98,10 @@ def test_lab1_pagemap_huge_page_fork_cow(lab_vm):
         assert _line(res.out, "huge_pages").startswith("MISSING")
         assert _line(res.out, "buffer_pfn").startswith("OK")
     finally:
-        lab_vm.run("kill $(python3 -c \"import json; print(json.load(open('/tmp/lab1-process.json'))['pid'])\") "
-                   "2>/dev/null; sleep 0.5; rm -f /tmp/lab1-process.json /tmp/lab1-process.log")
+        lab_vm.run(
+            "kill $(python3 -c \"import json; print(json.load(open('/tmp/lab1-process.json'))['pid'])\") "
+            "2>/dev/null; sleep 0.5; rm -f /tmp/lab1-process.json /tmp/lab1-process.log"
+        )
         _cleanup(lab_vm, 1)
 
 
@@ -157,8 +160,7 @@ def test_lab3_hostname_through_devmem(lab_vm):
         values = _results(lab_vm, 3)
         assert values["old_hostname"] == before
 
-        _write_results(lab_vm, "/tmp/lab3-wrong.txt", dict(values, new_hostname="Other",
-                                                           nodename_region="System RAM"))
+        _write_results(lab_vm, "/tmp/lab3-wrong.txt", dict(values, new_hostname="Other", nodename_region="System RAM"))
         res = _check(lab_vm, 3, env, "/tmp/lab3-wrong.txt")
         assert res.rc == 1, res
         assert "not what uname -n shows" in _line(res.out, "new_hostname")
@@ -194,7 +196,7 @@ def test_lab4_strict_devmem_pat_module_device(stock_vm):
     env = _env(stock_vm, 4, PYPHYS_KO=stock_vm.ko)
     try:
         _write_results(stock_vm, "/tmp/lab4-wrong.txt", {"module_word0": "0x50590000"})
-        res = _check(stock_vm, 4, env, "/tmp/lab4-wrong.txt")   # module still without its device
+        res = _check(stock_vm, 4, env, "/tmp/lab4-wrong.txt")  # module still without its device
         assert "mem_device=1" in _line(res.out, "module_word0")
 
         _solve(stock_vm, 4, env)
@@ -216,7 +218,7 @@ def test_lab4_strict_devmem_pat_module_device(stock_vm):
 def test_lab5_edu_and_ivshmem(lab_vm):
     env = _env(lab_vm, 5)
     host_message = f"hello from the host {os.getpid():x}".encode()
-    with open(lab_vm.shm_path, "r+b") as f:   # the host's side of seed 002
+    with open(lab_vm.shm_path, "r+b") as f:  # the host's side of seed 002
         f.write(host_message + b"\0")
     try:
         _solve(lab_vm, 5, env)
@@ -228,8 +230,7 @@ def test_lab5_edu_and_ivshmem(lab_vm):
         assert values["host_message"] == host_message.decode()
         assert values["edu_id"].lower() == "0x010000ed" and int(values["factorial_out"]) == 720
 
-        wrong = dict(values, liveness_out=values["liveness_in"], guest_message='"Dunia,vipi?"',
-                     factorial_out="24")
+        wrong = dict(values, liveness_out=values["liveness_in"], guest_message='"Dunia,vipi?"', factorial_out="24")
         _write_results(lab_vm, "/tmp/lab5-wrong.txt", wrong)
         res = _check(lab_vm, 5, env, "/tmp/lab5-wrong.txt")
         assert res.rc == 1, res
@@ -252,7 +253,7 @@ def test_lab6_dumps_odirect_efault(lab_vm):
         # the host sees the dumps in the shared directory: check one independently of the guest
         with open(os.path.join(lab_vm.shared_dir, "buffer.raw"), "rb") as f:
             first = f.read(8)
-        assert first == bytes.fromhex("0000595001005950"), first   # words 0x50590000, 0x50590001
+        assert first == bytes.fromhex("0000595001005950"), first  # words 0x50590000, 0x50590001
 
         wrong = dict(values, lime_data_offset="0", efault_errno="EINVAL", padded_offset="0")
         _write_results(lab_vm, "/tmp/lab6-wrong.txt", wrong)
@@ -273,14 +274,22 @@ def test_lab_start_gives_a_shell_where_the_lab_works(tmp_path):
     import shutil
 
     if not shutil.which("qemu-system-x86_64") or not shutil.which(
-            "vng", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")):
+        "vng", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    ):
         pytest.skip("QEMU or virtme-ng is not installed (make setup)")
     to_prompt, out = pty_session(
-        [sys.executable, "-m", "pyphys", "lab", "start", "5", "--dir", str(tmp_path)], b"[lab 5 ",
-        ["export PYPHYS_JOURNAL=/tmp/journal-e2e.jsonl",
-         'test -d /sys/kernel/pyphys && echo "MODULE""-LOADED"',
-         "echo LABDIR=$LABDIR", "sh labs/solutions/lab5.sh >/dev/null", "pyphys lab check 5",
-         "echo CHECK-RC=$?", "exit"])
+        [sys.executable, "-m", "pyphys", "lab", "start", "5", "--dir", str(tmp_path)],
+        b"[lab 5 ",
+        [
+            "export PYPHYS_JOURNAL=/tmp/journal-e2e.jsonl",
+            'test -d /sys/kernel/pyphys && echo "MODULE""-LOADED"',
+            "echo LABDIR=$LABDIR",
+            "sh labs/solutions/lab5.sh >/dev/null",
+            "pyphys lab check 5",
+            "echo CHECK-RC=$?",
+            "exit",
+        ],
+    )
     assert to_prompt is not None, out[-3000:]
     assert "MODULE-LOADED" in out, out[-3000:]
     assert f"LABDIR={tmp_path / 'lab5'}" in out

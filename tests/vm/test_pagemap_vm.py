@@ -138,8 +138,8 @@ def test_mlocked_pattern_is_at_the_physical_address(lab_vm, mlocked):
     pt = page_types_pages(lab_vm, pid, "-r", "-a", f"{vpn},{vpn + 1}")
     assert pt[vpn][0] == int(d["pfn"], 16)
     res = lab_vm.python(
-        "from pyphys import pagemap; "
-        f"t = pagemap.translate({pid}, {addr}); print(pagemap.symbolic_flags(t.flags))")
+        f"from pyphys import pagemap; t = pagemap.translate({pid}, {addr}); print(pagemap.symbolic_flags(t.flags))"
+    )
     assert res.rc == 0, res
     assert res.out.strip() == pt[vpn][1]
 
@@ -157,8 +157,10 @@ def test_whole_process_matches_page_types_in_guest(lab_vm, mlocked):
     # The scanning Python maps the same library files as the helper, which raises their map
     # count (and clears "exclusive") only while it runs; page-types is C. A Python that imports
     # the same modules and stays alive across all three reads keeps the counts equal.
-    keeper = lab_vm.run(f"setsid {PY} -c 'import json, array, mmap, ctypes, signal, time; "
-                        "from pyphys import pagemap; time.sleep(900)' </dev/null >/dev/null 2>&1 & echo $!")
+    keeper = lab_vm.run(
+        f"setsid {PY} -c 'import json, array, mmap, ctypes, signal, time; "
+        "from pyphys import pagemap; time.sleep(900)' </dev/null >/dev/null 2>&1 & echo $!"
+    )
     assert keeper.rc == 0, keeper
     time.sleep(3)
     try:
@@ -168,9 +170,11 @@ def test_whole_process_matches_page_types_in_guest(lab_vm, mlocked):
 
 
 def _compare_whole_process(lab_vm, pid):
-    code = ("import json; from pyphys import pagemap; print(json.dumps({r.vaddr // 4096: "
-            "[r.decoded.pfn if r.present else r.decoded.swap_offset, pagemap.symbolic_flags(r.flags)] "
-            f"for r in pagemap.scan({pid}) if r.entry >> 62}}))")
+    code = (
+        "import json; from pyphys import pagemap; print(json.dumps({r.vaddr // 4096: "
+        "[r.decoded.pfn if r.present else r.decoded.swap_offset, pagemap.symbolic_flags(r.flags)] "
+        f"for r in pagemap.scan({pid}) if r.entry >> 62}}))"
+    )
     for _attempt in range(3):
         before = page_types_pages(lab_vm, pid, "-r")
         res = lab_vm.python(code, timeout=600)
@@ -182,7 +186,8 @@ def _compare_whole_process(lab_vm, pid):
     assert set(ours) == set(before)
     bad = [v for v in ours if ours[v] not in (before[v], after[v])]
     assert not bad, f"{len(bad)} of {len(ours)} pages disagree with page-types, e.g. " + ", ".join(
-        f"{v:#x}: {ours[v]} vs {before[v]}" for v in bad[:5])
+        f"{v:#x}: {ours[v]} vs {before[v]}" for v in bad[:5]
+    )
 
 
 def test_fork_then_write_shows_copy_on_write(lab_vm):
@@ -221,7 +226,11 @@ def test_hugetlb_page_reported_as_such(lab_vm):
         d = translate(lab_vm, pid, addr)
         assert d["huge"] is not None, d
         assert (d["huge"]["kind"], d["huge"]["pages"], d["huge"]["index"], d["huge"]["size"]) == (
-            "hugetlb", 512, 3, 2 << 20)
+            "hugetlb",
+            512,
+            3,
+            2 << 20,
+        )
         assert "huge" in d["flag_names"]
         phys = int(d["phys_addr"], 16)
         assert struct.pack("<4I", *(busybox32(lab_vm, phys + 4 * i) for i in range(4))) == b"pyphys-hugetlb!!"

@@ -49,7 +49,7 @@ def ok(res) -> str:
 
 def shell_resources(vm) -> dict[str, dict[int, tuple[int, int]]]:
     """Every device's assigned BARs from sysfs `resource`, read by the shell: {address: {bar: (start, size)}}."""
-    out = ok(vm.run("for d in /sys/bus/pci/devices/*; do echo \"DEV ${d##*/}\"; head -n 6 $d/resource; done"))
+    out = ok(vm.run('for d in /sys/bus/pci/devices/*; do echo "DEV ${d##*/}"; head -n 6 $d/resource; done'))
     bars: dict[str, dict[int, tuple[int, int]]] = {}
     for line in out.splitlines():
         if line.startswith("DEV "):
@@ -103,7 +103,7 @@ def test_list_agrees_with_sysfs(vm):
     script = (
         "for d in /sys/bus/pci/devices/*; do "
         "printf '%s %s %s %s %s %s |%s\\n' ${d##*/} $(cat $d/vendor $d/device $d/class $d/subsystem_vendor "
-        "$d/subsystem_device) \"$(basename \"$(readlink $d/driver)\" 2>/dev/null)\"; done"
+        '$d/subsystem_device) "$(basename "$(readlink $d/driver)" 2>/dev/null)"; done'
     )
     shell = {}
     for line in ok(vm.run(script)).splitlines():
@@ -113,7 +113,14 @@ def test_list_agrees_with_sysfs(vm):
     assert sorted(listed) == sorted(shell)
     resources = shell_resources(vm)
     for addr, d in listed.items():
-        assert (d["vendor"], d["device"], d["class"], d["subsystem_vendor"], d["subsystem_device"], d["driver"]) == shell[addr]
+        assert (
+            d["vendor"],
+            d["device"],
+            d["class"],
+            d["subsystem_vendor"],
+            d["subsystem_device"],
+            d["driver"],
+        ) == shell[addr]
         assert {b["index"]: (b["start"], b["size"]) for b in d["bars"]} == resources[addr], addr
 
 
@@ -130,8 +137,14 @@ def test_list_agrees_with_lspci(vm):
             assert m, line
             rows[m.group(1)] = tuple(int(x, 16) for x in m.group(2, 3, 4, 5, 6)) + (m.group(7) or None,)
         for addr, d in listed.items():
-            assert rows[addr] == (d["class"] >> 8, d["vendor"], d["device"], d["subsystem_vendor"],
-                                  d["subsystem_device"], d["driver"])
+            assert rows[addr] == (
+                d["class"] >> 8,
+                d["vendor"],
+                d["device"],
+                d["subsystem_vendor"],
+                d["subsystem_device"],
+                d["driver"],
+            )
         assert sorted(rows) == sorted(listed)
         return
     lspci = vm.run("lspci -Dnmm")
@@ -231,8 +244,25 @@ def test_ivshmem_register_bar_smaller_than_a_page(vm, via):
 @pytest.mark.parametrize("via, offset", [("resource", 0x0), ("devmem", 0x400)])
 def test_ivshmem_guest_string_reaches_host_file(vm, via, offset):
     before = host_bytes(vm, offset, 16)
-    res = pp(vm, "pci", "write", "-D", "0x1110", "-V", "0x1af4", "-d", "0x1100", "-v", "0x1af4",
-             "2", hex(offset), "--string", r"Dunia,vipi?\r", "--via", via)
+    res = pp(
+        vm,
+        "pci",
+        "write",
+        "-D",
+        "0x1110",
+        "-V",
+        "0x1af4",
+        "-d",
+        "0x1100",
+        "-v",
+        "0x1af4",
+        "2",
+        hex(offset),
+        "--string",
+        r"Dunia,vipi?\r",
+        "--via",
+        via,
+    )
     out = ok(res)
     assert "wrote 12 bytes" in out
     try:
@@ -286,8 +316,13 @@ def test_io_bar_owned_by_a_driver_virtio_legacy_status(vm):
     """A transitional virtio device's legacy I/O BAR0 has device status at 0x12 (8 bits), the
     same value the virtio core shows in sysfs; port access is allowed even with the driver bound."""
     devices = listing(vm)
-    legacy = [d for d in devices if d["vendor"] == 0x1AF4 and d["driver"] == "virtio-pci"
-              and any(b["index"] == 0 and b["type"] == "io" for b in d["bars"])]
+    legacy = [
+        d
+        for d in devices
+        if d["vendor"] == 0x1AF4
+        and d["driver"] == "virtio-pci"
+        and any(b["index"] == 0 and b["type"] == "io" for b in d["bars"])
+    ]
     assert legacy, devices
     addr = legacy[0]["address"]
     status = ok(vm.run(f"cat /sys/bus/pci/devices/{addr}/virtio*/status")).strip()
@@ -300,7 +335,10 @@ def test_io_bar_owned_by_a_driver_virtio_legacy_status(vm):
 def _claimed_bar(vm):
     """A memory BAR busy in /proc/iomem under a driver's name (virtio-pci-modern in both guests)."""
     iomem = ok(vm.run("cat /proc/iomem"))
-    m = re.search(r"\n  ([0-9a-f]+)-[0-9a-f]+ : ([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])\n    \1-[0-9a-f]+ : virtio-pci-modern", iomem)
+    m = re.search(
+        r"\n  ([0-9a-f]+)-[0-9a-f]+ : ([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])\n    \1-[0-9a-f]+ : virtio-pci-modern",
+        iomem,
+    )
     assert m, iomem
     start, addr = int(m.group(1), 16), m.group(2)
     index = next(i for i, (s, _size) in shell_resources(vm)[addr].items() if s == start)
