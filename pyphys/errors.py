@@ -87,3 +87,35 @@ def from_oserror(err: OSError, what: str, hint: str | None = None) -> PyphysErro
     if code in (errno.EBUSY, errno.EWOULDBLOCK):
         return PyphysError(msg, hint or "something else holds it; try again")
     return PyphysError(msg, hint)
+
+
+class oserrors:  # noqa: N801  (used like a function: `with oserrors("read x"):`)
+    """Convert ``OSError`` into a :class:`PyphysError` once, at the I/O layer (after psutil's
+    ``wrap_exceptions``): as a context manager ``with oserrors("open /dev/mem"): ...`` or a
+    decorator ``@oserrors("read pagemap")``. ``what`` may be a callable of the OSError for
+    messages that need its filename. A PyphysError raised inside passes through unchanged.
+    """
+
+    __slots__ = ("what", "hint")
+
+    def __init__(self, what, hint: str | None = None):
+        self.what, self.hint = what, hint
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, err, tb) -> bool:
+        if kind is not None and issubclass(kind, OSError):
+            what = self.what(err) if callable(self.what) else self.what
+            raise from_oserror(err, what, self.hint) from err
+        return False
+
+    def __call__(self, func):
+        import functools
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with self:
+                return func(*args, **kwargs)
+
+        return wrapper

@@ -40,6 +40,18 @@ def dev(*parts: object) -> str:
     return os.path.join(_roots["dev"], *map(str, parts))
 
 
+def cache_dir(create: bool = True) -> str:
+    """pyphys's cache (guest kernels, module builds, VM shares), outside any checkout:
+    ``PYPHYS_CACHE``, else ``$XDG_CACHE_HOME/pyphys``, else ``~/.cache/pyphys``. The shell
+    scripts use the same rule (scripts/common.sh)."""
+    base = os.environ.get("PYPHYS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pyphys"
+    )
+    if create:
+        os.makedirs(base, exist_ok=True)
+    return base
+
+
 def journal_path() -> str:
     """Where the write journal lives (``PYPHYS_JOURNAL`` overrides)."""
     env = os.environ.get("PYPHYS_JOURNAL")

@@ -1,18 +1,41 @@
-"""Argument helpers shared by subcommands: number parsing that raises UsageError."""
+"""What every command file shares: results on stdout, everything else on stderr.
+
+A command parses its arguments (with :mod:`pyphys.dialect`), calls a library function, and
+formats what it returns with :func:`emit` / :func:`emit_json`; notes and warnings go through
+:func:`note` and :func:`warn` to stderr. Nothing reaches stdout before the library call has
+succeeded, so a failing command prints its one error line and nothing else.
+"""
 
 from __future__ import annotations
 
-from pyphys.errors import UsageError
+import sys
 
 
-def parse_int(text: str, what: str = "number", *, minimum: int | None = 0, maximum: int | None = None) -> int:
-    """Parse decimal, 0x-hex, 0o-octal or 0b-binary ``text``; UsageError with a clear line otherwise."""
-    try:
-        value = int(text.replace("_", ""), 0)
-    except (ValueError, AttributeError):
-        raise UsageError(f"{what} {text!r} is not a number (use decimal or 0x-prefixed hex)") from None
-    if minimum is not None and value < minimum:
-        raise UsageError(f"{what} {text!r} is negative" if minimum == 0 else f"{what} {text!r} is below {minimum:#x}")
-    if maximum is not None and value > maximum:
-        raise UsageError(f"{what} {text!r} is above the maximum {maximum:#x}")
-    return value
+def emit(text: str) -> None:
+    """A result, on stdout (a newline is added)."""
+    sys.stdout.write(text + "\n")
+
+
+def emit_json(doc: object) -> None:
+    """One JSON document on stdout, by the conventions of docs/json.md (records are encoded)."""
+    import json
+
+    from pyphys.record import encode
+
+    sys.stdout.write(json.dumps(encode(doc)) + "\n")
+
+
+def note(command: str, text: str, quiet: bool = False) -> None:
+    """``pyphys COMMAND: text`` on stderr, unless ``quiet``."""
+    if not quiet:
+        sys.stderr.write(f"pyphys {command}: {text}\n")
+
+
+def warn(command: str, text: str) -> None:
+    """``pyphys COMMAND: warning: text`` on stderr (never silenced by --quiet)."""
+    sys.stderr.write(f"pyphys {command}: warning: {text}\n")
+
+
+def add_json(parser, what: str = "the result") -> None:
+    """The ``--json`` flag, worded the same in every subcommand."""
+    parser.add_argument("--json", action="store_true", help=f"print {what} as one JSON document (docs/json.md)")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 
 from pyphys import TYPE_CHECKING
-from pyphys.commands._common import parse_int
+from pyphys.dialect import parse_number
 from pyphys.errors import PyphysError, RegionError, UsageError, VerifyError
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def parse_width(text: str | None) -> int:
 
 def parse_value(text: str, width: int) -> int:
     """VALUE for a ``width``-bit write; UsageError if not a number, negative, or too wide."""
-    value = parse_int(text, "value")
+    value = parse_number(text, "value")
     if value >> width:
         raise UsageError(f"value {text!r} is wider than {width} bits (max {(1 << width) - 1:#x})")
     return value
@@ -184,10 +184,10 @@ class Resolver:
         if not t:
             raise UsageError("empty address")
         if t[0].isdigit() or t[0] in "+-":
-            return parse_int(t, "address"), None
+            return parse_number(t, "address"), None
         base, plus, off = t.partition("+")
         region = self._named(base.strip())
-        offset = parse_int(off.strip(), "offset") if plus else 0
+        offset = parse_number(off.strip(), "offset") if plus else 0
         return region.start + offset, region
 
     def known_at(self, addr: int) -> Named | None:
@@ -469,7 +469,7 @@ def run(args) -> int:
     if mode in ("write_bytes", "write_hex", "range") and args.width is not None:
         raise UsageError(f"--{mode.replace('_', '-')} takes no WIDTH/VALUE arguments")
     if mode == "range":
-        length = parse_int(args.range, "length", minimum=1, maximum=MAX_RANGE)
+        length = parse_number(args.range, "length", minimum=1, maximum=MAX_RANGE)
         op = Op("r", addr, 8, region=region)
         op.data = bytes(length)  # size only
     elif mode in ("write_bytes", "write_hex"):

@@ -102,13 +102,13 @@ def _on_signal(signum, _frame):
 
 def run(args) -> int:
     from pyphys import dump as dumplib
-    from pyphys.commands._common import parse_int
+    from pyphys.dialect import parse_number
     from pyphys.errors import UsageError
 
     ranges = [dumplib.parse_range(text) for text in args.ranges] or None
     text = args.block_size.strip()
     scale = dumplib._SUFFIXES.get(text[-1:].lower(), 1)
-    block = parse_int(text[:-1] if scale > 1 else text, "block size", minimum=1) * scale
+    block = parse_number(text[:-1] if scale > 1 else text, "block size", minimum=1) * scale
     if block % dumplib.DIRECT_ALIGN or block > 64 << 20:
         raise UsageError(f"block size {args.block_size} must be a multiple of 4K and at most 64M")
 

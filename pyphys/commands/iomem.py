@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from pyphys.commands._common import parse_int
+from pyphys.dialect import parse_number
 
 
 def human(size: int) -> str:
@@ -27,7 +27,7 @@ def run(args) -> int:
 
     from pyphys import iomem
 
-    addrs = [parse_int(a, "address") for a in args.addrs]
+    addrs = [parse_number(a, "address") for a in args.addrs]
     tree = iomem.load()
     if tree.hidden:
         print(f"pyphys iomem: warning: {iomem.HIDDEN_HINT}", file=sys.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from pyphys.commands._common import parse_int
+from pyphys.dialect import parse_number
 
 LAB_EPILOG = """\
 classroom labs (docs/labs/):
@@ -87,7 +87,7 @@ def _run(args) -> int:
 def _lab(args):
     from pyphys import labs
 
-    return labs.get(parse_int(args.number, "lab number", minimum=1))
+    return labs.get(parse_number(args.number, "lab number", minimum=1))
 
 
 def _list(args) -> int:

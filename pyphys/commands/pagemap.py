@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from pyphys.commands._common import parse_int
+from pyphys.dialect import parse_number
 from pyphys.errors import UsageError
 from pyphys.layouts import pagemap as L  # constants only: cheap
 
@@ -68,8 +68,8 @@ def parse_range(text: str) -> tuple[int, int] | None:
     for sep in ("-", "+"):
         if sep in text.lstrip("-+"):
             a, _, b = text.partition(sep)
-            start = parse_int(a, "range start")
-            other = parse_int(b, "range end" if sep == "-" else "range length")
+            start = parse_number(a, "range start")
+            other = parse_number(b, "range end" if sep == "-" else "range length")
             end = other if sep == "-" else start + other
             if end <= start:
                 raise UsageError(f"range {text!r} is empty or reversed", "END is exclusive and must be above START")
@@ -87,7 +87,7 @@ def run(args) -> int:
     rng = None if args.all else parse_range(args.address)
     out = sys.stdout
     if not args.all and rng is None:
-        vaddr = parse_int(args.address, "address")
+        vaddr = parse_number(args.address, "address")
         if args.mode is None:
             d = pagemap.lookup(args.process, vaddr)  # plain data: no dataclass import on this path
             if args.json:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from pyphys.commands._common import parse_int
+from pyphys.dialect import parse_number
 from pyphys.errors import UsageError
 
 DESCRIPTION = """\
@@ -142,7 +142,7 @@ def _no_action(parser) -> int:
 def _id_flag(text, what: str):
     if text is None:
         return None
-    return parse_int(text if text.lower().startswith(("0x", "0b", "0o")) else "0x" + text, what, maximum=0xFFFF)
+    return parse_number(text if text.lower().startswith(("0x", "0b", "0o")) else "0x" + text, what, maximum=0xFFFF)
 
 
 def _selector(args, device_text):
@@ -187,7 +187,7 @@ def parse_width(text: str) -> int:
 
 
 def _bar_index(text: str) -> int:
-    return parse_int(text, "BAR index", maximum=5)
+    return parse_number(text, "BAR index", maximum=5)
 
 
 def decode_string(text: str) -> bytes:
@@ -343,9 +343,9 @@ def run_read(args) -> int:
     if len(rest) < 2 or len(rest) > 3:
         raise UsageError("usage: pyphys pci read DEVICE BAR OFFSET [WIDTH] [-l LENGTH]")
     index = _bar_index(rest[0])
-    offset = parse_int(rest[1], "offset")
+    offset = parse_number(rest[1], "offset")
     width = parse_width(rest[2]) if len(rest) == 3 else 32
-    length = parse_int(args.length, "length", minimum=1) if args.length is not None else None
+    length = parse_number(args.length, "length", minimum=1) if args.length is not None else None
     dev = _pick(args, device_text)
     if length is not None:
         data = pci.read_bar_range(dev, index, offset, length, width, via=args.via)
@@ -405,12 +405,12 @@ def run_write(args) -> int:
         if len(rest) not in (3, 4):
             raise UsageError("usage: pyphys pci write DEVICE BAR OFFSET [WIDTH] VALUE (or --string/--hex)")
         width = parse_width(rest[2]) if len(rest) == 4 else 32
-        value = parse_int(rest[-1], "value")
+        value = parse_number(rest[-1], "value")
         if value >> width:
             raise UsageError(f"value {rest[-1]!r} is too wide for a {width}-bit write")
         data = value.to_bytes(width // 8, "little")
     index = _bar_index(rest[0])
-    offset = parse_int(rest[1], "offset")
+    offset = parse_number(rest[1], "offset")
     dev = _pick(args, device_text)
     rec = pci.write_bar(dev, index, offset, data, width=width, via=args.via)
     if args.json:
@@ -510,9 +510,9 @@ def run_config(args) -> int:
     device_text, rest = _split_device(args, args.args)
     if len(rest) > 3:
         raise UsageError("usage: pyphys pci config DEVICE [OFFSET [WIDTH [VALUE --force]]]")
-    offset = parse_int(rest[0], "offset") if rest else None
+    offset = parse_number(rest[0], "offset") if rest else None
     width = parse_width(rest[1]) if len(rest) >= 2 else 32
-    value = parse_int(rest[2], "value") if len(rest) == 3 else None
+    value = parse_number(rest[2], "value") if len(rest) == 3 else None
     if value is not None and value >> width:
         raise UsageError(f"value {rest[2]!r} is too wide for a {width}-bit write")
     if value is not None and not args.force:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from pyphys.commands._common import parse_int
+from pyphys.dialect import parse_number
 from pyphys.errors import UsageError
 
 
@@ -41,8 +41,8 @@ def run_undo(args) -> int:
     picks = [bool(args.ids), args.all, args.last is not None]
     if sum(picks) > 1:
         raise UsageError("give entry ids, --last N or --all, not several")
-    ids = [parse_int(i, "journal entry id", minimum=1) for i in args.ids]
-    count = parse_int(args.last, "--last", minimum=1) if args.last is not None else None
+    ids = [parse_number(i, "journal entry id", minimum=1) for i in args.ids]
+    count = parse_number(args.last, "--last", minimum=1) if args.last is not None else None
     which = ids if ids else ("all" if args.all else "last")
     with journal.Journal() as jr:
         results = jr.undo(which, count=count, dry_run=args.dry_run)

@@ -290,7 +290,7 @@ BAD = [
     (["write", "1234:11e8", "0", "2", "32", "1"], "not aligned"),
     (["write", "1234:11e8", "0", "4", "8", "0x100"], "too wide"),
     (["write", "1234:11e8", "0", "4", "12", "1"], "width"),
-    (["write", "1234:11e8", "0", "4", "-1"], "is negative"),
+    (["write", "1234:11e8", "0", "4", "-1"], "not a number"),
     (["write", "1af4:1110", "2", "0xffffc", "--string", "Dunia"], "past the end"),
     (["write", "1af4:1110", "2", "0", "--string", "caf\u00e9\u20ac"], "not a single byte"),
     (["write", "1af4:", "2", "0", "1"], "devices match"),

@@ -1,0 +1,60 @@
+"""pyphys.record: fields declared once give construction, equality and the JSON form."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pyphys.record import Record, encode
+
+
+class Word(Record):
+    __slots__ = ("phys", "width", "value", "data", "region", "notes")
+    _defaults = {"data": b"", "region": None, "notes": []}
+    _json = {"phys": "hex", "value": "hex", "region": "omit"}
+
+
+def test_fields_positional_keyword_and_defaults():
+    w = Word(0x1000, 32, 0xED)
+    assert (w.phys, w.width, w.value, w.data, w.region) == (0x1000, 32, 0xED, b"", None)
+    assert Word(phys=0x1000, width=32, value=0xED) == w
+    assert w != Word(0x1000, 32, 0xEE)
+    assert Word(1, 8, 0).notes is not Word(1, 8, 0).notes  # mutable defaults are not shared
+    assert "phys=4096" in repr(w)
+
+
+def test_bad_construction():
+    with pytest.raises(TypeError, match="needs 'value'"):
+        Word(1, 2)
+    with pytest.raises(TypeError, match="no field"):
+        Word(1, 2, 3, colour="red")
+    with pytest.raises(TypeError, match="at most"):
+        Word(*range(7))
+
+
+def test_json_form():
+    w = Word(0x1ACBBA1, 32, 0xFFFFFFFFFFFFFFFF, b"\x01\xff", region="x", notes=["a"])
+    assert w.to_json() == {
+        "phys": "0x1acbba1",
+        "width": 32,
+        "value": "0xffffffffffffffff",
+        "data": "01ff",
+        "notes": ["a"],
+    }
+    assert json.loads(json.dumps(encode([w, {"n": w}])))[1]["n"]["phys"] == "0x1acbba1"
+
+
+def test_subclass_adds_fields_and_replace():
+    class Tagged(Word):
+        __slots__ = ("tag",)
+        _defaults = {**Word._defaults, "tag": "t"}
+
+    t = Tagged(1, 8, 2)
+    assert Tagged._fields[-1] == "tag" and t.tag == "t"
+    assert t.replace(tag="u").tag == "u" and t.tag == "t"
+
+
+def test_unencodable_is_a_type_error():
+    with pytest.raises(TypeError):
+        encode(object())
