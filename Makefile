@@ -5,7 +5,7 @@ PY      := .venv/bin/python
 PYTEST  := $(PY) -m pytest
 
 
-.PHONY: all setup kernel module demo test test-host test-vm bench lab-times shell shell-stock checkpatch clean
+.PHONY: all setup lint kernel module demo test test-host test-vm bench lab-times shell shell-stock checkpatch clean
 
 all: demo
 
@@ -22,8 +22,12 @@ module: kernel
 demo: kernel
 	@$(PY) scripts/demo.py
 
+# Lint and format check (ruff, configured in pyproject.toml): part of `make test`.
+lint: setup
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
 # Every test, host and VM (each kernel booted once). Under CI=true a skipped VM test fails.
-test: kernel
+test: kernel lint
 	@$(PYTEST) -ra $(PYTEST_ARGS)
 
 test-host: setup

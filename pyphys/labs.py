@@ -1595,11 +1595,11 @@ def start(number: int, *, kvm: bool = False, memory: str = "1G", base: str | Non
     import secrets
     import sys
 
-    from pyphys import labvm
+    from pyphys import kernels, labvm
 
     lab = get(number)
-    kernel = labvm.get_kernel(lab.kernel)
-    ko = labvm.build_module(kernel)
+    kernel = kernels.resolve(lab.kernel)
+    ko = kernels.build_module(kernel)
     labdir = lab_dir(number, base)
     repo = str(labvm.REPO)
     shell = os.path.join(labdir, ".pyphys", "shell.sh")

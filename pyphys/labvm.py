@@ -17,11 +17,9 @@ Every boot attaches QEMU's ``edu`` teaching device (1234:11e8, docs/specs/edu.rs
 
 from __future__ import annotations
 
-import glob
 import itertools
 import json
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -30,24 +28,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 
+from pyphys import kernels, paths
 from pyphys.errors import LabError
+from pyphys.record import Record
 
-REPO = Path(__file__).resolve().parents[1]
-KERNELS = ("lab", "stock")
+REPO = kernels.REPO
 IVSHMEM_SIZE = 1 << 20
+SWAP_SIZE = 64 << 20
 
 
-@dataclass
-class Result:
-    """What one guest command returned."""
+class Result(Record):
+    """What one guest command returned: ``rc``, ``out``, ``err``, ``seconds``."""
 
-    rc: int
-    out: str
-    err: str
-    seconds: float = 0.0
+    __slots__ = ("rc", "out", "err", "seconds")
+    _defaults = {"seconds": 0.0}
 
     @property
     def ok(self) -> bool:
@@ -55,105 +50,6 @@ class Result:
 
     def __str__(self) -> str:
         return f"rc={self.rc}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
-
-
-@dataclass
-class Kernel:
-    """A bootable guest kernel and what goes with it."""
-
-    name: str  # "lab" or "stock"
-    image: str  # bzImage / vmlinuz
-    kdir: str  # kernel build tree or headers, for out-of-tree modules
-    release: str
-    page_types: str | None = None  # the kernel's own tools/vm/page-types (lab only)
-    build_seconds: float | None = None
-    extra: dict = field(default_factory=dict)
-
-
-def _cache_dir() -> str:
-    """The project's cache (kernels, module builds, VM shares), outside the repo."""
-    base = os.environ.get("PYPHYS_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pyphys"
-    )
-    os.makedirs(base, exist_ok=True)
-    return base
-
-
-def _scripts(name: str) -> str:
-    path = REPO / "scripts" / name
-    if not path.exists():
-        raise LabError(f"{path} not found", "the lab VM runs from a pyphys checkout (git clone, then `make demo`)")
-    return str(path)
-
-
-def _run_script(argv: list[str], quiet: bool) -> str:
-    try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE if quiet else None, text=True)
-    except OSError as err:
-        raise LabError(f"cannot run {argv[0]}: {err.strerror}") from err
-    if proc.returncode != 0:
-        tail = (proc.stderr or "").strip().splitlines()[-15:] if quiet else []
-        raise LabError(
-            f"{os.path.basename(argv[0])} failed (exit {proc.returncode})" + ("\n" + "\n".join(tail) if tail else "")
-        )
-    return proc.stdout.strip().splitlines()[-1]
-
-
-def lab_kernel(quiet: bool = False) -> Kernel:
-    """Build (or reuse from the cache) the lab kernel: STRICT_DEVMEM off."""
-    out = _run_script([_scripts("build-kernel.sh")], quiet)
-    tree = os.path.join(out, "linux")
-    with open(os.path.join(tree, "include/config/kernel.release")) as f:
-        release = f.read().strip()
-    secs = None
-    try:
-        with open(os.path.join(out, "build-seconds")) as f:
-            secs = float(f.read())
-    except OSError:
-        pass
-    return Kernel(
-        "lab",
-        os.path.join(tree, "arch/x86/boot/bzImage"),
-        tree,
-        release,
-        os.path.join(tree, "tools/vm/page-types"),
-        secs,
-    )
-
-
-def _version_key(release: str) -> list:
-    return [int(p) if p.isdigit() else p for p in re.split(r"[.-]", release)]
-
-
-def stock_kernel() -> Kernel:
-    """Debian's linux-image-amd64 exactly as shipped (STRICT_DEVMEM=y), newest installed."""
-    found = []
-    for image in glob.glob("/boot/vmlinuz-*-amd64"):
-        release = image[len("/boot/vmlinuz-") :]
-        kdir = f"/usr/src/linux-headers-{release}"
-        if os.path.isdir(f"/lib/modules/{release}") and os.path.isdir(kdir):
-            found.append((release, image, kdir))
-    if not found:
-        raise LabError(
-            "Debian's stock kernel is not installed",
-            "run scripts/setup-host.sh (apt-get install linux-image-amd64 linux-headers-amd64)",
-        )
-    release, image, kdir = max(found, key=lambda t: _version_key(t[0]))
-    return Kernel("stock", image, kdir, release)
-
-
-def get_kernel(name: str, quiet: bool = False) -> Kernel:
-    """``lab`` or ``stock``."""
-    if name == "lab":
-        return lab_kernel(quiet)
-    if name == "stock":
-        return stock_kernel()
-    raise LabError(f"unknown kernel {name!r}", "choose lab or stock")
-
-
-def build_module(kernel: Kernel, quiet: bool = False) -> str:
-    """Build (or reuse) pyphys.ko for ``kernel``; returns the .ko path (a host path the guest sees)."""
-    return _run_script([_scripts("build-module.sh"), kernel.kdir], quiet)
 
 
 def _vng() -> tuple[str, dict]:
@@ -168,30 +64,56 @@ def _vng() -> tuple[str, dict]:
     return vng, env
 
 
-def qemu_device_opts(shm_path: str, agent_sock: str | None) -> list[str]:
-    """QEMU options for the lab's PCI devices and the agent port."""
+def qemu_device_opts(
+    shm_path: str,
+    agent_sock: str | None,
+    *,
+    ivshmem_size: int = IVSHMEM_SIZE,
+    swap_path: str | None = None,
+    cpu: str | None = None,
+    devices: tuple[str, ...] | list[str] = (),
+) -> list[str]:
+    """QEMU options for the lab's devices: edu, ivshmem-plain (backed by ``shm_path``), a PCIe
+    root port with a driverless virtio device behind it (PCI Express and extended capabilities
+    on real config space), the swap disk, the agent port, then ``devices`` (raw QEMU words)."""
     opts = [
-        "-device",
-        "edu",
-        "-object",
-        f"memory-backend-file,id=pyphysshm,size={IVSHMEM_SIZE},share=on,mem-path={shm_path}",
-        "-device",
-        "ivshmem-plain,memdev=pyphysshm",
-    ]
+        "-device", "edu",
+        "-object", f"memory-backend-file,id=pyphysshm,size={ivshmem_size},share=on,mem-path={shm_path}",
+        "-device", "ivshmem-plain,memdev=pyphysshm",
+        "-device", "pcie-root-port,id=pyphysrp,chassis=1,slot=1",
+        "-device", "virtio-rng-pci,bus=pyphysrp,ats=on",
+    ]  # fmt: skip
+    if swap_path:
+        opts += [
+            "-drive", f"file={swap_path},format=raw,if=none,id=pyphysswap,cache=writethrough",
+            "-device", "virtio-blk-pci,drive=pyphysswap,serial=pyphys-swap",
+        ]  # fmt: skip
     if agent_sock:
         opts += [
-            "-chardev",
-            f"socket,id=pyphysagent,path={agent_sock},server=on,wait=off",
-            "-device",
-            "virtio-serial-pci",
-            "-device",
-            "virtserialport,chardev=pyphysagent,name=pyphys.agent",
-        ]
-    return opts
+            "-chardev", f"socket,id=pyphysagent,path={agent_sock},server=on,wait=off",
+            "-device", "virtio-serial-pci",
+            "-device", "virtserialport,chardev=pyphysagent,name=pyphys.agent",
+        ]  # fmt: skip
+    if cpu:
+        opts += ["-cpu", cpu]  # after virtme-ng's own -cpu: QEMU takes the last one
+    return opts + list(devices)
+
+
+def root_append(kernel: kernels.Kernel) -> list[str]:
+    """Kernel command-line words a lab kernel needs to mount virtme-ng's 9p root.
+
+    virtme-ng boots a kernel without an initramfs with rootfstype=9p but no root=, and
+    init/do_mounts.c mounts a root that is not a block device through mount_nodev_root(),
+    whose mount source is root= (the 9p tag, "/dev/root"). Linux 6.1 strips "/dev/" from
+    root= first, hence "/dev/" + "/dev/root" there.
+    """
+    if not kernel.is_lab:
+        return []
+    return ["root=/dev//dev/root"] if kernel.series == "6.1" else ["root=/dev/root"]
 
 
 def vng_argv(
-    kernel: Kernel,
+    kernel: kernels.Kernel,
     *,
     kvm: bool,
     memory: str,
@@ -199,32 +121,21 @@ def vng_argv(
     qemu_opts: list[str],
     command: str | None,
     rwdir: str | None = None,
+    append: tuple[str, ...] | list[str] = (),
+    overlays: tuple[str, ...] | list[str] = (),
 ) -> list[str]:
     """The vng command line (without the vng path)."""
-    argv = [
-        "-r",
-        kernel.image,
-        "--force-9p",
-        "--memory",
-        memory,
-        "--cpus",
-        str(cpus),
-        "--name",
-        "pyphys-lab",
-        "--cwd",
-        str(REPO),
-        "--qemu-opts=" + " ".join(qemu_opts),
-    ]
+    argv = ["-r", kernel.image, "--force-9p", "--memory", memory, "--cpus", str(cpus), "--name", "pyphys-lab",
+            "--cwd", str(REPO), "--qemu-opts=" + " ".join(qemu_opts)]  # fmt: skip
     if rwdir:
         argv += ["--rwdir", rwdir]
+    for path in overlays:
+        argv += ["--overlay-rwdir", path]
     if not kvm:
         argv.insert(2, "--disable-kvm")
-    if kernel.name == "lab":
-        # The lab kernel has no block layer and virtme-ng boots it without an initramfs,
-        # passing rootfstype=9p but no root=. Linux 6.1 (init/do_mounts.c) mounts such a
-        # root only through mount_nodev_root(), which uses root= minus its "/dev/" prefix
-        # as the mount source; virtme-ng's 9p tag is "/dev/root", hence "/dev/" + "/dev/root".
-        argv += ["--append", "root=/dev//dev/root"]
+    words = root_append(kernel) + list(append)
+    if words:
+        argv += ["--append", " ".join(words)]
     if command is not None:
         argv += ["--", command]
     return argv
@@ -233,7 +144,12 @@ def vng_argv(
 class LabVM:
     """One running lab guest, driven through the agent channel.
 
-    Use as a context manager: ``with LabVM("lab") as vm: vm.run("uname -n")``.
+    Use as a context manager: ``with LabVM("lab") as vm: vm.run("uname -n")``. ``kernel`` is
+    a name of :mod:`pyphys.kernels`; ``cpu`` a QEMU CPU model (``"max,-la57"`` for 4-level
+    paging), ``append`` kernel command-line words, ``devices`` extra raw QEMU words,
+    ``ivshmem_size`` the ivshmem region's size, ``swap_size`` the swap disk's (0: none),
+    ``overlays`` directories the guest may write without touching the host's copy
+    (virtme-ng ``--overlay-rwdir``).
     """
 
     def __init__(
@@ -247,23 +163,40 @@ class LabVM:
         boot_timeout: float = 300.0,
         log_path: str | None = None,
         quiet: bool = True,
+        cpu: str | None = None,
+        append: tuple[str, ...] | list[str] = (),
+        devices: tuple[str, ...] | list[str] = (),
+        ivshmem_size: int = IVSHMEM_SIZE,
+        swap_size: int = SWAP_SIZE,
+        overlays: tuple[str, ...] | list[str] = (),
+        label: str | None = None,
     ):
         self.kernel_name = kernel
+        self.label = label or kernel
         self.memory = memory
         self.cpus = cpus
         self.kvm = kvm
         self.want_module = module
         self.boot_timeout = boot_timeout
         self.quiet = quiet
-        self.kernel: Kernel | None = None
+        self.cpu = cpu
+        self.append = list(append)
+        self.devices = list(devices)
+        self.ivshmem_size = ivshmem_size
+        self.overlays = list(overlays)
+        self.kernel: kernels.Kernel | None = None
         self.ko: str | None = None
         self.tmpdir = tempfile.mkdtemp(prefix="pyphys-lab-")
         self.log_path = log_path or os.path.join(self.tmpdir, "console.log")
-        self.shm_path = f"/dev/shm/pyphys-ivshmem-{os.getpid()}-{kernel}"
+        tag = f"{os.getpid()}-{self.label}"
+        self.shm_path = f"/dev/shm/pyphys-ivshmem-{tag}"
+        # the swap disk's host file: the swap tests read a swapped-out page from it directly
+        self.swap_size = swap_size
+        self.swap_path = os.path.join(paths.cache_dir(), f"swapdisk-{tag}.img") if swap_size else None
         # The guest sees the host's files read-only (writes land in throw-away overlays);
         # this directory is shared read-write at the same path, for results the host must read
         # (dumps for volatility3, bench output). Outside /tmp, which the guest overlays.
-        self.shared_dir = os.path.join(_cache_dir(), f"vmshare-{os.getpid()}-{kernel}")
+        self.shared_dir = os.path.join(paths.cache_dir(), f"vmshare-{tag}")
         self.boot_seconds: float | None = None
         self.accel = "tcg"
         self._proc: subprocess.Popen | None = None
@@ -282,7 +215,7 @@ class LabVM:
 
     @property
     def kernel_label(self) -> str:
-        return self.kernel_name
+        return self.label
 
     @property
     def page_types(self) -> str | None:
@@ -290,12 +223,15 @@ class LabVM:
 
     def start(self) -> None:
         """Build what is missing, boot the guest, wait for the agent, load pyphys.ko."""
-        self.kernel = get_kernel(self.kernel_name, quiet=self.quiet)
+        self.kernel = kernels.resolve(self.kernel_name, quiet=self.quiet)
         byte_compile()
         if self.want_module:
-            self.ko = build_module(self.kernel, quiet=self.quiet)
+            self.ko = kernels.build_module(self.kernel, quiet=self.quiet)
         with open(self.shm_path, "wb") as f:  # the ivshmem backing file, zeroed
-            f.truncate(IVSHMEM_SIZE)
+            f.truncate(self.ivshmem_size)
+        if self.swap_path:
+            with open(self.swap_path, "wb") as f:  # sparse: costs nothing until the guest swaps
+                f.truncate(self.swap_size)
         os.makedirs(self.shared_dir, exist_ok=True)
         if self.kvm and os.access("/dev/kvm", os.R_OK | os.W_OK):
             try:
@@ -324,9 +260,18 @@ class LabVM:
             kvm=kvm,
             memory=self.memory,
             cpus=self.cpus,
-            qemu_opts=qemu_device_opts(self.shm_path, sock_path),
+            qemu_opts=qemu_device_opts(
+                self.shm_path,
+                sock_path,
+                ivshmem_size=self.ivshmem_size,
+                swap_path=self.swap_path,
+                cpu=self.cpu,
+                devices=self.devices,
+            ),
             command=guest_cmd,
             rwdir=self.shared_dir,
+            append=self.append,
+            overlays=self.overlays,
         )
         log = open(self.log_path, "ab")
         started = time.monotonic()
@@ -350,7 +295,7 @@ class LabVM:
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise LabError(f"QEMU never opened the agent socket\n{self.log_tail()}")
+                    raise LabError(f"QEMU never opened the agent socket\n{self.log_tail()}") from None
                 time.sleep(0.1)
         self._sock = sock
         self._buf = b""
@@ -370,7 +315,7 @@ class LabVM:
                 chunk = self._sock.recv(1 << 16)
             except (socket.timeout, TimeoutError):
                 if self._proc.poll() is not None:
-                    raise LabError(f"the lab VM died (status {self._proc.returncode})\n{self.log_tail()}")
+                    raise LabError(f"the lab VM died (status {self._proc.returncode})\n{self.log_tail()}") from None
                 continue
             if not chunk:
                 raise LabError(f"the lab VM closed the agent channel\n{self.log_tail()}")
@@ -400,7 +345,9 @@ class LabVM:
             except subprocess.TimeoutExpired:
                 self._kill()
         self._close_sock()
-        for path in (self.shm_path, os.path.join(self.tmpdir, "agent.sock")):
+        for path in (self.shm_path, self.swap_path, os.path.join(self.tmpdir, "agent.sock")):
+            if path is None:
+                continue
             try:
                 os.unlink(path)
             except OSError:
@@ -483,7 +430,7 @@ class LabVM:
     def load_module(self, **params: object) -> None:
         """(Re)load pyphys.ko with ``params`` (e.g. ``mem_device=1``)."""
         if not self.ko:
-            self.ko = build_module(self.kernel, quiet=self.quiet)
+            self.ko = kernels.build_module(self.kernel, quiet=self.quiet)
         self.run("rmmod pyphys 2>/dev/null; true")
         args = " ".join(f"{k}={int(v) if isinstance(v, bool) else v}" for k, v in params.items())
         res = self.run(f"insmod {shlex.quote(self.ko)} {args}")
@@ -499,7 +446,7 @@ def _default_guest_shell(ko: str) -> str:
     """A login shell for the guest: this venv's bin on PATH (vng does not pass the host's
     PATH through), pyphys.ko loaded, then an interactive bash. Lives in the cache, which the
     guest sees (read-only) at the same path."""
-    path = os.path.join(_cache_dir(), f"guest-shell-{os.getpid()}.sh")
+    path = os.path.join(paths.cache_dir(), f"guest-shell-{os.getpid()}.sh")
     with open(path, "w") as f:
         f.write(
             "#!/bin/bash\n"
@@ -522,16 +469,19 @@ def interactive_shell(
     shm_path: str | None = None,
     shm_data: bytes = b"",
     intro: str | None = None,
+    cpu: str | None = None,
+    append: tuple[str, ...] | list[str] = (),
+    swap_path: str | None = None,
 ) -> int:
     """Boot ``kernel`` with the lab devices and give the user a shell in it; returns vng's status.
 
     For the classroom labs (:func:`pyphys.labs.start`): ``shell`` is the guest's login shell
     (vng --shell), ``rwdir`` a host directory shared read-write at the same path, ``shm_path``
     and ``shm_data`` the ivshmem backing file and what it starts with, ``intro`` replaces the
-    message printed before booting.
+    message printed before booting; ``cpu``, ``append`` and ``swap_path`` as for :class:`LabVM`.
     """
-    k = get_kernel(kernel)
-    ko = build_module(k)
+    k = kernels.resolve(kernel)
+    ko = kernels.build_module(k)
     byte_compile()
     vng, env = _vng()
     shm = shm_path or f"/dev/shm/pyphys-ivshmem-shell-{os.getpid()}"
@@ -550,9 +500,8 @@ def interactive_shell(
         f"  leave with:       exit  (or Ctrl-D)",
         file=sys.stderr,
     )
-    argv = [vng] + vng_argv(
-        k, kvm=kvm, memory=memory, cpus=2, qemu_opts=qemu_device_opts(shm, None), command=None, rwdir=rwdir
-    )
+    opts = qemu_device_opts(shm, None, swap_path=swap_path, cpu=cpu)
+    argv = [vng] + vng_argv(k, kvm=kvm, memory=memory, cpus=2, qemu_opts=opts, command=None, rwdir=rwdir, append=append)
     if shell:
         argv += ["--shell", shell]
     try:

@@ -12,7 +12,8 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-cache=${PYPHYS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pyphys}
+. "$top/scripts/common.sh"
+cache=$(pyphys_cache_dir)
 src=$top/kmod
 sources=(pyphys.c Kbuild Makefile)
 

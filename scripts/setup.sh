@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what pyphys and its lab need on a Debian-like machine, idempotently:
-# Debian packages (QEMU, kernel source and stock kernel, busybox, build tools) and a
+# Debian packages (QEMU, kernel sources and stock kernels, busybox, build tools) and a
 # virtual environment in .venv with pyphys (editable), pytest, virtme-ng, volatility3 and
 # matplotlib (the optional plot extra, so that the lab 1 picture is tested too).
 #   scripts/setup.sh          install only what is missing
@@ -12,9 +12,12 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 packages=(
     qemu-system-x86            # the lab VM (TCG)
-    linux-source-6.1           # the lab kernel's source
-    linux-image-amd64          # the stock kernel (STRICT_DEVMEM=y), booted as shipped
-    linux-headers-amd64        # to build pyphys.ko for the stock kernel
+    linux-source-6.12          # the lab kernel's source (and page-types for the stock 6.12 kernel)
+    linux-source-6.1           # page-types for the stock 6.1 kernel; the 6.1 lab (PYPHYS_LAB_VERSION=6.1)
+    linux-image-amd64          # the stock kernel: Debian 12's 6.1 (STRICT_DEVMEM=y), booted as shipped
+    linux-headers-amd64        # to build pyphys.ko for it
+    linux-image-6.12-amd64     # the stock-6.12 kernel: Debian 12's 6.12, booted as shipped
+    linux-headers-6.12-amd64   # to build pyphys.ko for it
     busybox-static             # busybox devmem / lspci: ground truth in the guest
     build-essential flex bison bc libelf-dev libssl-dev cpio kmod  # kernel + module builds
     python3-venv               # the project's virtual environment

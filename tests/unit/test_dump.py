@@ -36,7 +36,6 @@ IOMEM = """\
 00600000-007fffff : System RAM
 00800000-00bfffff : System RAM
 """
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # importlib mode
 from lime_reader import lime_records  # noqa: E402  (independent of pyphys.layouts.lime)
 
 

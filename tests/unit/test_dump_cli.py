@@ -17,12 +17,10 @@ import sys
 import time
 
 import pytest
+from test_dump import env_for, fake, listing, mem, memfile  # noqa: E402,F401  (helpers and fixtures)
 
 from pyphys import dump
 from pyphys.errors import PyphysError
-
-sys.path.insert(0, os.path.dirname(__file__))  # pytest runs with --import-mode=importlib
-from test_dump import env_for, fake, listing, mem, memfile  # noqa: E402,F401  (helpers and fixtures)
 
 
 def cli(tmp_path, *args, **kw):

@@ -164,6 +164,7 @@ def test_build_module_reports_compiler_errors(tmp_path: Path) -> None:
     shutil.copytree(REPO / "kmod", fake_repo / "kmod")
     (fake_repo / "scripts").mkdir()
     shutil.copy2(BUILD_MODULE, fake_repo / "scripts" / "build-module.sh")
+    shutil.copy2(REPO / "scripts" / "common.sh", fake_repo / "scripts" / "common.sh")
     source = fake_repo / "kmod" / "pyphys.c"
     source.write_text(
         source.read_text().replace("static void *pyphys_buffer;", "static void *pyphys_buffer = undeclared_symbol;", 1)

@@ -1,9 +1,14 @@
-"""Lab VM fixtures: each kernel is booted once per test run, not once per test.
+"""Lab VM fixtures: each guest is booted once per test run, not once per test.
 
-``lab_vm`` is the project's lab kernel (STRICT_DEVMEM off); ``stock_vm`` is Debian's kernel
-as shipped (STRICT_DEVMEM=y). Both have pyphys.ko loaded and QEMU's edu and ivshmem-plain
-devices attached. Without QEMU or virtme-ng the tests skip, which under CI=true is a failure
-(tests/conftest.py).
+The kernel matrix (pyphys.kernels.MATRIX): ``lab`` (Linux 6.12 built by the project,
+STRICT_DEVMEM off), ``stock`` (Debian's 6.1 as shipped) and ``stock-6.12`` (Debian's 6.12
+as shipped). Every guest has pyphys.ko loaded, QEMU's edu and ivshmem-plain devices, a PCIe
+root port with a driverless virtio device behind it, and a swap disk backed by a host file.
+``la57`` is the lab kernel once more on a CPU with 5-level paging and ``pti=on``.
+
+Tests about kernel behaviour take ``any_vm`` (every kernel of the matrix) or ``stock_any_vm``
+(both stock kernels) and so run once per kernel; tests of one kernel take its fixture.
+Without QEMU or virtme-ng the tests skip, which under CI=true is a failure (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -16,6 +21,16 @@ import pytest
 
 from pyphys.errors import LabError
 
+# fixture name -> LabVM arguments. The 4-level boots take LA57 away from QEMU's TCG "max" CPU;
+# the la57 boot keeps it (the lab kernel has CONFIG_X86_5LEVEL) and adds pti=on (KPTI's
+# user-half page tables).
+BOOTS = {
+    "lab": dict(kernel="lab", cpu="max,la57=off"),
+    "stock": dict(kernel="stock", cpu="max,la57=off"),
+    "stock-6.12": dict(kernel="stock-6.12", cpu="max,la57=off"),
+    "la57": dict(kernel="lab", cpu="max,la57=on", append=["pti=on"], label="la57"),
+}
+MATRIX = ("lab", "stock", "stock-6.12")
 _vms: dict = {}
 
 
@@ -28,48 +43,65 @@ def _prerequisites() -> str | None:
     return None
 
 
-def _boot(kernel: str):
+def boot(name: str):
+    """The running guest ``name`` of BOOTS, booted on first use."""
     from pyphys.labvm import LabVM
 
-    if kernel in _vms:
-        vm = _vms[kernel]
+    if name in _vms:
+        vm = _vms[name]
         if isinstance(vm, Exception):
-            pytest.fail(f"the {kernel} lab VM failed to boot earlier in this run: {vm}")
+            pytest.fail(f"the {name} lab VM failed to boot earlier in this run: {vm}")
         return vm
     missing = _prerequisites()
     if missing:
         pytest.skip(missing)
     log_dir = os.environ.get("PYPHYS_VM_LOGDIR")
-    log = os.path.join(log_dir, f"{kernel}-console.log") if log_dir else None
-    vm = LabVM(kernel, log_path=log)
+    log = os.path.join(log_dir, f"{name}-console.log") if log_dir else None
+    vm = LabVM(log_path=log, **BOOTS[name])
     try:
         vm.start()
     except LabError as err:
-        _vms[kernel] = err
+        _vms[name] = err
         vm.close()
-        pytest.fail(f"the {kernel} lab VM did not boot: {err}")
-    _vms[kernel] = vm
+        pytest.fail(f"the {name} lab VM did not boot: {err}")
+    _vms[name] = vm
     return vm
 
 
 @pytest.fixture(scope="session")
 def lab_vm():
-    """The lab kernel (STRICT_DEVMEM off) with pyphys.ko loaded, booted once per session."""
-    vm = _boot("lab")
-    yield vm
+    """The lab kernel (6.12, STRICT_DEVMEM off) with pyphys.ko loaded."""
+    return boot("lab")
 
 
 @pytest.fixture(scope="session")
 def stock_vm():
-    """Debian's stock kernel (STRICT_DEVMEM=y) with pyphys.ko loaded, booted once per session."""
-    vm = _boot("stock")
-    yield vm
+    """Debian's stock 6.1 kernel (STRICT_DEVMEM=y) with pyphys.ko loaded."""
+    return boot("stock")
 
 
-@pytest.fixture(params=["lab", "stock"])
+@pytest.fixture(scope="session")
+def stock612_vm():
+    """Debian's stock 6.12 kernel (STRICT_DEVMEM=y) with pyphys.ko loaded."""
+    return boot("stock-6.12")
+
+
+@pytest.fixture(scope="session")
+def la57_vm():
+    """The lab kernel on a CPU with LA57 (5-level paging), booted with pti=on."""
+    return boot("la57")
+
+
+@pytest.fixture(params=MATRIX)
 def any_vm(request):
-    """Both kernels in turn (each still booted only once)."""
-    return request.getfixturevalue(f"{request.param}_vm")
+    """Every kernel of the matrix in turn (each still booted only once)."""
+    return boot(request.param)
+
+
+@pytest.fixture(params=("stock", "stock-6.12"))
+def stock_any_vm(request):
+    """Both stock kernels in turn."""
+    return boot(request.param)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -79,8 +111,32 @@ def pytest_sessionfinish(session, exitstatus):
     _vms.clear()
 
 
+def _kernel_of(item) -> str:
+    """The guest an item needs first (for ordering): its parameter, else its fixtures."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        for value in callspec.params.values():
+            if value in BOOTS:
+                return value
+    for fixture, name in (("lab_vm", "lab"), ("stock_vm", "stock"), ("stock612_vm", "stock-6.12"), ("la57_vm", "la57")):
+        if fixture in getattr(item, "fixturenames", ()):
+            return name
+    return ""
+
+
 def pytest_collection_modifyitems(items):
-    """Everything under tests/vm is a VM test; run the lab kernel's tests before the stock kernel's."""
+    """Everything under tests/vm is a VM test; tests are grouped by the guest they use, in the
+    order of BOOTS, so each guest's tests run together (stable within a group)."""
+    order = {name: i for i, name in enumerate(BOOTS)}
+    vm_items = []
     for item in items:
         if "/tests/vm/" in str(item.fspath):
             item.add_marker(pytest.mark.vm)
+            vm_items.append(item)
+    if not vm_items:
+        return
+    first = items.index(vm_items[0])
+    chosen = set(vm_items)
+    rest = [i for i in items if i not in chosen]
+    vm_items.sort(key=lambda it: order.get(_kernel_of(it), -1))
+    items[:] = rest[:first] + vm_items + rest[first:]

@@ -28,7 +28,6 @@ import pytest
 
 PAGE = 4096
 PATTERN = struct.pack("<1024I", *(0x50590000 | i for i in range(1024)))  # kmod: word i = 0x50590000 | i
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # importlib mode
 from lime_reader import LIME_V1, lime_records  # noqa: E402  (independent of pyphys.layouts.lime)
 
 
