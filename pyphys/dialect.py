@@ -79,7 +79,7 @@ def parse_size(text: str, what: str = "size", *, minimum: int | None = 1, maximu
         hint = err.hint if t.lower().startswith("0x") or shift == 0 else "a size is a number with K, M, G or T"
         raise UsageError(f"{what} {text!r} is not a size", hint) from None
     if minimum is not None and value < minimum:
-        raise UsageError(f"{what} {text!r} is below the minimum {minimum}")
+        raise UsageError(f"{what} {text!r} is below the minimum {fmt_size(minimum)}")
     if maximum is not None and value > maximum:
         raise UsageError(f"{what} {text!r} is above the maximum {fmt_size(maximum)}")
     return value
