@@ -99,17 +99,23 @@ def qemu_device_opts(
     return opts + list(devices)
 
 
-def root_append(kernel: kernels.Kernel) -> list[str]:
-    """Kernel command-line words a lab kernel needs to mount virtme-ng's 9p root.
+def lab_append(kernel: kernels.Kernel, pat: bool = False) -> list[str]:
+    """Kernel command-line words a lab kernel boots with.
 
-    virtme-ng boots a kernel without an initramfs with rootfstype=9p but no root=, and
-    init/do_mounts.c mounts a root that is not a block device through mount_nodev_root(),
-    whose mount source is root= (the 9p tag, "/dev/root"). Linux 6.1 strips "/dev/" from
-    root= first, hence "/dev/" + "/dev/root" there.
+    The 9p root: virtme-ng boots a kernel without an initramfs with rootfstype=9p but no
+    root=, and init/do_mounts.c mounts a root that is not a block device through
+    mount_nodev_root(), whose mount source is root= (the 9p tag, "/dev/root"). Linux 6.1
+    strips "/dev/" from root= first, hence "/dev/" + "/dev/root" there.
+
+    ``nopat`` unless ``pat``: with PAT active, x86's phys_mem_access_prot_allowed()
+    (arch/x86/mm/pat/memtype.c) refuses every mmap of System RAM through /dev/mem when
+    STRICT_DEVMEM is off, to avoid a second mapping with another memory type -- the lab's
+    exercises map RAM, as the classic advice says (boot with nopat). The la57 boot keeps PAT.
     """
     if not kernel.is_lab:
         return []
-    return ["root=/dev//dev/root"] if kernel.series == "6.1" else ["root=/dev/root"]
+    words = ["root=/dev//dev/root"] if kernel.series == "6.1" else ["root=/dev/root"]
+    return words if pat else words + ["nopat"]
 
 
 def vng_argv(
@@ -123,8 +129,9 @@ def vng_argv(
     rwdir: str | None = None,
     append: tuple[str, ...] | list[str] = (),
     overlays: tuple[str, ...] | list[str] = (),
+    pat: bool = False,
 ) -> list[str]:
-    """The vng command line (without the vng path)."""
+    """The vng command line (without the vng path); ``pat`` keeps PAT on a lab kernel."""
     argv = ["-r", kernel.image, "--force-9p", "--memory", memory, "--cpus", str(cpus), "--name", "pyphys-lab",
             "--cwd", str(REPO), "--qemu-opts=" + " ".join(qemu_opts)]  # fmt: skip
     if rwdir:
@@ -133,7 +140,7 @@ def vng_argv(
         argv += ["--overlay-rwdir", path]
     if not kvm:
         argv.insert(2, "--disable-kvm")
-    words = root_append(kernel) + list(append)
+    words = lab_append(kernel, pat) + list(append)
     if words:
         argv += ["--append", " ".join(words)]
     if command is not None:
@@ -149,7 +156,8 @@ class LabVM:
     paging), ``append`` kernel command-line words, ``devices`` extra raw QEMU words,
     ``ivshmem_size`` the ivshmem region's size, ``swap_size`` the swap disk's (0: none),
     ``overlays`` directories the guest may write without touching the host's copy
-    (virtme-ng ``--overlay-rwdir``).
+    (virtme-ng ``--overlay-rwdir``), ``pat`` boots a lab kernel with PAT active (by default
+    it gets ``nopat``: see :func:`lab_append`).
     """
 
     def __init__(
@@ -170,6 +178,7 @@ class LabVM:
         swap_size: int = SWAP_SIZE,
         overlays: tuple[str, ...] | list[str] = (),
         label: str | None = None,
+        pat: bool = False,
     ):
         self.kernel_name = kernel
         self.label = label or kernel
@@ -184,6 +193,7 @@ class LabVM:
         self.devices = list(devices)
         self.ivshmem_size = ivshmem_size
         self.overlays = list(overlays)
+        self.pat = pat
         self.kernel: kernels.Kernel | None = None
         self.ko: str | None = None
         self.tmpdir = tempfile.mkdtemp(prefix="pyphys-lab-")
@@ -272,6 +282,7 @@ class LabVM:
             rwdir=self.shared_dir,
             append=self.append,
             overlays=self.overlays,
+            pat=self.pat,
         )
         log = open(self.log_path, "ab")
         started = time.monotonic()

@@ -4,7 +4,7 @@ The kernel matrix (pyphys.kernels.MATRIX): ``lab`` (Linux 6.12 built by the proj
 STRICT_DEVMEM off), ``stock`` (Debian's 6.1 as shipped) and ``stock-6.12`` (Debian's 6.12
 as shipped). Every guest has pyphys.ko loaded, QEMU's edu and ivshmem-plain devices, a PCIe
 root port with a driverless virtio device behind it, and a swap disk backed by a host file.
-``la57`` is the lab kernel once more on a CPU with 5-level paging and ``pti=on``.
+``la57`` is the lab kernel once more on a CPU with 5-level paging, ``pti=on`` and PAT active.
 
 Tests about kernel behaviour take ``any_vm`` (every kernel of the matrix) or ``stock_any_vm``
 (both stock kernels) and so run once per kernel; tests of one kernel take its fixture.
@@ -22,13 +22,13 @@ import pytest
 from pyphys.errors import LabError
 
 # fixture name -> LabVM arguments. The 4-level boots take LA57 away from QEMU's TCG "max" CPU;
-# the la57 boot keeps it (the lab kernel has CONFIG_X86_5LEVEL) and adds pti=on (KPTI's
-# user-half page tables).
+# the la57 boot keeps it (the lab kernel has CONFIG_X86_5LEVEL), adds pti=on (KPTI's
+# user-half page tables) and keeps PAT active (lab boots otherwise get nopat: labvm.lab_append).
 BOOTS = {
     "lab": dict(kernel="lab", cpu="max,la57=off"),
     "stock": dict(kernel="stock", cpu="max,la57=off"),
     "stock-6.12": dict(kernel="stock-6.12", cpu="max,la57=off"),
-    "la57": dict(kernel="lab", cpu="max,la57=on", append=["pti=on"], label="la57"),
+    "la57": dict(kernel="lab", cpu="max,la57=on", append=["pti=on"], label="la57", pat=True),
 }
 MATRIX = ("lab", "stock", "stock-6.12")
 _vms: dict = {}
