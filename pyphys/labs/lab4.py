@@ -47,6 +47,7 @@ def grade(g) -> None:
         "doctor_blocker",
         "CONFIG_STRICT_DEVMEM",
         wrong="is not the option that blocks /dev/mem here: `pyphys doctor`, the BLOCKED lines",
+        show=str,
         normalize=_blocker,
     )
 
