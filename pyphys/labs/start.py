@@ -97,7 +97,9 @@ def start(number: int, *, kvm: bool = False, memory: str = "1G", base: str | Non
     from pyphys.dialect import parse_size
 
     lab = labs.get(number)
-    mem = parse_size(memory, "--memory", minimum=MIN_MEMORY)
+    mem = parse_size(memory, "--memory")
+    if mem < MIN_MEMORY:
+        raise UsageError(f"--memory {memory}: the lab VM needs at least {MIN_MEMORY >> 20}M")
     base = labs_base(base)
     kernel = kernels.resolve(lab.kernel)
     ko = kernels.build_module(kernel)
