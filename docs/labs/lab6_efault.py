@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Seed 003 in Python: write a page of physical memory to a file, with and without O_DIRECT.
+"""Lab 6, step 3, in Python: write a page of physical memory to a file, with and without O_DIRECT.
 
     python3 docs/labs/lab6_efault.py DIR [PHYS]
 
@@ -7,7 +7,7 @@ Maps one page of physical memory through /dev/mem (default: pyphys.ko's buffer, 
 /sys/kernel/pyphys/buffer_phys) and writes it to DIR/lab6-efault.bin three ways:
 
   1. write(2) straight from the /dev/mem mapping, buffered
-  2. write(2) straight from the /dev/mem mapping, O_DIRECT        <- the seed's EFAULT
+  2. write(2) straight from the /dev/mem mapping, O_DIRECT        <- EFAULT
   3. write(2) from a page-aligned anonymous bounce buffer, O_DIRECT (copy first)
 
 and says what each returned and whether the file then holds the page. Standard library only.

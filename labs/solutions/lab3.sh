@@ -1,5 +1,5 @@
 #!/bin/sh
-# Reference solution of lab 3 (docs/labs/lab3-hostname.md): the hostname through /dev/mem (seed 002).
+# Reference solution of lab 3 (docs/labs/lab3-hostname.md): the hostname through /dev/mem.
 # Run in the lab VM from the repository root: sh labs/solutions/lab3.sh ; pyphys lab check 3
 # Afterwards `pyphys undo` puts the old name back.
 set -eu

@@ -19,7 +19,7 @@ pyphys pci write "$EDU" 0 0x08 6
 while [ $(( $(pyphys pci read "$EDU" 0 0x20) & 1 )) -ne 0 ]; do sleep 0.1; done
 FACT_OUT=$(( $(pyphys pci read "$EDU" 0 0x08) ))
 
-# step 3: ivshmem -- the host's message at offset 0, ours at 0x100 (seed 002's string)
+# step 3: ivshmem -- the host's message at offset 0, ours at 0x100 (a text ending in a carriage return)
 HOST=$(pyphys pci read "$IVSHMEM" 2 0 -l 64 --json | python3 -c "
 import json,sys; print(bytes.fromhex(json.load(sys.stdin)['data']).split(b'\0')[0].decode())")
 pyphys pci write "$IVSHMEM" 2 0x100 --string 'Dunia,vipi?\r'

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Reference solution of lab 6 (docs/labs/lab6-dump.md): dumps, O_DIRECT and EFAULT (seed 003).
+# Reference solution of lab 6 (docs/labs/lab6-dump.md): dumps, O_DIRECT and EFAULT.
 # Run in `pyphys lab start 6` from the repository root: sh labs/solutions/lab6.sh ; pyphys lab check 6
 # $LABDIR is the host directory shared read-write with the guest (9p: it has O_DIRECT).
 set -eu

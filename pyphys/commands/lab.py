@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 
+from pyphys.commands._common import add_json, emit, emit_json
 from pyphys.dialect import parse_number
 
 LAB_EPILOG = """\
 classroom labs (docs/labs/):
-  pyphys lab list              the six labs
+  pyphys lab list [--json]     the labs, their kernels and texts
   pyphys lab start N           on the host: boot lab N's VM (kernel, devices, module) and open its shell
   pyphys lab check N           in that shell: grade /tmp/labN.txt against the live system
   pyphys lab check N --template > /tmp/labN.txt     the results file to fill in
@@ -31,8 +32,8 @@ def register(sub, name: str, help_text: str) -> None:
     sh.add_argument(
         "--kernel",
         default="lab",
-        choices=("lab", "stock"),
-        help="lab: STRICT_DEVMEM off (default); stock: Debian's kernel as shipped",
+        metavar="KERNEL",
+        help="lab: STRICT_DEVMEM off (default); stock, stock-6.12: Debian's 6.1 and 6.12 kernels as shipped",
     )
     sh.add_argument("--kvm", action="store_true", help="try KVM (hangs on some hosts; TCG is the default)")
     sh.set_defaults(func=_shell)
@@ -40,26 +41,31 @@ def register(sub, name: str, help_text: str) -> None:
     rn = lsub.add_parser(
         "run", help="boot, load pyphys.ko, run one shell command, print its output, exit with its status"
     )
-    rn.add_argument("--kernel", default="lab", choices=("lab", "stock"))
+    rn.add_argument(
+        "--kernel", default="lab", metavar="KERNEL", help="lab, stock or stock-6.12, as for `pyphys lab shell`"
+    )
     rn.add_argument("--no-module", action="store_true", help="do not load pyphys.ko")
     rn.add_argument("command", nargs="+", help="the command (quote it, or put it after --)")
     rn.set_defaults(func=_run)
 
     ls = lsub.add_parser("list", help="the classroom labs, their kernels and texts")
+    add_json(ls, "the labs with their results keys")
     ls.set_defaults(func=_list)
 
     st = lsub.add_parser("start", help="boot lab N's VM (its kernel, devices and module) and open a shell in it")
-    st.add_argument("number", metavar="N", help="lab number (1-6)")
+    st.add_argument("number", metavar="N", help="lab number (`pyphys lab list`)")
     st.add_argument("--kvm", action="store_true", help="try KVM (hangs on some hosts; TCG is the default)")
-    st.add_argument("--memory", default="1G", help="guest RAM (default 1G)")
-    st.add_argument("--dir", metavar="DIR", help="host directory for the labs' $LABDIR (default ~/pyphys-labs)")
+    st.add_argument("--memory", default="1G", metavar="SIZE", help="guest RAM, e.g. 512M (default 1G)")
+    st.add_argument(
+        "--dir", metavar="DIR", help="host directory for the labs' $LABDIR, DIR/labN (default ~/pyphys-labs)"
+    )
     st.set_defaults(func=_start)
 
     ck = lsub.add_parser("check", help="inside the lab VM: grade your results file for lab N")
-    ck.add_argument("number", metavar="N", help="lab number (1-6)")
+    ck.add_argument("number", metavar="N", help="lab number (`pyphys lab list`)")
     ck.add_argument("--file", metavar="PATH", help="results file (default /tmp/labN.txt)")
     ck.add_argument("--template", action="store_true", help="print the results file to fill in, and exit")
-    ck.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json(ck, "the report")
     ck.set_defaults(func=_check)
     p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])
 
@@ -95,32 +101,31 @@ def _list(args) -> int:
 
     from pyphys import labs
 
+    if args.json:
+        emit_json({"labs": list(labs.LABS.values())})
+        return 0
     for lab in labs.LABS.values():
-        print(f"{lab.number}  {lab.title}")
-        print(f"   kernel: {lab.kernel:<5}  text: {os.path.relpath(lab.doc)}")
+        emit(f"{lab.number}  {lab.title}")
+        emit(f"   kernel: {lab.kernel:<5}  text: {os.path.relpath(lab.doc)}")
     return 0
 
 
 def _start(args) -> int:
-    from pyphys import labs
+    from pyphys.labs import start
 
-    lab = _lab(args)
-    return labs.start(lab.number, kvm=args.kvm, memory=args.memory, base=args.dir)
+    return start.start(_lab(args).number, kvm=args.kvm, memory=args.memory, base=args.dir)
 
 
 def _check(args) -> int:
-    from pyphys import labs
+    from pyphys.labs import grading
 
     lab = _lab(args)
     if args.template:
         sys.stdout.write(lab.template())
         return 0
-    report = labs.check(lab.number, args.file)
+    report = grading.check(lab.number, args.file)
     if args.json:
-        import json
-
-        json.dump(report.to_dict(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        emit_json(report)
     else:
-        sys.stdout.write(labs.format_report(report))
+        sys.stdout.write(grading.format_report(report))
     return 0 if report.passed else 1

@@ -1,7 +1,7 @@
 """The six classroom labs in the lab VM: each reference solution passes `pyphys lab check N`, and a
 deliberately wrong result fails it with a message that names the value and says what to do.
 
-Ground truth is the checker's business (pyphys/labs.py reads the kernel's interfaces directly);
+Ground truth is the checker's business (pyphys/labs/probes.py reads the kernel's interfaces directly);
 these tests add their own where the host can see it: the ivshmem backing file on the host, uname -n
 after `pyphys undo`. Every test restores what it changed (module parameters, hostname, the module
 buffer, the ivshmem file) and writes to a private journal, so other VM tests are unaffected.
@@ -9,6 +9,7 @@ buffer, the ivshmem file) and writes to a private journal, so other VM tests are
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -87,6 +88,14 @@ def test_lab1_pagemap_huge_page_fork_cow(lab_vm):
         assert values["cow_pfn_before"] != values["cow_child_pfn_after"]
         assert values["shared_exclusive"] == "no" and values["cow_exclusive_after"] == "yes"
         assert values["buffer_text"].startswith("lab 1 secret ")
+        # the kernel's own page-types, built from the guest kernel's source, as the lab text runs it
+        st = json.loads(lab_vm.run("cat /tmp/lab1-process.json").out)
+        pt = lab_vm.kernel.page_types
+        assert pt, "no page-types for the lab kernel (scripts/build-page-types.sh)"
+        res = lab_vm.run(f"{shlex.quote(pt)} -p {st['pid']} -a {st['buffer'] // 4096} -L -N")
+        assert res.rc == 0, res
+        voffset, pfn = res.out.split()[-3:-1]  # the one line: voffset, offset (PFN), flags
+        assert int(voffset, 16) == st["buffer"] // 4096 and int(pfn, 16) == int(values["buffer_pfn"], 0), res.out
 
         wrong = dict(values, buffer_phys=values["buffer_pfn"], cow_child_pfn_after=values["cow_pfn_before"])
         del wrong["huge_pages"]
@@ -218,7 +227,7 @@ def test_lab4_strict_devmem_pat_module_device(stock_vm):
 def test_lab5_edu_and_ivshmem(lab_vm):
     env = _env(lab_vm, 5)
     host_message = f"hello from the host {os.getpid():x}".encode()
-    with open(lab_vm.shm_path, "r+b") as f:  # the host's side of seed 002
+    with open(lab_vm.shm_path, "r+b") as f:  # the host's side of the shared memory
         f.write(host_message + b"\0")
     try:
         _solve(lab_vm, 5, env)
