@@ -238,17 +238,14 @@ def _sources(pm, tree, fmt: str):
 
     info, why = dump_meta.vmcoreinfo(pm)
     warnings = []
-    if info is None:
+    if info is None and fmt == "elf":
         warnings.append(
-            f"no VMCOREINFO: {why}"
-            + (
-                "; the ELF has no VMCOREINFO note, so drgn and crash will not recognise it as a kernel "
-                "core (drgn needs KERNELOFFSET and the page-table root it carries)"
-                if fmt == "elf"
-                else ""
-            )
+            f"no VMCOREINFO ({why}): the ELF has no VMCOREINFO note, so drgn and crash will not take it "
+            "for a kernel core (they need its KERNELOFFSET and page-table root); see docs/dump.md"
         )
     kaslr = dump_meta.kaslr(pm, info, tree)
+    if info is None:
+        kaslr.note = "; ".join(x for x in (f"no VMCOREINFO: {why}", kaslr.note) if x)
     if kaslr.agree is False:
         warnings.append(f"KASLR offset: {kaslr.note}")
     return info, kaslr, warnings

@@ -27,7 +27,9 @@ class Target:
             if self.meta_path:
                 dump_io.check_target(self.meta_path, force)
             return
-        if os.path.realpath(path) in ("/dev/stdout", "/proc/self/fd/1") or path.startswith("/dev/fd/"):
+        if path in ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1") or os.path.realpath(path) == os.path.realpath(
+            "/dev/stdout"
+        ):
             raise UsageError(f"-o {path}: to write to standard output, give -o -")
         self.path = os.path.abspath(path)
         self.directory = os.path.dirname(self.path)
