@@ -106,7 +106,8 @@ def dump_cli(tmp_path, *args, **kw):
     import subprocess
     import sys
 
-    kw.setdefault("capture_output", True)
+    if kw.get("capture_output", True) and "stdout" not in kw:
+        kw["capture_output"] = True
     kw.setdefault("text", True)
     return subprocess.run([sys.executable, "-m", "pyphys", "dump", *args], env=dump_env(tmp_path), timeout=120, **kw)
 
