@@ -15,7 +15,9 @@ Linux 6.1 refuses O_DIRECT (EINVAL) and lives in the guest's RAM.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import os
 import re
 import shlex
@@ -128,11 +130,11 @@ def test_several_ranges_raw_and_padded_offsets(lab_vm, gdir):
     specs = [f"{p:#x}+4K" for p in reversed(pages)]  # given out of order on purpose
     res = dump(lab_vm, "-f", "raw", *specs, "-o", f"{gdir}/m.raw")
     assert res.rc == 0, res
-    rows = re.findall(r"^\s+(0x[0-9a-f]+)-0x[0-9a-f]+\s+0x[0-9a-f]+\s+(0x[0-9a-f]+)$", res.out, re.M)
+    rows = re.findall(r"^\s+(0x[0-9a-f]+)-0x[0-9a-f]+\s+0x[0-9a-f]+\s+(0x[0-9a-f]+)\s+[0-9a-f]{16}$", res.out, re.M)
     assert [(int(a, 16), int(o, 16)) for a, o in rows] == [(p, i * PAGE) for i, p in enumerate(pages)]
     res = dump(lab_vm, "-f", "padded", *specs, "-o", f"{gdir}/m.padded")
     assert res.rc == 0, res
-    rows = re.findall(r"^\s+(0x[0-9a-f]+)-0x[0-9a-f]+\s+0x[0-9a-f]+\s+(0x[0-9a-f]+)$", res.out, re.M)
+    rows = re.findall(r"^\s+(0x[0-9a-f]+)-0x[0-9a-f]+\s+0x[0-9a-f]+\s+(0x[0-9a-f]+)\s+[0-9a-f]{16}$", res.out, re.M)
     assert [(int(a, 16), int(o, 16)) for a, o in rows] == [(p, p) for p in pages]
     raw = fetch(lab_vm, f"{gdir}/m.raw")
     assert len(raw) == PAGE * len(pages)
@@ -159,7 +161,7 @@ def test_several_ranges_raw_and_padded_offsets(lab_vm, gdir):
     "spec, words",
     [
         ("0xfee00000+4K", "Local APIC"),  # MMIO, not RAM
-        ("0x9f000-0x100fff", "Reserved"),  # runs from RAM into the reserved/ROM area
+        ("0x9f000-0x101000", "Reserved"),  # runs from RAM into the reserved/ROM area
     ],
 )
 def test_bad_ranges_one_line_no_file(lab_vm, gdir, spec, words):
@@ -203,7 +205,7 @@ def _static_ranges(vm) -> list[str]:
     """The module buffer page and the kernel's text: memory that does not change between two dumps."""
     addr = sysfs_hex(vm, "buffer_phys")
     start, end = kernel_code(vm)
-    return [f"{addr - addr % PAGE:#x}+4K", f"{start:#x}-{end:#x}"]
+    return [f"{addr - addr % PAGE:#x}+4K", f"{start:#x}-{end + 1:#x}"]  # iomem's END is inclusive
 
 
 def test_direct_gives_the_buffered_file_and_really_uses_o_direct(lab_vm, gdir):
@@ -226,7 +228,7 @@ def test_direct_gives_the_buffered_file_and_really_uses_o_direct(lab_vm, gdir):
         sums = [lab_vm.run(f"cut -d' ' -f1 {gdir}/{x}.{fmt}.sha256").out for x in "bd"]
         assert sums[0] == sums[1]
     log = lab_vm.run(f"cat {gdir}/strace.log").out
-    opened = re.findall(r'openat\(AT_FDCWD, "[^"]*/\.d\.lime\.[0-9a-f]+\.pyphys-tmp", ([^,]+), 0600\)\s+= (\d+)', log)
+    opened = re.findall(r'openat\(AT_FDCWD, "[^"]*/\.d\.lime\.pyphys-partial", ([^,]+), 0600\)\s+= (\d+)', log)
     assert opened and "O_DIRECT" in opened[0][0].split("|"), log[-3000:]
     writes = re.findall(rf"pwrite64\({opened[0][1]}, .*?, (\d+), (\d+)\)\s+= (\d+)", log)
     assert writes and all(int(c) % PAGE == 0 and int(o) % PAGE == 0 and c == r for c, o, r in writes), writes
@@ -299,27 +301,8 @@ def test_whole_ram_lime_opens_in_volatility3(lab_vm):
                 recs.append((s, e))
                 off += LIME_V1.size + e - s + 1
         assert recs == ram
-        vol = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import sys; from volatility3.cli import main; sys.argv[0] = 'vol'; main()",
-                "-q",
-                "-r",
-                "csv",
-                "-f",
-                path,
-                "banners.Banners",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
-        assert vol.returncode == 0, vol.stderr[-3000:]
-        rows = list(csv.reader(io.StringIO(vol.stdout[vol.stdout.index("TreeDepth,") :])))
-        assert rows[0] == ["TreeDepth", "Offset", "Banner"], vol.stdout[-3000:]
-        found = [(row[1], row[2]) for row in rows[1:] if len(row) == 3 and row[2].startswith("Linux version ")]
-        assert found, vol.stdout[-3000:]
+        found = _volatility_banners(path)
+        assert found
         version = lab_vm.run("cat /proc/version").out.strip()
         release = lab_vm.run("uname -r").out.strip()
         assert any(f"Linux version {release} " in banner for _, banner in found), (found, version)
@@ -357,3 +340,183 @@ def test_stock_kernel_dump_through_module_device(stock_vm):
     finally:
         stock_vm.run(f"rm -f {out} {out}.sha256")
         stock_vm.load_module()
+
+
+# -- ELF core: drgn on the host reads what `pyphys hostname` wrote ---------------------------------
+
+
+def _vmlinux_symbol(vmlinux: str, name: str) -> int:
+    """A symbol's link-time address in vmlinux, by pyelftools (KASLR's reference point)."""
+    from elftools.elf.elffile import ELFFile
+
+    with open(vmlinux, "rb") as f:
+        (sym,) = ELFFile(f).get_section_by_name(".symtab").get_symbol_by_name(name)
+        return sym["st_value"]
+
+
+def test_elf_core_drgn_reads_the_hostname_pyphys_wrote(lab_vm):
+    """`pyphys hostname NinjaNinja`, then a whole-RAM ELF dump: drgn (PyPI), given the lab
+    kernel's vmlinux, reads init_uts_ns.name.nodename from it, and without DWARF finds the same
+    bytes through the kallsyms tables VMCOREINFO points at. The metadata's KASLR offset is the
+    guest's kallsyms _text minus vmlinux's; its hashes are the file's."""
+    drgn = pytest.importorskip("drgn", reason="drgn is not installed (pip install 'pyphys[forensics]')")
+    from elftools.elf.elffile import ELFFile
+    from helpers import validate_json
+
+    from pyphys import kernels
+
+    outdir = shared_outdir(lab_vm)
+    if not outdir:
+        pytest.skip("no directory shared read-write with the guest (LabVM.shared_dir / PYPHYS_VM_OUTDIR)")
+    vmlinux = kernels.resolve("lab", quiet=True).vmlinux
+    assert vmlinux and os.path.exists(vmlinux), "the lab kernel has no vmlinux with DWARF (scripts/build-kernel.sh)"
+    path = os.path.join(outdir, f"ram-{uuid.uuid4().hex[:8]}.elf")
+    original = lab_vm.run("uname -n").out.strip()
+    res = lab_vm.pyphys("hostname", "NinjaNinja")
+    assert res.rc == 0, res
+    try:
+        assert lab_vm.run("uname -n").out.strip() == "NinjaNinja"
+        res = dump(lab_vm, "-f", "elf", "-o", path)
+        assert res.rc == 0, res
+        print(res.out.splitlines()[0])
+        guest = {
+            "release": lab_vm.run("uname -r").out.strip(),
+            "banner": lab_vm.run("cat /proc/version").out.strip(),
+            "boot_id": lab_vm.run("cat /proc/sys/kernel/random/boot_id").out.strip(),
+            "_text": int(lab_vm.run("grep ' _text$' /proc/kallsyms").out.split()[0], 16),
+        }
+    finally:
+        undo = lab_vm.pyphys("undo")
+    assert undo.rc == 0 and lab_vm.run("uname -n").out.strip() == original, undo
+    try:
+        prog = drgn.Program()
+        prog.set_core_dump(path)
+        assert prog.flags & drgn.ProgramFlags.IS_LINUX_KERNEL
+        prog.load_debug_info([vmlinux])
+        uts = prog["init_uts_ns"].name
+        print(f"drgn: init_uts_ns.name.nodename = {uts.nodename.string_()!r}, release = {uts.release.string_()!r}")
+        assert uts.nodename.string_() == b"NinjaNinja"
+        assert uts.release.string_().decode() == guest["release"]
+        # no DWARF: drgn's kallsyms reader (the kallsyms_* tables VMCOREINFO names) and the
+        # UAPI layout of struct new_utsname (nodename at offset 65)
+        from drgn.helpers.linux.kallsyms import load_vmlinux_kallsyms
+
+        bare = drgn.Program()
+        bare.set_core_dump(path)
+        bare.register_symbol_finder("kallsyms", load_vmlinux_kallsyms(bare), enable_index=0)
+        sym = bare.symbol("init_uts_ns")
+        print(f"drgn without DWARF: {sym.name} at {sym.address:#x}: {bare.read(sym.address + 65, 11)!r}")
+        assert bare.read(sym.address + 65, 11) == b"NinjaNinja\0"
+        # the metadata of this real capture
+        with open(path + ".json") as f:
+            meta = json.load(f)
+        validate_json(meta, "dump")
+        print("metadata:", json.dumps({k: v for k, v in meta.items() if k not in ("iomem", "vmcoreinfo")}, indent=1))
+        assert meta["kernel"] == {k: guest[k] for k in ("release", "banner", "boot_id")}
+        kaslr = guest["_text"] - _vmlinux_symbol(vmlinux, "_text")
+        assert int(meta["kaslr"]["offset"], 16) == kaslr and meta["kaslr"]["agree"] is True
+        assert f"KERNELOFFSET={kaslr:x}\n" in meta["vmcoreinfo"]["text"]
+        with open(path, "rb") as f:
+            loads = [s.header for s in ELFFile(f).iter_segments() if s["p_type"] == "PT_LOAD"]
+            assert len(loads) == len(meta["ranges"])
+            for ld, r in zip(loads, meta["ranges"]):
+                assert (ld["p_paddr"], ld["p_filesz"], ld["p_offset"]) == (
+                    int(r["start"], 16),
+                    r["length"],
+                    int(r["file_offset"], 16),
+                )
+                assert ld["p_vaddr"] == int(meta["kaslr"]["direct_map"], 16) + ld["p_paddr"]
+                f.seek(ld["p_offset"])
+                h = hashlib.sha256()
+                for left in range(ld["p_filesz"], 0, -(8 << 20)):
+                    h.update(f.read(min(left, 8 << 20)))
+                assert h.hexdigest() == r["sha256"]
+        with open(path + ".sha256") as f:
+            assert f.read().split()[0] == meta["sha256"]
+    finally:
+        for name in (path, path + ".sha256", path + ".json"):
+            if os.path.exists(name):
+                os.unlink(name)
+
+
+# -- AVML: the same bytes as LiME, compressed; volatility3 reads a whole-RAM capture -------------
+
+
+def test_avml_of_static_memory_is_the_lime_once_decompressed_and_streams(lab_vm, gdir):
+    from lime_reader import avml_to_lime, libsnappy
+
+    if libsnappy() is None:
+        pytest.skip("libsnappy (Debian libsnappy1v5) is not installed on the host")
+    ranges = _static_ranges(lab_vm)
+    for fmt in ("lime", "avml"):
+        res = dump(lab_vm, "-f", fmt, *ranges, "-o", f"{gdir}/s.{fmt}")
+        assert res.rc == 0, res
+    lime, packed = fetch(lab_vm, f"{gdir}/s.lime"), fetch(lab_vm, f"{gdir}/s.avml")
+    assert avml_to_lime(packed) == lime and len(packed) < len(lime)
+    # -o - through a pipe into an independent reader in the guest: the same bytes as the file
+    reader = f"{shlex.quote(sys.executable)} -c {shlex.quote(STREAM_READER)}"
+    for fmt in ("lime", "avml", "elf"):
+        res = lab_vm.run(
+            f"{shlex.quote(sys.executable)} -m pyphys dump -f {fmt} {' '.join(ranges)} -o - 2>{gdir}/err | {reader}",
+            timeout=1800,
+        )
+        assert res.rc == 0, (res, lab_vm.run(f"cat {gdir}/err").out)
+        size, digest, magic = res.out.split()
+        assert magic == {"lime": b"EMiL", "avml": b"AVML", "elf": b"\x7fELF"}[fmt].hex()
+        assert f"sha256 {digest}  -" in lab_vm.run(f"cat {gdir}/err").out
+        if fmt != "elf":
+            assert digest == hashlib.sha256(lime if fmt == "lime" else packed).hexdigest()
+
+
+STREAM_READER = (
+    "import sys, hashlib; d = sys.stdin.buffer.read(); print(len(d), hashlib.sha256(d).hexdigest(), d[:4].hex())"
+)
+
+
+def _volatility_banners(path: str) -> list[tuple[str, str]]:
+    vol = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from volatility3.cli import main; sys.argv[0] = 'vol'; main()",
+            "-q",
+            "-r",
+            "csv",
+            "-f",
+            path,
+            "banners.Banners",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert vol.returncode == 0, vol.stderr[-3000:]
+    rows = list(csv.reader(io.StringIO(vol.stdout[vol.stdout.index("TreeDepth,") :])))
+    assert rows[0] == ["TreeDepth", "Offset", "Banner"], vol.stdout[-3000:]
+    return [(row[1], row[2]) for row in rows[1:] if len(row) == 3 and row[2].startswith("Linux version ")]
+
+
+def test_whole_ram_avml_opens_in_volatility3(lab_vm):
+    pytest.importorskip("volatility3")
+    from volatility3.framework.layers import avml as vavml
+
+    if not vavml.HAS_SNAPPY:
+        pytest.skip("volatility3 finds no libsnappy (Debian libsnappy1v5)")
+    outdir = shared_outdir(lab_vm)
+    if not outdir:
+        pytest.skip("no directory shared read-write with the guest (LabVM.shared_dir / PYPHYS_VM_OUTDIR)")
+    path = os.path.join(outdir, f"ram-{uuid.uuid4().hex[:8]}.avml")
+    try:
+        res = dump(lab_vm, "-f", "avml", "--no-sha256", "-o", path)
+        assert res.rc == 0, res
+        print("\n".join(res.out.splitlines()[:2]))  # rate and compression ratio, for the record
+        release = lab_vm.run("uname -r").out.strip()
+        found = _volatility_banners(path)
+        assert any(f"Linux version {release} " in banner for _, banner in found), found
+        offset = next(int(o, 16) for o, banner in found if f"Linux version {release} " in banner)
+        word = int(lab_vm.run(f"busybox devmem {offset:#x} 32").out.strip(), 16)
+        assert word.to_bytes(4, "little") == b"Linu"
+    finally:
+        for name in (path, path + ".json"):
+            if os.path.exists(name):
+                os.unlink(name)
