@@ -2,7 +2,7 @@
 
 One JSON document (docs/schema/dump.json) is both ``pyphys dump --json``'s answer and the
 metadata sidecar ``FILE.json``, so an analyst never has to guess the kernel, the KASLR
-offset or what was left out (LiME #51, volatility3 #1291 ask for exactly that).
+offset or what was left out (what LiME's and volatility3's users keep asking for).
 
 Sources, each read once:
 

@@ -234,7 +234,7 @@ def test_direct_gives_the_buffered_file_and_really_uses_o_direct(lab_vm, gdir):
     assert writes and all(int(c) % PAGE == 0 and int(o) % PAGE == 0 and c == r for c, o, r in writes), writes
 
 
-def test_seed_003_efault_and_the_way_around(lab_vm, gdir):
+def test_o_direct_efault_and_the_way_around(lab_vm, gdir):
     """Seed 003: write(2) of an O_DIRECT file straight from a /dev/mem mapping fails with EFAULT
     (get_user_pages refuses VM_IO|VM_PFNMAP); the same bytes copied to an anonymous buffer write
     fine, and pyphys dump --direct produces exactly them."""
