@@ -164,12 +164,14 @@ def run(args) -> int:
             else " before any memory was read"
         )
         kept = not stream and os.path.exists(partial_name(os.path.abspath(args.output)))
-        what = (
-            f"kept {partial_name(os.path.abspath(args.output))} up to its last checkpoint: --resume continues it"
-            if kept
-            else "the partial file was removed"
-        )
-        print(f"pyphys dump: {why}{at}: {what}; {args.output} was not written", file=sys.stderr)
+        if stream:
+            what = "the stream on standard output stops short"
+        elif kept:
+            what = f"kept {partial_name(os.path.abspath(args.output))} up to its last checkpoint: --resume continues it"
+            what += f"; {args.output} was not written"
+        else:
+            what = f"the partial file was removed; {args.output} was not written"
+        print(f"pyphys dump: {why}{at}: {what}", file=sys.stderr)
         return 130 if not isinstance(exc, _Signalled) else 128 + int(getattr(signal, exc.args[0]))
     finally:
         progress.clear()
