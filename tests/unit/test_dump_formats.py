@@ -293,3 +293,18 @@ def test_no_meta(kernel):
         dump.dump(str(out / "nope" / "x"), None, "raw")
     dump.dump(str(out / "x.raw"), [dump.parse_range("0x100000+4K")], "raw", meta=False)
     assert sorted(os.listdir(out)) == ["x.raw", "x.raw.sha256"]
+
+
+def test_a_reader_that_leaves_ends_the_stream_in_one_line(kernel, tmp_path):
+    """``pyphys dump -o - | head -c 64``: EPIPE, one line on stderr, a failure status."""
+    dumper = subprocess.Popen(
+        [sys.executable, "-m", "pyphys", "dump", "-f", "lime", "-o", "-"],
+        env=dump_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    head = dumper.stdout.read(64)
+    dumper.stdout.close()
+    err = dumper.stderr.read().decode()
+    assert dumper.wait() == 1 and head[:4] == b"EMiL"
+    assert err.count("\n") == 1 and "the reader closed the pipe" in err and "Traceback" not in err, err

@@ -520,3 +520,41 @@ def test_whole_ram_avml_opens_in_volatility3(lab_vm):
         for name in (path, path + ".json"):
             if os.path.exists(name):
                 os.unlink(name)
+
+
+def test_stock_kernel_elf_core_drgn_without_dwarf(stock_any_vm):
+    """Debian's own kernels (STRICT_DEVMEM: through the module's device; KASLR; no vmlinux with
+    DWARF here): the ELF core carries their VMCOREINFO, and drgn finds init_uts_ns through the
+    kallsyms tables it names and reads the guest's uname -n there."""
+    drgn = pytest.importorskip("drgn", reason="drgn is not installed (pip install 'pyphys[forensics]')")
+    from drgn.helpers.linux.kallsyms import load_vmlinux_kallsyms
+
+    vm = stock_any_vm
+    outdir = shared_outdir(vm)
+    if not outdir:
+        pytest.skip("no directory shared read-write with the guest (LabVM.shared_dir / PYPHYS_VM_OUTDIR)")
+    path = os.path.join(outdir, f"ram-{uuid.uuid4().hex[:8]}.elf")
+    vm.load_module(mem_device=1)
+    try:
+        res = vm.pyphys("dump", "-f", "elf", "--no-sha256", "-o", path, timeout=1800)
+        assert res.rc == 0, res
+        assert "backend module" in res.out, res.out
+        print(res.out.splitlines()[0])
+        uname = vm.run("uname -n").out.strip().encode()
+        text = int(vm.run("grep ' _text$' /proc/kallsyms").out.split()[0], 16)
+        with open(path + ".json") as f:
+            meta = json.load(f)
+        prog = drgn.Program()
+        prog.set_core_dump(path)
+        assert prog.flags & drgn.ProgramFlags.IS_LINUX_KERNEL
+        prog.register_symbol_finder("kallsyms", load_vmlinux_kallsyms(prog), enable_index=0)
+        sym = prog.symbol("init_uts_ns")
+        assert prog.read(sym.address + 65, len(uname) + 1) == uname + b"\0"
+        assert prog.symbol("_text").address == text  # the same KASLR'd address the guest shows
+        assert int(meta["kaslr"]["offset"], 16) == int(meta["kaslr"]["vmcoreinfo"], 16)
+        assert meta["kaslr"]["agree"] is True, meta["kaslr"]
+    finally:
+        for name in (path, path + ".json"):
+            if os.path.exists(name):
+                os.unlink(name)
+        vm.load_module()
