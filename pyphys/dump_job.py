@@ -132,7 +132,12 @@ class Job:
         plan, o = self.plan, self.o
         segs = plan.segments
         total = plan.data_bytes
-        cp = self._resume_point(source)
+        try:
+            cp = self._resume_point(source)
+        except BaseException:  # refused: the partial file stays exactly as it was
+            self.file_hash.abort()
+            self.range_hash.abort()
+            raise
         start_seg, start_done = (cp.seg, cp.done) if cp else (0, 0)
         if self.state is not None and cp is None:
             self.state.started = started
