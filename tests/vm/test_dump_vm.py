@@ -230,7 +230,7 @@ def test_direct_gives_the_buffered_file_and_really_uses_o_direct(lab_vm, gdir):
         )
         assert res.rc == 0, res
         check = "" if fmt == "padded" else f" && cd {gdir} && sha256sum -c d.{fmt}.sha256"  # padded: no FILE.sha256
-        cmp = lab_vm.run(f"cmp {gdir}/b.{fmt} {gdir}/d.{fmt}{check}")
+        cmp = lab_vm.run(f"cmp {gdir}/b.{fmt} {gdir}/d.{fmt}{check}", timeout=1800)  # kernel text over 9p
         assert cmp.rc == 0, cmp
         metas = [json.loads(lab_vm.run(f"cat {gdir}/{x}.{fmt}.json").out) for x in "bd"]
         assert [r["sha256"] for r in metas[0]["ranges"]] == [r["sha256"] for r in metas[1]["ranges"]]
