@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ksym": ("ksym", "virtual and physical address of a kernel symbol, from several sources"),
     "doctor": ("doctor", "explain what allows or blocks physical memory access here"),
     "pci": ("pci", "PCI devices without a driver: list, config space, BAR read/write"),
-    "dump": ("dump", "dump physical memory to a file (raw, padded, LiME)"),
+    "dump": ("dump", "dump physical memory to a file or a pipe (raw, padded, LiME, AVML, ELF core)"),
     "lab": ("lab", "the lab VM: shell, run a command, start/check a classroom lab"),
 }
 

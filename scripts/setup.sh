@@ -2,7 +2,8 @@
 # Install what pyphys and its lab need on a Debian-like machine, idempotently:
 # Debian packages (QEMU, kernel sources and stock kernels, busybox, build tools) and a
 # virtual environment in .venv with pyphys (editable), pytest, virtme-ng, volatility3 and
-# matplotlib (the optional plot extra, so that the lab 1 picture is tested too).
+# matplotlib (the optional plot extra, so that the lab 1 picture is tested too), drgn and cramjam
+# (the forensics extra: ELF cores and AVML dumps are tested with them).
 #   scripts/setup.sh          install only what is missing
 #   scripts/setup.sh --ci     always `apt-get update` first (fresh CI machines)
 set -euo pipefail
@@ -24,6 +25,7 @@ packages=(
     strace                     # the dump tests' judge that O_DIRECT is really used
     bsdextrautils pciutils     # hexdump -C and lspci: outside references in the tests
     tmux                       # drives the interactive lab shell in its test
+    libsnappy1v5               # volatility3's AVML layer and the dump tests' own reader decompress with it
 )
 
 sudo=""
@@ -49,12 +51,12 @@ fi
 stamp=.venv/.pyphys-deps
 want=$(cat pyproject.toml scripts/setup.sh bin/pyphys | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    log "installing pyphys (editable) with its test, lab and plot extras into .venv"
+    log "installing pyphys (editable) with its test, lab, plot and forensics extras into .venv"
     # editable_mode=compat: a plain path in a .pth file. The default (a meta-path finder that
     # site imports at every start-up, with pathlib, urllib, fnmatch...) cost 1.1 s of each
     # 2.3 s Python start in the TCG guest, whose root is 9p without caching.
     # (grep drops this image's pip-config notices about local index folders that are absent)
-    .venv/bin/pip install -q --disable-pip-version-check --config-settings editable_mode=compat -e ".[test,lab,plot]" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
+    .venv/bin/pip install -q --disable-pip-version-check --config-settings editable_mode=compat -e ".[test,lab,plot,forensics]" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
     [ "${PIPESTATUS[0]}" = 0 ] || { log "pip install failed"; exit 1; }
     echo "$want" > "$stamp"
 fi

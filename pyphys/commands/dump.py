@@ -1,4 +1,4 @@
-"""``pyphys dump``: physical memory to a file (raw, padded, LiME), buffered or O_DIRECT."""
+"""``pyphys dump``: physical memory to a file or a pipe (raw, padded, LiME, AVML, ELF core)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,26 @@ import signal
 import sys
 import time
 
-DESCRIPTION = """\
-Dump physical memory to FILE. Without RANGE, every top-level "System RAM" range of
-/proc/iomem (as LiME does). RANGE is START-END (END inclusive, as /proc/iomem prints it) or
-START+LENGTH (LENGTH may end in K, M, G): 0x100000-0x1fffff, 0x100000+1M.
+from pyphys.commands._common import add_json, emit, emit_json, note, warn
 
-Formats: raw (ranges back to back, ascending), padded (file offset = physical address;
-holes stay sparse), lime (a 32-byte LiME v1 header before each range; volatility3 reads it).
-The file is written under a temporary name next to FILE, fsync'ed and renamed when complete,
-with a sha256sum-format sidecar FILE.sha256. A full disk or an interrupt removes the partial
-file. --direct writes with O_DIRECT through a page-aligned bounce buffer (docs/dump.md
-explains why writing straight from a /dev/mem mapping fails with EFAULT).
+FORMATS = ("raw", "padded", "lime", "avml", "elf")
+DESCRIPTION = """\
+Dump physical memory to FILE, or stream it with -o -. Without RANGE, every top-level
+"System RAM" range of /proc/iomem (as LiME does), cut to whole pages (as AVML does). RANGE is
+START+LENGTH or START-END (END exclusive): 0x100000+1M, 0x100000-0x200000.
+
+Formats: raw (ranges back to back), padded (file offset = physical address; holes stay
+sparse), lime (a LiME v1 header before each range: volatility3 reads it), avml (AVML's
+snappy-compressed LiME, as avml --compress writes it), elf (an ELF core with the kernel's
+VMCOREINFO note: drgn and crash open it with vmlinux).
+
+The file is written as .FILE.pyphys-partial next to FILE, checkpointed, fsync'ed and renamed
+when complete; an interrupted dump is continued by --resume (after its checkpoints' SHA-256s
+are verified, and only under the same boot) or replaced by the next run. Sidecars: FILE.sha256
+(sha256sum -c format; none for padded, whose holes are not hashed) and FILE.json, the metadata:
+kernel release and banner, KASLR offset, /proc/iomem, per-range SHA-256, what was skipped and
+why (docs/dump.md). With -o - the memory goes to stdout, the digest to stderr, the metadata to
+--meta PATH if given.
 """
 
 
@@ -26,25 +35,29 @@ def register(sub, name: str, help_text: str) -> None:
         name, help=help_text, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument(
-        "ranges", nargs="*", metavar="RANGE", help="START-END (inclusive) or START+LENGTH; default: all System RAM"
+        "ranges", nargs="*", metavar="RANGE", help="START+LENGTH or START-END (END exclusive); default: all System RAM"
     )
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
-    p.add_argument(
-        "-f", "--format", default="lime", choices=("raw", "padded", "lime"), help="output format (default: lime)"
-    )
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write, or - for standard output")
+    p.add_argument("-f", "--format", default="lime", choices=FORMATS, help="output format (default: lime)")
     p.add_argument("--direct", action="store_true", help="write with O_DIRECT (bypass the page cache)")
-    p.add_argument("--force", action="store_true", help="overwrite FILE (and FILE.sha256) if they exist")
+    p.add_argument(
+        "--force", action="store_true", help="replace FILE and its sidecars if they exist (regular files only)"
+    )
+    p.add_argument("--resume", action="store_true", help="continue the interrupted dump of FILE after verifying it")
     p.add_argument(
         "--backend",
         default="auto",
         choices=("auto", "mmap", "rw", "module"),
         help="how to read physical memory (see pyphys doctor; default: auto)",
     )
-    p.add_argument("--no-sha256", dest="sha256", action="store_false", help="skip the SHA-256 sidecar")
+    p.add_argument("--no-sha256", dest="sha256", action="store_false", help="no SHA-256s (no FILE.sha256, no --resume)")
+    p.add_argument("--meta", metavar="PATH", help="write the metadata here (default: FILE.json; with -o -: none)")
+    p.add_argument("--no-meta", dest="meta", action="store_false", help="no metadata sidecar")
     p.add_argument(
         "--block-size", default="2M", metavar="SIZE", help="bytes per read/write, a multiple of 4K (default: 2M)"
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar even on a terminal")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes, even on a terminal")
+    add_json(p, "the dump's metadata (the FILE.json document)")
     p.set_defaults(func=run)
 
 
@@ -68,7 +81,7 @@ class _Progress:
         if now - self.last < 0.2 and done < total:
             return
         self.last = now
-        from pyphys.dump import _size
+        from pyphys.dump_io import size_text
 
         elapsed = max(now - self.started, 1e-9)
         rate = done / elapsed
@@ -78,7 +91,7 @@ class _Progress:
         filled = int(frac * width)
         bar = "#" * filled + "." * (width - filled)
         line = (
-            f"\r[{bar}] {frac * 100:5.1f}%  {_size(done)} / {_size(total)}  "
+            f"\r[{bar}] {frac * 100:5.1f}%  {size_text(done)} / {size_text(total)}  "
             f"{rate / 1e6:7.1f} MB/s  ETA {int(eta) // 60}:{int(eta) % 60:02d} "
         )
         self.stream.write(line)
@@ -101,18 +114,31 @@ def _on_signal(signum, _frame):
 
 
 def run(args) -> int:
+    import os
+
     from pyphys import dump as dumplib
-    from pyphys.dialect import parse_number
+    from pyphys.dialect import parse_size
+    from pyphys.dump_io import partial_name, size_text
     from pyphys.errors import UsageError
 
     ranges = [dumplib.parse_range(text) for text in args.ranges] or None
-    text = args.block_size.strip()
-    scale = dumplib._SUFFIXES.get(text[-1:].lower(), 1)
-    block = parse_number(text[:-1] if scale > 1 else text, "block size", minimum=1) * scale
-    if block % dumplib.DIRECT_ALIGN or block > 64 << 20:
+    block = parse_size(args.block_size, "block size", maximum=64 << 20)
+    if block % 4096:
         raise UsageError(f"block size {args.block_size} must be a multiple of 4K and at most 64M")
+    stream = args.output == "-"
+    if stream and args.json:
+        raise UsageError("--json and -o - both want standard output", "give --meta PATH for the metadata")
+    meta = True if args.meta is None else args.meta
 
     progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
+
+    def tell(text: str) -> None:
+        progress.clear()
+        if text.startswith("warning: "):
+            warn("dump", text[len("warning: ") :])
+        else:
+            note("dump", text, args.quiet)
+
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         result = dumplib.dump(
@@ -123,37 +149,74 @@ def run(args) -> int:
             force=args.force,
             backend=args.backend,
             sha256=args.sha256,
+            meta=meta,
+            resume=args.resume,
             block_size=block,
             progress=progress,
+            note=tell,
         )
     except KeyboardInterrupt as exc:
         progress.clear()
         why = f"killed by {exc.args[0]}" if isinstance(exc, _Signalled) else "interrupted"
         at = (
-            f" after {dumplib._size(progress.done)} of {dumplib._size(progress.total)}"
+            f" after {size_text(progress.done)} of {size_text(progress.total)}"
             if progress.total
             else " before any memory was read"
         )
-        print(f"pyphys dump: {why}{at}: the partial file was removed; {args.output} was not written", file=sys.stderr)
+        kept = not stream and os.path.exists(partial_name(os.path.abspath(args.output)))
+        if stream:
+            what = "the stream on standard output stops short"
+        elif kept:
+            what = f"kept {partial_name(os.path.abspath(args.output))} up to its last checkpoint: --resume continues it"
+            what += f"; {args.output} was not written"
+        else:
+            what = f"the partial file was removed; {args.output} was not written"
+        print(f"pyphys dump: {why}{at}: {what}", file=sys.stderr)
         return 130 if not isinstance(exc, _Signalled) else 128 + int(getattr(signal, exc.args[0]))
     finally:
         progress.clear()
         for s, handler in old.items():
             signal.signal(s, handler)
 
-    lay = result.layout
-    mode = "O_DIRECT" if result.direct else "buffered"
-    print(
-        f"wrote {result.path}: {lay.fmt}, {len(lay.segments)} range(s), {dumplib._size(lay.data_bytes)} of "
-        f"memory in {result.seconds:.2f} s ({result.rate / 1e6:.1f} MB/s, {mode}, backend {result.backend})"
-    )
-    if result.sha256:
-        print(f"sha256 {result.sha256}  (sidecar {result.sidecar})")
-    if "refused" in result.backend_reason:
-        print(f"read: {result.backend_reason}")
-    print(f"  {'physical range':<34} {'bytes':>14}  {'file offset':>14}")
-    for seg in lay.segments:
-        print(f"  {str(seg.range):<34} {seg.range.length:>#14x}  {seg.file_offset:>#14x}")
     for warning in result.warnings:
-        print(f"pyphys dump: warning: {warning}", file=sys.stderr)
+        warn("dump", warning)
+    if args.json:
+        emit_json(result)
+        return 0
+    lines = _summary(result)
+    if stream:  # stdout holds the memory: the summary and the digest go to stderr
+        for line in lines:
+            sys.stderr.write(line + "\n")
+    else:
+        for line in lines:
+            emit(line)
     return 0
+
+
+def _summary(result) -> list[str]:
+    from pyphys.dump_io import size_text
+
+    data = sum(r.length for r in result.ranges)
+    rate = data / result.seconds / 1e6 if result.seconds > 0 else 0.0
+    mode = "O_DIRECT" if result.direct else "buffered"
+    resumed = f", resumed at file offset {result.resumed_from:#x}" if result.resumed_from is not None else ""
+    out = [
+        f"wrote {result.path}: {result.format}, {len(result.ranges)} range(s), {size_text(data)} of memory "
+        f"in {result.seconds:.2f} s ({rate:.1f} MB/s, {mode}, backend {result.backend}{resumed})"
+    ]
+    if result.format == "avml" and result.size:
+        out.append(f"compressed to {size_text(result.size)} ({data / result.size:.2f}:1)")
+    if result.sha256:
+        out.append(f"sha256 {result.sha256}  {result.path if result.path != '-' else '-'}")
+    if result.kaslr.offset is not None:
+        out.append(f"kaslr offset {result.kaslr.offset:#x}")
+    if result.sidecars:
+        out.append("sidecars: " + " ".join(result.sidecars))
+    if "refused" in result.backend_reason:
+        out.append(f"read: {result.backend_reason}")
+    out.append(f"  {'physical range':<34} {'bytes':>14}  {'file offset':>14}  sha256")
+    for r in result.ranges:
+        rng = f"{r.start:#x}-{r.end:#x}"
+        digest = (r.sha256 or "-")[:16]
+        out.append(f"  {rng:<34} {r.length:>#14x}  {r.file_offset:>#14x}  {digest}")
+    return out

@@ -30,6 +30,7 @@ import struct
 
 from pyphys import TYPE_CHECKING
 from pyphys.errors import PyphysError
+from pyphys.record import Record
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -51,27 +52,11 @@ class LimeFormatError(PyphysError):
     """Bytes that are not a valid LiME v1 file (bad magic, version, or truncated range)."""
 
 
-class LimeRange:
+class LimeRange(Record):
     """One record of a LiME file: physical ``start``..``end`` (inclusive) stored at ``data_offset``."""
 
     __slots__ = ("start", "end", "header_offset", "data_offset")
-
-    def __init__(self, start: int, end: int, header_offset: int, data_offset: int):
-        self.start = start
-        self.end = end
-        self.header_offset = header_offset
-        self.data_offset = data_offset
-
-    def __repr__(self) -> str:
-        return f"LimeRange({self.start:#x}, {self.end:#x}, header_offset={self.header_offset:#x})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, LimeRange) and (self.start, self.end, self.header_offset, self.data_offset) == (
-            other.start,
-            other.end,
-            other.header_offset,
-            other.data_offset,
-        )
+    _json = {"start": "hex", "end": "hex", "header_offset": "hex", "data_offset": "hex"}
 
     @property
     def length(self) -> int:

@@ -2,13 +2,12 @@
 
 Ground truth is outside the code under test: the bytes of the stand-in file at the physical
 addresses the test itself reads from its iomem text, the LiME v1 struct as lime.h declares it
-(parsed here with struct, not with pyphys.layouts.lime), coreutils ``sha256sum -c``, st_blocks
-for sparseness, and fcntl(F_GETFL)/strace for O_DIRECT.
+(parsed by tests/lime_reader.py, not pyphys.layouts.lime), coreutils ``sha256sum -c``, hashlib,
+st_blocks for sparseness, and fcntl(F_GETFL)/strace for O_DIRECT. Fixtures: tests/unit/conftest.py.
 """
 
 from __future__ import annotations
 
-import array
 import fcntl
 import hashlib
 import os
@@ -16,131 +15,63 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
+from helpers import DUMP_IOMEM, DUMP_MEM_SIZE, dump_env, dump_mem, dump_ram_ranges
+from lime_reader import lime_records
 
-from pyphys import dump, paths
-from pyphys.errors import NotFoundError, PyphysError, RegionError, UsageError
+from pyphys import dump, dump_io, paths
+from pyphys.errors import PyphysError, RegionError, UsageError
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-MEM_SIZE = 0xC00000  # 12 MiB stand-in for physical memory
-IOMEM = """\
-00000000-00000fff : Reserved
-00001000-0009fbff : System RAM
-0009fc00-000fffff : Reserved
-  000f0000-000fffff : System ROM
-00100000-004fffff : System RAM
-  00200000-002fffff : Kernel code
-00500000-005fffff : PCI Bus 0000:00
-  00500000-00500fff : 0000:00:03.0
-00600000-007fffff : System RAM
-00800000-00bfffff : System RAM
-"""
-from lime_reader import lime_records  # noqa: E402  (independent of pyphys.layouts.lime)
-
-
-def ram_ranges(text: str = IOMEM) -> list[tuple[int, int]]:
-    """The whole 4 KiB pages of the top-level System RAM lines (what a default dump holds,
-    as AVML cuts them), parsed here independently of pyphys.iomem."""
-    out = []
-    for line in text.splitlines():
-        m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) : System RAM$", line)
-        if m:
-            start = (int(m.group(1), 16) + 4095) // 4096 * 4096
-            end = (int(m.group(2), 16) + 1) // 4096 * 4096 - 1
-            out.append((start, end))
-    return out
-
-
-@pytest.fixture(scope="module")
-def memfile(tmp_path_factory):
-    """Every 8-byte word holds its own physical address (any offset error shows up)."""
-    path = tmp_path_factory.mktemp("mem") / "mem"
-    path.write_bytes(array.array("Q", range(0, MEM_SIZE, 8)).tobytes())
-    return path
-
-
-@pytest.fixture
-def fake(tmp_path, memfile):
-    dev = tmp_path / "dev"
-    proc = tmp_path / "proc"
-    dev.mkdir()
-    proc.mkdir()
-    os.symlink(memfile, dev / "mem")
-    (proc / "iomem").write_text(IOMEM)
-    out = tmp_path / "out"
-    out.mkdir()
-    old = paths.set_roots(dev=str(dev), proc=str(proc), sys=str(tmp_path / "sys"))
-    yield out
-    paths.set_roots(**old)
-
-
-def mem(start: int, end: int, memfile) -> bytes:
-    with open(memfile, "rb") as f:
-        f.seek(start)
-        return f.read(end - start + 1)
+IOMEM, MEM_SIZE, env_for, mem, ram_ranges = DUMP_IOMEM, DUMP_MEM_SIZE, dump_env, dump_mem, dump_ram_ranges
 
 
 def listing(directory) -> list[str]:
     return sorted(os.listdir(directory))
 
 
-def env_for(tmp_path) -> dict:
-    env = dict(os.environ)
-    env.update(
-        PYPHYS_DEV=str(tmp_path / "dev"),
-        PYPHYS_PROC=str(tmp_path / "proc"),
-        PYPHYS_SYS=str(tmp_path / "sys"),
-        PYTHONPATH=REPO,
-    )
-    return env
-
-
-def cli(tmp_path, *args, **kw):
-    return subprocess.run(
-        [sys.executable, "-m", "pyphys", "dump", *args],
-        env=env_for(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        **kw,
-    )
-
-
-# -- range parsing -----------------------------------------------------------------------------
+# -- range parsing (pyphys.dialect: END exclusive) ------------------------------------------
 
 
 @pytest.mark.parametrize(
     "text, start, end",
     [
-        ("0x1000-0x1fff", 0x1000, 0x1FFF),
-        ("0x1000+4K", 0x1000, 0x1FFF),
-        ("4096+0x1000", 0x1000, 0x1FFF),
-        ("0x100000+16M", 0x100000, 0x10FFFFF),
-        ("0x100000+0x1M", 0x100000, 0x1FFFFF),
-        ("0x1000-0x1000", 0x1000, 0x1000),
+        ("0x1000-0x2000", 0x1000, 0x2000),
+        ("0x1000+4K", 0x1000, 0x2000),
+        ("4096+0x1000", 0x1000, 0x2000),
+        ("0x100000+16M", 0x100000, 0x1100000),
+        ("0x100000+1M", 0x100000, 0x200000),
+        ("0x1000-0x1001", 0x1000, 0x1001),
     ],
 )
 def test_parse_range(text, start, end):
     r = dump.parse_range(text)
-    assert (r.start, r.end, r.length) == (start, end, end - start + 1)
+    assert (r.start, r.end, r.length, r.last) == (start, end, end - start, end - 1)
+    assert dump.parse_range(str(r)) == r  # printed ranges are re-enterable
 
 
 @pytest.mark.parametrize(
     "text, words",
     [
-        ("0x2000-0x1000", "reversed"),
-        ("0x1000+0", "empty"),
-        ("0x1000", "START-END"),
+        ("0x2000-0x1000", "ends before it starts"),
+        ("0x1000-0x1000", "ends before it starts"),  # END exclusive: empty
+        ("0x1000+0", "below the minimum"),
+        ("0x1000", "not a range"),
         ("zz-0x10", "not a number"),
-        ("0x10-", "START-END"),
-        ("0x1000+-4", "negative"),
-        ("00100000-3ffdffff", "bare hex"),  # pasted from /proc/iomem: no guessing, ask for 0x
+        ("0x10-", "not a number"),
+        ("00100000-3ffdffff", "not a number"),  # pasted from /proc/iomem: no guessing
     ],
 )
 def test_parse_range_rejects(text, words):
     with pytest.raises(UsageError, match=words):
         dump.parse_range(text)
+
+
+def test_bare_hex_gets_a_hint():
+    with pytest.raises(UsageError) as err:
+        dump.parse_range("00100000-3ffdffff")
+    assert "did you mean 0x00100000" in err.value.hint
 
 
 # -- checking ranges against /proc/iomem ------------------------------------------------------
@@ -156,8 +87,8 @@ def test_overlapping_ranges_rejected(fake):
     "spec, where",
     [
         ("0x500000+4K", "PCI Bus 0000:00 > 0000:00:03.0"),  # MMIO
-        ("0x4ff000-0x500fff", "PCI Bus"),  # starts in RAM, runs into MMIO
-        ("0x0-0xfff", "Reserved"),
+        ("0x4ff000-0x501000", "PCI Bus"),  # starts in RAM, runs into MMIO
+        ("0x0-0x1000", "Reserved"),
         ("0xc00000+4K", "a hole"),  # past the end of RAM
     ],
 )
@@ -170,15 +101,15 @@ def test_ranges_outside_ram_rejected(fake, spec, where):
 def test_default_ranges_are_whole_pages_of_ram(fake):
     # iomem says 0x1000-0x9fbff: the page 0x9f000 is only partly RAM, so it is left out
     res = dump.dump(str(fake / "d.raw"), None, "raw", sha256=False)
-    assert [(s.range.start, s.range.end) for s in res.layout.segments] == [
-        (0x1000, 0x9EFFF),
-        (0x100000, 0x4FFFFF),
-        (0x600000, 0x7FFFFF),
-        (0x800000, 0xBFFFFF),
+    assert [(r.start, r.end) for r in res.ranges] == [
+        (0x1000, 0x9F000),
+        (0x100000, 0x500000),
+        (0x600000, 0x800000),
+        (0x800000, 0xC00000),
     ]
 
 
-@pytest.mark.parametrize("spec", ["0x9e000-0x9fbff", "0x9f000+0x100"])
+@pytest.mark.parametrize("spec", ["0x9e000-0x9fc00", "0x9f000+0x100"])
 def test_partly_ram_page_refused_for_read2_allowed_for_mmap(fake, memfile, spec):
     """read_mem() would memremap() a page mixing RAM and reserved bytes: the kernel WARNs."""
     with pytest.raises(RegionError, match=r"page 0x9f000 is only partly System RAM \(0x9fc00 is in Reserved\)"):
@@ -191,9 +122,9 @@ def test_partly_ram_page_refused_for_read2_allowed_for_mmap(fake, memfile, spec)
 
 def test_range_may_span_adjacent_ram_regions(fake, memfile):
     # 0x600000-0x7fffff and 0x800000-0xbfffff are separate iomem lines but contiguous RAM
-    res = dump.dump(str(fake / "x.raw"), [dump.parse_range("0x7ff000-0x800fff")], "raw", sha256=False)
-    assert (fake / "x.raw").read_bytes() == mem(0x7FF000, 0x800FFF, memfile)
-    assert res.layout.data_bytes == 0x2000
+    res = dump.dump(str(fake / "x.raw"), [dump.parse_range("0x7ff000-0x801000")], "raw", sha256=False)
+    assert (fake / "x.raw").read_bytes() == mem(0x7FF000, 0x801000, memfile)
+    assert [r.length for r in res.ranges] == [0x2000]
 
 
 def test_hidden_iomem_is_an_error(fake, tmp_path):
@@ -210,19 +141,18 @@ def test_default_is_all_system_ram_raw(fake, memfile, direct):
     res = dump.dump(str(fake / "all.raw"), None, "raw", direct=direct)
     expect = b"".join(mem(s, e, memfile) for s, e in ram_ranges())
     assert (fake / "all.raw").read_bytes() == expect
-    assert [(s.range.start, s.range.end) for s in res.layout.segments] == ram_ranges()
+    assert [(r.start, r.end) for r in res.ranges] == ram_ranges()
 
 
 @pytest.mark.parametrize("direct", [False, True], ids=["buffered", "direct"])
 def test_padded_file_offset_is_physical_address(fake, memfile, direct):
     dump.dump(str(fake / "all.padded"), None, "padded", direct=direct)
     data = (fake / "all.padded").read_bytes()
-    last = ram_ranges()[-1][1]
-    assert len(data) == last + 1
-    prev_end = -1
+    assert len(data) == ram_ranges()[-1][1]
+    prev_end = 0
     for s, e in ram_ranges():
-        assert data[s : e + 1] == mem(s, e, memfile)
-        gap = data[prev_end + 1 : s]  # not RAM: reads back as zeros (LiME's padding)
+        assert data[s:e] == mem(s, e, memfile)
+        gap = data[prev_end:s]  # not RAM: reads back as zeros (LiME's padding)
         assert gap.count(0) == len(gap)
         prev_end = e
 
@@ -231,34 +161,37 @@ def test_padded_file_offset_is_physical_address(fake, memfile, direct):
 def test_lime_headers_parse_back(fake, memfile, direct):
     dump.dump(str(fake / "all.lime"), None, "lime", direct=direct)
     recs = lime_records((fake / "all.lime").read_bytes())
-    assert [(s, e) for s, e, _ in recs] == ram_ranges()
+    assert [(s, e + 1) for s, e, _ in recs] == ram_ranges()  # LiME's e_addr is inclusive
     for s, e, data in recs:
-        assert data == mem(s, e, memfile)
+        assert data == mem(s, e + 1, memfile)
 
 
-def test_several_ranges_offsets_in_every_format(fake, memfile):
+def test_several_ranges_offsets_in_raw_padded_lime(fake, memfile):
     # given out of order, unaligned, crossing the (small) block boundaries
-    specs = ["0x800123-0x80a456", "0x1000+0x10", "0x10fff0+0x20", "0x3fff00-0x400100"]
+    specs = ["0x800123-0x80a457", "0x1000+0x10", "0x10fff0+0x20", "0x3fff00-0x400101"]
     ranges = [dump.parse_range(s) for s in specs]
     expect = sorted((r.start, r.end) for r in ranges)
-    for fmt in dump.FORMATS:
+    for fmt in ("raw", "padded", "lime"):
         out = fake / f"sel.{fmt}"
-        dump.dump(str(out), ranges, fmt, block_size=8192, sha256=False)
+        res = dump.dump(str(out), ranges, fmt, block_size=8192, sha256=False)
         data = out.read_bytes()
         if fmt == "raw":
             pos = 0
             for s, e in expect:
-                assert data[pos : pos + e - s + 1] == mem(s, e, memfile), (fmt, hex(s))
-                pos += e - s + 1
+                assert data[pos : pos + e - s] == mem(s, e, memfile), (fmt, hex(s))
+                pos += e - s
             assert pos == len(data)
         elif fmt == "padded":
-            assert len(data) == expect[-1][1] + 1
+            assert len(data) == expect[-1][1]
             for s, e in expect:
-                assert data[s : e + 1] == mem(s, e, memfile)
+                assert data[s:e] == mem(s, e, memfile)
         else:
             recs = lime_records(data)
-            assert [(s, e) for s, e, _ in recs] == expect
-            assert all(d == mem(s, e, memfile) for s, e, d in recs)
+            assert [(s, e + 1) for s, e, _ in recs] == expect
+            assert all(d == mem(s, e + 1, memfile) for s, e, d in recs)
+        # the metadata's file offsets point at each range's bytes
+        for r in res.ranges:
+            assert data[r.file_offset : r.file_offset + r.length] == mem(r.start, r.end, memfile)
 
 
 def test_volatility3_segments(fake, memfile):
@@ -277,8 +210,8 @@ def test_volatility3_segments(fake, memfile):
     layer = vlime.LimeLayer(ctx, "lime", "lime")
     ctx.add_layer(layer)
     for s, e in ram_ranges():
-        assert layer.read(s, 64) == mem(s, s + 63, memfile)
-        assert layer.read(e - 7, 8) == mem(e - 7, e, memfile)
+        assert layer.read(s, 64) == mem(s, s + 64, memfile)
+        assert layer.read(e - 8, 8) == mem(e - 8, e, memfile)
 
 
 # -- O_DIRECT ---------------------------------------------------------------------------------
@@ -326,7 +259,7 @@ def test_direct_seen_by_strace(fake, tmp_path):
     proc = subprocess.run(argv, env=env_for(tmp_path), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     text = log.read_text()
-    opens = re.findall(r'openat\(AT_FDCWD, "[^"]*/\.s\.lime\.[0-9a-f]+\.pyphys-tmp", ([^,]+), 0600\) = (\d+)', text)
+    opens = re.findall(r'openat\(AT_FDCWD, "[^"]*/\.s\.lime\.pyphys-partial", ([^,]+), 0600\) = (\d+)', text)
     assert opens, text[-2000:]
     flags, fd = opens[0]
     assert "O_DIRECT" in flags.split("|")
@@ -348,12 +281,12 @@ def test_padded_big_holes_stay_sparse(fake, memfile, direct):
     assert st.st_size == 0xA01000
     assert st.st_blocks * 512 <= 256 << 10  # ~8 KiB of data (+ a bounce-sized tail), not 10 MiB
     data = out.read_bytes()
-    assert data[0x1000:0x2000] == mem(0x1000, 0x1FFF, memfile)
-    assert data[0xA00000:] == mem(0xA00000, 0xA00FFF, memfile)
+    assert data[0x1000:0x2000] == mem(0x1000, 0x2000, memfile)
+    assert data[0xA00000:] == mem(0xA00000, 0xA01000, memfile)
     assert not any(data[:0x1000]) and not any(data[0x2000:0xA00000])
 
 
-# -- sidecar, temp name, overwrite ------------------------------------------------------------
+# -- sidecars, the partial file, overwrite -----------------------------------------------------
 
 
 def test_sha256_sidecar_checks_with_coreutils(fake):
@@ -363,20 +296,41 @@ def test_sha256_sidecar_checks_with_coreutils(fake):
     assert res.sha256 == hashlib.sha256((fake / "c.lime").read_bytes()).hexdigest()
     proc = subprocess.run(["sha256sum", "-c", "c.lime.sha256"], cwd=fake, capture_output=True, text=True)
     assert proc.returncode == 0 and "c.lime: OK" in proc.stdout
-    assert listing(fake) == ["c.lime", "c.lime.sha256"]  # no temp files left
+    assert listing(fake) == ["c.lime", "c.lime.json", "c.lime.sha256"]  # no partial files left
     assert os.stat(fake / "c.lime").st_mode & 0o777 == 0o600
+    assert os.stat(fake / "c.lime.json").st_mode & 0o777 == 0o600  # it holds physical addresses
 
 
-def test_padded_sidecar_covers_holes(fake):
-    dump.dump(
-        str(fake / "p"),
-        [dump.parse_range("0x1000+4K"), dump.parse_range("0xa00000+4K")],
-        "padded",
-        direct=True,
-        block_size=64 << 10,
+def test_padded_holes_cost_no_hashing(tmp_path):
+    """A padded dump of two pages 5 GiB apart hashes 8 KiB, not 5 GiB of holes: no FILE.sha256
+    (a whole-file digest would have to hash the holes), per-range SHA-256s in FILE.json."""
+    for d in ("dev", "proc", "out"):
+        (tmp_path / d).mkdir()
+    far = 5 << 30
+    with open(tmp_path / "dev" / "mem", "wb") as f:  # sparse
+        f.truncate(far + 0x1000)
+        f.seek(0x1000)
+        f.write(b"low page".ljust(4096, b"L"))
+        f.seek(far)
+        f.write(b"high page".ljust(4096, b"H"))
+    (tmp_path / "proc" / "iomem").write_text(
+        f"00001000-00001fff : System RAM\n{far:08x}-{far + 0xFFF:08x} : System RAM\n"
     )
-    proc = subprocess.run(["sha256sum", "-c", "p.sha256"], cwd=fake, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    old = paths.set_roots(dev=str(tmp_path / "dev"), proc=str(tmp_path / "proc"), sys=str(tmp_path / "sys"))
+    try:
+        t = time.monotonic()
+        res = dump.dump(str(tmp_path / "out" / "p"), None, "padded")
+        took = time.monotonic() - t
+    finally:
+        paths.set_roots(**old)
+    assert took < 3, f"{took:.1f} s: the holes were hashed"
+    assert listing(tmp_path / "out") == ["p", "p.json"] and res.sha256 is None
+    data = {r.start: r.sha256 for r in res.ranges}
+    assert data == {
+        0x1000: hashlib.sha256(b"low page".ljust(4096, b"L")).hexdigest(),
+        far: hashlib.sha256(b"high page".ljust(4096, b"H")).hexdigest(),
+    }
+    assert os.stat(tmp_path / "out" / "p").st_blocks * 512 <= 64 << 10
 
 
 def test_refuses_to_overwrite_without_force(fake):
@@ -389,23 +343,39 @@ def test_refuses_to_overwrite_without_force(fake):
     assert (fake / "x.lime").stat().st_size == res.size
 
 
-def test_refuses_existing_sidecar_without_force(fake):
-    (fake / "x.lime.sha256").write_text("old\n")
-    with pytest.raises(UsageError, match=r"x\.lime\.sha256 exists"):
+@pytest.mark.parametrize("name", ["x.lime.sha256", "x.lime.json"])
+def test_refuses_existing_sidecar_without_force(fake, name):
+    (fake / name).write_text("old\n")
+    with pytest.raises(UsageError, match=re.escape(name) + " exists"):
         dump.dump(str(fake / "x.lime"), None, "lime")
-    assert listing(fake) == ["x.lime.sha256"]
+    assert listing(fake) == [name]
+
+
+def test_force_replaces_regular_files_only(fake):
+    os.mkfifo(fake / "ff")
+    os.symlink("/etc/hostname", fake / "link")
+    for name in ("ff", "link"):
+        with pytest.raises(UsageError, match="regular files only"):
+            dump.dump(str(fake / name), [dump.parse_range("0x100000+64K")], "raw", force=True)
+    assert listing(fake) == ["ff", "link"]
+    assert os.path.islink(fake / "link")
 
 
 def test_output_directory_missing_or_is_a_directory(fake):
-    with pytest.raises(NotFoundError):
+    with pytest.raises(PyphysError, match="no such directory"):
         dump.dump(str(fake / "nope" / "x.lime"), None, "lime")
     with pytest.raises(UsageError, match="is a directory"):
         dump.dump(str(fake), None, "lime")
 
 
-def test_interrupt_leaves_nothing(fake):
+def test_dev_stdout_is_refused(fake):
+    with pytest.raises(UsageError, match="give -o -"):
+        dump.dump("/dev/stdout", [dump.parse_range("0x100000+4K")], "raw")
+
+
+def test_interrupt_before_a_checkpoint_leaves_nothing(fake):
     def on_write(fd, done):
-        assert any(n.endswith(".pyphys-tmp") for n in os.listdir(fake))  # really writing a temp file
+        assert ".i.lime.pyphys-partial" in os.listdir(fake)  # really writing the partial file
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -434,7 +404,7 @@ def test_efbig_from_rlimit_fsize(fake, tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], env=env_for(tmp_path), capture_output=True, text=True)
     assert proc.returncode == 1
-    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "file too large" in proc.stderr and "partial file was removed" in proc.stderr
     assert listing(fake) == []
 
@@ -531,7 +501,7 @@ def test_auto_falls_back_to_the_module_device_when_dev_mem_refuses(monkeypatch):
         return opened[-1]
 
     monkeypatch.setattr(physmem, "open_physmem", with_module)
-    pm, reason, fallback = dump.open_source("auto", 0x100000)
+    pm, reason, fallback = dump_io.open_source("auto", 0x100000)
     assert [p.backend for p in opened] == ["rw", "module"] and opened[0].closed
     assert pm.backend == "module" and "refused" in reason and fallback is None
 
@@ -542,8 +512,8 @@ def test_auto_falls_back_to_the_module_device_when_dev_mem_refuses(monkeypatch):
 
     monkeypatch.setattr(physmem, "open_physmem", without_module)
     with pytest.raises(DevMemBlockedError, match="EPERM"):  # the /dev/mem reason, not the module's absence
-        dump.open_source("auto", 0x100000)
-    pm, reason, fallback = dump.open_source("mmap")
+        dump_io.open_source("auto", 0x100000)
+    pm, reason, fallback = dump_io.open_source("mmap")
     assert pm.backend == "mmap" and reason == "--backend mmap" and fallback is None
 
 
@@ -566,15 +536,15 @@ def test_reader_reads_what_read2_refuses_through_the_fallback():
 
     rw = PM("rw", fail={0x20000})
     mm = PM("mmap")
-    seg = dump.Segment(dump.PhysRange(0x10000, 0x3FFFF), 0)
-    reader = dump._Reader(rw, [seg], 0x10000, fallback=lambda: mm)
+    rng = dump.PhysRange(0x10000, 0x40000)
+    reader = dump_io.Reader(rw, dump.blocks(rng, 0x10000), fallback=lambda: mm)
     got = [reader.next() for _ in range(3)]
     reader.close()
     assert got == [b"\x01" * 0x10000, b"\x02" * 0x10000, b"\x03" * 0x10000]
     assert rw.reads == [0x10000, 0x20000, 0x30000] and mm.reads == [0x20000] and mm.closed
     assert reader.fell_back == [(0x20000, 0x10000, "read of /dev/mem at 0x20000: bad address (EFAULT)")]
     # without a fallback (an explicit --backend) the error reaches the writer
-    reader = dump._Reader(PM("rw", fail={0x20000}), [seg], 0x10000)
+    reader = dump_io.Reader(PM("rw", fail={0x20000}), dump.blocks(rng, 0x10000))
     assert reader.next() == b"\x01" * 0x10000
     with pytest.raises(RegionError, match="EFAULT"):
         reader.next()
@@ -582,12 +552,12 @@ def test_reader_reads_what_read2_refuses_through_the_fallback():
 
 
 def test_stale_sidecar_is_not_left_next_to_a_new_file(fake):
-    dump.dump(str(fake / "s.raw"), None, "raw")
+    dump.dump(str(fake / "s.raw"), None, "raw", meta=False)
     assert listing(fake) == ["s.raw", "s.raw.sha256"]
     with pytest.raises(UsageError, match=r"s\.raw exists"):
-        dump.dump(str(fake / "s.raw"), None, "raw", sha256=False)
+        dump.dump(str(fake / "s.raw"), None, "raw", sha256=False, meta=False)
     (fake / "s.raw").unlink()
     with pytest.raises(UsageError, match=r"s\.raw\.sha256 exists"):  # would describe another file
-        dump.dump(str(fake / "s.raw"), None, "raw", sha256=False)
-    dump.dump(str(fake / "s.raw"), [dump.parse_range("0x1000+4K")], "raw", sha256=False, force=True)
+        dump.dump(str(fake / "s.raw"), None, "raw", sha256=False, meta=False)
+    dump.dump(str(fake / "s.raw"), [dump.parse_range("0x1000+4K")], "raw", sha256=False, meta=False, force=True)
     assert listing(fake) == ["s.raw"]

@@ -12,50 +12,42 @@ import os
 import pty
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
 
 import pytest
-from test_dump import env_for, fake, listing, mem, memfile  # noqa: E402,F401  (helpers and fixtures)
+from helpers import dump_cli, dump_env, dump_mem, one_line_error
 
 from pyphys import dump
 from pyphys.errors import PyphysError
 
-
-def cli(tmp_path, *args, **kw):
-    return subprocess.run(
-        [sys.executable, "-m", "pyphys", "dump", *args],
-        env=env_for(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        **kw,
-    )
+cli, env_for, mem = dump_cli, dump_env, dump_mem
 
 
-def one_line_error(proc) -> str:
-    assert proc.stdout == ""
-    assert "Traceback" not in proc.stderr
-    assert proc.stderr.count("\n") == 1, proc.stderr
-    assert proc.stderr.startswith("pyphys dump: ")
-    return proc.stderr
+def listing(directory) -> list[str]:
+    return sorted(os.listdir(directory))
 
 
 @pytest.mark.parametrize(
     "args, rc, words",
     [
-        (["0x2000-0x1000"], 2, "reversed"),
+        (["0x2000-0x1000"], 2, "ends before it starts"),
         (["0x100000+1M", "0x1ff000+8K"], 2, "overlap"),
         (["0x500000+4K"], 1, "not all System RAM: 0x500000 is in PCI Bus 0000:00"),
         (["0xc00000+4K"], 1, "a hole"),
-        (["banana"], 2, "START-END"),
+        (["banana"], 2, "not a range"),
+        (["0x100000+4K", "-f", "padded", "-o", "-"], 2, "cannot stream the padded format"),
+        (["0x100000+4K", "--json", "-o", "-"], 2, "--json and -o - both want standard output"),
+        (["0x100000+4K", "-o", "/dev/stdout"], 2, "give -o -"),
+        (["0x100000+4K", "--resume"], 2, "nothing to resume"),
         (["--block-size", "1000"], 2, "multiple of 4K"),
-        (["-f", "elf"], 2, "invalid choice"),
+        (["-f", "vmcore"], 2, "invalid choice"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(fake, tmp_path, args, rc, words):
-    proc = cli(tmp_path, *args, "-o", str(fake / "x.lime"))
+    proc = cli(tmp_path, *args, *([] if "-o" in args else ["-o", str(fake / "x.lime")]))
     assert proc.returncode == rc
     if "invalid choice" in words:  # argparse's own usage message
         assert words in proc.stderr
@@ -71,21 +63,35 @@ def test_existing_output(fake, tmp_path):
     assert (fake / "x.lime").read_bytes() == b"keep me" and listing(fake) == ["x.lime"]
     proc = cli(tmp_path, "--force", "-o", str(fake / "x.lime"))
     assert proc.returncode == 0, proc.stderr
-    assert listing(fake) == ["x.lime", "x.lime.sha256"]
+    assert listing(fake) == ["x.lime", "x.lime.json", "x.lime.sha256"]
 
 
 def test_missing_directory(fake, tmp_path):
     proc = cli(tmp_path, "-o", str(fake / "no" / "x.lime"))
-    assert proc.returncode == 1 and "No such file or directory" in one_line_error(proc)
+    assert proc.returncode == 1 and "no such directory" in one_line_error(proc)
+
+
+def test_force_replaces_a_regular_file_not_a_device_node(fake, tmp_path):
+    """The "one dialect" case: mknod /tmp/ff c 1 7; pyphys dump -o /tmp/ff 0x100000+64K --force."""
+    node = fake / "ff"
+    if os.geteuid() == 0:
+        os.mknod(node, 0o600 | stat.S_IFCHR, os.makedev(1, 7))  # /dev/full's numbers
+    else:
+        os.mkfifo(node)
+    proc = cli(tmp_path, "-o", str(node), "0x100000+64K", "--force")
+    assert proc.returncode == 2 and "regular files only" in one_line_error(proc)
+    assert not stat.S_ISREG(os.lstat(node).st_mode) and listing(fake) == ["ff"]
 
 
 def test_summary_lists_file_offsets_and_no_bar_off_a_tty(fake, tmp_path, memfile):
     proc = cli(tmp_path, "-f", "raw", "0x800000+4K", "0x1000+0x100", "-o", str(fake / "s.raw"))
     assert proc.returncode == 0 and proc.stderr == ""
-    rows = re.findall(r"^\s+(0x[0-9a-f]+)-(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)$", proc.stdout, re.M)
-    assert rows == [("0x1000", "0x10ff", "0x100", "0x0"), ("0x800000", "0x800fff", "0x1000", "0x100")]
+    rows = re.findall(
+        r"^\s+(0x[0-9a-f]+)-(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+[0-9a-f]{16}$", proc.stdout, re.M
+    )
+    assert rows == [("0x1000", "0x1100", "0x100", "0x0"), ("0x800000", "0x801000", "0x1000", "0x100")]
     data = (fake / "s.raw").read_bytes()
-    assert data[0x100:] == mem(0x800000, 0x800FFF, memfile)
+    assert data[0x100:] == mem(0x800000, 0x801000, memfile)
     sha = re.search(r"^sha256 ([0-9a-f]{64}) ", proc.stdout, re.M).group(1)
     assert (fake / "s.raw.sha256").read_text() == f"{sha}  s.raw\n"
 
@@ -127,7 +133,7 @@ def _wait_for_temp(directory, proc, min_size=0, timeout=30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for name in os.listdir(directory):
-            if name.endswith(".pyphys-tmp"):
+            if name.endswith(".pyphys-partial"):
                 try:
                     if os.path.getsize(os.path.join(directory, name)) > min_size or not min_size:
                         return True
@@ -244,7 +250,7 @@ def test_disk_fills_up_mid_dump(fake, tmp_path, direct):
         msg = str(info.value)
         assert "no space left on device after 64.0 KiB of 2.0 MiB" in msg
         assert "partial file was removed" in msg
-        assert listing(small) == ["filler"]
+        assert listing(small) == ["filler"]  # before any checkpoint: nothing worth resuming
 
 
 @pytest.mark.host_root

@@ -1,0 +1,33 @@
+"""Fixtures shared by test modules of tests/unit (each block names its area)."""
+
+from __future__ import annotations
+
+import array
+import os
+
+import pytest
+from helpers import DUMP_IOMEM, DUMP_MEM_SIZE
+
+# -- dump: a stand-in /dev/mem and /proc/iomem (tests/unit/test_dump*.py) ---------------------
+
+
+@pytest.fixture(scope="session")
+def memfile(tmp_path_factory):
+    """Every 8-byte word holds its own physical address (any offset error shows up)."""
+    path = tmp_path_factory.mktemp("mem") / "mem"
+    path.write_bytes(array.array("Q", range(0, DUMP_MEM_SIZE, 8)).tobytes())
+    return path
+
+
+@pytest.fixture
+def fake(tmp_path, memfile):
+    """/dev/mem -> ``memfile``, /proc/iomem = DUMP_IOMEM; returns an empty output directory."""
+    from pyphys import paths
+
+    for d in ("dev", "proc", "sys", "out"):
+        (tmp_path / d).mkdir()
+    os.symlink(memfile, tmp_path / "dev" / "mem")
+    (tmp_path / "proc" / "iomem").write_text(DUMP_IOMEM)
+    old = paths.set_roots(dev=str(tmp_path / "dev"), proc=str(tmp_path / "proc"), sys=str(tmp_path / "sys"))
+    yield tmp_path / "out"
+    paths.set_roots(**old)
