@@ -310,7 +310,8 @@ def _check_module(cfg: dict | None, words: list[str]) -> list[Check]:
                 Check(
                     "pyphys.ko",
                     OK,
-                    f"loaded: buffer at {info.buffer_phys:#x} ({info.buffer_size} bytes), nodename at {info.nodename_phys:#x}",
+                    f"loaded: buffer at {info.buffer_phys:#x} ({info.buffer_size} bytes), "
+                    f"nodename at {info.nodename_phys:#x}",
                 )
             )
         except (ImportError, PyphysError) as err:
@@ -356,7 +357,8 @@ def _check_module(cfg: dict | None, words: list[str]) -> list[Check]:
                     "module signing",
                     WARN,
                     "enforced: an unsigned pyphys.ko will not load",
-                    "sign it with the kernel's key (scripts/sign-file) or boot with module.sig_enforce=0 on a kernel without MODULE_SIG_FORCE",
+                    "sign it with the kernel's key (scripts/sign-file) or boot with module.sig_enforce=0 "
+                    "on a kernel without MODULE_SIG_FORCE",
                 )
             )
         elif cfg is not None and cfg.get("CONFIG_MODULE_SIG") == "y":

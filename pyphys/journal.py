@@ -170,7 +170,10 @@ class Entry(_Record):
 
 
 class WriteRecord(_Record):
-    """What :func:`journaled_write` did: entry ``id``, ``addr``, ``old`` and ``new`` bytes, ``readback``, ``verified``."""
+    """What :func:`journaled_write` did.
+
+    Entry ``id``, ``addr``, ``old`` and ``new`` bytes, ``readback``, ``verified``.
+    """
 
     __slots__ = ("id", "addr", "old", "new", "readback", "verified")
     _fields = __slots__

@@ -1436,7 +1436,8 @@ def reopen(description: dict, writable: bool = True):
     dev = select_device(Selector(address=address))
     if (dev.vendor, dev.device) != (description.get("vendor"), description.get("device")):
         raise NotFoundError(
-            f"{address} is now {dev.ids}, not the {description.get('vendor', 0):04x}:{description.get('device', 0):04x} "
+            f"{address} is now {dev.ids}, not the "
+            f"{description.get('vendor', 0):04x}:{description.get('device', 0):04x} "
             "the journal recorded",
             "the bus was re-enumerated: undo by hand",
         )

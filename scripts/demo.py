@@ -36,7 +36,8 @@ def main() -> int:
         return 1
     try:
         step(
-            f"booted {vm.kernel.release} under QEMU ({vm.accel.upper()}) in {vm.boot_seconds:.1f} s; pyphys.ko loaded from {vm.ko}"
+            f"booted {vm.kernel.release} under QEMU ({vm.accel.upper()}) in {vm.boot_seconds:.1f} s; "
+            f"pyphys.ko loaded from {vm.ko}"
         )
         print(vm.run("ls -l /sys/kernel/pyphys/").out, end="")
         before = vm.run("uname -n").out.strip()

@@ -233,7 +233,8 @@ def check_access(pm, resolver: Resolver, op: Op, force: bool) -> None:
         where = f"past the end of the physical map ({last:#x})" if a > last else "in a hole of the physical address map"
         raise RegionError(
             f"{a:#x} is {where}: no /proc/iomem region (RAM ends at {tree.ram_end:#x})",
-            "accessing it may read bus garbage or hang the machine; `pyphys iomem` shows the map; --force to try anyway",
+            "accessing it may read bus garbage or hang the machine; `pyphys iomem` shows the map; "
+            "--force to try anyway",
         )
     if op.kind != "w":
         return
@@ -433,7 +434,8 @@ def run_batch(pm, ops: list[Op], journal=None) -> list[dict]:
                     if back != op.value:
                         jr.mark(entry_id, "actual", back.to_bytes(op.size, "little"))
                         raise VerifyError(
-                            f"batch line {op.line}: wrote {fmt_word(op.value, op.width)} at {op.addr:#x}, read back {fmt_word(back, op.width)}",
+                            f"batch line {op.line}: wrote {fmt_word(op.value, op.width)} at {op.addr:#x}, "
+                            f"read back {fmt_word(back, op.width)}",
                             f"journal entry {entry_id}",
                         )
             finally:

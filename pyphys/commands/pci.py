@@ -305,7 +305,8 @@ def format_device(dev) -> str:
     ]
     for bar in dev.bars:
         lines.append(
-            f"        BAR{bar.index}  {bar.type_text:<22} {bar.start:#018x}  size {bar.size:#x} ({_human_size(bar.size)})"
+            f"        BAR{bar.index}  {bar.type_text:<22} {bar.start:#018x}  "
+            f"size {bar.size:#x} ({_human_size(bar.size)})"
         )
     if not dev.bars:
         lines.append("        no BARs")

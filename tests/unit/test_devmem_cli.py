@@ -85,7 +85,7 @@ def test_read_matches_file_in_busybox_format(lab, capsys, width):
     rc, out, err = pyphys(capsys, "devmem", hex(addr), width)
     assert rc == 0
     want = int.from_bytes(mem(lab, addr, bits // 8), "little")
-    assert out == "0x%0*X\n" % (bits // 4, want)
+    assert out == f"0x{want:0{bits // 4}X}\n"
     assert "System RAM > pyphys buffer+0x18" in err
 
 

@@ -40,7 +40,8 @@ def _checkpatch(path: Path) -> tuple[tuple[int, int, int], str]:
     trees = _kernel_trees()
     if not trees:
         pytest.skip(
-            f"no kernel tree with scripts/checkpatch.pl (set PYPHYS_KERNEL_TREE or run scripts/build-kernel.sh; looked in {CACHE})"
+            f"no kernel tree with scripts/checkpatch.pl (set PYPHYS_KERNEL_TREE or run scripts/build-kernel.sh; "
+            f"looked in {CACHE})"
         )
     if not shutil.which("perl"):
         pytest.skip("perl is not installed: checkpatch.pl cannot run")

@@ -99,7 +99,8 @@ def test_devmem_write_appears_in_sysfs_and_back(lab_vm):
         # busybox devmem -> kernel
         assert lab_vm.run(f"busybox devmem {phys + 0x80:#x} 32 0xcafef00d").rc == 0
         kernel_side = lab_vm.python(
-            "import struct;b=open('/sys/kernel/pyphys/buffer','rb').read();print(hex(struct.unpack_from('<I',b,0x80)[0]))"
+            "import struct;b=open('/sys/kernel/pyphys/buffer','rb').read();"
+            "print(hex(struct.unpack_from('<I',b,0x80)[0]))"
         )
         assert kernel_side.out.strip() == "0xcafef00d"
         # kernel -> /dev/mem: a sysfs write is seen by busybox devmem and by pyphys

@@ -336,7 +336,8 @@ def _claimed_bar(vm):
     """A memory BAR busy in /proc/iomem under a driver's name (virtio-pci-modern in both guests)."""
     iomem = ok(vm.run("cat /proc/iomem"))
     m = re.search(
-        r"\n  ([0-9a-f]+)-[0-9a-f]+ : ([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])\n    \1-[0-9a-f]+ : virtio-pci-modern",
+        r"\n  ([0-9a-f]+)-[0-9a-f]+ : ([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])"
+        r"\n    \1-[0-9a-f]+ : virtio-pci-modern",
         iomem,
     )
     assert m, iomem
