@@ -35,6 +35,7 @@ from pyphys.record import Record
 
 REPO = kernels.REPO
 IVSHMEM_SIZE = 1 << 20
+EDU_DMA_MASK = 0xFFFFFFFF  # -device edu,dma_mask=: what `pyphys pci dma --dma-mask` must be told
 SWAP_SIZE = 64 << 20
 
 
@@ -73,11 +74,13 @@ def qemu_device_opts(
     cpu: str | None = None,
     devices: tuple[str, ...] | list[str] = (),
 ) -> list[str]:
-    """QEMU options for the lab's devices: edu, ivshmem-plain (backed by ``shm_path``), a PCIe
+    """QEMU options for the lab's devices: edu (32-bit DMA mask), ivshmem-plain (backed by ``shm_path``), a PCIe
     root port with a driverless virtio device behind it (PCI Express and extended capabilities
     on real config space), the swap disk, the agent port, then ``devices`` (raw QEMU words)."""
+    # edu masks every DMA address to 28 bits unless told otherwise (edu.c); with 32 bits the
+    # whole RAM of a guest of up to 2 GiB is in reach, as a 32-bit-DMA PCI device would see it
     opts = [
-        "-device", "edu",
+        "-device", f"edu,dma_mask={EDU_DMA_MASK:#x}",
         "-object", f"memory-backend-file,id=pyphysshm,size={ivshmem_size},share=on,mem-path={shm_path}",
         "-device", "ivshmem-plain,memdev=pyphysshm",
         "-device", "pcie-root-port,id=pyphysrp,chassis=1,slot=1",

@@ -3,7 +3,7 @@ reference solution and `pyphys lab check N` typed at the prompt it opens.
 
 Prints one row per lab: seconds from the command to the guest's prompt, seconds for the
 whole session (solution + check + power-off), and whether the check passed.
-Usage: python scripts/lab-times.py [N ...]   (default: all six; `make lab-times`)
+Usage: python scripts/lab-times.py [N ...]   (default: every lab; `make lab-times`)
 Exit status 0 only if every lab reached its prompt and passed its check.
 """
 

@@ -122,6 +122,9 @@ def register(sub, name: str, help_text: str) -> None:
     selection(q)
     q.set_defaults(func=run_config)
 
+    from pyphys.commands import pci_dma
+
+    pci_dma.add_parser(psub)
     p.set_defaults(func=lambda args: _no_action(p))
 
 

@@ -172,6 +172,24 @@ LABS: dict[int, Lab] = {
                 Key("efault_errno", "errno name of the O_DIRECT write straight from the /dev/mem mapping"),
             ),
         ),
+        Lab(
+            7,
+            "dma",
+            "let the device copy your memory: bus mastering and edu's DMA engine",
+            "lab",
+            (
+                Key("edu_slot", "PCI address of the edu device (DDDD:BB:SS.F)"),
+                Key("buffer_phys", "physical address of pyphys.ko's buffer (the bus address the device uses)"),
+                Key("command_before", "COMMAND register (config 0x04, 16 bits) before you turned bus mastering on"),
+                Key("command_after", "the COMMAND register after"),
+                Key("message_offset", "offset in the module's buffer where you put your message"),
+                Key("message", "your message (1 to 256 bytes)"),
+                Key("device_offset", "offset in edu's own 4 KiB buffer where the device copied it"),
+                Key("changed_text", "the text you then wrote over the message in the module's buffer"),
+                Key("copy_offset", "offset in the module's buffer where the device copied the message back"),
+                Key("journal_entry", "id of the journal entry holding the RAM bytes that copy overwrote"),
+            ),
+        ),
     )
 }
 

@@ -8,12 +8,6 @@ from pyphys.labs import probes
 from pyphys.labs.probes import EDU_ID, EDU_LIVENESS, ProbeError
 
 
-def _slot(text: str) -> str:
-    """'00:05.0' and '0000:00:05.0' name the same function (lspci prints domain 0000 or omits it)."""
-    a = text.strip().lower()
-    return a if a.count(":") == 2 else "0000:" + a
-
-
 def grade(g) -> None:
     edu, ivs = probes.pci_find(0x1234, 0x11E8), probes.pci_find(0x1AF4, 0x1110)
     if len(edu) != 1 or len(ivs) != 1:
@@ -22,8 +16,8 @@ def grade(g) -> None:
             "start the VM with `pyphys lab start 5`"
         )
     edu, ivs = edu[0], ivs[0]
-    g.expect("edu_slot", edu, wrong="is not edu (1234:11e8): `pyphys pci list`", show=str, normalize=_slot)
-    g.expect("ivshmem_slot", ivs, wrong="is not ivshmem (1af4:1110)", show=str, normalize=_slot)
+    g.expect("edu_slot", edu, wrong="is not edu (1234:11e8): `pyphys pci list`", show=str, normalize=probes.pci_slot)
+    g.expect("ivshmem_slot", ivs, wrong="is not ivshmem (1af4:1110)", show=str, normalize=probes.pci_slot)
 
     edu_keys = ("edu_id", "liveness_in", "liveness_out", "factorial_in", "factorial_out")
     with g.needs(*edu_keys), probes.BarMap(edu, 0, writable=True) as bar0:

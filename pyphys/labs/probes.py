@@ -40,6 +40,10 @@ LIME_MAGIC = 0x4C694D45
 # QEMU docs/specs/edu.rst: BAR0 registers
 EDU_ID, EDU_LIVENESS, EDU_FACTORIAL, EDU_STATUS = 0x00, 0x04, 0x08, 0x20
 EDU_STATUS_COMPUTING = 0x01
+# edu.rst's DMA engine: source, destination, count, command (bit 0 run, bit 1 device -> RAM);
+# the device's own buffer sits at 0x40000 of its address space
+EDU_DMA_SRC, EDU_DMA_DST, EDU_DMA_COUNT, EDU_DMA_CMD = 0x80, 0x88, 0x90, 0x98
+EDU_DMA_BUF = 0x40000
 
 
 class ProbeError(PyphysError):
@@ -158,6 +162,14 @@ def module_buffer() -> tuple[int, bytes]:
     """(buffer_phys, content) of pyphys.ko's buffer, as the kernel reports them in sysfs."""
     phys = sysfs_number("kernel", "pyphys", "buffer_phys")
     return phys, _read(paths.sys("kernel", "pyphys", "buffer"), binary=True, hint=_NO_MODULE)
+
+
+def module_buffer_write(offset: int, data: bytes) -> None:
+    """Write ``data`` into pyphys.ko's buffer at ``offset`` through its sysfs file."""
+    path = paths.sys("kernel", "pyphys", "buffer")
+    with oserrors(f"cannot write {path}"), open(path, "r+b", buffering=0) as f:
+        f.seek(offset)
+        f.write(data)
 
 
 def mem_device_on() -> bool:
@@ -318,6 +330,18 @@ def pci_find(vendor: int, device: int) -> list[str]:
     return found
 
 
+def pci_slot(text: str) -> str:
+    """'00:05.0' and '0000:00:05.0' name the same function (lspci prints domain 0000 or omits it)."""
+    a = text.strip().lower()
+    return a if a.count(":") == 2 else "0000:" + a
+
+
+def pci_command(slot: str) -> int:
+    """The 16-bit COMMAND register (config offset 0x04) from the device's sysfs ``config``."""
+    data = _pread(paths.sys("bus", "pci", "devices", slot, "config"), 2, 0x04)
+    return int.from_bytes(data, "little")
+
+
 def pci_bar(slot: str, bar: int) -> tuple[int, int]:
     """(start, size) of BAR ``bar`` from the device's sysfs ``resource`` file."""
     path = paths.sys("bus", "pci", "devices", slot, "resource")
@@ -373,6 +397,22 @@ def edu_factorial(bar0: BarMap, n: int) -> int:
     while bar0.read32(EDU_STATUS) & EDU_STATUS_COMPUTING and time.monotonic() < deadline:
         time.sleep(0.01)
     return bar0.read32(EDU_FACTORIAL)
+
+
+def edu_dma_to_ram(bar0: BarMap, device_offset: int, ram: int, n: int) -> None:
+    """Let edu copy ``n`` bytes of its own buffer at ``device_offset`` into RAM at ``ram`` (a
+    32-bit bus address), and wait until its command register says it is done (edu.rst)."""
+    import time
+
+    bar0.write32(EDU_DMA_SRC, EDU_DMA_BUF + device_offset)
+    bar0.write32(EDU_DMA_DST, ram)
+    bar0.write32(EDU_DMA_COUNT, n)
+    bar0.write32(EDU_DMA_CMD, 0x3)
+    deadline = time.monotonic() + 10
+    while bar0.read32(EDU_DMA_CMD) & 1:
+        if time.monotonic() > deadline:
+            raise ProbeError("edu did not finish a DMA within 10 s")
+        time.sleep(0.01)
 
 
 # -- dump files ----------------------------------------------------------------------------------

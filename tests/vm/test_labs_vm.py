@@ -1,4 +1,4 @@
-"""The six classroom labs in the lab VM: each reference solution passes `pyphys lab check N`, and a
+"""The classroom labs in the lab VM: each reference solution passes `pyphys lab check N`, and a
 deliberately wrong result fails it with a message that names the value and says what to do.
 
 Ground truth is the checker's business (pyphys/labs/probes.py reads the kernel's interfaces directly);
@@ -304,3 +304,37 @@ def test_lab_start_gives_a_shell_where_the_lab_works(tmp_path):
     assert f"LABDIR={tmp_path / 'lab5'}" in out
     assert "Lab 5 passed" in out and "CHECK-RC=0" in out, out[-3000:]
     print(f"lab 5 start to prompt: {to_prompt:.1f} s")
+
+
+def test_lab7_edu_dma_into_the_module_buffer(lab_vm):
+    env = _env(lab_vm, 7)
+    slot = lab_vm.run("cd /sys/bus/pci/devices && grep -l 0x11e8 */device | cut -d/ -f1").out.strip()
+    command = f"/sys/bus/pci/devices/{slot}/config"
+    saved = lab_vm.python(f"print(open({command!r},'rb').read()[4:6].hex())").out.strip()
+    try:
+        _solve(lab_vm, 7, env)
+        _assert_passed(_check(lab_vm, 7, env), 7)
+        values = _results(lab_vm, 7)
+        # outside pyphys: the module's own sysfs buffer holds the message where the device put it
+        buf = lab_vm.python("import sys;sys.stdout.buffer.write(open('/sys/kernel/pyphys/buffer','rb').read())")
+        assert buf.out.encode("latin-1")[0x800 : 0x800 + 21] == b"Habari kutoka kwa DMA"
+        assert int(values["command_after"], 0) & 4 and not int(values["command_before"], 0) & 4
+        # the journal holds the RAM's old bytes: undo puts the buffer's load-time pattern back
+        undo = lab_vm.run(f"{PY} -m pyphys undo {values['journal_entry']}", env=env)
+        assert undo.rc == 0, undo
+        word = lab_vm.run(f"busybox devmem {int(values['buffer_phys'], 0) + 0x800:#x} 32")
+        assert int(word.out, 16) == 0x50590000 | (0x800 // 4), word
+
+        wrong = dict(
+            values, copy_offset="0x900", command_before=values["command_after"], changed_text=values["message"]
+        )
+        _write_results(lab_vm, "/tmp/lab7-wrong.txt", wrong)
+        res = _check(lab_vm, 7, env, "/tmp/lab7-wrong.txt")
+        assert res.rc == 1, res
+        assert "bit 2 set" in _line(res.out, "command_before")
+        assert _line(res.out, "copy_offset").startswith("WRONG")
+        assert "begins like the message" in _line(res.out, "changed_text")
+    finally:
+        lab_vm.python(f"import os;fd=os.open({command!r},os.O_WRONLY);os.pwrite(fd,bytes.fromhex({saved!r}),4)")
+        _restore_buffer(lab_vm)
+        _cleanup(lab_vm, 7)
