@@ -190,6 +190,22 @@ LABS: dict[int, Lab] = {
                 Key("journal_entry", "id of the journal entry holding the RAM bytes that copy overwrote"),
             ),
         ),
+        Lab(
+            8,
+            "swap",
+            "swap: a page leaves RAM, pagemap says where it went, and you read it on the disk",
+            "lab",
+            (
+                Key("swap_device", "the block device you made the swap area on (e.g. /dev/vda)"),
+                Key("pid", "pid of the lab 8 process (it prints it)"),
+                Key("vaddr", "virtual address of its page (it prints it)"),
+                Key("pfn_before", "PFN of the page before it was paged out"),
+                Key("swap_type", "swap type in the page's pagemap entry once paged out"),
+                Key("swap_offset", "swap offset in that entry"),
+                Key("swap_text", "the text you read on the swap device at that offset"),
+                Key("pfn_after", "PFN of the page after the process read it back"),
+            ),
+        ),
     )
 }
 

@@ -25,6 +25,8 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 # Documentation/admin-guide/mm/pagemap.rst: the /proc/PID/pagemap entry
 PM_PFN_MASK = (1 << 55) - 1  # bits 0-54: page frame number if present
 PM_EXCLUSIVE = 1 << 56  # bit 56: page exclusively mapped (since 4.2)
+PM_SWAP = 1 << 62  # bit 62: page swapped; then bits 0-4 are the swap type, 5-54 the offset
+PM_SWAP_TYPE_BITS = 5
 PM_PRESENT = 1 << 63  # bit 63: page present
 # ... and /proc/kpageflags bit numbers (include/uapi/linux/kernel-page-flags.h)
 KPF_COMPOUND_HEAD = 15
@@ -311,6 +313,13 @@ def journal_entries() -> list:
         return journal.Journal().entries()
     except (PyphysError, OSError):
         return []
+
+
+def swap_areas() -> list[str]:
+    """Filenames of the active swap areas, in swap-type order (mm/swapfile.c's swap_show walks
+    swap_info[] by type)."""
+    lines = _read(paths.proc("swaps")).splitlines()[1:]
+    return [line.split()[0].replace("\\040", " ") for line in lines if line.strip()]
 
 
 # -- PCI, straight from sysfs (Documentation/PCI/sysfs-pci.rst) --------------------------------

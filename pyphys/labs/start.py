@@ -125,6 +125,12 @@ def start(number: int, *, kvm: bool = False, memory: str = "1G", base: str | Non
     if number == 5:
         # the host's half of the shared-memory exercise: a message the student reads in BAR2
         shm_data = f"hello from the host {secrets.token_hex(4)}".encode() + b"\0"
+    swap = None
+    if number == 8:
+        # lab 8's swap disk: a sparse file on the host, a virtio disk with serial pyphys-swap in the guest
+        swap = os.path.join(labdir, "swapdisk.img")
+        with oserrors(f"cannot create {swap}"), open(swap, "wb") as f:
+            f.truncate(labvm.SWAP_SIZE)
     intro = (
         f"pyphys lab start {number}: {lab.title}\n"
         f"  booting the {lab.kernel} kernel {kernel.release} under QEMU "
@@ -134,6 +140,7 @@ def start(number: int, *, kvm: bool = False, memory: str = "1G", base: str | Non
         f"  ivshmem:   BAR2 is backed by the host file {shm}"
         + ("  (look: hd " + shm + " | head)" if number == 5 else "")
         + "\n"
+        + (f"  swap disk: serial pyphys-swap in the guest, backed by the host file {swap}\n" if swap else "")
     )
     return labvm.interactive_shell(
         lab.kernel,
@@ -144,4 +151,5 @@ def start(number: int, *, kvm: bool = False, memory: str = "1G", base: str | Non
         shm_path=shm,
         shm_data=shm_data,
         intro=intro,
+        swap_path=swap,
     )

@@ -338,3 +338,26 @@ def test_lab7_edu_dma_into_the_module_buffer(lab_vm):
         lab_vm.python(f"import os;fd=os.open({command!r},os.O_WRONLY);os.pwrite(fd,bytes.fromhex({saved!r}),4)")
         _restore_buffer(lab_vm)
         _cleanup(lab_vm, 7)
+
+
+def test_lab8_page_to_swap_and_back(lab_vm):
+    env = _env(lab_vm, 8)
+    try:
+        _solve(lab_vm, 8, env)
+        _assert_passed(_check(lab_vm, 8, env), 8)
+        values = _results(lab_vm, 8)
+        # outside the guest: the host file behind the swap disk holds the page at the entry's offset
+        with open(lab_vm.swap_path, "rb") as f:
+            f.seek(int(values["swap_offset"], 0) * 4096)
+            assert f.read(len(values["swap_text"])).decode() == values["swap_text"]
+        assert values["swap_text"].startswith("lab 8 was here, secret ")
+
+        wrong = dict(values, swap_offset=hex(int(values["swap_offset"], 0) * 4096), swap_type="3")
+        _write_results(lab_vm, "/tmp/lab8-wrong.txt", wrong)
+        res = _check(lab_vm, 8, env, "/tmp/lab8-wrong.txt")
+        assert res.rc == 1, res
+        assert "in bytes; the entry counts pages" in _line(res.out, "swap_offset")
+        assert _line(res.out, "swap_type").startswith("WRONG")
+    finally:
+        lab_vm.run("pkill -f lab8_process.py; swapoff -a; rm -f /tmp/lab8-process.json /tmp/lab8-process.out")
+        _cleanup(lab_vm, 8)
