@@ -44,8 +44,8 @@ def anonymous(size: int) -> mmap.mmap:
 
 
 def advise(m: mmap.mmap, advice: int, *args: int) -> bool:
-    """madvise(2), best effort: the lab kernel is built without it (CONFIG_ADVISE_SYSCALLS off:
-    ENOSYS), and there THP is "always" anyway (/sys/kernel/mm/transparent_hugepage/enabled)."""
+    """madvise(2), best effort: a kernel built without CONFIG_ADVISE_SYSCALLS answers ENOSYS,
+    and where THP is "always" (/sys/kernel/mm/transparent_hugepage/enabled) it is not needed."""
     try:
         m.madvise(advice, *args)
         return True

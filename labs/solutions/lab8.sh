@@ -15,7 +15,9 @@ grep -q "^$DEV " /proc/swaps || { mkswap -f "$DEV" >/dev/null; swapon "$DEV"; }
 cat /proc/swaps
 
 # step 2: the process and its page
-python3 docs/labs/lab8_process.py > /tmp/lab8-process.out &
+pkill -f lab8_process.py || true
+rm -f /tmp/lab8-process.out /tmp/lab8-process.json
+nohup python3 docs/labs/lab8_process.py > /tmp/lab8-process.out 2>&1 </dev/null &
 PID=$!
 while [ ! -s /tmp/lab8-process.out ]; do sleep 0.1; done
 VADDR=$(python3 -c "import json; print(hex(json.load(open('/tmp/lab8-process.json'))['vaddr']))")
