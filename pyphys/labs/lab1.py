@@ -5,39 +5,13 @@ from __future__ import annotations
 
 import struct
 
-from pyphys import paths
 from pyphys.labs import probes
 from pyphys.labs.grading import pfn_slips, phys_slips
 from pyphys.labs.probes import PAGE_SIZE, PM_EXCLUSIVE, ProbeError
 
-STATE = "/tmp/lab1-process.json"  # written by docs/labs/lab1_process.py
-
-
-def _process() -> dict:
-    """The running lab 1 process's state file; ProbeError saying how to start it."""
-    import json
-
-    try:
-        with open(STATE) as f:
-            st = json.load(f)
-        pids = int(st["pid"]), int(st["child_pid"])
-        for p in pids:
-            # a stale state file (guest /tmp overlays the host's /tmp) may name a pid that is now
-            # some other process: it must be lab1_process.py itself
-            with open(paths.proc(p, "cmdline"), "rb") as f:
-                if b"lab1_process.py" not in f.read():
-                    raise ProcessLookupError(f"pid {p} is not lab1_process.py")
-    except (OSError, ValueError, KeyError) as err:
-        why = f" ({err.strerror or err})" if isinstance(err, OSError) else ""
-        raise ProbeError(
-            f"the lab 1 process is not running{why}: start it with `python3 docs/labs/lab1_process.py &` "
-            "and redo the steps with its pids"
-        ) from None
-    return st
-
 
 def grade(g) -> None:
-    st = _process()
+    st = probes.lab_process(1, ("pid", "child_pid"))
     pid, child = int(st["pid"]), int(st["child_pid"])
     g.expect("pid", pid, wrong="is not the lab 1 process (its first line of output names it)")
     g.expect("child_pid", child, wrong="is not its child (`pgrep -P PID`, or the lab 1 process's output)")

@@ -6,34 +6,13 @@ from __future__ import annotations
 
 import os
 
-from pyphys import paths
 from pyphys.labs import probes
 from pyphys.labs.grading import pfn_slips
 from pyphys.labs.probes import PAGE_SIZE, PM_PFN_MASK, PM_PRESENT, PM_SWAP, PM_SWAP_TYPE_BITS, ProbeError
 
-STATE = "/tmp/lab8-process.json"  # written by docs/labs/lab8_process.py
-
-
-def _process() -> dict:
-    import json
-
-    try:
-        with open(STATE) as f:
-            st = json.load(f)
-        with open(paths.proc(int(st["pid"]), "cmdline"), "rb") as f:
-            if b"lab8_process.py" not in f.read():
-                raise ProcessLookupError(f"pid {st['pid']} is not lab8_process.py")
-    except (OSError, ValueError, KeyError) as err:
-        why = f" ({err.strerror or err})" if isinstance(err, OSError) else ""
-        raise ProbeError(
-            f"the lab 8 process is not running{why}: start it with `python3 docs/labs/lab8_process.py &` "
-            "and redo the steps with its pid"
-        ) from None
-    return st
-
 
 def grade(g) -> None:
-    st = _process()
+    st = probes.lab_process(8)
     entries = st.get("entries", {})
     g.expect("pid", int(st["pid"]), wrong="is not the lab 8 process (it prints its pid)")
     g.expect("vaddr", int(st["vaddr"]), wrong="is not the page's address (the process prints it)", show=hex)

@@ -89,6 +89,30 @@ def present_pfn(pid: int, vaddr: int) -> tuple[int, int]:
     return pfn, e
 
 
+def lab_process(number: int, pid_keys: tuple[str, ...] = ("pid",)) -> dict:
+    """The state file /tmp/labN-process.json of lab N's process (docs/labs/labN_process.py), once
+    every pid it names is that script; ProbeError saying how to start it otherwise."""
+    import json
+
+    script = f"lab{number}_process.py"
+    try:
+        with open(f"/tmp/lab{number}-process.json") as f:
+            st = json.load(f)
+        for p in (int(st[k]) for k in pid_keys):
+            # a stale state file (guest /tmp overlays the host's /tmp) may name a pid that is now
+            # some other process: it must be the lab's script itself
+            with open(paths.proc(p, "cmdline"), "rb") as f:
+                if script.encode() not in f.read():
+                    raise ProcessLookupError(f"pid {p} is not {script}")
+    except (OSError, ValueError, KeyError) as err:
+        why = f" ({err.strerror or err})" if isinstance(err, OSError) else ""
+        raise ProbeError(
+            f"the lab {number} process is not running{why}: start it with `python3 docs/labs/{script} &` "
+            "and redo the steps with its pid" + ("s" if len(pid_keys) > 1 else "")
+        ) from None
+    return st
+
+
 def kpageflags(pfn: int, count: int = 1) -> list[int]:
     """Raw /proc/kpageflags words for ``count`` frames from ``pfn``."""
     data = _pread(paths.proc("kpageflags"), 8 * count, pfn * 8)
