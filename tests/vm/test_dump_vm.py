@@ -327,27 +327,27 @@ def test_whole_ram_lime_opens_in_volatility3(lab_vm):
 # -- Debian's stock kernel: /dev/mem refuses RAM, the module's device takes over ----------------
 
 
-def test_stock_kernel_dump_through_module_device(stock_vm):
-    addr = sysfs_hex(stock_vm, "buffer_phys")
+def test_stock_kernel_dump_through_module_device(stock_any_vm):
+    addr = sysfs_hex(stock_any_vm, "buffer_phys")
     page = addr - addr % PAGE
     out = f"/tmp/pyphys-dump-{uuid.uuid4().hex[:8]}.raw"
-    res = stock_vm.pyphys("dump", "-f", "raw", f"{page:#x}+4K", "-o", out)
+    res = stock_any_vm.pyphys("dump", "-f", "raw", f"{page:#x}+4K", "-o", out)
     assert res.rc != 0 and res.err.count("\n") == 1 and "Traceback" not in res.err, res
     assert "STRICT_DEVMEM" in res.err, res
-    assert stock_vm.run(f"ls {out}*").rc != 0  # nothing written
-    stock_vm.load_module(mem_device=1)
+    assert stock_any_vm.run(f"ls {out}*").rc != 0  # nothing written
+    stock_any_vm.load_module(mem_device=1)
     try:
-        addr, content = module_buffer(stock_vm)  # a new module instance: a new buffer
+        addr, content = module_buffer(stock_any_vm)  # a new module instance: a new buffer
         page = addr - addr % PAGE
-        res = stock_vm.pyphys("dump", "-f", "raw", f"{page:#x}+4K", "-o", out)
+        res = stock_any_vm.pyphys("dump", "-f", "raw", f"{page:#x}+4K", "-o", out)
         assert res.rc == 0, res
         assert "backend module" in res.out
-        data = fetch(stock_vm, out)
+        data = fetch(stock_any_vm, out)
         assert data[addr - page :] == content[: PAGE - (addr - page)]
         assert content == PATTERN
     finally:
-        stock_vm.run(f"rm -f {out} {out}.sha256")
-        stock_vm.load_module()
+        stock_any_vm.run(f"rm -f {out} {out}.sha256")
+        stock_any_vm.load_module()
 
 
 # -- ELF core: drgn on the host reads what `pyphys hostname` wrote ---------------------------------
