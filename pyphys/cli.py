@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser(only)
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
-            parser.print_help(sys.stderr)
+            sys.stderr.write(f"pyphys: error: no COMMAND given: one of {', '.join(COMMANDS)} (see pyphys --help)\n")
             return 2
     try:
         return int(args.func(args) or 0)
