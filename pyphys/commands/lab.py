@@ -6,6 +6,7 @@ import sys
 
 from pyphys.commands._common import add_json, emit, emit_json
 from pyphys.dialect import parse_number
+from pyphys.errors import UsageError
 
 LAB_EPILOG = """\
 classroom labs (docs/labs/):
@@ -67,19 +68,34 @@ def register(sub, name: str, help_text: str) -> None:
     ck.add_argument("--template", action="store_true", help="print the results file to fill in, and exit")
     add_json(ck, "the report")
     ck.set_defaults(func=_check)
-    p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])
+    actions = ", ".join(lsub.choices)
+    p.set_defaults(func=lambda args: _no_action(actions))
+
+
+def _no_action(actions: str) -> int:
+    sys.stderr.write(f"pyphys lab: error: no ACTION given: one of {actions} (see pyphys lab --help)\n")
+    return 2
+
+
+def _kernel(name: str) -> str:
+    """``name`` if it is a kernel the lab can boot; UsageError otherwise (before anything is built)."""
+    from pyphys import kernels
+
+    if name not in kernels.names() and name != "lab":
+        raise UsageError(f"--kernel {name!r} is not a lab kernel", f"choose one of {', '.join(kernels.names())}")
+    return name
 
 
 def _shell(args) -> int:
     from pyphys import labvm
 
-    return labvm.interactive_shell(args.kernel, kvm=args.kvm)
+    return labvm.interactive_shell(_kernel(args.kernel), kvm=args.kvm)
 
 
 def _run(args) -> int:
     from pyphys.labvm import LabVM
 
-    with LabVM(args.kernel, module=not args.no_module, quiet=False) as vm:
+    with LabVM(_kernel(args.kernel), module=not args.no_module, quiet=False) as vm:
         print(
             f"[pyphys lab] {vm.kernel.name} kernel {vm.kernel.release} booted in {vm.boot_seconds:.1f} s ({vm.accel})",
             file=sys.stderr,
