@@ -119,7 +119,7 @@ def run(args) -> int:
     from pyphys import dump as dumplib
     from pyphys.dialect import parse_size
     from pyphys.dump_io import partial_name, size_text
-    from pyphys.errors import UsageError
+    from pyphys.errors import PyphysError, UsageError
 
     ranges = [dumplib.parse_range(text) for text in args.ranges] or None
     block = parse_size(args.block_size, "block size", maximum=64 << 20)
@@ -129,6 +129,9 @@ def run(args) -> int:
     if stream and args.json:
         raise UsageError("--json and -o - both want standard output", "give --meta PATH for the metadata")
     meta = True if args.meta is None else args.meta
+    if isinstance(meta, str) and not os.path.isdir(os.path.dirname(os.path.abspath(meta))):
+        # refused here, before any memory is read: the sidecar is written last
+        raise PyphysError(f"--meta {meta}: cannot write to {os.path.dirname(os.path.abspath(meta))}: no such directory")
 
     progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
 
