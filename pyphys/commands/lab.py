@@ -46,7 +46,7 @@ def register(sub, name: str, help_text: str) -> None:
         "--kernel", default="lab", metavar="KERNEL", help="lab, stock or stock-6.12, as for `pyphys lab shell`"
     )
     rn.add_argument("--no-module", action="store_true", help="do not load pyphys.ko")
-    rn.add_argument("command", nargs="+", help="the command (quote it, or put it after --)")
+    rn.add_argument("guest_command", nargs="+", metavar="COMMAND", help="the command (quote it, or put it after --)")
     rn.set_defaults(func=_run)
 
     ls = lsub.add_parser("list", help="the classroom labs, their kernels and texts")
@@ -100,7 +100,7 @@ def _run(args) -> int:
             f"[pyphys lab] {vm.kernel.name} kernel {vm.kernel.release} booted in {vm.boot_seconds:.1f} s ({vm.accel})",
             file=sys.stderr,
         )
-        res = vm.run(" ".join(args.command), timeout=3600)
+        res = vm.run(" ".join(args.guest_command), timeout=3600)
         sys.stdout.write(res.out)
         sys.stderr.write(res.err)
         return res.rc
