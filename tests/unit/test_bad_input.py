@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -458,6 +459,14 @@ def check(case: C, rc: int, out: str, err: str, changed: list) -> list[str]:
     lines = err.splitlines()
     if len(lines) != 1:
         problems.append(f"{len(lines)} lines on stderr")
+    elif not re.match(r"pyphys( [a-z]+){0,2}: ", err):
+        problems.append("the line does not start with `pyphys COMMAND: `")
+    elif (
+        case.argv
+        and case.argv[0] in cli.COMMANDS
+        and not err.startswith(("pyphys: ", f"pyphys {case.argv[0]}: ", f"pyphys {case.argv[0]} "))
+    ):
+        problems.append(f"the line names another command than {case.argv[0]}")
     if "Traceback" in err:
         problems.append("a traceback")
     if out:
