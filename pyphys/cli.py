@@ -34,6 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lab": ("lab", "the lab VM: shell, run a command, start/check a classroom lab"),
 }
 
+# what shell completion offers for an option's value (shtab reads an action's ``complete``)
+FILE = {"bash": "_shtab_compgen_files", "zsh": "_files"}
+DIRECTORY = {"bash": "_shtab_compgen_dirs", "zsh": "_files -/"}
+
 
 def _parser_class():
     """:class:`argparse.ArgumentParser` with one-line errors (argparse imported only here)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from pyphys.cli import DIRECTORY, FILE
 from pyphys.commands._common import add_json, emit, emit_json
 from pyphys.dialect import parse_number
 from pyphys.errors import UsageError
@@ -59,12 +60,12 @@ def register(sub, name: str, help_text: str) -> None:
     st.add_argument("--memory", default="1G", metavar="SIZE", help="guest RAM, e.g. 512M (default 1G)")
     st.add_argument(
         "--dir", metavar="DIR", help="host directory for the labs' $LABDIR, DIR/labN (default ~/pyphys-labs)"
-    )
+    ).complete = DIRECTORY
     st.set_defaults(func=_start)
 
     ck = lsub.add_parser("check", help="inside the lab VM: grade your results file for lab N")
     ck.add_argument("number", metavar="N", help="lab number (`pyphys lab list`)")
-    ck.add_argument("--file", metavar="PATH", help="results file (default /tmp/labN.txt)")
+    ck.add_argument("--file", metavar="PATH", help="results file (default /tmp/labN.txt)").complete = FILE
     ck.add_argument("--template", action="store_true", help="print the results file to fill in, and exit")
     add_json(ck, "the report")
     ck.set_defaults(func=_check)

@@ -96,9 +96,13 @@ def test_bash_completion_completes(generated, tmp_path):
         'complete_at() { COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMPREPLY=(); _shtab_pyphys; '
         'echo "${COMPREPLY[*]}"; }\n'
         "complete_at pyphys la\ncomplete_at pyphys lab st\ncomplete_at pyphys dump --block\n"
+        "complete_at pyphys dump -o ram\ncomplete_at pyphys lab start 1 --dir lab\n"
     )
-    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60).stdout.splitlines()
-    assert out == ["lab", "start", "--block-size"]
+    (tmp_path / "ram.lime").write_text("")
+    (tmp_path / "labs").mkdir()
+    (tmp_path / "lab.txt").write_text("")
+    run = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert run.stdout.splitlines() == ["lab", "start", "--block-size", "ram.lime", "labs"]
 
 
 def test_man_page_documents_every_command_and_option(generated, parsers):
