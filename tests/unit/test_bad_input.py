@@ -500,7 +500,50 @@ def test_bad_input(case, machine, capsys, monkeypatch):
     assert not problems, f"{case.id}: " + "; ".join(problems) + f"\nstderr: {err}"
 
 
+#: cases also run as a real process (bin/pyphys): nothing more at exit, no traceback from the interpreter
+IN_A_PROCESS = [
+    "(nothing)",
+    "devmem 0x10000000000000000",
+    "devmem 0x1000 q",
+    "devmem --batch {T}/batch-bad-addr",
+    "ksym init_uts_ns+0xffffffffffffffffff",
+    "iomem 0x1000 zz",
+    "pagemap self 1a000",
+    "dump -o {T}/out 0x2000-0x1000",
+    "lab start 1 --memory zz --dir /nonexistent/x",
+    "pci read 00:0a.0 7 0",
+    "undo --last 0",
+]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.id in IN_A_PROCESS], ids=lambda c: c.id)
+def test_bad_input_in_a_process(case, machine):
+    import subprocess
+
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO),
+        PYPHYS_PROC=str(machine / "proc"),
+        PYPHYS_SYS=str(machine / "sys"),
+        PYPHYS_DEV=str(machine / "dev"),
+        PYPHYS_JOURNAL=str(machine / "journal.jsonl"),
+        PYPHYS_PCI_IDS="",
+        PYPHYS_CACHE=str(machine / "cache"),
+        HOME=str(machine / "home"),
+    )
+    before = snapshot(machine)
+    argv = [a.replace("{T}", str(machine)) for a in case.argv]
+    p = subprocess.run(
+        [sys.executable, str(REPO / "bin" / "pyphys"), *argv], capture_output=True, text=True, env=env, timeout=60
+    )
+    problems = check(
+        case, p.returncode, p.stdout, p.stderr.replace(str(machine), "{T}"), diff(before, snapshot(machine))
+    )
+    assert not problems, f"{case.id}: " + "; ".join(problems) + f"\nstderr: {p.stderr}"
+
+
 def test_enough_cases_on_every_subcommand():
+    assert {c.id for c in CASES} >= set(IN_A_PROCESS)
     assert len(CASES) >= 150
     ids = {c.id for c in CASES}
     assert len(ids) == len(CASES), "duplicate cases"
