@@ -34,6 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lab": ("lab", "the lab VM: shell, run a command, start/check a classroom lab"),
 }
 
+# what shell completion offers for an option's value (shtab reads an action's ``complete``)
+FILE = {"bash": "_shtab_compgen_files", "zsh": "_files"}
+DIRECTORY = {"bash": "_shtab_compgen_dirs", "zsh": "_files -/"}
+
 
 def _parser_class():
     """:class:`argparse.ArgumentParser` with one-line errors (argparse imported only here)."""
@@ -119,15 +123,23 @@ def main(argv: list[str] | None = None) -> int:
     from pyphys.errors import PyphysError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _fast_args(argv)
-    if args is None:
-        first = next((a for a in argv if not a.startswith("-")), None)
-        only = first if first in COMMANDS and "-h" not in argv[:1] else None
-        parser = build_parser(only)
-        args = parser.parse_args(argv)
-        if not getattr(args, "func", None):
-            parser.print_help(sys.stderr)
-            return 2
+    try:
+        args = _fast_args(argv)
+        if args is None:
+            first = next((a for a in argv if not a.startswith("-")), None)
+            only = first if first in COMMANDS and "-h" not in argv[:1] else None
+            parser = build_parser(only)
+            args, extra = parser.parse_known_args(argv)
+            if extra:  # said by the subcommand that was given them, not by the top-level parser
+                where = f"pyphys {args.command}" if getattr(args, "command", None) else "pyphys"
+                sys.stderr.write(f"{where}: error: unrecognized arguments: {' '.join(extra)} (see {where} --help)\n")
+                return 2
+            if not getattr(args, "func", None):
+                sys.stderr.write(f"pyphys: error: no COMMAND given: one of {', '.join(COMMANDS)} (see pyphys --help)\n")
+                return 2
+    except KeyboardInterrupt:  # while starting up
+        print("pyphys: interrupted", file=sys.stderr)
+        return 130
     try:
         return int(args.func(args) or 0)
     except PyphysError as err:

@@ -1,6 +1,6 @@
 """Change the kernel's hostname by patching init_uts_ns.name.nodename through /dev/mem.
 
-The classic exercise (Essential Linux Device Drivers, ch. 5; seed 002): find the physical
+The classic exercise (Essential Linux Device Drivers, ch. 5): find the physical
 address of the nodename (pyphys.ko's sysfs, else kallsyms + /proc/iomem via ``pyphys.ksym``),
 check the bytes there really are the current ``uname -n``, then write the new name,
 NUL-terminated, through physical memory. The write is journaled, so ``pyphys undo`` restores

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import IO
 
 from pyphys import paths
+from pyphys.dialect import U64_MAX, parse_number
 from pyphys.errors import NotFoundError, PyphysError, UsageError, from_oserror
 
 START_KERNEL_MAP = 0xFFFFFFFF80000000  # arch/x86/include/asm/page_64_types.h __START_KERNEL_map
@@ -300,9 +301,9 @@ def split_offset(text: str) -> tuple[str, int]:
     if not plus:
         return text, 0
     try:
-        return name, int(off, 0)
-    except ValueError:
-        raise UsageError(f"offset {off!r} in {text!r} is not a number") from None
+        return name, parse_number(off, "offset")
+    except UsageError as err:
+        raise UsageError(f"{err.message} in {text!r}", err.hint) from None
 
 
 def lookup(symbol: str, *, use_kcore: bool = True) -> SymbolReport:
@@ -311,7 +312,7 @@ def lookup(symbol: str, *, use_kcore: bool = True) -> SymbolReport:
     ``nodename`` means ``init_uts_ns.name.nodename`` (init_uts_ns + 65).
     """
     name, offset = split_offset(symbol.strip())
-    if not name or not all(c.isalnum() or c in "_.$" for c in name):
+    if not name or not name.isascii() or not all(c.isalnum() or c in "_.$" for c in name):
         raise UsageError(f"{symbol!r} is not a kernel symbol name")
     kal_name, kal_offset = name, offset
     module_offset: int | None = None
@@ -326,11 +327,15 @@ def lookup(symbol: str, *, use_kcore: bool = True) -> SymbolReport:
         syms = None
     report = SymbolReport(symbol)
     kal, virt = _kallsyms_source(kal_name, syms, kal_offset)
+    if virt is not None and virt > U64_MAX:
+        raise UsageError(f"{symbol!r} is past the top of the 64-bit address space", "use a smaller offset")
     report.sources.append(kal)
     if use_kcore:
         report.sources.append(_kcore_source(virt))
     if module_offset is not None:
         report.sources.append(_module_source(module_offset))
+    if any(s.phys is not None and s.phys > U64_MAX for s in report.sources):
+        raise UsageError(f"{symbol!r} is past the top of the 64-bit physical address space", "use a smaller offset")
     if syms is not None and not syms.hidden:
         size = syms.size_of(kal_name)
         if name in NODENAME_ALIASES:

@@ -3,7 +3,8 @@
 # Debian packages (QEMU, kernel sources and stock kernels, busybox, build tools) and a
 # virtual environment in .venv with pyphys (editable), pytest, virtme-ng, volatility3 and
 # matplotlib (the optional plot extra, so that the lab 1 picture is tested too), drgn and cramjam
-# (the forensics extra: ELF cores and AVML dumps are tested with them).
+# (the forensics extra: ELF cores and AVML dumps are tested with them); then bash and zsh
+# completion and the man page, generated from the parser into .venv/share (the shell extra).
 #   scripts/setup.sh          install only what is missing
 #   scripts/setup.sh --ci     always `apt-get update` first (fresh CI machines)
 set -euo pipefail
@@ -51,13 +52,24 @@ fi
 stamp=.venv/.pyphys-deps
 want=$(cat pyproject.toml scripts/setup.sh bin/pyphys | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    log "installing pyphys (editable) with its test, lab, plot and forensics extras into .venv"
+    log "installing pyphys (editable) with its test, lab, plot, forensics and shell extras into .venv"
     # editable_mode=compat: a plain path in a .pth file. The default (a meta-path finder that
     # site imports at every start-up, with pathlib, urllib, fnmatch...) cost 1.1 s of each
     # 2.3 s Python start in the TCG guest, whose root is 9p without caching.
     # (grep drops this image's pip-config notices about local index folders that are absent)
-    .venv/bin/pip install -q --disable-pip-version-check --config-settings editable_mode=compat -e ".[test,lab,plot,forensics]" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
+    .venv/bin/pip install -q --disable-pip-version-check --config-settings editable_mode=compat -e ".[test,lab,plot,forensics,shell]" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
     [ "${PIPESTATUS[0]}" = 0 ] || { log "pip install failed"; exit 1; }
     echo "$want" > "$stamp"
 fi
+# bash and zsh completion and the man page, from this checkout's parser (shtab, argparse-manpage).
+# With .venv/bin on PATH, bash-completion (2.9+) and man-db find them next to it by themselves.
+share=.venv/share
+mkdir -p "$share/bash-completion/completions" "$share/zsh/site-functions" "$share/man/man1"
+PYTHONPATH="$top" .venv/bin/shtab --shell=bash --prog pyphys -u pyphys.cli.build_parser >"$share/bash-completion/completions/pyphys"
+PYTHONPATH="$top" .venv/bin/shtab --shell=zsh --prog pyphys -u pyphys.cli.build_parser >"$share/zsh/site-functions/_pyphys"
+PYTHONPATH="$top" .venv/bin/argparse-manpage --module pyphys.cli --function build_parser --prog pyphys \
+    --project-name pyphys --version "$(PYTHONPATH="$top" .venv/bin/python -c 'import pyphys; print(pyphys.__version__)')" \
+    --description "physical-memory experiments from user space" --manual-title "pyphys manual" \
+    --include docs/pyphys.1.include --output "$share/man/man1/pyphys.1"
+log "completion: $share/bash-completion/completions/pyphys (bash), $share/zsh/site-functions/_pyphys (zsh: fpath+=); man: $share/man/man1/pyphys.1"
 log "ready: .venv/bin/pyphys, qemu $(qemu-system-x86_64 --version | head -1 | awk '{print $4}')"

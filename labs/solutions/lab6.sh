@@ -17,7 +17,7 @@ SHA=$(cut -d' ' -f1 "$LABDIR/buffer.raw.sha256")
 [ "$SHA" = "$(sha256sum "$LABDIR/buffer.raw" | cut -d' ' -f1)" ]
 hexdump -C -n 64 "$LABDIR/buffer.lime"
 ls -ls "$LABDIR"/buffer.*
-# step 2: the seed's EFAULT, and the way around it
+# step 2: O_DIRECT straight from an mmap of /dev/mem fails with EFAULT, and the way around it
 python3 docs/labs/lab6_efault.py "$LABDIR" | tee /tmp/lab6-efault.txt
 ERRNO=$(sed -n 's/^2\. O_DIRECT, straight from the mapping: *\([A-Z]*\).*/\1/p' /tmp/lab6-efault.txt)
 pyphys dump "$BUF+4096" -f raw --direct -o "$LABDIR/buffer.direct.raw" -q

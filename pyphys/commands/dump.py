@@ -7,6 +7,7 @@ import signal
 import sys
 import time
 
+from pyphys.cli import FILE
 from pyphys.commands._common import add_json, emit, emit_json, note, warn
 
 FORMATS = ("raw", "padded", "lime", "avml", "elf")
@@ -37,7 +38,9 @@ def register(sub, name: str, help_text: str) -> None:
     p.add_argument(
         "ranges", nargs="*", metavar="RANGE", help="START+LENGTH or START-END (END exclusive); default: all System RAM"
     )
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write, or - for standard output")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="FILE", help="file to write, or - for standard output"
+    ).complete = FILE
     p.add_argument("-f", "--format", default="lime", choices=FORMATS, help="output format (default: lime)")
     p.add_argument("--direct", action="store_true", help="write with O_DIRECT (bypass the page cache)")
     p.add_argument(
@@ -51,7 +54,9 @@ def register(sub, name: str, help_text: str) -> None:
         help="how to read physical memory (see pyphys doctor; default: auto)",
     )
     p.add_argument("--no-sha256", dest="sha256", action="store_false", help="no SHA-256s (no FILE.sha256, no --resume)")
-    p.add_argument("--meta", metavar="PATH", help="write the metadata here (default: FILE.json; with -o -: none)")
+    p.add_argument(
+        "--meta", metavar="PATH", help="write the metadata here (default: FILE.json; with -o -: none)"
+    ).complete = FILE
     p.add_argument("--no-meta", dest="meta", action="store_false", help="no metadata sidecar")
     p.add_argument(
         "--block-size", default="2M", metavar="SIZE", help="bytes per read/write, a multiple of 4K (default: 2M)"
@@ -119,7 +124,7 @@ def run(args) -> int:
     from pyphys import dump as dumplib
     from pyphys.dialect import parse_size
     from pyphys.dump_io import partial_name, size_text
-    from pyphys.errors import UsageError
+    from pyphys.errors import PyphysError, UsageError
 
     ranges = [dumplib.parse_range(text) for text in args.ranges] or None
     block = parse_size(args.block_size, "block size", maximum=64 << 20)
@@ -129,6 +134,9 @@ def run(args) -> int:
     if stream and args.json:
         raise UsageError("--json and -o - both want standard output", "give --meta PATH for the metadata")
     meta = True if args.meta is None else args.meta
+    if isinstance(meta, str) and not os.path.isdir(os.path.dirname(os.path.abspath(meta))):
+        # refused here, before any memory is read: the sidecar is written last
+        raise PyphysError(f"--meta {meta}: cannot write to {os.path.dirname(os.path.abspath(meta))}: no such directory")
 
     progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
 

@@ -8,7 +8,7 @@ def register(sub, name: str, help_text: str) -> None:
         name,
         help=help_text,
         description=(
-            "Change the hostname the way seed 002 does: find the physical address of the kernel's "
+            "Change the hostname from user space, without sethostname(2): find the physical address of the kernel's "
             "nodename (pyphys.ko sysfs, else kernel symbols), check it holds `uname -n`, write NAME "
             "NUL-terminated through /dev/mem, read it back. Undo with `pyphys undo`."
         ),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 
+from pyphys.cli import DIRECTORY, FILE
 from pyphys.commands._common import add_json, emit, emit_json
 from pyphys.dialect import parse_number
+from pyphys.errors import UsageError
 
 LAB_EPILOG = """\
 classroom labs (docs/labs/):
@@ -45,7 +47,7 @@ def register(sub, name: str, help_text: str) -> None:
         "--kernel", default="lab", metavar="KERNEL", help="lab, stock or stock-6.12, as for `pyphys lab shell`"
     )
     rn.add_argument("--no-module", action="store_true", help="do not load pyphys.ko")
-    rn.add_argument("command", nargs="+", help="the command (quote it, or put it after --)")
+    rn.add_argument("guest_command", nargs="+", metavar="COMMAND", help="the command (quote it, or put it after --)")
     rn.set_defaults(func=_run)
 
     ls = lsub.add_parser("list", help="the classroom labs, their kernels and texts")
@@ -58,33 +60,48 @@ def register(sub, name: str, help_text: str) -> None:
     st.add_argument("--memory", default="1G", metavar="SIZE", help="guest RAM, e.g. 512M (default 1G)")
     st.add_argument(
         "--dir", metavar="DIR", help="host directory for the labs' $LABDIR, DIR/labN (default ~/pyphys-labs)"
-    )
+    ).complete = DIRECTORY
     st.set_defaults(func=_start)
 
     ck = lsub.add_parser("check", help="inside the lab VM: grade your results file for lab N")
     ck.add_argument("number", metavar="N", help="lab number (`pyphys lab list`)")
-    ck.add_argument("--file", metavar="PATH", help="results file (default /tmp/labN.txt)")
+    ck.add_argument("--file", metavar="PATH", help="results file (default /tmp/labN.txt)").complete = FILE
     ck.add_argument("--template", action="store_true", help="print the results file to fill in, and exit")
     add_json(ck, "the report")
     ck.set_defaults(func=_check)
-    p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])
+    actions = ", ".join(lsub.choices)
+    p.set_defaults(func=lambda args: _no_action(actions))
+
+
+def _no_action(actions: str) -> int:
+    sys.stderr.write(f"pyphys lab: error: no ACTION given: one of {actions} (see pyphys lab --help)\n")
+    return 2
+
+
+def _kernel(name: str) -> str:
+    """``name`` if it is a kernel the lab can boot; UsageError otherwise (before anything is built)."""
+    from pyphys import kernels
+
+    if name not in kernels.names() and name != "lab":
+        raise UsageError(f"--kernel {name!r} is not a lab kernel", f"choose one of {', '.join(kernels.names())}")
+    return name
 
 
 def _shell(args) -> int:
     from pyphys import labvm
 
-    return labvm.interactive_shell(args.kernel, kvm=args.kvm)
+    return labvm.interactive_shell(_kernel(args.kernel), kvm=args.kvm)
 
 
 def _run(args) -> int:
     from pyphys.labvm import LabVM
 
-    with LabVM(args.kernel, module=not args.no_module, quiet=False) as vm:
+    with LabVM(_kernel(args.kernel), module=not args.no_module, quiet=False) as vm:
         print(
             f"[pyphys lab] {vm.kernel.name} kernel {vm.kernel.release} booted in {vm.boot_seconds:.1f} s ({vm.accel})",
             file=sys.stderr,
         )
-        res = vm.run(" ".join(args.command), timeout=3600)
+        res = vm.run(" ".join(args.guest_command), timeout=3600)
         sys.stdout.write(res.out)
         sys.stderr.write(res.err)
         return res.rc
