@@ -42,10 +42,12 @@ def parse_number(text: str, what: str = "number", *, minimum: int | None = 0, ma
         value = int(t, 10)
     else:
         raise UsageError(f"{what} {text!r} is not a number", _number_hint(t))
+    # the limit in the base the user wrote: "lab number '0' is below the minimum 1"
+    limit = fmt_addr if t[:2] in ("0x", "0X") else str
     if minimum is not None and value < minimum:
-        raise UsageError(f"{what} {text!r} is below the minimum {fmt_addr(minimum)}")
+        raise UsageError(f"{what} {text!r} is below the minimum {limit(minimum)}")
     if maximum is not None and value > maximum:
-        raise UsageError(f"{what} {text!r} is above the maximum {fmt_addr(maximum)}")
+        raise UsageError(f"{what} {text!r} is above the maximum {limit(maximum)}")
     return value
 
 

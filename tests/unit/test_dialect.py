@@ -51,9 +51,11 @@ def test_not_numbers(text, hint):
 
 
 def test_number_bounds_name_the_limit():
-    with pytest.raises(UsageError, match="above the maximum 0xff"):
+    with pytest.raises(UsageError, match="above the maximum 0xff$"):
+        d.parse_number("0x100", "byte", maximum=255)
+    with pytest.raises(UsageError, match="above the maximum 255$"):  # in the base the user wrote
         d.parse_number("256", "byte", maximum=255)
-    with pytest.raises(UsageError, match="below the minimum"):
+    with pytest.raises(UsageError, match="below the minimum 1$"):
         d.parse_number("0", "length", minimum=1)
 
 
