@@ -230,6 +230,9 @@ BAD = [
     ("write runs off named buffer", ["devmem", f"buffer+{BUF_SIZE - 2:#x}", "--write-hex", "01020304"]),
     ("bad hex", ["devmem", "buffer", "--write-hex", "zz"]),
     ("bad escape", ["devmem", "buffer", "--write-bytes", r"\x4"]),
+    ("unknown escape", ["devmem", "buffer", "--write-bytes", r"a\qb"]),
+    ("empty byte string", ["devmem", "buffer", "--write-bytes", ""]),
+    ("odd hex digits", ["devmem", "buffer", "--write-hex", "abc"]),
     ("unknown backend", ["devmem", "buffer", "--backend", "dma"]),
     ("range zero", ["devmem", "buffer", "--range", "0"]),
     ("range not a number", ["devmem", "buffer", "--range", "lots"]),
@@ -374,3 +377,32 @@ def test_batch_over_more_pages_than_the_window_cache(lab, capsys, monkeypatch):
         assert mem(lab, a, 4) == struct.pack("<I", i)
     assert pyphys(capsys, "undo", "--all")[0] == 0
     assert mem(lab) == before
+
+
+# -- the library under the command -----------------------------------------------------------------
+def test_library_policy_and_batch_without_the_cli(lab):
+    """pyphys.devmem on its own: named regions, the RAM write policy, one journal append per batch."""
+    from pyphys import devmem
+    from pyphys.errors import RegionError
+
+    resolver = devmem.Resolver()
+    assert resolver.resolve("buffer+0x10") == (BUF + 0x10, resolver.module_regions()[0])
+    ops = devmem.parse_batch(["w buffer+8 32 0x11223344", "r 0x%x 32" % (BUF + 8)], resolver)
+    with physmem.open_physmem("mmap", writable=True) as pm:
+        devmem.check_all(pm, resolver, ops, force=False)
+        stray = devmem.Op("w", 0x1000, 32, 1)
+        with pytest.raises(RegionError, match="outside a region you named"):
+            devmem.check_access(pm, resolver, stray, force=False)
+        results = devmem.run_batch(pm, ops)
+    assert results[1] == {"op": "r", "addr": BUF + 8, "width": 32, "value": 0x11223344}
+    assert mem(lab, BUF + 8, 4) == struct.pack("<I", 0x11223344)
+    lines = journal_lines(lab)
+    assert [x["id"] for x in lines] == [1] and lines[0]["old"] == pattern(SIZE)[BUF + 8 : BUF + 12].hex()
+
+
+def test_command_file_holds_no_policy():
+    """The command parses and formats; resolution, policy and batches live in pyphys.devmem."""
+    from pyphys.commands import devmem as cmd
+
+    for name in ("Resolver", "check_access", "run_batch", "parse_batch", "Named", "Op"):
+        assert not hasattr(cmd, name), name
