@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import mmap
 import os
 import struct
 
@@ -324,7 +325,7 @@ def test_strict_devmem_refusal(lab, capsys, monkeypatch):
     def refuse(*a, **k):
         raise OSError(errno.EPERM, "Operation not permitted")
 
-    monkeypatch.setattr(physmem.mmap, "mmap", refuse)
+    monkeypatch.setattr(mmap, "mmap", refuse)
     err = check_bad(lab, capsys, ["devmem", "buffer", "32", "1", "--backend", "mmap"], mem(lab), "STRICT_DEVMEM")
     assert "mem_device=1" in err
 
