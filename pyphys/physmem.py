@@ -525,3 +525,9 @@ def open_physmem(backend: str = "auto", writable: bool = False) -> PhysMem:
             return pm
         pm.reason = f"{why}; staying on mmap (MMIO may work; for RAM: {NO_MODULE_DEV_HINT})"
     return pm
+
+
+def reopen(description: dict) -> PhysMem:
+    """The journal's opener for kind "phys": ``{"backend": NAME}`` reopened writable (undo)."""
+    backend = description.get("backend", "auto")
+    return open_physmem(backend if isinstance(backend, str) else repr(backend), writable=True)

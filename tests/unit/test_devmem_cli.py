@@ -244,6 +244,9 @@ BAD = [
     ("undo with nothing", ["undo"]),
     ("undo unknown id", ["undo", "42"]),
     ("undo id not a number", ["undo", "seven"]),
+    ("undo unicode digit", ["undo", "\u0661"]),
+    ("undo id zero", ["undo", "0"]),
+    ("undo id past 2**63", ["undo", str(1 << 63)]),
 ]
 
 
@@ -407,3 +410,28 @@ def test_command_file_holds_no_policy():
 
     for name in ("Resolver", "check_access", "run_batch", "parse_batch", "Named", "Op"):
         assert not hasattr(cmd, name), name
+
+
+@pytest.mark.parametrize(
+    "line", [b"\xff\xfe\n", b'{"id":1e400}\n', b'{"ref":1e400}\n', b'{"id":"x"}\n'], ids=["utf8", "id", "ref", "str"]
+)
+def test_damaged_journal_refuses_writes_and_undo_in_one_line(lab, capsys, line, monkeypatch):
+    path = lab / "journal.jsonl"
+    path.write_bytes(line)
+    before = mem(lab)
+    for argv in (["devmem", "buffer", "32", "0x1"], ["devmem", "--batch", "-"], ["undo"]):
+        rc, out, err = pyphys(capsys, *argv, stdin="w buffer 32 1\n", monkeypatch=monkeypatch)
+        assert rc != 0 and out == "" and len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert f"{path} line 1: " in err
+    assert mem(lab) == before and path.read_bytes() == line
+    rc, out, err = pyphys(capsys, "journal", "--all")
+    assert rc == 0 and "1 unreadable line(s) skipped" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "abc", "-1"])
+def test_lock_timeout_must_be_a_finite_positive_number(lab, capsys, value, monkeypatch):
+    monkeypatch.setenv("PYPHYS_LOCK_TIMEOUT", value)
+    before = mem(lab)
+    rc, out, err = pyphys(capsys, "devmem", "buffer", "32", "0x1")
+    assert rc == 2 and out == "" and len(err.splitlines()) == 1 and "PYPHYS_LOCK_TIMEOUT" in err
+    assert mem(lab) == before and journal_lines(lab) == []
