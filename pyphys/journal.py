@@ -150,10 +150,7 @@ class Entry(Record):
 
 
 class WriteRecord(Record):
-    """What :func:`journaled_write` did.
-
-    Entry ``id``, ``addr``, ``old`` and ``new`` bytes, ``readback``, ``verified``.
-    """
+    """What :func:`journaled_write` did: entry ``id``, ``addr``, ``old``, ``new``, ``readback``, ``verified``."""
 
     __slots__ = ("id", "addr", "old", "new", "readback", "verified")
     _defaults = {"verified": True}
@@ -186,12 +183,9 @@ def _int(obj: dict, key: str) -> int:
 
 
 def _hex(obj: dict, key: str) -> bytes:
-    value = obj.get(key)
-    if not isinstance(value, str) or not value.isascii():
-        raise ValueError(f"{key!r} is not a hex string")
     try:
-        return bytes.fromhex(value)
-    except ValueError:
+        return bytes.fromhex(obj.get(key))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
         raise ValueError(f"{key!r} is not hex bytes") from None
 
 
@@ -221,7 +215,7 @@ def parse_line(raw: bytes) -> Entry | Mark:
         raise ValueError('"kind" is not a name')
     if not isinstance(target, dict):
         raise ValueError('"target" is not an object')
-    if not isinstance(addr, str) or addr[:2] != "0x" or not addr[2:] or not set(addr[2:]) <= _HEXDIGITS:
+    if not isinstance(addr, str) or addr[:2] != "0x" or not 2 < len(addr) <= 18 or not set(addr[2:]) <= _HEXDIGITS:
         raise ValueError('"addr" is not a 0x-hex address')
     if width not in (None, 8, 16, 32, 64) or isinstance(width, bool):
         raise ValueError('"width" is not 8, 16, 32 or 64')
@@ -403,7 +397,13 @@ class Journal:
     # -- appending --------------------------------------------------------------------------
     def _append(self, objs: Sequence[dict]) -> None:
         fd = self._open()
-        data = "".join(json.dumps(o, separators=(",", ":")) + "\n" for o in objs).encode()
+        lines = [json.dumps(o, separators=(",", ":")).encode() for o in objs]
+        for line in lines:  # never append a line that would make the journal refuse every later write
+            try:
+                parse_line(line)
+            except ValueError as err:
+                raise JournalError(f"refusing to journal {line[:80]!r}: {err}", "nothing was written") from None
+        data = b"".join(line + b"\n" for line in lines)
         try:
             view = memoryview(data)
             while view:
@@ -466,7 +466,7 @@ class Journal:
             stamp = _now()
             objs = []
             for ref in refs:
-                if not 1 <= ref <= last:
+                if isinstance(ref, bool) or not isinstance(ref, int) or not 1 <= ref <= last:
                     raise JournalError(f"journal {self.path} has no entry {ref} to mark {event}")
                 obj: dict = {"ref": ref, "event": event, "time": stamp}
                 if data is not None:

@@ -256,6 +256,7 @@ BAD_LINES = [
     (b'{"ref":5,"event":"undone"}\n', "no earlier line"),
     (b'{"ref":1,"event":"forgotten"}\n', "unknown event"),
     (b'{"id":2,"kind":"phys","addr":"\xd9\xa1","old":"00","new":"01"}\n', "addr"),
+    (b'{"id":2,"kind":"phys","addr":"0x10000000000000000","old":"00","new":"01"}\n', "addr"),
     (b'{"id":2,"kind":"phys","addr":"0x0","old":"0g","new":"01"}\n', "old"),
     (b"\xff\xfe not utf-8\n", "not UTF-8"),
     (b"{not json\n", "not JSON"),
@@ -334,7 +335,9 @@ def test_kinds_come_from_the_table_not_from_module_names(fake):
         "try:\n    journal.Journal().undo()\nexcept JournalError as err:\n    print(err)\n"
         "print('pyphys.labvm' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=fresh_env()
+    ).stdout
     assert "kind 'labvm' cannot be reopened" in out and out.split()[-1] == "False"
     assert journal.OPENERS["pci"] == "pyphys.pci:reopen" and journal.OPENERS["phys"] == "pyphys.physmem:reopen"
 
@@ -369,6 +372,34 @@ def test_pci_undo_in_a_fresh_interpreter_that_never_imported_pci(tmp_path, monke
         "(r,) = journal.Journal().undo()\n"
         "print(r.kind, r.status)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=fresh_env()
+    ).stdout
     assert out.split() == ["pci", "restored"]
     assert cfg.read_bytes() == before
+
+
+def fresh_env() -> dict:
+    """The environment for a fresh interpreter that imports this checkout's pyphys."""
+    import pyphys
+
+    top = os.path.dirname(os.path.dirname(os.path.abspath(pyphys.__file__)))
+    return dict(os.environ, PYTHONPATH=top + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def test_an_entry_that_would_damage_the_journal_is_not_appended(fake):
+    write(0xC00, b"AB")
+    before = (fake / "state" / "journal.jsonl").read_bytes()
+    for item in [
+        ("phys", {}, -16, b"a", b"b", ""),  # a negative address
+        ("phys", {}, 1 << 64, b"a", b"b", ""),
+        ("phys", {}, 0, b"a", b"bc", ""),  # old and new of different lengths
+        ("", {}, 0, b"a", b"b", ""),
+        ("phys", {}, 0, b"ab", b"cd", "", 24),
+    ]:
+        with pytest.raises(JournalError, match="refusing to journal"):
+            journal.Journal().record_many([item])
+    with pytest.raises(JournalError):
+        journal.Journal().mark("1", "undone")
+    assert (fake / "state" / "journal.jsonl").read_bytes() == before
+    assert journal.Journal().check() == 1

@@ -345,5 +345,15 @@ def test_split_modules_keep_public_names_and_load_explanations_only_on_errors(fa
         "try:\n    physmem.open_physmem('module')\nexcept Exception as err:\n    print(type(err).__name__)\n"
         "print('pyphys.physmem_explain' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=fresh_env()
+    ).stdout
     assert out.split() == ["False", "ModuleNotLoadedError", "True"]
+
+
+def fresh_env() -> dict:
+    """The environment for a fresh interpreter that imports this checkout's pyphys."""
+    import pyphys
+
+    top = os.path.dirname(os.path.dirname(os.path.abspath(pyphys.__file__)))
+    return dict(os.environ, PYTHONPATH=top + os.pathsep + os.environ.get("PYTHONPATH", ""))
