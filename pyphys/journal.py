@@ -46,6 +46,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 import time
 
 from pyphys import TYPE_CHECKING, paths
@@ -267,7 +268,11 @@ class Journal:
             try:
                 os.makedirs(parent, mode=0o700, exist_ok=True)
                 created = not os.path.exists(self.path)
-                self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
+                if not stat.S_ISREG(os.fstat(fd).st_mode):  # /dev/null or a pipe would keep nothing
+                    os.close(fd)
+                    raise JournalError(f"journal {self.path} is not a regular file", "set PYPHYS_JOURNAL to a file")
+                self._fd = fd
                 if created:
                     # the new directory entry must survive a crash too
                     dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)

@@ -12,7 +12,7 @@ import struct
 import pytest
 
 from pyphys import journal, paths, physmem
-from pyphys.errors import JournalError, UsageError, VerifyError
+from pyphys.errors import JournalError, PyphysError, UsageError, VerifyError
 
 SIZE = 8 * physmem.PAGE_SIZE
 
@@ -403,3 +403,15 @@ def test_an_entry_that_would_damage_the_journal_is_not_appended(fake):
         journal.Journal().mark("1", "undone")
     assert (fake / "state" / "journal.jsonl").read_bytes() == before
     assert journal.Journal().check() == 1
+
+
+def test_journal_must_be_a_regular_file(fake, monkeypatch, tmp_path):
+    """PYPHYS_JOURNAL=/dev/null (or a FIFO) would let writes through with nothing to undo them."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in ("/dev/null", str(fifo), str(tmp_path)):
+        monkeypatch.setenv("PYPHYS_JOURNAL", path)
+        before = raw(fake, 0, SIZE)
+        with pytest.raises(PyphysError, match="journal"):
+            write(0xC00, b"AB")
+        assert raw(fake, 0, SIZE) == before
