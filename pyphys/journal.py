@@ -363,6 +363,10 @@ class Journal:
                 entry = by_id.get(item.ref)
                 if entry is None:
                     raise ValueError(f"marker for entry {item.ref}, which no earlier line holds")
+                if item.data is not None and len(item.data) != len(entry.new):
+                    raise ValueError(
+                        f"marker {item.event!r} for entry {item.ref} holds {len(item.data)} bytes, not {len(entry.new)}"
+                    )
                 if item.event == "undone":
                     entry.undone, entry.undone_time = True, item.time
                 elif item.event == "aborted":
@@ -388,11 +392,8 @@ class Journal:
         return [by_id[k] for k in sorted(by_id)]
 
     def check(self) -> int:
-        """Validate every line of the journal; returns the highest entry id (0 if none).
-
-        JournalError naming the file and the first bad line. Under :meth:`locked` the result
-        is kept until the lock is released (only this object appends meanwhile).
-        """
+        """Validate every line; the highest entry id (0 if none). JournalError naming the file and the
+        first bad line. Kept under :meth:`locked` until released (only this object appends meanwhile)."""
         if self._depth == 0:
             return self._fold(strict=True)[1]
         if self._last is None:
@@ -463,9 +464,7 @@ class Journal:
         self.mark_many([ref], event, data)
 
     def mark_many(self, refs: Iterable[int], event: str, data: bytes | None = None) -> None:
-        """The same marker about several entries, with one fsync."""
-        if event not in EVENTS:
-            raise ValueError(f"unknown journal event {event!r}")
+        """The same marker about several entries, with one fsync (``data``: as long as their writes)."""
         with self.locked():
             last = self.check()
             stamp = _now()

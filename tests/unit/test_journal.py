@@ -415,3 +415,15 @@ def test_journal_must_be_a_regular_file(fake, monkeypatch, tmp_path):
         with pytest.raises(PyphysError, match="journal"):
             write(0xC00, b"AB")
         assert raw(fake, 0, SIZE) == before
+
+
+def test_a_marker_of_the_wrong_length_is_refused(fake):
+    """An ``old`` marker longer than the write would make undo store past what pyphys wrote."""
+    write(0xC00, b"AB")
+    path = fake / "state" / "journal.jsonl"
+    with open(path, "a") as f:
+        f.write('{"ref":1,"event":"old","hex":"00112233"}\n')
+    before = raw(fake, 0, SIZE)
+    with pytest.raises(JournalError, match="line 2: marker 'old' for entry 1 holds 4 bytes, not 2"):
+        journal.Journal().undo()
+    assert raw(fake, 0, SIZE) == before
