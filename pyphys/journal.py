@@ -17,6 +17,12 @@ failed, memory untouched), ``actual`` (read-back differed: ``"hex"`` holds what 
 ``old`` (batch mode: the bytes found just before the write differed from the journaled guess;
 ``"hex"`` holds the real ones). :meth:`Journal.entries` folds them into :class:`Entry`.
 
+Every append first checks the whole file (:meth:`Journal.check`): a line that is not UTF-8,
+not JSON, not an entry or marker of the shapes above (ids and refs integers from 1 to 2**63-1,
+ids increasing, refs to earlier entries), or a last line without its newline, refuses the
+write with one line naming the file and the line, before memory is touched. A damaged journal
+could otherwise hide a write from undo, or undo one twice.
+
 Target protocol
 ---------------
 A *target* is what a write goes to. It is any object with::
@@ -26,12 +32,13 @@ A *target* is what a write goes to. It is any object with::
     describe() -> dict          # JSON-able, enough to reopen it later
     close() -> None             # optional
 
-:func:`journaled_write` stores ``kind`` and ``target.describe()`` in the entry. To undo,
-the journal needs an *opener* for the kind: ``opener(description: dict) -> target`` (opened
-writable). Register one with :func:`register_target`. When an entry's kind has no opener,
-the journal imports ``pyphys.<kind>`` (e.g. ``pyphys.pci``), which is expected to call
-``journal.register_target("<kind>", opener)`` at import time. Kind ``"phys"`` is built in:
-its description is ``{"backend": NAME}`` and addresses are physical.
+:func:`journaled_write` stores ``kind`` and ``target.describe()`` in the entry. To undo, the
+journal reopens the target writable through the *opener* of its kind, ``opener(description)
+-> target``, found in :data:`OPENERS` (kind -> ``"module:function"``, imported only when an
+entry of that kind is undone, so undo works whichever modules the process imported before).
+:func:`register_target` adds an opener at run time (tests, extensions). Kind ``"phys"``: the
+description is ``{"backend": NAME}`` and addresses are physical; kind ``"pci"``: a device's
+BAR or config space (:func:`pyphys.pci.reopen`).
 """
 
 from __future__ import annotations
@@ -39,43 +46,62 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 import time
 
 from pyphys import TYPE_CHECKING, paths
 from pyphys.errors import JournalError, UsageError, VerifyError, from_oserror
+from pyphys.record import Record
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from typing import Any, Callable
 
-_OPENERS: dict = {}  # kind -> opener(description) -> target
+#: entry kind -> "module:function" reopening its target writable from the entry's description
+#: (imported when an entry of that kind is undone, whatever the process imported before)
+OPENERS = {
+    "phys": "pyphys.physmem:reopen",
+    "pci": "pyphys.pci:reopen",
+}
+_REGISTERED: dict = {}  # kind -> opener added at run time by register_target
+MAX_ID = (1 << 63) - 1
+EVENTS = ("undone", "aborted", "actual", "old")
+_HEXDIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 def register_target(kind: str, opener: Callable[[dict], Any]) -> None:
-    """Make entries of ``kind`` undoable: ``opener(description) -> writable target``."""
-    _OPENERS[kind] = opener
-
-
-def _open_phys(description: dict) -> Any:
-    from pyphys import physmem
-
-    return physmem.open_physmem(description.get("backend", "auto"), writable=True)
-
-
-register_target("phys", _open_phys)
+    """Make entries of ``kind`` undoable at run time: ``opener(description) -> writable target``
+    (it takes precedence over :data:`OPENERS`)."""
+    _REGISTERED[kind] = opener
 
 
 def opener_for(kind: str) -> Callable[[dict], Any]:
-    """The opener registered for ``kind`` (importing ``pyphys.<kind>`` if needed); JournalError if none."""
-    if kind not in _OPENERS and kind.isidentifier():
+    """The opener for ``kind``: a registered one, else the table's (imported now); JournalError if none."""
+    opener = _REGISTERED.get(kind)
+    if opener is not None:
+        return opener
+    spec = OPENERS.get(kind)
+    if spec is None:
+        raise JournalError(f"journal entries of kind {kind!r} cannot be reopened (no opener for this kind)")
+    module, _, name = spec.partition(":")
+    return getattr(__import__(module, fromlist=[name]), name)
+
+
+def _lock_timeout(value: float | None) -> float:
+    """``value``, else PYPHYS_LOCK_TIMEOUT, else 30 s; UsageError unless finite and above 0."""
+    what = f"lock timeout {value!r}"
+    if value is None:
+        text = os.environ.get("PYPHYS_LOCK_TIMEOUT")
+        if text is None:
+            return 30.0
+        what = f"PYPHYS_LOCK_TIMEOUT={text!r}"
         try:
-            __import__(f"pyphys.{kind}")
-        except ImportError:
-            pass
-    try:
-        return _OPENERS[kind]
-    except KeyError:
-        raise JournalError(f"journal entries of kind {kind!r} cannot be reopened (no opener registered)") from None
+            value = float(text) if text.strip().isascii() else None
+        except ValueError:
+            value = None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise UsageError(f"{what} is not a number of seconds above 0", "unset it to wait the default 30 s")
+    return float(value)
 
 
 def _now() -> str:
@@ -83,40 +109,7 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
 
 
-class _Record:
-    """A minimal dataclass stand-in: __init__/__repr__/__eq__ from ``_fields`` and ``_defaults``.
-
-    Why not dataclasses: importing it pulls in inspect and a dozen modules, and in the TCG lab
-    guest every module costs several 9p stats (~10 ms each) on every one-shot pyphys call.
-    """
-
-    __slots__ = ()
-    _fields: tuple = ()
-    _defaults: dict = {}
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        if len(args) > len(self._fields):
-            raise TypeError(f"{type(self).__name__} takes at most {len(self._fields)} arguments")
-        values = dict(self._defaults)
-        values.update(zip(self._fields, args))
-        for key, value in kwargs.items():
-            if key not in self._fields:
-                raise TypeError(f"{type(self).__name__} has no field {key!r}")
-            values[key] = value
-        for name in self._fields:
-            if name not in values:
-                raise TypeError(f"{type(self).__name__} needs {name!r}")
-            setattr(self, name, values[name])
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
-        return f"{type(self).__name__}({inner})"
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and all(getattr(self, f) == getattr(other, f) for f in self._fields)
-
-
-class Entry(_Record):
+class Entry(Record):
     """One journaled write, with the facts appended about it since.
 
     Fields: id, time, kind, target (dict), addr, old, new (bytes), label, undone, undone_time,
@@ -124,21 +117,9 @@ class Entry(_Record):
     """
 
     __slots__ = (
-        "id",
-        "time",
-        "kind",
-        "target",
-        "addr",
-        "old",
-        "new",
-        "label",
-        "undone",
-        "undone_time",
-        "aborted",
-        "actual",
+        "id", "time", "kind", "target", "addr", "old", "new", "label", "undone", "undone_time", "aborted", "actual",
         "width",
-    )
-    _fields = __slots__
+    )  # fmt: skip
     _defaults = {"label": "", "undone": False, "undone_time": None, "aborted": False, "actual": None, "width": None}
 
     @property
@@ -169,18 +150,14 @@ class Entry(_Record):
         return out
 
 
-class WriteRecord(_Record):
-    """What :func:`journaled_write` did.
-
-    Entry ``id``, ``addr``, ``old`` and ``new`` bytes, ``readback``, ``verified``.
-    """
+class WriteRecord(Record):
+    """What :func:`journaled_write` did: entry ``id``, ``addr``, ``old``, ``new``, ``readback``, ``verified``."""
 
     __slots__ = ("id", "addr", "old", "new", "readback", "verified")
-    _fields = __slots__
     _defaults = {"verified": True}
 
 
-class UndoResult(_Record):
+class UndoResult(Record):
     """One undone entry (id, addr, kind, target, restored, status, label, readback):
     ``status`` is "restored", "already" (memory already held the old bytes) or "register"
     (the old bytes were written back to a location that, when pyphys wrote it, read back
@@ -188,13 +165,75 @@ class UndoResult(_Record):
     register; ``readback`` is what it reads now, which is not expected to equal ``restored``)."""
 
     __slots__ = ("id", "addr", "kind", "target", "restored", "status", "label", "readback")
-    _fields = __slots__
     _defaults = {"label": "", "readback": None}
 
 
-class _Planned(_Record):
-    __slots__ = ("entry", "key", "current", "status")
-    _fields = __slots__
+class Mark(Record):
+    """A marker line: ``event`` (one of :data:`EVENTS`) about entry ``ref``; ``data`` its bytes."""
+
+    __slots__ = ("ref", "event", "time", "data")
+
+
+def _int(obj: dict, key: str) -> int:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{key!r} is {json.dumps(value)[:40]}, not an integer")
+    if not 1 <= value <= MAX_ID:
+        raise ValueError(f"{key!r} {value} is out of range (1..2**63-1)")
+    return value
+
+
+def _hex(obj: dict, key: str) -> bytes:
+    try:
+        return bytes.fromhex(obj.get(key))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{key!r} is not hex bytes") from None
+
+
+def parse_line(raw: bytes) -> Entry | Mark:
+    """One journal line -> :class:`Entry` or :class:`Mark`; ValueError saying what is wrong."""
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError("it is not UTF-8 text") from None
+    except (ValueError, RecursionError):
+        raise ValueError("it is not JSON") from None
+    if not isinstance(obj, dict):
+        raise ValueError("it is not a JSON object")
+    if ("id" in obj) == ("ref" in obj):
+        raise ValueError('it has neither or both of "id" and "ref"')
+    for key in ("time", "label"):
+        if not isinstance(obj.get(key, ""), str):
+            raise ValueError(f"{key!r} is not a string")
+    if "ref" in obj:
+        event = obj.get("event")
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {json.dumps(event)[:40]}")
+        data = _hex(obj, "hex") if event in ("actual", "old") else None
+        return Mark(_int(obj, "ref"), event, obj.get("time"), data)
+    kind, target, addr, width = obj.get("kind"), obj.get("target") or {}, obj.get("addr"), obj.get("width")
+    if not isinstance(kind, str) or not kind:
+        raise ValueError('"kind" is not a name')
+    if not isinstance(target, dict):
+        raise ValueError('"target" is not an object')
+    if not isinstance(addr, str) or addr[:2] != "0x" or not 2 < len(addr) <= 18 or not set(addr[2:]) <= _HEXDIGITS:
+        raise ValueError('"addr" is not a 0x-hex address')
+    if width not in (None, 8, 16, 32, 64) or isinstance(width, bool):
+        raise ValueError('"width" is not 8, 16, 32 or 64')
+    old, new = _hex(obj, "old"), _hex(obj, "new")
+    if len(old) != len(new):
+        raise ValueError('"old" and "new" differ in length')
+    return Entry(
+        id=_int(obj, "id"),
+        time=obj.get("time", ""),
+        kind=kind,
+        target=target,
+        addr=int(addr, 16),
+        old=old,
+        new=new,
+        label=obj.get("label", ""),
+        width=width,
+    )
 
 
 class _Lock:
@@ -216,14 +255,10 @@ class Journal:
 
     def __init__(self, path: str | None = None, lock_timeout: float | None = None):
         self.path = path or paths.journal_path()
-        if lock_timeout is None:
-            try:
-                lock_timeout = float(os.environ.get("PYPHYS_LOCK_TIMEOUT", "30"))
-            except ValueError:
-                lock_timeout = 30.0
-        self.lock_timeout = lock_timeout
+        self.lock_timeout = _lock_timeout(lock_timeout)
         self._fd: int | None = None
         self._depth = 0
+        self._last: int | None = None  # highest id, once check() passed under the current lock
         self.bad_lines = 0
 
     # -- file and lock --------------------------------------------------------------------
@@ -233,7 +268,11 @@ class Journal:
             try:
                 os.makedirs(parent, mode=0o700, exist_ok=True)
                 created = not os.path.exists(self.path)
-                self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
+                if not stat.S_ISREG(os.fstat(fd).st_mode):  # /dev/null or a pipe would keep nothing
+                    os.close(fd)
+                    raise JournalError(f"journal {self.path} is not a regular file", "set PYPHYS_JOURNAL to a file")
+                self._fd = fd
                 if created:
                     # the new directory entry must survive a crash too
                     dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
@@ -270,6 +309,7 @@ class Journal:
                     time.sleep(0.05)
                 except OSError as err:
                     raise from_oserror(err, f"lock journal {self.path}") from err
+            self._last = None  # another process may have appended since we last looked
         self._depth += 1
 
     def _release(self) -> None:
@@ -291,98 +331,85 @@ class Journal:
         self.close()
 
     # -- reading ----------------------------------------------------------------------------
-    def _lines(self) -> Iterable[dict]:
+    def _raw_lines(self) -> list[bytes]:
         try:
-            with open(self.path, encoding="utf-8") as f:
-                for line in f:
-                    if not line.strip():
-                        continue
-                    try:
-                        obj = json.loads(line)
-                    except ValueError:
-                        # a torn last line after a crash mid-append: not an entry
-                        self.bad_lines += 1
-                        continue
-                    if isinstance(obj, dict):
-                        yield obj
-                    else:
-                        self.bad_lines += 1
+            with open(self.path, "rb") as f:
+                return f.read().split(b"\n")
         except FileNotFoundError:
-            return
+            return []
         except OSError as err:
             raise from_oserror(err, f"read journal {self.path}") from err
 
-    def entries(self) -> list[Entry]:
-        """All entries in id order, with undone/aborted/actual folded in."""
+    def _fold(self, strict: bool) -> tuple[dict[int, Entry], int]:
+        """Entries by id with their markers folded in, and the highest id. ``strict``: JournalError
+        at the first bad line; otherwise bad lines are skipped and counted in ``bad_lines``."""
         by_id: dict[int, Entry] = {}
+        last = 0
         self.bad_lines = 0
-        for obj in self._lines():
-            try:
-                if "ref" in obj:
-                    entry = by_id.get(int(obj["ref"]))
-                    if entry is None:
-                        continue
-                    event = obj.get("event")
-                    if event == "undone":
-                        entry.undone, entry.undone_time = True, obj.get("time")
-                    elif event == "aborted":
-                        entry.aborted = True
-                    elif event == "actual":
-                        entry.actual = bytes.fromhex(obj["hex"])
-                    elif event == "old":
-                        entry.old = bytes.fromhex(obj["hex"])
-                    continue
-                entry = Entry(
-                    id=int(obj["id"]),
-                    time=str(obj.get("time", "")),
-                    kind=str(obj["kind"]),
-                    target=dict(obj.get("target") or {}),
-                    addr=int(str(obj["addr"]), 0),
-                    old=bytes.fromhex(obj["old"]),
-                    new=bytes.fromhex(obj["new"]),
-                    label=str(obj.get("label", "")),
-                    width=int(obj["width"]) if obj.get("width") else None,
-                )
-            except (KeyError, ValueError, TypeError):
-                self.bad_lines += 1
+        raws = self._raw_lines()
+        for n, raw in enumerate(raws, 1):
+            if not raw.strip():
                 continue
-            by_id[entry.id] = entry
+            try:
+                if n == len(raws):
+                    raise ValueError("it ends without a newline (an append cut short?)")
+                item = parse_line(raw)
+                if isinstance(item, Entry):
+                    if item.id <= last:
+                        raise ValueError(f"entry id {item.id} does not follow the previous id {last}")
+                    by_id[item.id] = item
+                    last = item.id
+                    continue
+                entry = by_id.get(item.ref)
+                if entry is None:
+                    raise ValueError(f"marker for entry {item.ref}, which no earlier line holds")
+                if item.data is not None and len(item.data) != len(entry.new):
+                    raise ValueError(
+                        f"marker {item.event!r} for entry {item.ref} holds {len(item.data)} bytes, not {len(entry.new)}"
+                    )
+                if item.event == "undone":
+                    entry.undone, entry.undone_time = True, item.time
+                elif item.event == "aborted":
+                    entry.aborted = True
+                elif item.event == "actual":
+                    entry.actual = item.data
+                else:
+                    entry.old = item.data
+            except ValueError as err:
+                if strict:
+                    raise JournalError(
+                        f"journal {self.path} line {n}: {err}; refusing to write (nothing written)",
+                        "a damaged journal could hide a write from undo: repair or remove that line; "
+                        "`pyphys journal --all` lists what is readable",
+                    ) from None
+                self.bad_lines += 1
+        return by_id, last
+
+    def entries(self) -> list[Entry]:
+        """All readable entries in id order, with undone/aborted/actual folded in (bad lines are
+        skipped and counted in ``bad_lines``)."""
+        by_id, _ = self._fold(strict=False)
         return [by_id[k] for k in sorted(by_id)]
 
-    def _last_id(self) -> int:
-        """Highest entry id (reads the file backwards; ids only grow)."""
-        try:
-            size = os.path.getsize(self.path)
-        except OSError:
-            return 0
-        if size == 0:
-            return 0
-        with open(self.path, "rb") as f:
-            chunk = 4096
-            pos = size
-            tail = b""
-            while pos > 0:
-                step = min(chunk, pos)
-                pos -= step
-                f.seek(pos)
-                tail = f.read(step) + tail
-                lines = tail.split(b"\n")
-                # the first piece may be a partial line unless we reached the start
-                complete = lines if pos == 0 else lines[1:]
-                for raw in reversed(complete):
-                    try:
-                        obj = json.loads(raw)
-                    except ValueError:
-                        continue
-                    if isinstance(obj, dict) and "id" in obj:
-                        return int(obj["id"])
-                chunk *= 4
-        return 0
+    def check(self) -> int:
+        """Validate every line; the highest entry id (0 if none). JournalError naming the file and the
+        first bad line. Kept under :meth:`locked` until released (only this object appends meanwhile)."""
+        if self._depth == 0:
+            return self._fold(strict=True)[1]
+        if self._last is None:
+            self._last = self._fold(strict=True)[1]
+        return self._last
 
     # -- appending --------------------------------------------------------------------------
     def _append(self, objs: Sequence[dict]) -> None:
         fd = self._open()
-        data = "".join(json.dumps(o, separators=(",", ":")) + "\n" for o in objs).encode()
+        lines = [json.dumps(o, separators=(",", ":")).encode() for o in objs]
+        for line in lines:  # never append a line that would make the journal refuse every later write
+            try:
+                parse_line(line)
+            except ValueError as err:
+                raise JournalError(f"refusing to journal {line[:80]!r}: {err}", "nothing was written") from None
+        data = b"".join(line + b"\n" for line in lines)
         try:
             view = memoryview(data)
             while view:
@@ -390,15 +417,22 @@ class Journal:
                 view = view[n:]
             os.fsync(fd)
         except OSError as err:
+            self._last = None
             raise from_oserror(err, f"append to journal {self.path}", "nothing was written to memory") from err
+        ids = [o["id"] for o in objs if "id" in o]
+        if ids and self._last is not None:
+            self._last = max(ids)
 
     def record_many(self, items: Sequence[tuple]) -> list[int]:
         """Append entries (kind, target, addr, old, new, label[, width]) with ONE fsync; returns their ids.
 
         ``width`` (bits) marks a word write: undo then restores with one store of that width.
+        JournalError (nothing appended) if the journal holds a bad line.
         """
         with self.locked():
-            first = self._last_id() + 1
+            first = self.check() + 1
+            if first + len(items) - 1 > MAX_ID:
+                raise JournalError(f"journal {self.path} has run out of entry ids", "start a new journal")
             stamp = _now()
             objs = []
             for i, item in enumerate(items):
@@ -430,49 +464,30 @@ class Journal:
         self.mark_many([ref], event, data)
 
     def mark_many(self, refs: Iterable[int], event: str, data: bytes | None = None) -> None:
-        """The same marker about several entries, with one fsync."""
-        stamp = _now()
-        objs = []
-        for ref in refs:
-            obj: dict = {"ref": ref, "event": event, "time": stamp}
-            if data is not None:
-                obj["hex"] = bytes(data).hex()
-            objs.append(obj)
-        if objs:
-            self._append(objs)
+        """The same marker about several entries, with one fsync (``data``: as long as their writes)."""
+        with self.locked():
+            last = self.check()
+            stamp = _now()
+            objs = []
+            for ref in refs:
+                if isinstance(ref, bool) or not isinstance(ref, int) or not 1 <= ref <= last:
+                    raise JournalError(f"journal {self.path} has no entry {ref} to mark {event}")
+                obj: dict = {"ref": ref, "event": event, "time": stamp}
+                if data is not None:
+                    obj["hex"] = bytes(data).hex()
+                objs.append(obj)
+            if objs:
+                self._append(objs)
 
-    # -- undo -------------------------------------------------------------------------------
+    # -- undo (pyphys.journal_undo) ---------------------------------------------------------
     def select(self, which: str | int | Sequence[int] = "last", *, count: int | None = None) -> list[Entry]:
         """Entries to undo, newest first: "last", "all", an id, a list of ids, or the last ``count``.
 
         UsageError for an unknown id or one already undone; JournalError if nothing is left.
         """
-        entries = self.entries()
-        active = [e for e in entries if e.active]
-        if count is not None:
-            if count <= 0:
-                raise UsageError(f"--last {count}: give a positive number of entries")
-            chosen = active[-count:]
-        elif which == "all":
-            chosen = active
-        elif which == "last":
-            chosen = active[-1:]
-        else:
-            ids = [which] if isinstance(which, int) else list(which)  # type: ignore[arg-type]
-            known = {e.id: e for e in entries}
-            chosen = []
-            for i in ids:
-                e = known.get(int(i))
-                if e is None:
-                    raise UsageError(f"journal {self.path} has no entry {i}")
-                if e.undone:
-                    raise UsageError(f"journal entry {i} was already undone at {e.undone_time}")
-                if e.aborted:
-                    raise UsageError(f"journal entry {i} never reached memory (its write failed)")
-                chosen.append(e)
-        if not chosen:
-            raise JournalError(f"nothing to undo in {self.path}", "`pyphys journal` lists the entries")
-        return sorted(chosen, key=lambda e: e.id, reverse=True)
+        from pyphys import journal_undo
+
+        return journal_undo.select(self, which, count)
 
     def undo(
         self,
@@ -485,65 +500,12 @@ class Journal:
 
         Every entry is checked first (against memory as it will be after the newer undos):
         if the bytes there are no longer what pyphys wrote, JournalError and nothing is written.
-        Raises VerifyError if a restore does not read back.
+        So is a journal with a bad line (:meth:`check`). Raises VerifyError if a restore does
+        not read back.
         """
-        with self.locked():
-            chosen = self.select(which, count=count)
-            targets: dict[str, Any] = {}
-            try:
-                plan = self._plan(chosen, targets)
-                results = []
-                for step in plan:
-                    e = step.entry
-                    status, back = step.status, None
-                    if step.status == "restored" and not dry_run:
-                        tgt = targets[step.key]
-                        _put(tgt, e.addr, e.old, e.width)
-                        back = _get(tgt, e.addr, len(e.old), e.width)
-                        if back != e.old:
-                            if e.actual is None:  # it echoed pyphys's write, so it must echo this
-                                raise VerifyError(
-                                    f"undo of entry {e.id} at {e.addr:#x}: wrote {e.old.hex()}, read back {back.hex()}"
-                                )
-                            # a register that never echoed: its reads are not its last write
-                            status = "register"
-                    if not dry_run:
-                        self.mark(e.id, "undone")
-                    results.append(UndoResult(e.id, e.addr, e.kind, e.target, e.old, status, e.label, back))
-                return results
-            finally:
-                for tgt in targets.values():
-                    close = getattr(tgt, "close", None)
-                    if close:
-                        close()
+        from pyphys import journal_undo
 
-    def _plan(self, chosen: list[Entry], targets: dict[str, Any]) -> list[_Planned]:
-        overlay: dict[str, dict[int, int]] = {}
-        plan = []
-        for e in chosen:
-            key = json.dumps([e.kind, e.target], sort_keys=True)
-            if key not in targets:
-                targets[key] = opener_for(e.kind)(e.target)
-            seen = bytearray(_get(targets[key], e.addr, len(e.new), e.width))
-            over = overlay.setdefault(key, {})
-            for i in range(len(seen)):
-                if e.addr + i in over:
-                    seen[i] = over[e.addr + i]
-            current = bytes(seen)
-            if current == e.new or (e.actual is not None and current == e.actual):
-                status = "restored"
-            elif current == e.old:
-                status = "already"
-            else:
-                raise JournalError(
-                    f"entry {e.id} at {e.addr:#x}: memory now holds {_short(current)}, not the "
-                    f"{_short(e.new)} pyphys wrote; refusing to undo (nothing written)",
-                    "something else changed it since; undo newer entries first or leave it",
-                )
-            for i, b in enumerate(e.old):
-                over[e.addr + i] = b
-            plan.append(_Planned(e, key, current, status))
-        return plan
+        return journal_undo.undo(self, which, count, dry_run)
 
 
 def _get(target: Any, addr: int, n: int, width: int | None) -> bytes:
@@ -625,6 +587,7 @@ def journaled_write(
 
 
 __all__ = [
+    "OPENERS",
     "Entry",
     "Journal",
     "UndoResult",

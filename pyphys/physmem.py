@@ -19,25 +19,19 @@ Backends (``open_physmem(backend=...)``):
     device if present. ``PhysMem.reason`` says which was taken and why; a later refusal of RAM
     by /dev/mem also falls back to the module's device when it exists.
 
-Exact widths: :class:`MappedWindow` performs every 8/16/32/64-bit access as ONE aligned load
-or store of that width through ``memoryview.cast`` (CPython's ``unpack_single`` /
-``pack_single`` copy a fixed-size native integer, which compiles to one move), never as bytes.
-A range read or write over non-RAM (MMIO) goes through 32-bit accesses; over RAM it is a plain
-copy. Every ``OSError`` becomes a :class:`~pyphys.errors.PyphysError` here, with the kernel's
+Exact widths: see :mod:`pyphys.physmem_window` (every 8/16/32/64-bit access is ONE aligned load
+or store). Every ``OSError`` becomes a :class:`~pyphys.errors.PyphysError` here, with the kernel's
 reason (STRICT_DEVMEM, IO_STRICT_DEVMEM, PAT, lockdown, capabilities) and what to try.
 """
 
 from __future__ import annotations
 
 import errno
-import mmap
 import os
-import stat
 
 from pyphys import TYPE_CHECKING, paths
 from pyphys.errors import (
     DevMemBlockedError,
-    ModuleNotLoadedError,
     NotFoundError,
     PermissionDeniedError,
     PyphysError,
@@ -45,13 +39,20 @@ from pyphys.errors import (
     UsageError,
     from_oserror,
 )
+from pyphys.physmem_window import (  # noqa: F401 (re-exported: pyphys.physmem is the public name)
+    PAGE_SIZE,
+    WIDTH_FORMATS,
+    MappedWindow,
+    _single_access,
+    all_zero,
+    check_value,
+    check_width,
+    page_base,
+)
 
 if TYPE_CHECKING:
     from typing import Callable
 
-PAGE_SIZE = mmap.PAGESIZE
-#: access width in bits -> memoryview format (native byte order, like busybox devmem)
-WIDTH_FORMATS = {8: "B", 16: "H", 32: "I", 64: "Q"}
 BACKENDS = ("auto", "mmap", "rw", "module")
 #: windows larger than this are mapped, copied and unmapped chunk by chunk
 _CHUNK = 1 << 20
@@ -80,26 +81,6 @@ NO_DEVMEM_HINT = (
 NO_MODULE_DEV_HINT = "load the module with its device: insmod kmod/pyphys.ko mem_device=1 (root only)"
 
 
-def page_base(addr: int) -> int:
-    """``addr`` rounded down to a page boundary."""
-    return addr - addr % PAGE_SIZE
-
-
-def check_width(width: int) -> int:
-    """Return the access size in bytes for ``width`` bits; UsageError unless 8/16/32/64."""
-    if width not in WIDTH_FORMATS:
-        raise UsageError(f"width {width} is not one of 8, 16, 32, 64 (bits)")
-    return width // 8
-
-
-def check_value(value: int, width: int) -> None:
-    """UsageError if ``value`` does not fit in ``width`` bits (or is negative)."""
-    if value < 0:
-        raise UsageError(f"value {value} is negative")
-    if value >> width:
-        raise UsageError(f"value {value:#x} is wider than {width} bits")
-
-
 def lockdown_mode() -> str | None:
     """The active kernel lockdown mode ("none", "integrity", "confidentiality"), or None if unknown."""
     try:
@@ -111,169 +92,6 @@ def lockdown_mode() -> str | None:
         if word.startswith("[") and word.endswith("]"):
             return word[1:-1]
     return None
-
-
-_zeros = b""
-
-
-def all_zero(data: bytes) -> bool:
-    """Whether every byte of ``data`` is 0: one memcmp against a calloc'd block.
-
-    ``not any(data)`` walks the bytes as Python ints: 13 ms per 2 MiB natively, and most of a
-    dump's time under TCG, where most of a guest's RAM is zeros. The block is allocated
-    lazily and calloc'd, so it maps the shared zero page and costs no RSS.
-    """
-    global _zeros
-    if len(data) > len(_zeros):
-        _zeros = bytes(len(data))
-    return _zeros.startswith(data)
-
-
-class MappedWindow:
-    """A shared mapping of ``length`` bytes at ``offset`` of any mmap-able fd (/dev/mem, PCI resourceN).
-
-    Offsets given to the methods are relative to ``offset`` (the mapping itself is widened to
-    page boundaries). ``mmio=True`` makes :meth:`read`/:meth:`write` use 32-bit accesses for
-    the aligned part, as device registers expect. ``explain(err, offset)`` turns an ``OSError``
-    from mmap into a PyphysError (default: :func:`~pyphys.errors.from_oserror`).
-    """
-
-    def __init__(
-        self,
-        fd: int,
-        offset: int,
-        length: int,
-        writable: bool,
-        *,
-        mmio: bool = False,
-        what: str = "memory",
-        explain: Callable[[OSError, int], PyphysError] | None = None,
-    ):
-        if length <= 0:
-            raise UsageError(f"cannot map {length} bytes of {what}")
-        self.offset = offset
-        self.length = length
-        self.writable = writable
-        self.mmio = mmio
-        self.what = what
-        base = page_base(offset)
-        self._delta = offset - base
-        size = -(-(self._delta + length) // PAGE_SIZE) * PAGE_SIZE
-        if self._delta + length < size:
-            # CPython refuses to map past a regular file's st_size, and sysfs gives a PCI
-            # resourceN file its BAR's size (pci_create_attr()), which may be under a page.
-            # The kernel maps whole pages anyway (pci_mmap_fits() rounds the BAR up), so map
-            # just as much as the file claims when the window fits in it.
-            st = os.fstat(fd)
-            if stat.S_ISREG(st.st_mode) and base + self._delta + length <= st.st_size < base + size:
-                size = st.st_size - base
-        prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
-        try:
-            self._mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=prot, offset=base)
-        except OSError as err:
-            if explain is not None:
-                raise explain(err, offset) from err
-            raise from_oserror(err, f"mmap of {what} at {offset:#x}") from err
-        except ValueError as err:
-            # CPython checks regular files against their size (the unit tests' stand-in /dev/mem)
-            raise RegionError(f"{what}: {offset:#x}+{length:#x} is past its end ({err})") from None
-        self._view = memoryview(self._mm)
-        self._casts: dict[int, memoryview] = {}
-
-    # -- exact-width accesses -------------------------------------------------------------
-    def _index(self, off: int, width: int) -> tuple[memoryview, int]:
-        size = check_width(width)
-        if (self._delta + off) % size:
-            raise UsageError(f"{self.what}: {self.offset + off:#x} is not aligned to {width} bits")
-        if off < 0 or off + size > self.length:
-            raise RegionError(f"{self.what}: offset {off:#x} is outside the {self.length:#x}-byte window")
-        view = self._casts.get(width)
-        if view is None:
-            whole = len(self._view) - len(self._view) % (width // 8)  # a file-sized map may end mid-word
-            view = self._casts[width] = self._view[:whole].cast(WIDTH_FORMATS[width])
-        return view, (self._delta + off) // size
-
-    def read_word(self, off: int, width: int) -> int:
-        """One aligned load of exactly ``width`` bits at ``off``; UsageError if unaligned."""
-        view, index = self._index(off, width)
-        return view[index]
-
-    def write_word(self, off: int, width: int, value: int) -> None:
-        """One aligned store of exactly ``width`` bits at ``off``; UsageError if unaligned or too wide."""
-        if not self.writable:
-            raise UsageError(f"{self.what} is mapped read-only")
-        check_value(value, width)
-        view, index = self._index(off, width)
-        view[index] = value
-
-    # -- byte ranges ----------------------------------------------------------------------
-    def _check_range(self, off: int, n: int) -> None:
-        if off < 0 or n < 0 or off + n > self.length:
-            raise RegionError(f"{self.what}: {off:#x}+{n:#x} is outside the {self.length:#x}-byte window")
-
-    def read(self, off: int, n: int) -> bytes:
-        """``n`` bytes at ``off``: one exact access for 1/2/4/8 aligned bytes, 32-bit loads if mmio."""
-        self._check_range(off, n)
-        if _single_access(n, self._delta + off, self.mmio):
-            return self.read_word(off, n * 8).to_bytes(n, "little")
-        start = self._delta + off
-        if not self.mmio:
-            return bytes(self._view[start : start + n])
-        # Device registers: read the aligned 32-bit words covering the range, never bytes.
-        lo = start - start % 4
-        hi = -(-(start + n) // 4) * 4
-        base = lo - self._delta
-        raw = b"".join(self.read_word(base + i, 32).to_bytes(4, "little") for i in range(0, hi - lo, 4))
-        return raw[start - lo : start - lo + n]
-
-    def write(self, off: int, data: bytes) -> None:
-        """Store ``data`` at ``off``: exact stores for 1/2/4/8 aligned bytes, 32-bit stores if mmio."""
-        if not self.writable:
-            raise UsageError(f"{self.what} is mapped read-only")
-        n = len(data)
-        self._check_range(off, n)
-        if _single_access(n, self._delta + off, self.mmio):
-            self.write_word(off, n * 8, int.from_bytes(data, "little"))
-            return
-        if not self.mmio:
-            start = self._delta + off
-            self._view[start : start + n] = data
-            return
-        # MMIO: narrow stores only for an unaligned head/tail, 32-bit stores for the rest.
-        pos = 0
-        while pos < n:
-            here = off + pos
-            left = n - pos
-            if here % 4 == 0 and left >= 4:
-                size = 4
-            elif here % 2 == 0 and left >= 2:
-                size = 2
-            else:
-                size = 1
-            self.write_word(here, size * 8, int.from_bytes(data[pos : pos + size], "little"))
-            pos += size
-
-    def close(self) -> None:
-        """Unmap (views are released first, else mmap.close raises BufferError)."""
-        for view in self._casts.values():
-            view.release()
-        self._casts.clear()
-        if self._view is not None:
-            self._view.release()
-            self._view = None  # type: ignore[assignment]
-        self._mm.close()
-
-    def __enter__(self) -> MappedWindow:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _single_access(n: int, addr: int, mmio: bool) -> bool:
-    """Can ``n`` bytes at ``addr`` be one exact access? On MMIO a byte range is never one 64-bit
-    access: devices such as QEMU's edu answer only 32-bit accesses to their registers."""
-    return n in ((1, 2, 4) if mmio else (1, 2, 4, 8)) and addr % n == 0
 
 
 class _Regions:
@@ -641,68 +459,16 @@ def _check_addr(addr: int, length: int) -> None:
 
 def explain_open(err: OSError, path: str, module: bool) -> PyphysError:
     """The reason an open() of /dev/mem or /dev/pyphys_mem failed, with what to try."""
-    code = err.errno
-    if code == errno.ENOENT:
-        if module:
-            return ModuleNotLoadedError(f"{path} does not exist", NO_MODULE_DEV_HINT)
-        return NotFoundError(f"{path} does not exist", NO_DEVMEM_HINT)
-    if code == errno.EACCES:
-        return PermissionDeniedError(f"open {path}: permission denied", "run as root (sudo)")
-    if code == errno.EPERM:
-        mode = lockdown_mode()
-        if not module and mode in ("integrity", "confidentiality"):
-            return DevMemBlockedError(
-                f"open {path}: refused by kernel lockdown ([{mode}])",
-                "lockdown forbids /dev/mem (LOCKDOWN_DEV_MEM): boot with lockdown=none or without "
-                "Secure Boot enforcement, or use --backend module with a signed pyphys.ko",
-            )
-        return PermissionDeniedError(
-            f"open {path}: operation not permitted",
-            "it needs root with CAP_SYS_RAWIO (drivers/char/mem.c open_port); see `pyphys doctor`",
-        )
-    if code in (errno.EBUSY, errno.EWOULDBLOCK):
-        return PyphysError(f"open {path}: device busy", "another process holds it; try again")
-    return from_oserror(err, f"open {path}")
+    from pyphys import physmem_explain
+
+    return physmem_explain.explain_open(err, path, module)
 
 
 def explain_access(err: OSError, addr: int, op: str, path: str, backend: str, regions: _Regions | None) -> PyphysError:
     """The reason an mmap/read/write at ``addr`` was refused, naming the kernel policy behind it."""
-    code = err.errno
-    what = f"{op} of {path} at {addr:#x}"
-    ram = regions.is_ram(addr, 1) if regions else None
-    claimed = regions.claimed(addr) if regions else None
-    if backend == "module":
-        if code == errno.ENXIO:
-            return RegionError(
-                f"{what}: not System RAM (pfn_valid fails)",
-                "/dev/pyphys_mem serves RAM only; use --backend mmap for MMIO",
-            )
-        if code == errno.EFAULT:
-            return RegionError(f"{what}: the module could not access this page")
-    if code == errno.EPERM:
-        mode = lockdown_mode()
-        if mode in ("integrity", "confidentiality"):
-            return DevMemBlockedError(f"{what}: refused by kernel lockdown ([{mode}])", "boot with lockdown=none")
-        if ram is False and claimed:
-            return DevMemBlockedError(f"{what}: refused with EPERM (region claimed by {claimed!r})", IO_STRICT_HINT)
-        return DevMemBlockedError(f"{what}: refused with EPERM", STRICT_HINT)
-    if code == errno.EINVAL and op == "mmap":
-        if claimed and ram is False:
-            return DevMemBlockedError(
-                f"{what}: refused with EINVAL (region claimed by {claimed!r})", f"{IO_STRICT_HINT}; or {PAT_HINT}"
-            )
-        return DevMemBlockedError(f"{what}: refused with EINVAL", PAT_HINT)
-    if code == errno.EFAULT:
-        return RegionError(
-            f"{what}: bad address (EFAULT)",
-            "read()/write() of /dev/mem stop at the end of directly mapped RAM "
-            "(valid_phys_addr_range); use --backend mmap for MMIO",
-        )
-    if code == errno.ENXIO:
-        return RegionError(f"{what}: no such physical address (ENXIO)")
-    if code == errno.EAGAIN and op == "mmap":
-        return DevMemBlockedError(f"{what}: remap_pfn_range failed (EAGAIN)", "the kernel could not map this range")
-    return from_oserror(err, what)
+    from pyphys import physmem_explain
+
+    return physmem_explain.explain_access(err, addr, op, path, backend, regions)
 
 
 def open_physmem(backend: str = "auto", writable: bool = False) -> PhysMem:
@@ -759,3 +525,9 @@ def open_physmem(backend: str = "auto", writable: bool = False) -> PhysMem:
             return pm
         pm.reason = f"{why}; staying on mmap (MMIO may work; for RAM: {NO_MODULE_DEV_HINT})"
     return pm
+
+
+def reopen(description: dict) -> PhysMem:
+    """The journal's opener for kind "phys": ``{"backend": NAME}`` reopened writable (undo)."""
+    backend = description.get("backend", "auto")
+    return open_physmem(backend if isinstance(backend, str) else repr(backend), writable=True)

@@ -92,6 +92,8 @@ def run_journal(args) -> int:
     if args.json:
         print(json.dumps([e.to_dict() for e in shown]))
         return 0
+    if jr.bad_lines:
+        print(f"pyphys journal: {jr.bad_lines} unreadable line(s) skipped in {jr.path}", file=sys.stderr)
     if not shown:
         print(f"no {'' if args.all else 'active '}entries in {jr.path}", file=sys.stderr)
         return 0
@@ -102,8 +104,6 @@ def run_journal(args) -> int:
             f"#{e.id:<4} {e.time}  {state:<7} {_target_text(e.kind, e.target)} {e.addr:#x} "
             f"{_short(e.old.hex())} -> {_short(e.new.hex())}{extra}  {e.label}"
         )
-    if jr.bad_lines:
-        print(f"pyphys journal: {jr.bad_lines} unreadable line(s) skipped in {jr.path}", file=sys.stderr)
     return 0
 
 

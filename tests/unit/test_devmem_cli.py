@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import mmap
 import os
 import struct
 
@@ -230,6 +231,9 @@ BAD = [
     ("write runs off named buffer", ["devmem", f"buffer+{BUF_SIZE - 2:#x}", "--write-hex", "01020304"]),
     ("bad hex", ["devmem", "buffer", "--write-hex", "zz"]),
     ("bad escape", ["devmem", "buffer", "--write-bytes", r"\x4"]),
+    ("unknown escape", ["devmem", "buffer", "--write-bytes", r"a\qb"]),
+    ("empty byte string", ["devmem", "buffer", "--write-bytes", ""]),
+    ("odd hex digits", ["devmem", "buffer", "--write-hex", "abc"]),
     ("unknown backend", ["devmem", "buffer", "--backend", "dma"]),
     ("range zero", ["devmem", "buffer", "--range", "0"]),
     ("range not a number", ["devmem", "buffer", "--range", "lots"]),
@@ -240,6 +244,9 @@ BAD = [
     ("undo with nothing", ["undo"]),
     ("undo unknown id", ["undo", "42"]),
     ("undo id not a number", ["undo", "seven"]),
+    ("undo unicode digit", ["undo", "\u0661"]),
+    ("undo id zero", ["undo", "0"]),
+    ("undo id past 2**63", ["undo", str(1 << 63)]),
 ]
 
 
@@ -321,7 +328,7 @@ def test_strict_devmem_refusal(lab, capsys, monkeypatch):
     def refuse(*a, **k):
         raise OSError(errno.EPERM, "Operation not permitted")
 
-    monkeypatch.setattr(physmem.mmap, "mmap", refuse)
+    monkeypatch.setattr(mmap, "mmap", refuse)
     err = check_bad(lab, capsys, ["devmem", "buffer", "32", "1", "--backend", "mmap"], mem(lab), "STRICT_DEVMEM")
     assert "mem_device=1" in err
 
@@ -374,3 +381,57 @@ def test_batch_over_more_pages_than_the_window_cache(lab, capsys, monkeypatch):
         assert mem(lab, a, 4) == struct.pack("<I", i)
     assert pyphys(capsys, "undo", "--all")[0] == 0
     assert mem(lab) == before
+
+
+# -- the library under the command -----------------------------------------------------------------
+def test_library_policy_and_batch_without_the_cli(lab):
+    """pyphys.devmem on its own: named regions, the RAM write policy, one journal append per batch."""
+    from pyphys import devmem
+    from pyphys.errors import RegionError
+
+    resolver = devmem.Resolver()
+    assert resolver.resolve("buffer+0x10") == (BUF + 0x10, resolver.module_regions()[0])
+    ops = devmem.parse_batch(["w buffer+8 32 0x11223344", "r 0x%x 32" % (BUF + 8)], resolver)
+    with physmem.open_physmem("mmap", writable=True) as pm:
+        devmem.check_all(pm, resolver, ops, force=False)
+        stray = devmem.Op("w", 0x1000, 32, 1)
+        with pytest.raises(RegionError, match="outside a region you named"):
+            devmem.check_access(pm, resolver, stray, force=False)
+        results = devmem.run_batch(pm, ops)
+    assert results[1] == {"op": "r", "addr": BUF + 8, "width": 32, "value": 0x11223344}
+    assert mem(lab, BUF + 8, 4) == struct.pack("<I", 0x11223344)
+    lines = journal_lines(lab)
+    assert [x["id"] for x in lines] == [1] and lines[0]["old"] == pattern(SIZE)[BUF + 8 : BUF + 12].hex()
+
+
+def test_command_file_holds_no_policy():
+    """The command parses and formats; resolution, policy and batches live in pyphys.devmem."""
+    from pyphys.commands import devmem as cmd
+
+    for name in ("Resolver", "check_access", "run_batch", "parse_batch", "Named", "Op"):
+        assert not hasattr(cmd, name), name
+
+
+@pytest.mark.parametrize(
+    "line", [b"\xff\xfe\n", b'{"id":1e400}\n', b'{"ref":1e400}\n', b'{"id":"x"}\n'], ids=["utf8", "id", "ref", "str"]
+)
+def test_damaged_journal_refuses_writes_and_undo_in_one_line(lab, capsys, line, monkeypatch):
+    path = lab / "journal.jsonl"
+    path.write_bytes(line)
+    before = mem(lab)
+    for argv in (["devmem", "buffer", "32", "0x1"], ["devmem", "--batch", "-"], ["undo"]):
+        rc, out, err = pyphys(capsys, *argv, stdin="w buffer 32 1\n", monkeypatch=monkeypatch)
+        assert rc != 0 and out == "" and len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert f"{path} line 1: " in err
+    assert mem(lab) == before and path.read_bytes() == line
+    rc, out, err = pyphys(capsys, "journal", "--all")
+    assert rc == 0 and "1 unreadable line(s) skipped" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "abc", "-1"])
+def test_lock_timeout_must_be_a_finite_positive_number(lab, capsys, value, monkeypatch):
+    monkeypatch.setenv("PYPHYS_LOCK_TIMEOUT", value)
+    before = mem(lab)
+    rc, out, err = pyphys(capsys, "devmem", "buffer", "32", "0x1")
+    assert rc == 2 and out == "" and len(err.splitlines()) == 1 and "PYPHYS_LOCK_TIMEOUT" in err
+    assert mem(lab) == before and journal_lines(lab) == []

@@ -12,7 +12,7 @@ import struct
 import pytest
 
 from pyphys import journal, paths, physmem
-from pyphys.errors import JournalError, UsageError, VerifyError
+from pyphys.errors import JournalError, PyphysError, UsageError, VerifyError
 
 SIZE = 8 * physmem.PAGE_SIZE
 
@@ -211,13 +211,16 @@ def test_unknown_kind_cannot_be_undone(fake):
         journal.Journal().undo()
 
 
-def test_torn_last_line_is_ignored(fake):
+def test_torn_last_line_is_skipped_when_listing_and_refuses_writes(fake):
     write(0xB00, b"ok")
     with open(fake / "state" / "journal.jsonl", "a") as f:
         f.write('{"id": 2, "kind": "ph')
+    before = (fake / "state" / "journal.jsonl").read_bytes()
     j = journal.Journal()
     assert [e.id for e in j.entries()] == [1] and j.bad_lines == 1
-    assert j.record("phys", {"backend": "mmap"}, 0, b"", b"") == 2
+    with pytest.raises(JournalError, match=r"journal\.jsonl line 2: .*refusing to write"):
+        j.record("phys", {"backend": "mmap"}, 0, b"", b"")
+    assert (fake / "state" / "journal.jsonl").read_bytes() == before  # nothing glued onto the torn line
 
 
 def test_locked_journal_nowait(fake):
@@ -238,3 +241,189 @@ def test_record_many_one_fsync(fake, monkeypatch):
     ids = journal.Journal().record_many([("phys", {}, i, b"a", b"b", "") for i in range(100)])
     assert ids == list(range(1, 101))
     assert len(calls) <= 2  # the entries, plus the directory on first creation
+
+
+# -- the journal cannot be bypassed ------------------------------------------------------------------
+BAD_LINES = [
+    (b'{"id":"x","kind":"phys","addr":"0x0","old":"00","new":"01"}\n', "'id' is \"x\", not an integer"),
+    (b'{"id":1e400,"kind":"phys","addr":"0x0","old":"00","new":"01"}\n', "not an integer"),
+    (b'{"id":Infinity,"kind":"phys","addr":"0x0","old":"00","new":"01"}\n', "not an integer"),
+    (b'{"id":true,"kind":"phys","addr":"0x0","old":"00","new":"01"}\n', "not an integer"),
+    (b'{"id":0,"kind":"phys","addr":"0x0","old":"00","new":"01"}\n', "out of range"),
+    (b'{"id":9223372036854775808,"kind":"phys","addr":"0x0","old":"00","new":"01"}\n', "out of range"),
+    (b'{"ref":1e400,"event":"undone"}\n', "'ref' is"),
+    (b'{"ref":"1","event":"undone"}\n', "'ref' is"),
+    (b'{"ref":5,"event":"undone"}\n', "no earlier line"),
+    (b'{"ref":1,"event":"forgotten"}\n', "unknown event"),
+    (b'{"id":2,"kind":"phys","addr":"\xd9\xa1","old":"00","new":"01"}\n', "addr"),
+    (b'{"id":2,"kind":"phys","addr":"0x10000000000000000","old":"00","new":"01"}\n', "addr"),
+    (b'{"id":2,"kind":"phys","addr":"0x0","old":"0g","new":"01"}\n', "old"),
+    (b"\xff\xfe not utf-8\n", "not UTF-8"),
+    (b"{not json\n", "not JSON"),
+    (b"[" * 100000 + b"\n", "not JSON"),
+    (b"[1, 2]\n", "not a JSON object"),
+    (b'{"time":"2026"}\n', "neither or both"),
+]
+
+
+@pytest.mark.parametrize("line,why", BAD_LINES, ids=[w for _, w in BAD_LINES])
+def test_a_bad_line_refuses_every_write_before_memory(fake, line, why):
+    """Entries, markers and undo: one JournalError naming the file and the line, nothing written."""
+    write(0xC00, b"AB")  # line 1, valid
+    path = fake / "state" / "journal.jsonl"
+    with open(path, "ab") as f:
+        f.write(line)
+    before_mem, before_journal = raw(fake, 0, SIZE), path.read_bytes()
+    j = journal.Journal()
+    assert [e.id for e in j.entries()] == [1] and j.bad_lines == 1  # listing still works
+    for attempt in (
+        lambda: write(0xD00, b"CD"),
+        lambda: journal.Journal().mark(1, "aborted"),
+        lambda: journal.Journal().undo(),
+    ):
+        with pytest.raises(JournalError) as info:
+            attempt()
+        text = str(info.value)
+        assert f"{path} line 2: " in text and why in text and "\n" not in text
+    assert raw(fake, 0, SIZE) == before_mem and path.read_bytes() == before_journal
+
+
+def test_ids_must_increase_and_refs_must_exist(fake):
+    path = fake / "state" / "journal.jsonl"
+    write(0xC00, b"AB")
+    write(0xC04, b"CD")
+    path.write_bytes(path.read_bytes().replace(b'"id":2', b'"id":1'))
+    with pytest.raises(JournalError, match="line 2: entry id 1 does not follow the previous id 1"):
+        write(0xC08, b"EF")
+    path.write_bytes(path.read_bytes().replace(b'"id":1', b'"id":2', 1).replace(b'"id":1', b'"id":3', 1))
+    assert [e.id for e in journal.Journal().entries()] == [2, 3]
+    with pytest.raises(JournalError, match="no entry 7"):
+        journal.Journal().mark(7, "undone")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "abc", "-1", "0", "", "١"])
+def test_lock_timeout_must_be_finite_and_positive(fake, monkeypatch, value):
+    monkeypatch.setenv("PYPHYS_LOCK_TIMEOUT", value)
+    with pytest.raises(UsageError, match="PYPHYS_LOCK_TIMEOUT") as info:
+        journal.Journal()
+    assert "\n" not in str(info.value)
+    monkeypatch.setenv("PYPHYS_LOCK_TIMEOUT", "0.5")
+    assert journal.Journal().lock_timeout == 0.5
+    for bad in (float("nan"), float("inf"), -1, 0, True):
+        with pytest.raises(UsageError):
+            journal.Journal(lock_timeout=bad)
+
+
+def test_library_ids_are_integers_in_range(fake):
+    write(0xC00, b"AB")
+    for bad in ("1", "١", 1.0, True, 0, 1 << 63):
+        with pytest.raises(UsageError):
+            journal.Journal().undo([bad])
+    with pytest.raises(UsageError):
+        journal.Journal().undo("latest")
+    assert not journal.Journal().entries()[0].undone
+
+
+def test_kinds_come_from_the_table_not_from_module_names(fake):
+    """A kind that happens to name a pyphys module is not imported to look for an opener."""
+    import subprocess
+    import sys
+
+    journal.Journal().record("labvm", {}, 0, b"a", b"b")
+    code = (
+        "import sys\nfrom pyphys import journal\nfrom pyphys.errors import JournalError\n"
+        "try:\n    journal.Journal().undo()\nexcept JournalError as err:\n    print(err)\n"
+        "print('pyphys.labvm' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=fresh_env()
+    ).stdout
+    assert "kind 'labvm' cannot be reopened" in out and out.split()[-1] == "False"
+    assert journal.OPENERS["pci"] == "pyphys.pci:reopen" and journal.OPENERS["phys"] == "pyphys.physmem:reopen"
+
+
+def test_pci_undo_in_a_fresh_interpreter_that_never_imported_pci(tmp_path, monkeypatch):
+    """Journal a PCI config write, then undo it from a process where only the journal is imported."""
+    import shutil
+    import subprocess
+    import sys
+
+    from pyphys import pci
+
+    fix = os.path.join(os.path.dirname(__file__), "..", "fixtures", "pci", "lab-guest")
+    root = tmp_path / "m"
+    shutil.copytree(fix, root, symlinks=True)
+    roots = {"sys": str(root / "sys"), "proc": str(root / "proc"), "dev": str(root / "dev")}
+    monkeypatch.setenv("PYPHYS_JOURNAL", str(tmp_path / "journal.jsonl"))
+    monkeypatch.setenv("PYPHYS_PCI_IDS", "")
+    old = paths.set_roots(**roots)
+    try:
+        edu = next(d for d in pci.scan() if d.ids == "1234:11e8")
+        cfg = root / "sys/bus/pci/devices" / edu.address / "config"
+        before = cfg.read_bytes()
+        pci.write_config(edu, 0x3C, 8, 0x5A, force=True)
+        assert cfg.read_bytes()[0x3C] == 0x5A
+    finally:
+        paths.set_roots(**old)
+    code = (
+        "import sys\nfrom pyphys import journal, paths\n"
+        f"paths.set_roots(**{roots!r})\n"
+        "assert 'pyphys.pci' not in sys.modules\n"
+        "(r,) = journal.Journal().undo()\n"
+        "print(r.kind, r.status)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=fresh_env()
+    ).stdout
+    assert out.split() == ["pci", "restored"]
+    assert cfg.read_bytes() == before
+
+
+def fresh_env() -> dict:
+    """The environment for a fresh interpreter that imports this checkout's pyphys."""
+    import pyphys
+
+    top = os.path.dirname(os.path.dirname(os.path.abspath(pyphys.__file__)))
+    return dict(os.environ, PYTHONPATH=top + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def test_an_entry_that_would_damage_the_journal_is_not_appended(fake):
+    write(0xC00, b"AB")
+    before = (fake / "state" / "journal.jsonl").read_bytes()
+    for item in [
+        ("phys", {}, -16, b"a", b"b", ""),  # a negative address
+        ("phys", {}, 1 << 64, b"a", b"b", ""),
+        ("phys", {}, 0, b"a", b"bc", ""),  # old and new of different lengths
+        ("", {}, 0, b"a", b"b", ""),
+        ("phys", {}, 0, b"ab", b"cd", "", 24),
+    ]:
+        with pytest.raises(JournalError, match="refusing to journal"):
+            journal.Journal().record_many([item])
+    with pytest.raises(JournalError):
+        journal.Journal().mark("1", "undone")
+    assert (fake / "state" / "journal.jsonl").read_bytes() == before
+    assert journal.Journal().check() == 1
+
+
+def test_journal_must_be_a_regular_file(fake, monkeypatch, tmp_path):
+    """PYPHYS_JOURNAL=/dev/null (or a FIFO) would let writes through with nothing to undo them."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in ("/dev/null", str(fifo), str(tmp_path)):
+        monkeypatch.setenv("PYPHYS_JOURNAL", path)
+        before = raw(fake, 0, SIZE)
+        with pytest.raises(PyphysError, match="journal"):
+            write(0xC00, b"AB")
+        assert raw(fake, 0, SIZE) == before
+
+
+def test_a_marker_of_the_wrong_length_is_refused(fake):
+    """An ``old`` marker longer than the write would make undo store past what pyphys wrote."""
+    write(0xC00, b"AB")
+    path = fake / "state" / "journal.jsonl"
+    with open(path, "a") as f:
+        f.write('{"ref":1,"event":"old","hex":"00112233"}\n')
+    before = raw(fake, 0, SIZE)
+    with pytest.raises(JournalError, match="line 2: marker 'old' for entry 1 holds 4 bytes, not 2"):
+        journal.Journal().undo()
+    assert raw(fake, 0, SIZE) == before

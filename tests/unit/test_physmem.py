@@ -6,6 +6,7 @@ Ground truth is the file itself, read and written with plain open() — not thro
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import struct
 
@@ -195,7 +196,7 @@ def test_auto_falls_back_to_module_device_when_devmem_missing(fake):
 
 
 def _mmap_refusing(code):
-    real = physmem.mmap.mmap
+    real = mmap.mmap
 
     def fake_mmap(fd, length, *args, **kw):
         raise OSError(code, os.strerror(code))
@@ -206,7 +207,7 @@ def _mmap_refusing(code):
 def test_auto_probe_eperm_picks_module_and_says_why(fake, monkeypatch):
     (fake / "dev" / "pyphys_mem").write_bytes(pattern(SIZE))
     _real, refuse = _mmap_refusing(errno.EPERM)
-    monkeypatch.setattr(physmem.mmap, "mmap", refuse)
+    monkeypatch.setattr(mmap, "mmap", refuse)
     with physmem.open_physmem("auto") as pm:
         assert pm.backend == "module"
         assert "EPERM" in pm.reason and "STRICT_DEVMEM" in pm.reason
@@ -215,7 +216,7 @@ def test_auto_probe_eperm_picks_module_and_says_why(fake, monkeypatch):
 
 def test_eperm_on_ram_names_strict_devmem(fake, monkeypatch):
     _real, refuse = _mmap_refusing(errno.EPERM)
-    monkeypatch.setattr(physmem.mmap, "mmap", refuse)
+    monkeypatch.setattr(mmap, "mmap", refuse)
     with physmem.open_physmem("mmap") as pm, pytest.raises(DevMemBlockedError) as info:
         pm.read_word(0x1000, 32)
     assert "STRICT_DEVMEM" in str(info.value) and "mem_device=1" in str(info.value)
@@ -223,7 +224,7 @@ def test_eperm_on_ram_names_strict_devmem(fake, monkeypatch):
 
 def test_eperm_on_claimed_mmio_names_io_strict(fake, monkeypatch):
     _real, refuse = _mmap_refusing(errno.EPERM)
-    monkeypatch.setattr(physmem.mmap, "mmap", refuse)
+    monkeypatch.setattr(mmap, "mmap", refuse)
     with physmem.open_physmem("mmap") as pm, pytest.raises(DevMemBlockedError) as info:
         pm.read_word(0x8000, 32)
     assert "IO_STRICT_DEVMEM" in str(info.value) and "iomem=relaxed" in str(info.value)
@@ -232,7 +233,7 @@ def test_eperm_on_claimed_mmio_names_io_strict(fake, monkeypatch):
 
 def test_einval_on_mmap_names_pat(fake, monkeypatch):
     _real, refuse = _mmap_refusing(errno.EINVAL)
-    monkeypatch.setattr(physmem.mmap, "mmap", refuse)
+    monkeypatch.setattr(mmap, "mmap", refuse)
     with physmem.open_physmem("mmap") as pm, pytest.raises(DevMemBlockedError, match="nopat"):
         pm.read_word(0x1000, 32)
 
@@ -274,7 +275,7 @@ def test_zeros_from_read_of_restricted_low_ram_are_not_data(fake, monkeypatch):
         f.seek(0x1000)
         f.write(bytes(64))
     _real, refuse = _mmap_refusing(errno.EPERM)
-    monkeypatch.setattr(physmem.mmap, "mmap", refuse)
+    monkeypatch.setattr(mmap, "mmap", refuse)
     with physmem.open_physmem("rw") as pm, pytest.raises(DevMemBlockedError, match="zeros"):
         pm.read(0x1000, 64)
 
@@ -326,3 +327,33 @@ def test_all_zero():
     assert physmem.all_zero(b"") and physmem.all_zero(bytes(5)) and physmem.all_zero(bytes(3 << 20))
     assert not physmem.all_zero(b"\0\0\1") and not physmem.all_zero(bytes(2 << 20) + b"\1")
     assert physmem.all_zero(memoryview(bytes(4096)))
+
+
+def test_split_modules_keep_public_names_and_load_explanations_only_on_errors(fake):
+    """physmem re-exports the window layer; the refusal explanations are imported on a refusal only."""
+    import subprocess
+    import sys
+
+    from pyphys import physmem_window
+
+    assert physmem.MappedWindow is physmem_window.MappedWindow and physmem.PAGE_SIZE == physmem_window.PAGE_SIZE
+    code = (
+        "import sys\nfrom pyphys import paths, physmem\n"
+        f"paths.set_roots(dev={str(fake / 'dev')!r}, proc={str(fake / 'proc')!r}, sys={str(fake / 'sys')!r})\n"
+        "with physmem.open_physmem('mmap') as pm: pm.read_word(0x1000, 32)\n"
+        "print('pyphys.physmem_explain' in sys.modules)\n"
+        "try:\n    physmem.open_physmem('module')\nexcept Exception as err:\n    print(type(err).__name__)\n"
+        "print('pyphys.physmem_explain' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=fresh_env()
+    ).stdout
+    assert out.split() == ["False", "ModuleNotLoadedError", "True"]
+
+
+def fresh_env() -> dict:
+    """The environment for a fresh interpreter that imports this checkout's pyphys."""
+    import pyphys
+
+    top = os.path.dirname(os.path.dirname(os.path.abspath(pyphys.__file__)))
+    return dict(os.environ, PYTHONPATH=top + os.pathsep + os.environ.get("PYTHONPATH", ""))
