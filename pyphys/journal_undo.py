@@ -9,6 +9,7 @@ through the journal's table of openers (:func:`pyphys.journal.opener_for`).
 from __future__ import annotations
 
 import json
+import os
 
 from pyphys import TYPE_CHECKING
 from pyphys.errors import JournalError, UsageError, VerifyError
@@ -69,6 +70,8 @@ def select(jr: Journal, which: str | int | Sequence[int] = "last", count: int | 
 
 def undo(jr: Journal, which, count: int | None, dry_run: bool) -> list[UndoResult]:
     """See :meth:`pyphys.journal.Journal.undo`."""
+    if not os.path.exists(jr.path):
+        select(jr, which, count)  # raises (nothing was ever journaled), and nothing is created
     with jr.locked():
         jr.check()  # a damaged journal could hide a write, or undo one twice
         chosen = select(jr, which, count)

@@ -36,8 +36,6 @@ DOC = REPO / "docs" / "bad-inputs.md"
 MEM_SIZE = 1 << 30  # the stand-in /dev/mem: 1 GiB, sparse but for the first 64K
 BUFFER = 0x1000  # where our sysfs says the module's buffer is (inside the first 64K)
 
-JOURNAL_BUG = "journal.py: PYPHYS_LOCK_TIMEOUT is read with float(): nan never times out, junk silently means 30"
-DEVMEM_ESCAPES = "commands/devmem.py: --write-bytes keeps unknown escapes (\\q) and wraps octal past 0xff (\\777)"
 PCI_HALF_ID = "pci.py: DEVICE `1234:` (no device ID) matches every device of the vendor instead of being refused"
 PCI_NO_ACTION = "commands/pci.py: `pyphys pci` without an action prints the whole help, not one line"
 
@@ -167,11 +165,11 @@ CASES = [
     C("devmem", "0x1000", "--write-hex", "abc"),
     C("devmem", "0x1000", "--write-hex", ""),
     C("devmem", "0x1000", "--write-hex", "٠٠"),
-    C("devmem", "0x1000", "--write-bytes", "\\q", xfail=DEVMEM_ESCAPES),
+    C("devmem", "0x1000", "--write-bytes", "\\q"),
     C("devmem", "0x1000", "--write-bytes", "\\x4"),
     C("devmem", "0x1000", "--write-bytes", "a\\"),
     C("devmem", "0x1000", "--write-bytes", ""),
-    C("devmem", "0x1000", "--write-bytes", "\\777", xfail=DEVMEM_ESCAPES),
+    C("devmem", "0x1000", "--write-bytes", "\\777"),
     C("devmem", "0x1000", "32", "0x1", "--write-hex", "aa"),
     C("devmem", "0x1000", "--write-hex", "aa", "--write-bytes", "b"),
     C("devmem", "0x1000", "--range", "4", "--write-hex", "aa"),
@@ -182,8 +180,8 @@ CASES = [
     C("devmem", "--batch", "{T}/batch-bad-value"),
     C("devmem", "--batch", "{T}/batch-bad-addr", "0x1000"),
     C("devmem", "0x1000", "--backend", "bogus"),
-    C("devmem", "0x1000", "32", "0x1", env={"PYPHYS_LOCK_TIMEOUT": "nan"}, xfail=JOURNAL_BUG),
-    C("devmem", "0x1000", "32", "0x1", env={"PYPHYS_LOCK_TIMEOUT": "soon"}, xfail=JOURNAL_BUG),
+    C("devmem", "0x1000", "32", "0x1", env={"PYPHYS_LOCK_TIMEOUT": "nan"}),
+    C("devmem", "0x1000", "32", "0x1", env={"PYPHYS_LOCK_TIMEOUT": "soon"}),
     # -- devmem: places that exist but must not be written ---------------------------------
     C("devmem", "0x900000000", "32", "0x1", code=None, note="a hole in /proc/iomem, no --force"),
     C("devmem", "0x200000", "32", "0x1", code=None, note="System RAM outside any named region"),
@@ -279,7 +277,7 @@ CASES = [
     C("pci", "write", "00:0a.0", "0", "4", "--hex", "abc"),
     C("pci", "write", "00:0a.0", "0", "0x100000", "32", "1", code=None, note="past the end of the BAR"),
     C("pci", "write", "00:0a.0", "0", "0xffffc", "--string", "12345", code=None, note="runs past the BAR"),
-    C("pci", "write", "00:0a.0", "0", "4", "32", "0x1", env={"PYPHYS_LOCK_TIMEOUT": "nan"}, xfail=JOURNAL_BUG),
+    C("pci", "write", "00:0a.0", "0", "4", "32", "0x1", env={"PYPHYS_LOCK_TIMEOUT": "nan"}),
     C("pci", "config", "00:0a.0", "0x1000", code=None, note="past config space"),
     C("pci", "config", "00:0a.0", "zz"),
     C("pci", "config", "00:0a.0", "1", "32", note="misaligned"),

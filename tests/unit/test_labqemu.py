@@ -26,7 +26,7 @@ def test_root_word_for_6_1_and_none_for_stock():
 
 def test_devices_and_names_still_reachable_from_labvm():
     opts = labqemu.qemu_device_opts("/dev/shm/x", "/tmp/agent", swap_path="/tmp/swap", cpu="max,-la57")
-    assert opts[:2] == ["-device", "edu"] and opts[-2:] == ["-cpu", "max,-la57"]
+    assert opts[:2] == ["-device", "edu,dma_mask=0xffffffff"] and opts[-2:] == ["-cpu", "max,-la57"]
     assert "virtserialport,chardev=pyphysagent,name=pyphys.agent" in opts
     assert any(o.startswith("memory-backend-file,id=pyphysshm,size=1048576,") for o in opts)
     assert labvm.lab_append is labqemu.lab_append and labvm.IVSHMEM_SIZE == labqemu.IVSHMEM_SIZE
