@@ -172,31 +172,109 @@ def _bit(n: int) -> int:
     return 1 << n
 
 
-def expand_flags(kpageflags: int, pme: int = 0) -> int:
+def kernel_release_tuple(release: str) -> tuple[int, int]:
+    """``(major, minor)`` of a kernel release string such as ``6.12.117+deb12-amd64``."""
+    major, _, rest = release.partition(".")
+    minor = rest[: len(rest) - len(rest.lstrip("0123456789"))]
+    if not major.isdigit() or not minor:
+        raise ValueError(f"{release!r} is not a kernel release")
+    return int(major), int(minor)
+
+
+class FlagTable:
+    """page-types' flag names as the page-types of one kernel release prints them.
+
+    ``letters``: (bit, letter) of the named bits, lowest first -- one column each in the
+    symbolic flags; ``names``: a long name for every bit any release names (this release's
+    own name first), plus pyphys' names for bits no page-types names.
+    """
+
+    __slots__ = ("release", "letters", "names", "slob", "_sym", "_long", "_expand")
+
+    def __init__(self, release: tuple[int, int]):
+        self.release = release
+        rows = [
+            (bit, name)
+            for bit, name, since, until in L.PAGE_FLAG_NAMES
+            if (since is None or release >= since) and (until is None or release < until)
+        ]
+        self.letters = tuple((bit, name[0]) for bit, name in sorted(rows))
+        names = {bit: name[2:] for bit, name in rows}
+        for bit, name, _since, _until in L.PAGE_FLAG_NAMES:
+            names.setdefault(bit, name[2:])
+        for bit, name in L.PYPHYS_EXTRA_NAMES:
+            names.setdefault(bit, name)
+        self.names = names
+        # SLOB's PG_private expansion exists exactly where page-types names slob_free
+        self.slob = any(bit == L.KPF_SLOB_FREE for bit, _name in rows)
+        # A process has a handful of distinct flag words and a scan asks about them per page.
+        self._sym: dict[int, str] = {}
+        self._long: dict[int, tuple[str, ...]] = {}
+        self._expand: dict[tuple[int, int], int] = {}
+
+    def __repr__(self) -> str:
+        return f"FlagTable({self.release!r})"
+
+
+_MEMO_MAX = 1 << 14
+_TABLES: dict[tuple[int, int], FlagTable] = {}
+_CURRENT: dict[str, FlagTable] = {}  # procfs root -> the table of the kernel it describes
+
+
+def flag_table(release: str | tuple[int, int] | None = None) -> FlagTable:
+    """The :class:`FlagTable` of a kernel release (``"6.1.0-57-amd64"`` or ``(6, 1)``);
+    ``None``: of the running kernel (``sys/kernel/osrelease`` under the procfs root)."""
+    if release is None:
+        root = paths.proc()
+        table = _CURRENT.get(root)
+        if table is None:
+            table = _CURRENT[root] = flag_table(_running_release())
+        return table
+    key = kernel_release_tuple(release) if isinstance(release, str) else tuple(release)
+    table = _TABLES.get(key)
+    if table is None:
+        table = _TABLES[key] = FlagTable(key)
+    return table
+
+
+def _running_release() -> str:
+    try:
+        with open(paths.proc("sys", "kernel", "osrelease"), encoding="ascii", errors="replace") as f:
+            release = f.read().strip()
+        kernel_release_tuple(release)
+        return release
+    except (OSError, ValueError):
+        return os.uname().release
+
+
+def expand_flags(kpageflags: int, pme: int = 0, table: FlagTable | None = None) -> int:
     """kpageflags as page-types -r shows them, plus the pagemap bits it folds in.
 
-    Port of expand_overloaded_flags() in tools/vm/page-types.c: PG_mappedtodisk on an
-    anonymous page means anon_exclusive; slab pages reuse private/active/error; PG_reclaim
-    without writeback is readahead. From the pagemap entry ``pme``: soft-dirty (bit 40),
-    file (61), swap (62), mmap_exclusive (63); pyphys adds uffd-wp (57) and guard region (58),
-    which postdate page-types.
+    Port of expand_overloaded_flags() in page-types.c: PG_mappedtodisk (PG_owner_2) on an
+    anonymous page means anon_exclusive; slab pages reuse active/error (and, before 6.4,
+    SLOB's private); PG_reclaim without writeback is readahead. From the pagemap entry
+    ``pme``: soft-dirty (bit 40), file (61), swap (62), mmap_exclusive (63); pyphys adds
+    uffd-wp (57) and guard region (58), which postdate page-types. ``table``: the kernel
+    release's names (default: the running kernel's).
     """
+    t = table or flag_table()
     key = (kpageflags, pme & L.PM_FLAGS_MASK)
-    f = _EXPAND_MEMO.get(key)
+    memo = t._expand
+    f = memo.get(key)
     if f is None:
-        f = _expand_flags(kpageflags, pme)
-        if len(_EXPAND_MEMO) < _MEMO_MAX:
-            _EXPAND_MEMO[key] = f
+        f = _expand_flags(kpageflags, pme, t.slob)
+        if len(memo) < _MEMO_MAX:
+            memo[key] = f
     return f
 
 
-def _expand_flags(kpageflags: int, pme: int = 0) -> int:
+def _expand_flags(kpageflags: int, pme: int = 0, slob: bool = False) -> int:
     """:func:`expand_flags` without the memo."""
     f = kpageflags
     if f & _bit(L.KPF_ANON) and f & _bit(L.KPF_MAPPEDTODISK):
         f ^= _bit(L.KPF_MAPPEDTODISK) | _bit(L.KPF_ANON_EXCLUSIVE)
     if f & _bit(L.KPF_SLAB):
-        if f & _bit(L.KPF_PRIVATE):
+        if slob and f & _bit(L.KPF_PRIVATE):
             f ^= _bit(L.KPF_PRIVATE) | _bit(L.KPF_SLOB_FREE)
         if f & _bit(L.KPF_ACTIVE):
             f ^= _bit(L.KPF_ACTIVE) | _bit(L.KPF_SLUB_FROZEN)
@@ -229,41 +307,37 @@ def well_known_flags(kpageflags: int) -> int:
     return f
 
 
-_LONG_NAMES = {bit: name[2:] for bit, name in L.PAGE_TYPES_NAMES}
-_LONG_NAMES.update(dict(L.PYPHYS_EXTRA_NAMES))
-_LETTERS = tuple((bit, name[0]) for bit, name in sorted(L.PAGE_TYPES_NAMES))
-
-
-# A process has a handful of distinct flag words and a scan asks about them for every page.
-_NAMES_MEMO: dict[int, tuple[str, ...]] = {}
-_SYMBOLIC_MEMO: dict[int, str] = {}
-_EXPAND_MEMO: dict[tuple[int, int], int] = {}
-_MEMO_MAX = 1 << 14
-
-
-def flag_names(flags: int) -> tuple[str, ...]:
+def flag_names(flags: int, table: FlagTable | None = None) -> tuple[str, ...]:
     """Long names of the set bits, lowest first; unnamed bits as ``bitN``."""
-    names = _NAMES_MEMO.get(flags)
+    t = table or flag_table()
+    memo = t._long
+    names = memo.get(flags)
     if names is None:
-        names = tuple(_LONG_NAMES.get(b, f"bit{b}") for b in range(64) if flags >> b & 1)
-        if len(_NAMES_MEMO) < _MEMO_MAX:
-            _NAMES_MEMO[flags] = names
+        long = t.names
+        names = tuple(long.get(b, f"bit{b}") for b in range(64) if flags >> b & 1)
+        if len(memo) < _MEMO_MAX:
+            memo[flags] = names
     return names
 
 
-def symbolic_flags(flags: int) -> str:
-    """page-types' symbolic-flags column: one letter per named bit, ``_`` when clear."""
-    sym = _SYMBOLIC_MEMO.get(flags)
+def symbolic_flags(flags: int, table: FlagTable | None = None) -> str:
+    """page-types' symbolic-flags column: one letter per bit the running kernel's page-types
+    names (or ``table``'s), ``_`` when clear."""
+    t = table or flag_table()
+    memo = t._sym
+    sym = memo.get(flags)
     if sym is None:
-        sym = "".join(letter if flags >> bit & 1 else "_" for bit, letter in _LETTERS)
-        if len(_SYMBOLIC_MEMO) < _MEMO_MAX:
-            _SYMBOLIC_MEMO[flags] = sym
+        sym = "".join(letter if flags >> bit & 1 else "_" for bit, letter in t.letters)
+        if len(memo) < _MEMO_MAX:
+            memo[flags] = sym
     return sym
 
 
 def flag_bits(names: str) -> int:
-    """Bits for a comma-separated list of long names (or ``bitN``); UsageError on unknown."""
-    by_name = {v: k for k, v in _LONG_NAMES.items()}
+    """Bits for a comma-separated list of long names (or ``bitN``); UsageError on unknown.
+    Names of every release are accepted (``mappedtodisk`` and ``owner_2`` are both bit 34)."""
+    by_name = {name[2:]: bit for bit, name, _since, _until in L.PAGE_FLAG_NAMES}
+    by_name.update((name, bit) for bit, name in L.PYPHYS_EXTRA_NAMES)
     bits = 0
     for name in filter(None, (n.strip() for n in names.split(","))):
         if name in by_name:
@@ -1406,6 +1480,8 @@ __all__ = [
     "decode_fields",
     "entry_kind",
     "expand_flags",
+    "flag_table",
+    "FlagTable",
     "flag_bits",
     "flag_names",
     "huge_page_counts",

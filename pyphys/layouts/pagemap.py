@@ -6,11 +6,11 @@ Sources (Linux 6.1 unless noted; later additions say "since"):
   kpagecount.
 * fs/proc/task_mmu.c (``PM_*`` defines above pagemap_read): the same entry bits as code.
 * include/uapi/linux/kernel-page-flags.h: the stable kpageflags bits (``KPF_*``, 0-26).
-* include/linux/kernel-page-flags.h: the "kernel hacking assistances" bits 32-41 that
-  fs/proc/page.c also exports ("subject to change, never rely on them").
+* include/linux/kernel-page-flags.h: the "kernel hacking assistances" bits 32-42 that
+  fs/proc/page.c also exports ("subject to change, never rely on them"), 6.1 and 6.12.
 * tools/vm/page-types.c (tools/mm/ since 6.3): the one-letter and long names the kernel's own
-  tool prints, and the bits it invents to expand overloaded page flags (47-51) and to fold
-  pagemap bits into its flag word (40, 61-63).
+  tool prints, per release (:data:`PAGE_FLAG_NAMES`), and the bits it invents to expand
+  overloaded page flags (47-51) and to fold pagemap bits into its flag word (40, 61-63).
 
 Everything here is a constant: the decoding logic lives in :mod:`pyphys.pagemap`.
 """
@@ -95,20 +95,22 @@ KPF_PGTABLE = 26
 # include/linux/kernel-page-flags.h: "kernel hacking assistances", exported raw
 KPF_RESERVED = 32
 KPF_MLOCKED = 33
-KPF_MAPPEDTODISK = 34
+KPF_MAPPEDTODISK = 34  # PG_mappedtodisk, renamed PG_owner_2 (KPF_OWNER_2 in the 6.12 tree)
+KPF_OWNER_2 = KPF_MAPPEDTODISK
 KPF_PRIVATE = 35
 KPF_PRIVATE_2 = 36
 KPF_OWNER_PRIVATE = 37
 KPF_ARCH = 38
-KPF_UNCACHED = 39
+KPF_UNCACHED = 39  # gone from the 6.12 header; page-types.c keeps the number, "unused"
 KPF_SOFTDIRTY = 40  # page-types folds pagemap bit 55 in here
 KPF_ARCH_2 = 41
+KPF_ARCH_3 = 42  # in the 6.12 header; page-types (6.12 and mainline) gives it no name
 
 # tools/vm/page-types.c: "arbitrary free slots for expanding overloaded flags, not part of
 # kernel API", and the slots where it folds pagemap bits into its flag word.
-KPF_ANON_EXCLUSIVE = 47  # PG_mappedtodisk on an anonymous page
+KPF_ANON_EXCLUSIVE = 47  # PG_mappedtodisk (PG_owner_2) on an anonymous page
 KPF_READAHEAD = 48  # PG_reclaim without PG_writeback
-KPF_SLOB_FREE = 49  # PG_private on a slab page
+KPF_SLOB_FREE = 49  # PG_private on a slab page (SLOB, which 6.4 removed)
 KPF_SLUB_FROZEN = 50  # PG_active on a slab page
 KPF_SLUB_DEBUG = 51  # PG_error on a slab page
 KPF_FILE = 61  # pagemap PM_FILE
@@ -124,58 +126,70 @@ KPF_GUARD_REGION = PM_GUARD_REGION_BIT  # 58
 KPF_HACKERS_BITS = 0xFFFF << 32  # hidden unless -r (raw)
 KPF_OVERLOADED_BITS = 0xFFFF << 48
 
-# (bit, "letter:long-name") exactly as page_flag_names[] in tools/vm/page-types.c (6.1):
-# the letters make page-types' symbolic-flags column, one position per named bit.
-PAGE_TYPES_NAMES: tuple[tuple[int, str], ...] = (
-    (KPF_LOCKED, "L:locked"),
-    (KPF_ERROR, "E:error"),
-    (KPF_REFERENCED, "R:referenced"),
-    (KPF_UPTODATE, "U:uptodate"),
-    (KPF_DIRTY, "D:dirty"),
-    (KPF_LRU, "l:lru"),
-    (KPF_ACTIVE, "A:active"),
-    (KPF_SLAB, "S:slab"),
-    (KPF_WRITEBACK, "W:writeback"),
-    (KPF_RECLAIM, "I:reclaim"),
-    (KPF_BUDDY, "B:buddy"),
-    (KPF_MMAP, "M:mmap"),
-    (KPF_ANON, "a:anonymous"),
-    (KPF_SWAPCACHE, "s:swapcache"),
-    (KPF_SWAPBACKED, "b:swapbacked"),
-    (KPF_COMPOUND_HEAD, "H:compound_head"),
-    (KPF_COMPOUND_TAIL, "T:compound_tail"),
-    (KPF_HUGE, "G:huge"),
-    (KPF_UNEVICTABLE, "u:unevictable"),
-    (KPF_HWPOISON, "X:hwpoison"),
-    (KPF_NOPAGE, "n:nopage"),
-    (KPF_KSM, "x:ksm"),
-    (KPF_THP, "t:thp"),
-    (KPF_OFFLINE, "o:offline"),
-    (KPF_ZERO_PAGE, "z:zero_page"),
-    (KPF_IDLE, "i:idle_page"),
-    (KPF_PGTABLE, "g:pgtable"),
-    (KPF_RESERVED, "r:reserved"),
-    (KPF_MLOCKED, "m:mlocked"),
-    (KPF_MAPPEDTODISK, "d:mappedtodisk"),
-    (KPF_PRIVATE, "P:private"),
-    (KPF_PRIVATE_2, "p:private_2"),
-    (KPF_OWNER_PRIVATE, "O:owner_private"),
-    (KPF_ARCH, "h:arch"),
-    (KPF_UNCACHED, "c:uncached"),
-    (KPF_SOFTDIRTY, "f:softdirty"),
-    (KPF_ARCH_2, "H:arch_2"),
-    (KPF_ANON_EXCLUSIVE, "d:anon_exclusive"),
-    (KPF_READAHEAD, "I:readahead"),
-    (KPF_SLOB_FREE, "P:slob_free"),
-    (KPF_SLUB_FROZEN, "A:slub_frozen"),
-    (KPF_SLUB_DEBUG, "E:slub_debug"),
-    (KPF_FILE, "F:file"),
-    (KPF_SWAP, "w:swap"),
-    (KPF_MMAP_EXCLUSIVE, "1:mmap_exclusive"),
+# page_flag_names[] of the kernel's page-types, for every release: (bit, "letter:long-name",
+# first release that names it, first release that no longer does), releases as (major, minor).
+# page-types prints one letter per named bit, so a name added or dropped shifts every letter
+# after it: the symbolic-flags column must follow the page-types of the running kernel.
+#
+# * up to 6.3: tools/vm/page-types.c as in linux-source-6.1 (read from that tree);
+# * 6.4 removed SLOB, and page-types' slob_free (and its expansion of PG_private on slab
+#   pages) with it;
+# * 6.12: tools/mm/page-types.c as in linux-source-6.12 (read from that tree): PG_uncached is
+#   gone (x86 PAT's memtype tracking uses PG_arch_2 instead, arch/x86/mm/pat/memtype.c) so
+#   "c:uncached" is no longer named, and bit 34 is "d:owner_2" (PG_mappedtodisk renamed
+#   PG_owner_2). Mainline's tools/mm/page-types.c (2025) has the same table.
+PAGE_FLAG_NAMES: tuple[tuple[int, str, tuple[int, int] | None, tuple[int, int] | None], ...] = (
+    (KPF_LOCKED, "L:locked", None, None),
+    (KPF_ERROR, "E:error", None, None),
+    (KPF_REFERENCED, "R:referenced", None, None),
+    (KPF_UPTODATE, "U:uptodate", None, None),
+    (KPF_DIRTY, "D:dirty", None, None),
+    (KPF_LRU, "l:lru", None, None),
+    (KPF_ACTIVE, "A:active", None, None),
+    (KPF_SLAB, "S:slab", None, None),
+    (KPF_WRITEBACK, "W:writeback", None, None),
+    (KPF_RECLAIM, "I:reclaim", None, None),
+    (KPF_BUDDY, "B:buddy", None, None),
+    (KPF_MMAP, "M:mmap", None, None),
+    (KPF_ANON, "a:anonymous", None, None),
+    (KPF_SWAPCACHE, "s:swapcache", None, None),
+    (KPF_SWAPBACKED, "b:swapbacked", None, None),
+    (KPF_COMPOUND_HEAD, "H:compound_head", None, None),
+    (KPF_COMPOUND_TAIL, "T:compound_tail", None, None),
+    (KPF_HUGE, "G:huge", None, None),
+    (KPF_UNEVICTABLE, "u:unevictable", None, None),
+    (KPF_HWPOISON, "X:hwpoison", None, None),
+    (KPF_NOPAGE, "n:nopage", None, None),
+    (KPF_KSM, "x:ksm", None, None),
+    (KPF_THP, "t:thp", None, None),
+    (KPF_OFFLINE, "o:offline", None, None),
+    (KPF_ZERO_PAGE, "z:zero_page", None, None),
+    (KPF_IDLE, "i:idle_page", None, None),
+    (KPF_PGTABLE, "g:pgtable", None, None),
+    (KPF_RESERVED, "r:reserved", None, None),
+    (KPF_MLOCKED, "m:mlocked", None, None),
+    (KPF_MAPPEDTODISK, "d:mappedtodisk", None, (6, 12)),
+    (KPF_OWNER_2, "d:owner_2", (6, 12), None),
+    (KPF_PRIVATE, "P:private", None, None),
+    (KPF_PRIVATE_2, "p:private_2", None, None),
+    (KPF_OWNER_PRIVATE, "O:owner_private", None, None),
+    (KPF_ARCH, "h:arch", None, None),
+    (KPF_UNCACHED, "c:uncached", None, (6, 12)),
+    (KPF_SOFTDIRTY, "f:softdirty", None, None),
+    (KPF_ARCH_2, "H:arch_2", None, None),
+    (KPF_ANON_EXCLUSIVE, "d:anon_exclusive", None, None),
+    (KPF_READAHEAD, "I:readahead", None, None),
+    (KPF_SLOB_FREE, "P:slob_free", None, (6, 4)),
+    (KPF_SLUB_FROZEN, "A:slub_frozen", None, None),
+    (KPF_SLUB_DEBUG, "E:slub_debug", None, None),
+    (KPF_FILE, "F:file", None, None),
+    (KPF_SWAP, "w:swap", None, None),
+    (KPF_MMAP_EXCLUSIVE, "1:mmap_exclusive", None, None),
 )
 
-# Names pyphys adds for bits page-types does not know.
+# Names pyphys adds for bits no page-types names (so that every bit a kernel sets has a name).
 PYPHYS_EXTRA_NAMES: tuple[tuple[int, str], ...] = (
+    (KPF_ARCH_3, "arch_3"),
     (KPF_UFFD_WP, "uffd_wp"),
     (KPF_GUARD_REGION, "guard_region"),
 )

@@ -1,6 +1,6 @@
 """Flag words: every pagemap bit decoded per pagemap.rst, kpageflags names and expansions as the
-kernel's own page-types prints them (outputs captured from page-types 6.1 on a crafted
-kpageflags file: tests/fixtures/pagemap/page-types-*.txt, see make_fixtures.py)."""
+kernel's own page-types prints them (outputs captured from the page-types of 6.1 and of 6.12 on
+crafted kpageflags files: tests/fixtures/pagemap/page-types-RELEASE-*.txt, see make_fixtures.py)."""
 
 from __future__ import annotations
 
@@ -113,9 +113,12 @@ def test_entry_must_be_64_bit(bad):
         pagemap.decode_entry(bad)
 
 
-# ---- kpageflags: page-types 6.1's own output is the judge ----
-def crafted_words() -> list[int]:
-    with open(os.path.join(FIX, "crafted.kpageflags"), "rb") as f:
+# ---- kpageflags: the page-types of each release is the judge ----
+RELEASES = ["6.1", "6.12"]
+
+
+def crafted_words(release: str) -> list[int]:
+    with open(os.path.join(FIX, f"crafted-{release}.kpageflags"), "rb") as f:
         data = f.read()
     return [w for (w,) in struct.iter_unpack("<Q", data)]
 
@@ -145,42 +148,90 @@ def page_types_summary(name: str) -> dict[int, tuple[int, str, str]]:
     return rows
 
 
-def test_symbolic_flags_match_page_types_default_view():
-    want = page_types_list("page-types-L.txt")
-    words = crafted_words()
+@pytest.mark.parametrize("release", RELEASES)
+def test_symbolic_flags_match_page_types_default_view(release):
+    table = pagemap.flag_table(release)
+    want = page_types_list(f"page-types-{release}-L.txt")
+    words = crafted_words(release)
     assert len(want) == len(words)
     for pfn, word in enumerate(words):
-        assert pagemap.symbolic_flags(pagemap.well_known_flags(word)) == want[pfn], f"PFN {pfn:#x} word {word:#x}"
+        got = pagemap.symbolic_flags(pagemap.well_known_flags(word), table)
+        assert got == want[pfn], f"PFN {pfn:#x} word {word:#x}"
 
 
-def test_expanded_flags_match_page_types_raw_view():
-    want = page_types_list("page-types-rL.txt")
-    for pfn, word in enumerate(crafted_words()):
-        assert pagemap.symbolic_flags(pagemap.expand_flags(word)) == want[pfn], f"PFN {pfn:#x} word {word:#x}"
+@pytest.mark.parametrize("release", RELEASES)
+def test_expanded_flags_match_page_types_raw_view(release):
+    table = pagemap.flag_table(release)
+    want = page_types_list(f"page-types-{release}-rL.txt")
+    for pfn, word in enumerate(crafted_words(release)):
+        got = pagemap.symbolic_flags(pagemap.expand_flags(word, 0, table), table)
+        assert got == want[pfn], f"PFN {pfn:#x} word {word:#x}"
 
 
-@pytest.mark.parametrize(
-    "fixture,view",
-    [("page-types-summary.txt", pagemap.well_known_flags), ("page-types-r-summary.txt", pagemap.expand_flags)],
-)
-def test_long_names_and_summary_match_page_types(fixture, view):
-    want = page_types_summary(fixture)
+@pytest.mark.parametrize("release", RELEASES)
+@pytest.mark.parametrize("raw", [False, True], ids=["default", "raw"])
+def test_long_names_and_summary_match_page_types(release, raw):
+    table = pagemap.flag_table(release)
+    want = page_types_summary(f"page-types-{release}-{'r-' if raw else ''}summary.txt")
     got: dict[int, int] = {}
-    for word in crafted_words():
-        f = view(word)
+    for word in crafted_words(release):
+        f = pagemap.expand_flags(word, 0, table) if raw else pagemap.well_known_flags(word)
         got[f] = got.get(f, 0) + 1
     assert {f: n for f, n in got.items()} == {f: r[0] for f, r in want.items()}
     for f, (_n, symbolic, names) in want.items():
-        assert pagemap.symbolic_flags(f) == symbolic
-        assert ",".join(pagemap.flag_names(f)) == names
+        assert pagemap.symbolic_flags(f, table) == symbolic
+        assert ",".join(pagemap.flag_names(f, table)) == names
+
+
+@pytest.mark.parametrize(
+    "release,letters,bit34,slob",
+    [
+        # tools/vm/page-types.c of 6.1: 45 named bits, c:uncached and P:slob_free among them
+        ("6.1.0-57-amd64", 45, "mappedtodisk", True),
+        ("6.3.13", 45, "mappedtodisk", True),
+        # 6.4 removed SLOB and page-types' slob_free
+        ("6.4.0", 44, "mappedtodisk", False),
+        ("6.11.11-arch1", 44, "mappedtodisk", False),
+        # tools/mm/page-types.c of 6.12: no c:uncached, bit 34 is d:owner_2
+        ("6.12.117+deb12-amd64", 43, "owner_2", False),
+        ("6.18.44-fc-v1045", 43, "owner_2", False),
+    ],
+)
+def test_table_follows_kernel_release(release, letters, bit34, slob):
+    t = pagemap.flag_table(release)
+    assert len(t.letters) == letters and len(pagemap.symbolic_flags(0, t)) == letters
+    assert pagemap.flag_names(bit(34), t) == (bit34,)
+    # long names stay complete for every bit, named by page-types or not
+    assert pagemap.flag_names(bit(39) | bit(42) | bit(49), t) == ("uncached", "arch_3", "slob_free")
+    slab_private = pagemap.expand_flags(bit(7) | bit(35), 0, t)
+    assert slab_private == (bit(7) | bit(49) if slob else bit(7) | bit(35))
+
+
+def test_running_kernel_table_comes_from_procfs_root(tmp_path):
+    from pyphys import paths
+
+    (tmp_path / "sys" / "kernel").mkdir(parents=True)
+    (tmp_path / "sys" / "kernel" / "osrelease").write_text("6.12.117+deb12-amd64\n")
+    old = paths.set_roots(proc=str(tmp_path))
+    try:
+        assert pagemap.flag_table() is pagemap.flag_table("6.12")
+        assert len(pagemap.symbolic_flags(0)) == 43
+    finally:
+        paths.set_roots(**old)
+    assert pagemap.kernel_release_tuple("6.1.0-57-amd64") == (6, 1)
+    with pytest.raises(ValueError):
+        pagemap.kernel_release_tuple("linux")
 
 
 def test_expansions_named():
-    anon_excl = pagemap.expand_flags(bit(12) | bit(34))  # anon + mappedtodisk
-    assert "anon_exclusive" in pagemap.flag_names(anon_excl) and "mappedtodisk" not in pagemap.flag_names(anon_excl)
-    file_page = pagemap.expand_flags(bit(34))  # mappedtodisk on a file page stays
-    assert pagemap.flag_names(file_page) == ("mappedtodisk",)
-    thp = pagemap.flag_names(pagemap.expand_flags(bit(15) | bit(22)))
+    t = pagemap.flag_table("6.1")
+    anon_excl = pagemap.expand_flags(bit(12) | bit(34), 0, t)  # anon + mappedtodisk
+    assert "anon_exclusive" in pagemap.flag_names(anon_excl, t) and "mappedtodisk" not in pagemap.flag_names(
+        anon_excl, t
+    )
+    file_page = pagemap.expand_flags(bit(34), 0, t)  # mappedtodisk on a file page stays
+    assert pagemap.flag_names(file_page, t) == ("mappedtodisk",)
+    thp = pagemap.flag_names(pagemap.expand_flags(bit(15) | bit(22), 0, t), t)
     assert "thp" in thp and "compound_head" in thp
 
 
@@ -198,5 +249,6 @@ def test_unknown_bits_named_by_number():
 def test_flag_bits_round_trip_and_errors():
     assert pagemap.flag_bits("anonymous, thp") == bit(12) | bit(22)
     assert pagemap.flag_bits("bit30") == bit(30)
+    assert pagemap.flag_bits("mappedtodisk") == pagemap.flag_bits("owner_2") == bit(34)
     with pytest.raises(UsageError):
         pagemap.flag_bits("anonymous,not_a_flag")
