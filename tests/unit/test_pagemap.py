@@ -223,16 +223,23 @@ def test_summary_hidden(hidden):
     assert [r.pfn for r in recs] == [None, None] and recs[0].decoded.pfn_hidden
 
 
-def test_process_exits_during_scan(tmp_path):
+def test_process_exits_during_scan(tmp_path, monkeypatch):
     root = tmp_path / "proc"
     shutil.copytree(os.path.join(FIX, "proc"), root)
+    stat = root / "4245" / "stat"
+    real_open = os.open
+
+    def open_then_exit(path, *args, **kwargs):
+        fd = real_open(path, *args, **kwargs)
+        if str(path).endswith(os.path.join("4245", "pagemap")):  # alive when opened ...
+            stat.write_text(stat.read_text().replace(" S ", " Z ", 1))  # ... a zombie by the first read
+        return fd
+
+    monkeypatch.setattr(os, "open", open_then_exit)
     old = paths.set_roots(proc=str(root))
     try:
-        with pagemap._Scan(4245) as s:  # alive when opened ...
-            stat = root / "4245" / "stat"
-            stat.write_text(stat.read_text().replace(" S ", " Z ", 1))  # ... a zombie by the first read
-            with pytest.raises(ProcessGoneError, match="exited during the scan"):
-                list(s.raw_chunks())
+        with pytest.raises(ProcessGoneError, match="exited during the scan"):
+            list(pagemap.scan_chunks(4245))
     finally:
         paths.set_roots(**old)
 

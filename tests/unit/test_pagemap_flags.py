@@ -252,3 +252,13 @@ def test_flag_bits_round_trip_and_errors():
     assert pagemap.flag_bits("mappedtodisk") == pagemap.flag_bits("owner_2") == bit(34)
     with pytest.raises(UsageError):
         pagemap.flag_bits("anonymous,not_a_flag")
+
+
+def test_entry_fields_are_the_layout_bits():
+    from pyphys.layouts import pagemap as layout
+
+    e = pagemap.decode_entry(0)
+    names = [name for _bit, name, _doc in layout.PAGEMAP_BITS]
+    assert [f for f in names if hasattr(e, f)] == names
+    for b, name, _doc in layout.PAGEMAP_BITS:
+        assert getattr(pagemap.decode_entry(bit(b) | 0x21), name) is True
