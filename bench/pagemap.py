@@ -6,6 +6,10 @@
 2. One-address translation ``pyphys pagemap PID ADDR`` vs bare ``python -c pass`` start-up.
    Target <= 1.5x.
 3. Peak RSS of the summary over those 4 GiB (wait4 rusage of the process). Target <= 100 MiB.
+4. A sparse address space: a 64 GiB ``MAP_NORESERVE`` anonymous mapping with 16 384 touched
+   pages (one every 4 MiB), ``pyphys pagemap PID --all --summary`` with the PAGEMAP_SCAN ioctl
+   and with the chunked-read fallback (``PYPHYS_PAGEMAP_SCAN=ioctl|read``) vs ``page-types -p
+   PID``. Target <= 1.0x.
 
 Wall times are the best of several alternating runs (the machine is shared); medians and CPU
 time (user+sys from wait4, less sensitive to other load) are in the notes. Python may cache
@@ -43,6 +47,18 @@ time.sleep(3600)
 """
 
 
+SPARSE_CHILD = r"""
+import mmap, sys, time
+n = 64 << 30
+m = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x4000)  # MAP_NORESERVE
+for off in range(0, n, n // 16384):
+    m[off] = 1
+sys.stdout.write("ready\n")
+sys.stdout.flush()
+time.sleep(3600)
+"""
+
+
 def find_page_types() -> str | None:
     env = os.environ.get("PYPHYS_PAGE_TYPES")
     if env:
@@ -66,9 +82,9 @@ ENV = dict(
 ENV.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
-def timed(argv: list[str]) -> tuple[float, int, float]:
+def timed(argv: list[str], env: dict | None = None) -> tuple[float, int, float]:
     """Wall seconds, peak RSS (KiB) and CPU seconds of one run of ``argv``; raises if it fails."""
-    env = ENV
+    env = env or ENV
     t = time.perf_counter()
     p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=TOP)
     _pid, status, usage = os.wait4(p.pid, 0)
@@ -81,16 +97,46 @@ def timed(argv: list[str]) -> tuple[float, int, float]:
     return dt, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
 
 
-def alternate(a: list[str], b: list[str], n: int):
+def alternate(a: list[str], b: list[str], n: int, env_a: dict | None = None):
     """Run ``a`` and ``b`` in turn ``n`` times (after one warm-up each); lists of wall, RSS, CPU."""
-    timed(a)
+    timed(a, env_a)
     timed(b)
     out = {"a": ([], [], []), "b": ([], [], [])}
     for _ in range(n):
-        for key, argv in (("a", a), ("b", b)):
-            for lst, v in zip(out[key], timed(argv)):
+        for key, argv, env in (("a", a, env_a), ("b", b, None)):
+            for lst, v in zip(out[key], timed(argv, env)):
                 lst.append(v)
     return out["a"], out["b"]
+
+
+def sparse_rows(py: str, pt: str) -> list[dict]:
+    """Bench 4: the sparse address space, with the ioctl and with the fallback."""
+    med = statistics.median
+    rows = []
+    child = subprocess.Popen([py, "-c", SPARSE_CHILD], stdout=subprocess.PIPE, text=True)
+    try:
+        child.stdout.readline()
+        pid = str(child.pid)
+        summary = pyphys_cmd(py) + ["pagemap", pid, "--all", "--summary"]
+        for mode in ("ioctl", "read"):
+            env = dict(ENV, PYPHYS_PAGEMAP_SCAN=mode)
+            (wa, _ra, ca), (wb, _rb, cb) = alternate(summary, [pt, "-p", pid], 5, env)
+            rows.append(
+                row(
+                    f"sparse: summary of 64 GiB NORESERVE, 16384 touched pages ({mode})",
+                    min(wa),
+                    "page-types -p PID",
+                    min(wb),
+                    "s",
+                    "<= 1.0x",
+                    f"PYPHYS_PAGEMAP_SCAN={mode}; best of 5 alternating, pyphys incl. Python start-up; "
+                    f"medians {med(wa):.3f} vs {med(wb):.3f} s; CPU best {min(ca):.3f} vs {min(cb):.3f} s",
+                )
+            )
+    finally:
+        child.kill()
+        child.wait()
+    return rows
 
 
 def pyphys_cmd(py: str) -> list[str]:
@@ -184,6 +230,8 @@ def main() -> int:
     finally:
         child.kill()
         child.wait()
+    if pt and os.environ.get("PYPHYS_BENCH_PAGEMAP_SPARSE", "1") != "0":
+        rows += sparse_rows(py, pt)
     print(json.dumps(rows))
     return 0
 

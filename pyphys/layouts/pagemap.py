@@ -58,6 +58,23 @@ PAGEMAP_BITS: tuple[tuple[int, str, str], ...] = (
 )
 
 # ---------------------------------------------------------------------------------------
+# The PAGEMAP_SCAN ioctl on /proc/PID/pagemap (since 6.7): include/uapi/linux/fs.h
+# ---------------------------------------------------------------------------------------
+# struct pm_scan_arg: size, flags, start, end, walk_end, vec, vec_len, max_pages,
+# category_inverted, category_mask, category_anyof_mask, return_mask (all __u64)
+PM_SCAN_ARG_FORMAT = "<12Q"
+PM_SCAN_ARG_BYTES = 96
+PM_SCAN_WALK_END = 4  # index of walk_end, which the kernel writes back
+# struct page_region: start, end, categories (__u64)
+PAGE_REGION_FORMAT = "<3Q"
+PAGE_REGION_BYTES = 24
+# _IOWR(PROCFS_IOCTL_MAGIC 'f', 16, struct pm_scan_arg)
+PAGEMAP_SCAN = (3 << 30) | (PM_SCAN_ARG_BYTES << 16) | (ord("f") << 8) | 16
+PAGE_IS_PRESENT = 1 << 3
+PAGE_IS_SWAPPED = 1 << 4
+PAGE_IS_GUARD = 1 << 8  # later than 6.12 (with pagemap bit 58): probed, as CRIU probes
+
+# ---------------------------------------------------------------------------------------
 # /proc/kpageflags: one u64 of flags per PFN; /proc/kpagecount: one u64 map count per PFN
 # ---------------------------------------------------------------------------------------
 KPAGEFLAGS_ENTRY_BYTES = 8

@@ -20,6 +20,7 @@ from pyphys.pagemap.translation import (
     _resolve_raw,
     _unmapped,
     pfns_visible,
+    user_space_limit,
 )
 from pyphys.procmaps import Mapping, lazy_dataclass, read_maps_rows
 
@@ -260,6 +261,7 @@ class _Scan:
         self._mappings: dict[int, Mapping] = {}
         self.fd = _open_pagemap(self.pid)
         self.notes: list[str] = []
+        self.skipped = 0  # pages the sparse reader left out (pyphys.pagemap.sparse)
         self.visible = pfns_visible()
         self.wsh = _WSH if whole else _WSH_RANGE
         self.flags_table = self.count_table = None
@@ -315,10 +317,17 @@ class _Scan:
             raise _unmapped(self.pid, self.rows, start, f"range {start:#x}-{end:#x}")
         return parts
 
-    def raw_chunks(self, start: int | None = None, end: int | None = None):
-        """Yield ``(row, vaddr, bytes)``: pagemap entries, CHUNK_PAGES at a time."""
+    @property
+    def user_limit(self) -> int:
+        """First address above the user space pagemap covers (2**64 where unknown)."""
+        limit = user_space_limit()
+        return 1 << 64 if limit is None else limit
+
+    def raw_chunks(self, start: int | None = None, end: int | None = None, *, pieces=None):
+        """Yield ``(row, vaddr, bytes)``: pagemap entries, CHUNK_PAGES at a time, of every
+        mapping, of ``[start, end)``, or of the ``(row, lo, hi)`` ``pieces``."""
         ps = self.page_size
-        for row, lo, hi in self.pieces(start, end):
+        for row, lo, hi in self.pieces(start, end) if pieces is None else pieces:
             vpn, vend = lo // ps, (hi + ps - 1) // ps
             while vpn < vend:
                 n = min(CHUNK_PAGES, vend - vpn)

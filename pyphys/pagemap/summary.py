@@ -8,6 +8,7 @@ from operator import getitem
 from pyphys.layouts import pagemap as L
 from pyphys.pagemap.decode import _bit, expand_flags, flag_names, symbolic_flags, well_known_flags
 from pyphys.pagemap.scanner import _parse_process_and_range, _pfn_lanes, _Scan, _windows
+from pyphys.pagemap.sparse import populated, scan_mode
 from pyphys.procmaps import lazy_dataclass
 
 
@@ -123,6 +124,7 @@ def summary_counts(process, start: int | None = None, end: int | None = None) ->
     from collections import Counter
 
     _parse_process_and_range(start, end)
+    scan_mode()  # a bad PYPHYS_PAGEMAP_SCAN is a usage error before anything is opened
     with _Scan(process, whole=start is None) as s:
         summ = {
             "pid": s.pid,
@@ -164,6 +166,7 @@ def summary_counts(process, start: int | None = None, end: int | None = None) ->
                 summ["not_present"] += n
                 continue
             summ["raw"][key] = summ["raw"].get(key, 0) + n
+        summ["not_present"] += s.skipped  # entries the sparse reader never handed over
         summ["notes"].extend(s.notes)
         return summ
 
@@ -275,7 +278,7 @@ class _Loader:
 
     def _run(self) -> None:
         try:
-            for _row, _vaddr, data in self._scan.raw_chunks(*self._range):
+            for data in populated(self._scan, self._scan.pieces(*self._range)):
                 if not self._put((data, None)):
                     return
             self._put((self._END, None))

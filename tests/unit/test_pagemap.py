@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from pyphys import cli, pagemap, paths
-from pyphys.errors import NotFoundError, ProcessGoneError, RegionError, UsageError
+from pyphys.errors import NotFoundError, ProcessGoneError, PyphysError, RegionError, UsageError
 
 FIX = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "pagemap")
 MIB = 1 << 20
@@ -384,3 +384,35 @@ def test_lazy_dataclasses_work_without_prior_import():
         "print('ok')"
     )
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+
+
+@pytest.mark.parametrize("mode", ["auto", "read"])
+def test_sparse_reading_counts_what_the_full_read_counts(monkeypatch, mode):
+    # a canned pagemap is a plain file: no PAGEMAP_SCAN (ENOTTY), so auto reads in chunks too
+    from pyphys.pagemap import sparse
+
+    monkeypatch.setenv("PYPHYS_PAGEMAP_SCAN", mode)
+    old = paths.set_roots(proc=os.path.join(FIX, "proc"))
+    try:
+        s = pagemap.summarize(4242)
+        with open(os.path.join(FIX, "proc", "4242", "pagemap"), "rb") as f:
+            assert sparse.scan_categories(f.fileno()) is None
+    finally:
+        paths.set_roots(**old)
+    # every page of the canned process (see make_fixtures.py): 522 present, 4 swapped or
+    # guard/uffd-wp markers, the rest of the mapped pages not present
+    mapped = sum(hi - lo for lo, hi in s.ranges if hi <= 1 << 47) // pagemap.PAGE_SIZE
+    assert (s.present, s.swapped, s.not_present) == (522, 4, 515) and s.present + s.swapped + s.not_present == mapped
+
+
+def test_sparse_mode_setting_is_checked(monkeypatch, capsys):
+    old = paths.set_roots(proc=os.path.join(FIX, "proc"))
+    try:
+        monkeypatch.setenv("PYPHYS_PAGEMAP_SCAN", "fast")
+        with pytest.raises(UsageError, match="PYPHYS_PAGEMAP_SCAN='fast' is not one of auto, ioctl, read"):
+            pagemap.summarize(4242)
+        monkeypatch.setenv("PYPHYS_PAGEMAP_SCAN", "ioctl")
+        with pytest.raises(PyphysError, match="no PAGEMAP_SCAN ioctl"):
+            pagemap.summarize(4242)
+    finally:
+        paths.set_roots(**old)
