@@ -16,7 +16,15 @@ from pyphys.errors import (
     from_oserror,
 )
 from pyphys.layouts import pagemap as L
-from pyphys.pagemap.decode import PagemapEntry, _bit, _entry_json, decode_fields, expand_flags, flag_names
+from pyphys.pagemap.decode import (
+    PagemapEntry,
+    _bit,
+    _entry_json,
+    decode_fields,
+    expand_flags,
+    flag_names,
+    flag_table,
+)
 from pyphys.procmaps import (
     Mapping,
     ProcessInfo,
@@ -32,7 +40,19 @@ from pyphys.procmaps import (
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
+# fs/proc/page.c stable_page_flags() in 6.12 reads folio->flags (6.1 read page->flags)
+TAIL_PAGE_NOTE = (
+    "a tail page of a large folio: this kernel reports the folio's (head page's) flags for it, "
+    "except mmap, compound_tail and hwpoison"
+)
+
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+# fs/proc/page.c stable_page_flags() in 6.12 reads folio->flags (6.1 read page->flags)
+TAIL_PAGE_NOTE = (
+    "a tail page of a large folio: this kernel reports the folio's (head page's) flags for it, "
+    "except mmap, compound_tail and hwpoison"
+)
 
 CAP_SYS_ADMIN = 21  # include/uapi/linux/capability.h
 
@@ -399,6 +419,8 @@ def lookup(process: int | str | ProcessInfo, vaddr: int) -> dict:
                 if kflags is not None:
                     flags = expand_flags(kflags, raw)
                     huge = _huge_page(kfd, pfn, kflags, page_size)
+                    if kflags & _bit(L.KPF_COMPOUND_TAIL) and flag_table().release >= (6, 12):
+                        notes.append(TAIL_PAGE_NOTE)
             finally:
                 os.close(kfd)
         cfd, why = _open_table("kpagecount")

@@ -359,6 +359,7 @@ def test_transparent_huge_page_reported(page_types, child_factory):
         assert t.huge is not None and t.huge.kind == "THP" and t.huge.size >= 2 << 20
         assert t.huge.index == 3 and t.huge.head_pfn == t.pfn - 3
         assert "thp" in t.flag_names and "compound_tail" in t.flag_names
+        assert any("tail page of a large folio" in n for n in t.notes)  # 6.18 reads folio->flags
         runs = [r for r in pagemap.runs(c.pid, a, a + (2 << 20)) if r.huge == "THP"]
         assert sum(r.pages for r in runs) == 512
     else:  # no huge page available right now: pyphys must not claim one

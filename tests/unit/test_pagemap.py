@@ -416,3 +416,20 @@ def test_sparse_mode_setting_is_checked(monkeypatch, capsys):
             pagemap.summarize(4242)
     finally:
         paths.set_roots(**old)
+
+
+@pytest.mark.parametrize("release,noted", [("6.1.0-57-amd64\n", False), ("6.12.117+deb12-amd64\n", True)])
+def test_tail_page_flags_note_follows_the_kernel(tmp_path, release, noted):
+    # fs/proc/page.c: 6.1 reads each page's own flags, 6.12 its folio's (the head page's)
+    root = tmp_path / "proc"
+    shutil.copytree(os.path.join(FIX, "proc"), root)
+    (root / "sys" / "kernel" / "osrelease").write_text(release)
+    old = paths.set_roots(proc=str(root))
+    try:
+        tail = pagemap.translate(4242, 0x201000)
+        head = pagemap.translate(4242, 0x200000)
+    finally:
+        paths.set_roots(**old)
+    assert "compound_tail" in tail.flag_names
+    assert any("tail page of a large folio" in n for n in tail.notes) == noted
+    assert not any("tail page" in n for n in head.notes)
