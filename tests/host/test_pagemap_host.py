@@ -60,6 +60,7 @@ if cfg.get("reserve_mib"):  # mapped, never touched
     keep.append(m)
     out["reserve"] = addr(m)
 if cfg.get("sparse_gib"):  # a big MAP_NORESERVE reservation with a few touched pages
+    assert libc.prctl(41, 1, 0, 0, 0) == 0, ctypes.get_errno()  # PR_SET_THP_DISABLE: 4 KiB faults
     m = mmap.mmap(-1, cfg["sparse_gib"] << 30, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x4000)
     for off in range(0, len(m), len(m) // cfg["sparse_pages"]):
         m[off] = 1
