@@ -282,6 +282,18 @@ def read_start(pid: int) -> Start:
     )
 
 
+def _open_memory(backend: str):
+    """Physical memory for reading page tables. ``auto`` reads with pread(), never mmap: with PAT
+    active, an O_SYNC mmap of /dev/mem asks for an uncached mapping of RAM the direct map has as
+    write-back, which the kernel refuses ("conflicting memory types"). The module's device is
+    taken when it exists (STRICT_DEVMEM kernels refuse RAM through /dev/mem)."""
+    from pyphys import physmem
+
+    if backend == "auto":
+        backend = "module" if os.path.exists(paths.dev("pyphys_mem")) else "rw"
+    return physmem.open_physmem(backend)
+
+
 def _reader(pm):
     def read_u64(phys: int) -> int:
         return pm.read_word(phys, 64)
@@ -311,7 +323,7 @@ def walk_process(process: int | str, vaddr: int, backend: str = "auto") -> Walk:
 
     The walk starts in the table the CPU uses in user mode: KPTI's user half when it is on.
     """
-    from pyphys import pagemap, physmem
+    from pyphys import pagemap
     from pyphys.procmaps import check_address_space, resolve_pid, stat_of
 
     parse_address(vaddr)
@@ -323,7 +335,7 @@ def walk_process(process: int | str, vaddr: int, backend: str = "auto") -> Walk:
     start = read_start(pid)
     _check_canonical(vaddr, start.levels)
     top = start.user_pgd_phys if start.user_pgd_phys is not None else start.pgd_phys
-    with physmem.open_physmem(backend) as pm:
+    with _open_memory(backend) as pm:
         w = stable_walk(_reader(pm), top, vaddr, start.levels, start.pat)
     w.start, w.pid = start, pid
     if start.user_pgd_phys is not None:
@@ -368,8 +380,6 @@ def _compare_pagemap(w: Walk, t) -> dict:
 def walk_kernel(vaddr: int, backend: str = "auto") -> Walk:
     """Walk kernel address ``vaddr`` from this process's pgd (its kernel half is every process's)
     and compare with ``__pa_symbol()`` (kernel image) or ``__pa()`` (direct map)."""
-    from pyphys import physmem
-
     parse_address(vaddr)
     _check_canonical(vaddr, 5)
     if vaddr < 1 << 63:
@@ -378,7 +388,7 @@ def walk_kernel(vaddr: int, backend: str = "auto") -> Walk:
         )
     start = read_start(os.getpid())
     _check_canonical(vaddr, start.levels)
-    with physmem.open_physmem(backend) as pm:
+    with _open_memory(backend) as pm:
         read = _reader(pm)
         w = stable_walk(read, start.pgd_phys, vaddr, start.levels, start.pat)
         w.start = start
@@ -420,8 +430,6 @@ def _kernel_check(vaddr: int, levels: int, pm) -> dict:
 def module_buffer_virt() -> int:
     """The virtual address of pyphys.ko's buffer: the ``pyphys_buffer`` pointer, read through
     physical memory at its kallsyms address (walked from this process's pgd)."""
-    from pyphys import physmem
-
     addr = None
     with open(paths.proc("kallsyms")) as f:
         for line in f:
@@ -432,7 +440,7 @@ def module_buffer_virt() -> int:
     if not addr:
         raise NotFoundError("pyphys_buffer is not in /proc/kallsyms (module not loaded, or addresses hidden)")
     start = read_start(os.getpid())
-    with physmem.open_physmem() as pm:
+    with _open_memory("auto") as pm:
         w = walk_tables(_reader(pm), start.pgd_phys, addr, start.levels)
         if w.phys_addr is None:
             raise RegionError(f"pyphys_buffer at {addr:#x} is not mapped")
