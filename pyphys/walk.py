@@ -396,7 +396,9 @@ def walk_kernel(vaddr: int, backend: str = "auto") -> Walk:
     exp = w.check.get("expected")
     if exp is not None:
         w.check["agree"] = w.phys_addr == exp
-        if not w.check["agree"]:
+        if w.check["agree"]:
+            w.check["note"] = f"{w.check['note']}: the walk gives the same address"
+        else:
             w.check["note"] = f"DISAGREE: the walk gives {_hex(w.phys_addr)}, {w.check['source']} gives {exp:#x}"
     return w
 
