@@ -22,6 +22,10 @@
  * /dev/pyphys_mem (0600): read() and write() at a file offset that is a
  * physical address, System RAM only.  See the comment above
  * pyphys_mem_open() for why it exists and what it costs.
+ *
+ * Always registered: /dev/pyphys_walk (0600), one ioctl that reports a
+ * process's top-level page table, the paging mode and IA32_PAT (see the
+ * comment above struct pyphys_pgd).
  */
 #include <linux/capability.h>
 #include <linux/fs.h>
@@ -32,13 +36,17 @@
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/pid.h>
+#include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
+#include <linux/sched/task.h>
 #include <linux/security.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/sysfs.h>
 #include <linux/uaccess.h>
 #include <linux/utsname.h>
+#include <asm/msr.h>
 
 /* "PY" in the top half of every word, the word index in the bottom half. */
 #define PYPHYS_PATTERN	0x50590000U
@@ -364,6 +372,114 @@ static struct miscdevice pyphys_mem_misc = {
 	.mode		= 0600,
 };
 
+/*
+ * ---- /dev/pyphys_walk: where a process's page-table walk starts ----------
+ *
+ * ioctl(fd, PYPHYS_IOC_PGD, &struct pyphys_pgd) on /dev/pyphys_walk (0600,
+ * always registered): for the pid in .pid, the physical address of its
+ * top-level page table (mm->pgd), with KPTI also the user-half copy, the
+ * paging mode (4 or 5 levels) and this CPU's IA32_PAT MSR.  Root only:
+ * CAP_SYS_ADMIN is checked in the ioctl, because a page table's physical
+ * address is what a rowhammer or DMA attack aims at.  An ioctl answers the
+ * caller that asked; a sysfs "write a pid, then read" pair would let two
+ * readers see each other's answers.  The layout is ABI (kmod/ABI.md).
+ */
+struct pyphys_pgd {
+	__s32 pid;		/* in: a pid in the caller's pid namespace */
+	__u32 levels;		/* out: 4 or 5 */
+	__u64 pgd_phys;		/* out: physical address of mm->pgd */
+	__u64 user_pgd_phys;	/* out: KPTI's user-half copy, 0 without KPTI */
+	__u64 pat;		/* out: IA32_PAT (0 if the MSR cannot be read) */
+	__u32 flags;		/* out: PYPHYS_PGD_* */
+	__u32 reserved;		/* out: 0 */
+};
+
+#define PYPHYS_PGD_PTI		0x1	/* KPTI is active: user_pgd_phys is set */
+#define PYPHYS_PGD_PAT_VALID	0x2	/* pat holds the MSR */
+#define PYPHYS_IOC_PGD		_IOWR('p', 0x01, struct pyphys_pgd)
+
+static int pyphys_walk_pgd(struct pyphys_pgd *req)
+{
+	struct task_struct *task;
+	struct mm_struct *mm;
+	struct pid *pid;
+	u32 pat_lo, pat_hi;
+
+	pid = find_get_pid(req->pid);
+	if (!pid)
+		return -ESRCH;
+	task = get_pid_task(pid, PIDTYPE_PID);
+	put_pid(pid);
+	if (!task)
+		return -ESRCH;
+	/* A kernel thread borrows whichever mm was active; it has none of its own. */
+	if (task->flags & PF_KTHREAD) {
+		put_task_struct(task);
+		return -EINVAL;
+	}
+	mm = get_task_mm(task);
+	put_task_struct(task);
+	if (!mm)
+		return -ESRCH;	/* exited (a zombie has no mm) */
+
+	/* pgd_alloc() takes it from the page allocator: the direct map, so __pa() holds. */
+	req->pgd_phys = __pa(mm->pgd);
+	req->user_pgd_phys = 0;
+	req->flags = 0;
+	/* The user half is the next page of an order-1 pgd: kernel_to_user_pgdp(). */
+	if (boot_cpu_has(X86_FEATURE_PTI)) {
+		req->user_pgd_phys = req->pgd_phys + PAGE_SIZE;
+		req->flags |= PYPHYS_PGD_PTI;
+	}
+	mmput(mm);
+
+	req->levels = pgtable_l5_enabled() ? 5 : 4;
+	req->pat = 0;
+	/* The two-word form: rdmsrl_safe() was renamed rdmsrq_safe() in 6.16. */
+	if (!rdmsr_safe(MSR_IA32_CR_PAT, &pat_lo, &pat_hi)) {
+		req->pat = (u64)pat_hi << 32 | pat_lo;
+		req->flags |= PYPHYS_PGD_PAT_VALID;
+	}
+	req->reserved = 0;
+	return 0;
+}
+
+static long pyphys_walk_ioctl(struct file *filp, unsigned int cmd,
+			      unsigned long arg)
+{
+	struct pyphys_pgd req;
+	void __user *uarg = (void __user *)arg;
+	int ret;
+
+	if (cmd != PYPHYS_IOC_PGD)
+		return -ENOTTY;
+	if (!capable(CAP_SYS_ADMIN))
+		return -EPERM;
+	if (copy_from_user(&req, uarg, sizeof(req)))
+		return -EFAULT;
+	ret = pyphys_walk_pgd(&req);
+	if (ret)
+		return ret;
+	if (copy_to_user(uarg, &req, sizeof(req)))
+		return -EFAULT;
+	return 0;
+}
+
+static const struct file_operations pyphys_walk_fops = {
+	.owner		= THIS_MODULE,
+	.unlocked_ioctl	= pyphys_walk_ioctl,
+	.compat_ioctl	= compat_ptr_ioctl,
+};
+
+static struct miscdevice pyphys_walk_misc = {
+	.minor		= MISC_DYNAMIC_MINOR,
+	.name		= "pyphys_walk",
+	.fops		= &pyphys_walk_fops,
+	.mode		= 0600,
+};
+
+/* ---- end of /dev/pyphys_walk ------------------------------------------- */
+
 static int __init pyphys_init(void)
 {
 	__le32 *words;
@@ -393,14 +509,20 @@ static int __init pyphys_init(void)
 	if (ret)
 		goto out_put_kobj;
 
+	ret = misc_register(&pyphys_walk_misc);
+	if (ret)
+		goto out_remove_group;
+
 	if (mem_device) {
 		ret = misc_register(&pyphys_mem_misc);
 		if (ret)
-			goto out_remove_group;
+			goto out_deregister_walk;
 	}
 
 	return 0;
 
+out_deregister_walk:
+	misc_deregister(&pyphys_walk_misc);
 out_remove_group:
 	sysfs_remove_group(pyphys_kobj, &pyphys_attr_group);
 out_put_kobj:
@@ -414,6 +536,7 @@ static void __exit pyphys_exit(void)
 {
 	if (mem_device)
 		misc_deregister(&pyphys_mem_misc);
+	misc_deregister(&pyphys_walk_misc);
 	sysfs_remove_group(pyphys_kobj, &pyphys_attr_group);
 	kobject_put(pyphys_kobj);
 	kfree(pyphys_buffer);

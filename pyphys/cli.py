@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "undo": ("undo", "undo physical memory and PCI writes recorded in the journal"),
     "journal": ("undo", "list the write journal"),
     "iomem": ("iomem", "show /proc/iomem as a tree, or which region an address is in"),
+    "walk": ("walk", "walk a process's or the kernel's page table, level by level, checked against pagemap"),
     "ksym": ("ksym", "virtual and physical address of a kernel symbol, from several sources"),
     "doctor": ("doctor", "explain what allows or blocks physical memory access here"),
     "pci": ("pci", "PCI devices without a driver: list, config space, BAR read/write"),
