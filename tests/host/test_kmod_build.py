@@ -217,3 +217,35 @@ def test_non_const_callbacks_fail_the_618_shape(tmp_path: Path) -> None:
     proc = _make(obj, src, tmp_path / "m", f"KCFLAGS=-Werror -include {sysfs}")
     assert proc.returncode != 0
     assert "incompatible-pointer-types" in proc.stderr, proc.stderr
+
+
+# -- DKMS: kmod/dkms.conf builds the module with dkms itself, in scratch trees ------------------
+@pytest.mark.parametrize("name", sorted(n for n in TREES if not n.startswith("lab-")) or ["no-headers"])
+def test_dkms_builds_the_module(name: str, tmp_path: Path) -> None:
+    """`dkms add` + `dkms build` of kmod/ as `pyphys module install` registers it (dkms's own trees
+    are pointed into tmp_path; only its MOK signing key, if missing, is made in /var/lib/dkms)."""
+    if name not in TREES:
+        pytest.skip("no kernel headers installed (apt-get install linux-headers-amd64)")
+    dkms = shutil.which("dkms") or ("/usr/sbin/dkms" if os.access("/usr/sbin/dkms", os.X_OK) else None)
+    if dkms is None:
+        pytest.skip("dkms is not installed (make setup installs it)")
+    from pyphys import kmod_install
+
+    version = kmod_install.dkms_version()
+    src = tmp_path / "src"
+    shutil.copytree(KMOD, src / f"pyphys-{version}")
+    for tree in ("dkms", "inst"):
+        (tmp_path / tree).mkdir()
+    trees = ["--dkmstree", str(tmp_path / "dkms"), "--sourcetree", str(src), "--installtree", str(tmp_path / "inst")]
+    add = subprocess.run([dkms, *trees, "add", f"pyphys/{version}"], capture_output=True, text=True, timeout=120)
+    assert add.returncode == 0, add.stdout + add.stderr
+    build = subprocess.run(
+        [dkms, *trees, "build", f"pyphys/{version}", "-k", name], capture_output=True, text=True, timeout=900
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    # (compressed as the kernel's own modules are: pyphys.ko.xz for Debian's 6.12)
+    built = sorted((tmp_path / "dkms" / "pyphys" / version / name / os.uname().machine / "module").glob("pyphys.ko*"))
+    assert len(built) == 1, build.stdout
+    assert _vermagic(built[0]) == name
+    st = subprocess.run([dkms, *trees, "status", "pyphys"], capture_output=True, text=True, timeout=60)
+    assert f"pyphys/{version}, {name}" in st.stdout and "built" in st.stdout, st.stdout
