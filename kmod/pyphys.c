@@ -48,6 +48,8 @@
 #include <linux/utsname.h>
 #include <asm/msr.h>
 
+#include "compat.h"
+
 /* "PY" in the top half of every word, the word index in the bottom half. */
 #define PYPHYS_PATTERN	0x50590000U
 
@@ -103,7 +105,7 @@ static struct kobj_attribute nodename_len_attribute = __ATTR_RO_MODE(nodename_le
  * here would promise an atomicity the module cannot give.
  */
 static ssize_t buffer_read(struct file *filp, struct kobject *kobj,
-			   struct bin_attribute *attr, char *buf,
+			   PYPHYS_BIN_CONST struct bin_attribute *attr, char *buf,
 			   loff_t off, size_t count)
 {
 	if (off < 0 || off >= PAGE_SIZE)
@@ -114,7 +116,7 @@ static ssize_t buffer_read(struct file *filp, struct kobject *kobj,
 }
 
 static ssize_t buffer_write(struct file *filp, struct kobject *kobj,
-			    struct bin_attribute *attr, char *buf,
+			    PYPHYS_BIN_CONST struct bin_attribute *attr, char *buf,
 			    loff_t off, size_t count)
 {
 	if (off < 0 || off >= PAGE_SIZE)
@@ -134,7 +136,7 @@ static struct attribute *pyphys_attrs[] = {
 	NULL,
 };
 
-static struct bin_attribute *pyphys_bin_attrs[] = {
+static PYPHYS_BIN_CONST struct bin_attribute *pyphys_bin_attrs[] = {
 	&bin_attr_buffer,
 	NULL,
 };

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pci": ("pci", "PCI devices without a driver: list, config space, BAR read/write"),
     "dump": ("dump", "dump physical memory to a file or a pipe (raw, padded, LiME, AVML, ELF core)"),
     "lab": ("lab", "the lab VM: shell, run a command, start/check a classroom lab"),
+    "module": ("module", "build, install, load and remove pyphys.ko on this machine, and say why a load fails"),
 }
 
 # what shell completion offers for an option's value (shtab reads an action's ``complete``)

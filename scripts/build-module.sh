@@ -15,7 +15,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/common.sh"
 cache=$(pyphys_cache_dir)
 src=$top/kmod
-sources=(pyphys.c Kbuild Makefile)
+sources=(pyphys.c compat.h Kbuild Makefile)
 
 log() { printf '[build-module] %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }

@@ -26,6 +26,7 @@ packages=(
     strace                     # the dump tests' judge that O_DIRECT is really used
     bsdextrautils pciutils     # hexdump -C and lspci: outside references in the tests
     tmux                       # drives the interactive lab shell in its test
+    dkms                       # `pyphys module install` through DKMS, and the test that kmod/dkms.conf builds
     libsnappy1v5               # volatility3's AVML layer and the dump tests' own reader decompress with it
 )
 

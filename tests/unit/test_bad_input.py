@@ -357,6 +357,24 @@ CASES = [
     C("lab", "shell", "extra"),
     C("lab", "run", "--kernel", "bogus", "true", code=None),
     C("lab", "run"),
+    # -- module ----------------------------------------------------------------------------
+    C("module"),
+    C("module", "bogus"),
+    C("module", "build", "--kernel", "", want="not a kernel release"),
+    C("module", "build", "--kernel", "../etc", want="not a kernel release"),
+    C("module", "build", "--kernel", "-k"),
+    C("module", "build", "--kernel", "no-such-kernel-1.0", code=1, want="no kernel headers for no-such-kernel-1.0"),
+    C("module", "build", "--kdir", "/nonexistent/x", code=1, want="not a directory"),
+    C("module", "build", "--kdir", "{T}/exists", code=1, want="not a directory"),
+    C("module", "build", "--kdir", "{T}", code=1, want="utsrelease.h"),
+    C("module", "build", "--kernel", "x", "--kdir", "{T}", want="not allowed with"),
+    C("module", "build", "extra"),
+    C("module", "install", "--kernel", "no-such-kernel-1.0", code=1),
+    C("module", "install", "--kernel", "a/b"),
+    C("module", "install", "--dkms", "--no-dkms"),
+    C("module", "uninstall", "--kernel", ""),
+    C("module", "status", "--kernel", "a/b"),
+    C("module", "status", "extra"),
 ]
 
 BATCHES = {
