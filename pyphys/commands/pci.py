@@ -149,9 +149,9 @@ def _id_flag(text, what: str):
 
 
 def _selector(args, device_text):
-    from pyphys import pci
+    from pyphys import pci_select
 
-    return pci.parse_selector(
+    return pci_select.parse_selector(
         device_text,
         vendor=_id_flag(args.vendor_id, "vendor ID (-V)"),
         device=_id_flag(args.device_id, "device ID (-D)"),
@@ -176,9 +176,9 @@ def _split_device(args, positional: list[str]) -> tuple[str | None, list[str]]:
 
 
 def _pick(args, device_text):
-    from pyphys import pci
+    from pyphys import pci_select
 
-    return pci.select_device(_selector(args, device_text))
+    return pci_select.select_device(_selector(args, device_text))
 
 
 def parse_width(text: str) -> int:
@@ -268,11 +268,11 @@ def _human_size(size: int) -> str:
 
 def _warn_if_disabled(dev, bar, value: int, width: int) -> None:
     """All ones from a BAR usually means the device ignores it: say why when the command register shows it."""
-    from pyphys import pci
+    from pyphys import pci_access
 
     if value != (1 << width) - 1:
         return
-    state = pci.memory_decoding(dev)
+    state = pci_access.memory_decoding(dev)
     if state is None:
         return
     io_on, mem_on = state
@@ -290,11 +290,11 @@ def _warn_if_disabled(dev, bar, value: int, width: int) -> None:
 # list
 # ----------------------------------------------------------------------------------------------
 def format_device(dev) -> str:
-    from pyphys import pci
+    from pyphys import pci_ids
 
-    vname, dname = pci.device_names(dev)
+    vname, dname = pci_ids.device_names(dev)
     cls = (
-        f"{pci.class_name(dev.class_code)} [{dev.class_code >> 8:04x}]"
+        f"{pci_ids.class_name(dev.class_code)} [{dev.class_code >> 8:04x}]"
         if dev.class_code is not None
         else "Class [????]"
     )
@@ -317,15 +317,15 @@ def format_device(dev) -> str:
 
 
 def run_list(args) -> int:
-    from pyphys import pci
+    from pyphys import pci_devices, pci_select
 
-    devices = pci.scan(args.source)
+    devices = pci_devices.scan(args.source)
     if args.device or _has_id_flags(args):
-        devices = pci.find_devices(_selector(args, args.device), devices)
+        devices = pci_select.find_devices(_selector(args, args.device), devices)
         if not devices:
             from pyphys.errors import NotFoundError
 
-            everything = pci.scan(args.source)
+            everything = pci_devices.scan(args.source)
             raise NotFoundError(
                 f"no PCI device matches {_selector(args, args.device)}",
                 "present: " + (", ".join(d.summary() for d in everything) or "none"),
@@ -341,7 +341,7 @@ def run_list(args) -> int:
 # read / write
 # ----------------------------------------------------------------------------------------------
 def run_read(args) -> int:
-    from pyphys import pci
+    from pyphys import pci_access
 
     device_text, rest = _split_device(args, args.args)
     if len(rest) < 2 or len(rest) > 3:
@@ -352,7 +352,7 @@ def run_read(args) -> int:
     length = parse_number(args.length, "length", minimum=1) if args.length is not None else None
     dev = _pick(args, device_text)
     if length is not None:
-        data = pci.read_bar_range(dev, index, offset, length, width, via=args.via)
+        data = pci_access.read_bar_range(dev, index, offset, length, width, via=args.via)
         if args.json:
             print(
                 json.dumps(
@@ -370,14 +370,14 @@ def run_read(args) -> int:
             print(hexdump(data, offset))
         return 0
     bar = dev.bar(index)
-    pci.check_access(
+    pci_access.check_access(
         f"{dev.short_address} BAR{index}",
         bar.size,
         offset,
         width,
         widths=(8, 16, 32) if bar.kind == "io" else (8, 16, 32, 64),
     )
-    with pci.BarAccess(dev, bar, args.via) as acc:
+    with pci_access.BarAccess(dev, bar, args.via) as acc:
         value = acc.read_word(offset, width)
     if args.json:
         print(
@@ -392,7 +392,7 @@ def run_read(args) -> int:
 
 
 def run_write(args) -> int:
-    from pyphys import pci
+    from pyphys import pci_write
 
     device_text, rest = _split_device(args, args.args)
     raw = args.string is not None or args.hex is not None
@@ -416,7 +416,7 @@ def run_write(args) -> int:
     index = _bar_index(rest[0])
     offset = parse_number(rest[1], "offset")
     dev = _pick(args, device_text)
-    rec = pci.write_bar(dev, index, offset, data, width=width, via=args.via)
+    rec = pci_write.write_bar(dev, index, offset, data, width=width, via=args.via)
     if args.json:
         print(
             json.dumps(
@@ -455,11 +455,11 @@ def run_write(args) -> int:
 # config
 # ----------------------------------------------------------------------------------------------
 def format_config(dev, hdr) -> str:
-    from pyphys import pci
+    from pyphys import pci_ids
     from pyphys.layouts import pci as L
 
     lines = [
-        f"{dev.short_address} [{hdr.vendor:04x}:{hdr.device:04x}] {pci.class_name(hdr.class_code)} "
+        f"{dev.short_address} [{hdr.vendor:04x}:{hdr.device:04x}] {pci_ids.class_name(hdr.class_code)} "
         f"[{hdr.class_code:06x}] rev {hdr.revision:02x}",
         f"  header type    {hdr.header_type} ({L.HEADER_TYPE_NAMES.get(hdr.header_type, 'unknown')})"
         + (", multi-function" if hdr.multifunction else ""),
@@ -509,7 +509,7 @@ def format_config(dev, hdr) -> str:
 
 
 def run_config(args) -> int:
-    from pyphys import pci
+    from pyphys import pci_access, pci_config, pci_write
 
     device_text, rest = _split_device(args, args.args)
     if len(rest) > 3:
@@ -526,7 +526,7 @@ def run_config(args) -> int:
         )
     dev = _pick(args, device_text)
     if value is not None:
-        rec = pci.write_config(dev, offset, width, value, force=args.force)
+        rec = pci_write.write_config(dev, offset, width, value, force=args.force)
         back = int.from_bytes(rec.after, "little")
         if args.json:
             print(
@@ -549,17 +549,17 @@ def run_config(args) -> int:
             )
         return 0
     if offset is not None:
-        word = pci.read_config_word(dev, offset, width)
+        word = pci_access.read_config_word(dev, offset, width)
         if args.json:
             print(json.dumps({"device": dev.address, "offset": offset, "width": width, "value": word}))
         else:
             print(_fmt_value(word, width))
         return 0
-    data = pci.read_config(dev)
+    data = pci_access.read_config(dev)
     if args.hexdump:
         print(hexdump(data))
         return 0
-    hdr = pci.decode_config(data)
+    hdr = pci_config.decode_config(data)
     if args.json:
         print(json.dumps({"device": dev.address, **hdr.to_json()}, indent=2))
     else:
