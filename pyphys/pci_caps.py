@@ -265,6 +265,23 @@ def _vendor(data: bytes, cap: Capability, regs: dict) -> tuple[str, list[str], b
     return f"Vendor Specific Information: Len={length:02x} <?>", _hexbytes(raw), raw
 
 
+def _sata(data: bytes, cap: Capability, regs: dict) -> str:
+    """ls-caps.c cap_sata_hba(): revision, then where the index/data pair lives."""
+    flags = regs["flags"]
+    text = f"SATA HBA v{(flags >> 4) & 0xF}.{flags & 0xF}"
+    if cap.offset + 8 <= len(data):
+        bars = int.from_bytes(data[cap.offset + 4 : cap.offset + 8], "little")
+        bar = bars & 0xF
+        regs["bar_location"], regs["bar_offset"] = bar, (bars >> 4) & 0xFFFFF
+        if 4 <= bar <= 9:
+            text += f" BAR{bar - 4} Offset={(bars >> 4) & 0xFFFFF:08x}"
+        elif bar == 15:
+            text += " InCfgSpace"
+        else:
+            text += f" BAR??{bar}"
+    return text
+
+
 def _ext_summary(data: bytes, cap: Capability) -> tuple[str, list[str], dict, bytes]:
     if cap.cap_id == 0x03 and cap.offset + 12 <= len(data):  # Device Serial Number
         lo = int.from_bytes(data[cap.offset + 4 : cap.offset + 8], "little")
@@ -307,6 +324,8 @@ def describe(data: bytes, cap: Capability, header_type: int) -> Capability:
         summary, details = _express(data, cap, regs)
     elif cap.cap_id == L.PCI_CAP_ID_VNDR:
         summary, details, raw = _vendor(data, cap, regs)
+    elif cap.cap_id == L.PCI_CAP_ID_SATA and "flags" in regs:
+        summary = _sata(data, cap, regs)
     elif cap.cap_id == L.PCI_CAP_ID_SSVID and cap.offset + 8 <= len(data):
         sv = int.from_bytes(data[cap.offset + 4 : cap.offset + 6], "little")
         sd = int.from_bytes(data[cap.offset + 6 : cap.offset + 8], "little")

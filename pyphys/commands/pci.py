@@ -1,4 +1,4 @@
-"""``pyphys pci``: PCI devices without a driver (list, config space, BAR read/write)."""
+"""``pyphys pci``: PCI devices without a driver (list, show, config space, BAR read/write/sizing)."""
 
 from __future__ import annotations
 
@@ -9,19 +9,23 @@ from pyphys.dialect import parse_number
 from pyphys.errors import UsageError
 
 DESCRIPTION = """\
-PCI devices without a driver: the upci exercise (seed 002) from the kernel's own files.
+PCI devices without a driver, through the kernel's own files (sysfs, /proc/bus/pci).
 
   pyphys pci list [DEVICE] [--json]           devices, IDs, driver, BARs (sysfs; /proc/bus/pci fallback)
+  pyphys pci show DEVICE [-v|-vv] [--json]    one device as lspci -nn -v/-vv shows it: header, BARs, capabilities
   pyphys pci read  DEVICE BAR OFFSET [WIDTH] [-l LENGTH]
   pyphys pci write DEVICE BAR OFFSET [WIDTH] VALUE
   pyphys pci write DEVICE BAR OFFSET --string 'Dunia,vipi?\\r'
   pyphys pci config DEVICE [OFFSET [WIDTH [VALUE --force]]] [-x]
+  pyphys pci bar-size DEVICE BAR [--force]    size a BAR: write all ones, read back, restore (journaled)
 
-DEVICE is an address (0000:00:04.0, 00:04.0), vendor:device IDs (1af4:1110), or left out when
-seed 002's flags name it: -V vendor, -D device, -v subsystem vendor, -d subsystem device.
-WIDTH is 8, 16, 32 or 64 bits (u8..u64 accepted); default 32. Memory BARs are reached through an
-mmap of sysfs resourceN (default) or /dev/mem at the BAR address (--via devmem); I/O-port BARs
-through read/write of resourceN. Writes are journaled: `pyphys undo` restores the old bytes.
+DEVICE is an address (0000:00:04.0, 00:04.0) or vendor:device IDs (1af4:1110), or is left out
+when options name it as lspci's do: -s [[domain:]bus:]slot.func, -d [vendor]:[device][:class]
+(hexadecimal; an empty part or * matches any), or -V vendor, -D device, --subsystem-vendor,
+--subsystem-device. WIDTH is 8, 16, 32 or 64 bits (u8..u64 accepted); default 32. Memory BARs are
+reached through an mmap of sysfs resourceN (default) or /dev/mem at the BAR address (--via
+devmem); I/O-port BARs through read/write of resourceN. Writes are journaled: `pyphys undo`
+restores the old bytes.
 """
 
 WIDTH_WORDS = {
@@ -46,31 +50,23 @@ def register(sub, name: str, help_text: str) -> None:
     psub = p.add_subparsers(dest="pci_command", metavar="ACTION")
 
     def selection(q) -> None:
-        g = q.add_argument_group("device selection (seed 002's flags)")
+        g = q.add_argument_group("device selection (as lspci's -s and -d)")
+        g.add_argument(
+            "-s", dest="slot", metavar="[[DOMAIN:]BUS:]SLOT[.FUNC]", help="lspci's -s: e.g. 00:04.0, 04, 01:"
+        )
+        g.add_argument("-d", dest="ids", metavar="[VENDOR]:[DEVICE][:CLASS]", help="lspci's -d: e.g. 1af4:1110, 1af4:")
         g.add_argument("-V", "--vendor", dest="vendor_id", metavar="ID", help="vendor ID, e.g. 0x1af4")
         g.add_argument("-D", "--device", dest="device_id", metavar="ID", help="device ID, e.g. 0x1110")
-        g.add_argument(
-            "-v",
-            "--subsystem-vendor",
-            dest="subsystem_vendor_id",
-            metavar="ID",
-            help="subsystem vendor ID, e.g. 0x1af4",
-        )
-        g.add_argument(
-            "-d",
-            "--subsystem-device",
-            dest="subsystem_device_id",
-            metavar="ID",
-            help="subsystem device ID, e.g. 0x1100",
-        )
+        g.add_argument("--subsystem-vendor", dest="subsystem_vendor_id", metavar="ID", help="subsystem vendor ID")
+        g.add_argument("--subsystem-device", dest="subsystem_device_id", metavar="ID", help="subsystem device ID")
 
-    q = psub.add_parser("list", help="list devices with their BARs (like lspci -nn plus upci's table)")
+    q = psub.add_parser("list", help="list devices with their BARs (like lspci -nn, with a BAR table)")
     q.add_argument("device", nargs="?", metavar="DEVICE", help="only devices matching this address or vendor:device")
     q.add_argument(
         "--source",
         choices=("auto", "sysfs", "procfs"),
         default="auto",
-        help="sysfs, or /proc/bus/pci/devices as upci reads it (default: sysfs, procfs if absent)",
+        help="sysfs, or /proc/bus/pci/devices (default: sysfs, procfs if absent)",
     )
     q.add_argument("--json", action="store_true", help="machine-readable output")
     selection(q)
@@ -122,6 +118,20 @@ def register(sub, name: str, help_text: str) -> None:
     selection(q)
     q.set_defaults(func=run_config)
 
+    q = psub.add_parser("show", help="one device as lspci -nn -v/-vv shows it: header, BARs, capabilities")
+    q.add_argument("device", nargs="?", metavar="DEVICE", help="an address (00:04.0) or vendor:device; or -s/-d")
+    q.add_argument("-v", "--verbose", action="count", default=0, help="-v: BARs and capabilities; -vv: decoded")
+    q.add_argument("--json", action="store_true", help="machine-readable output (everything -vv decodes)")
+    selection(q)
+    q.set_defaults(func=run_show)
+
+    q = psub.add_parser("bar-size", help="size a BAR: write all ones, read back, restore (journaled, undoable)")
+    q.add_argument("args", nargs="+", metavar="ARG", help="DEVICE BAR (or BAR alone with -s/-d)")
+    q.add_argument("--force", action="store_true", help="size it even while the device decodes the BAR's space (risky)")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    selection(q)
+    q.set_defaults(func=run_bar_size)
+
     from pyphys.commands import pci_dma
 
     pci_dma.add_parser(psub)
@@ -135,8 +145,7 @@ def _raw_formatter():
 
 
 def _no_action(parser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
+    raise UsageError("name an ACTION: list, show, read, write, config, bar-size or dma (`pyphys pci -h` lists them)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -153,16 +162,19 @@ def _selector(args, device_text):
 
     return pci_select.parse_selector(
         device_text,
+        slot=args.slot,
+        ids=args.ids,
         vendor=_id_flag(args.vendor_id, "vendor ID (-V)"),
         device=_id_flag(args.device_id, "device ID (-D)"),
-        subsystem_vendor=_id_flag(args.subsystem_vendor_id, "subsystem vendor ID (-v)"),
-        subsystem_device=_id_flag(args.subsystem_device_id, "subsystem device ID (-d)"),
+        subsystem_vendor=_id_flag(args.subsystem_vendor_id, "subsystem vendor ID (--subsystem-vendor)"),
+        subsystem_device=_id_flag(args.subsystem_device_id, "subsystem device ID (--subsystem-device)"),
     )
 
 
 def _has_id_flags(args) -> bool:
     return any(
-        getattr(args, k) is not None for k in ("vendor_id", "device_id", "subsystem_vendor_id", "subsystem_device_id")
+        getattr(args, k) is not None
+        for k in ("slot", "ids", "vendor_id", "device_id", "subsystem_vendor_id", "subsystem_device_id")
     )
 
 
@@ -171,7 +183,9 @@ def _split_device(args, positional: list[str]) -> tuple[str | None, list[str]]:
     if positional and (":" in positional[0] or "." in positional[0]):
         return positional[0], positional[1:]
     if not _has_id_flags(args):
-        raise UsageError("name a device: an address (00:04.0), vendor:device (1af4:1110), or -V/-D/-v/-d IDs")
+        from pyphys.pci_select import HOW_TO_NAME
+
+        raise UsageError(HOW_TO_NAME)
     return None, positional
 
 
@@ -564,4 +578,56 @@ def run_config(args) -> int:
         print(json.dumps({"device": dev.address, **hdr.to_json()}, indent=2))
     else:
         print(format_config(dev, hdr))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# show / bar-size
+# ----------------------------------------------------------------------------------------------
+def run_show(args) -> int:
+    from pyphys import pci_show
+    from pyphys.commands._common import note
+
+    if not args.device and not _has_id_flags(args):
+        from pyphys.pci_select import HOW_TO_NAME
+
+        raise UsageError(HOW_TO_NAME)
+    dev = _pick(args, args.device)
+    report = pci_show.show(dev, 2 if args.json else args.verbose)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print("\n".join(report.lines))
+    for text in report.notes:
+        note("pci show", text)
+    return 0
+
+
+def run_bar_size(args) -> int:
+    from pyphys import pci_write
+
+    device_text, rest = _split_device(args, args.args)
+    if len(rest) != 1:
+        raise UsageError("usage: pyphys pci bar-size DEVICE BAR [--force]")
+    index = _bar_index(rest[0])
+    dev = _pick(args, device_text)
+    res = pci_write.size_bar(dev, index, force=args.force)
+    if args.json:
+        print(json.dumps(res.to_json()))
+        return 0
+    digits = 16 if res.is_64bit else 8
+    kind = "I/O" if res.kind == "io" else f"memory, {'64' if res.is_64bit else '32'}-bit"
+    kind += ", prefetchable" if res.prefetchable else ""
+    print(
+        f"{dev.short_address} BAR{index} ({kind}): size {res.size:#x} ({_human_size(res.size)}); "
+        f"register {res.original:#0{digits + 2}x}, all ones read back {res.readback:#0{digits + 2}x}, "
+        f"restored {res.after:#0{digits + 2}x}; journal entry {res.journal_id} (undone: the restore)"
+    )
+    if not res.restored:
+        from pyphys.errors import PyphysError
+
+        raise PyphysError(
+            f"BAR{index} of {dev.short_address} reads {res.after:#x} after the restore, not {res.original:#x}",
+            f"journal entry {res.journal_id}: write the old value back with `pyphys pci config ... --force`",
+        )
     return 0

@@ -256,9 +256,9 @@ def test_cli_read_write_seed_flags(tree, capsys):
         "0x1af4",
         "-D",
         "0x1110",
-        "-v",
+        "--subsystem-vendor",
         "0x1af4",
-        "-d",
+        "--subsystem-device",
         "0x1100",
         "2",
         "0",
@@ -268,6 +268,10 @@ def test_cli_read_write_seed_flags(tree, capsys):
     assert rc == 0 and "journal entry 1" in out
     assert content(tree.files[("1af4:1110", 2)], 0, 12) == SEED
     assert run(capsys, "read", "-V", "1af4", "-D", "1110", "2", "0", "8")[1] == "0x44\n"
+    # lspci's -d VENDOR:DEVICE and -s [[domain:]bus:]slot.func name the same device
+    assert run(capsys, "read", "-d", "1af4:1110", "2", "0", "8")[1] == "0x44\n"
+    ivshmem = next(d for d in tree.devices if d.ids == "1af4:1110")
+    assert run(capsys, "read", "-s", ivshmem.short_address, "2", "0", "8")[1] == "0x44\n"
 
 
 def test_cli_hexdump_matches_hexdump_C(tree, capsys):
