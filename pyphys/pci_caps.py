@@ -102,8 +102,14 @@ def _speed(code: int) -> str:
     return L.LINK_SPEEDS.get(code, "unknown")
 
 
-def _compare(sta: int, cap: int) -> str:
-    return "downgraded" if sta < cap else "strange" if sta > cap else "ok"
+def _compare(ptype: int, sta: int, cap: int) -> str:
+    """lspci's link_compare() (pciutils 3.8+): nothing when the link runs at what it can, and no
+    "downgraded" for the downstream end of a link (a port cannot know what is plugged in)."""
+    if sta > cap:
+        return " (overdriven)"
+    if sta == cap or ptype in L.PCI_EXP_TYPES_WITH_SLOT:
+        return ""
+    return " (downgraded)"
 
 
 def _power(value: int, scale: int) -> str:
@@ -192,8 +198,8 @@ def _express(data: bytes, cap: Capability, regs: dict) -> tuple[str, list[str]]:
         speed, width = w & 0xF, (w >> 4) & 0x3F
         regs["link_speed"], regs["link_width"] = _speed(speed), width
         lines.append(
-            f"LnkSta:\tSpeed {_speed(speed)} ({_compare(speed, t & 0xF)}), "
-            f"Width x{width} ({_compare(width, (t >> 4) & 0x3F)})"
+            f"LnkSta:\tSpeed {_speed(speed)}{_compare(ptype, speed, t & 0xF)}, "
+            f"Width x{width}{_compare(ptype, width, (t >> 4) & 0x3F)}"
         )
         lines.append(
             "\t"
