@@ -87,6 +87,12 @@ def device_names(dev: PciDevice) -> tuple[str | None, str | None]:
     return ids.names(dev.vendor, dev.device) if ids else (None, None)
 
 
+def vendor_name(vendor: int) -> str | None:
+    """The vendor's name from pci.ids when installed, else None."""
+    ids = _ids()
+    return ids.names(vendor, 0)[0] if ids else None
+
+
 def class_name(class_code: int | None) -> str:
     """``RAM memory`` for 0x050000: subclass name, else base class name, else ``Class xxxx``."""
     if class_code is None:

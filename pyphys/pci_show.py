@@ -15,7 +15,7 @@ from pyphys.layouts import pci as L
 from pyphys.pci_access import ConfigSpace
 from pyphys.pci_config import ConfigHeader, decode_config
 from pyphys.pci_devices import PciDevice
-from pyphys.pci_ids import class_name, device_names
+from pyphys.pci_ids import class_name, device_names, vendor_name
 
 STATUS_FLAGS = (
     ("Cap", 0x10),
@@ -116,7 +116,9 @@ def _regions(dev: PciDevice, hdr: ConfigHeader) -> list[str]:
 def _verbose_header(dev: PciDevice, hdr: ConfigHeader, verbose: int) -> list[str]:
     lines = []
     if hdr.subsystem_vendor is not None and (hdr.subsystem_vendor or hdr.subsystem_device):
-        lines.append(f"Subsystem: Device [{hdr.subsystem_vendor:04x}:{hdr.subsystem_device:04x}]")
+        vname = vendor_name(hdr.subsystem_vendor)
+        ids = f"Device [{hdr.subsystem_vendor:04x}:{hdr.subsystem_device:04x}]"
+        lines.append(f"Subsystem: {vname} {ids}" if vname else f"Subsystem: {ids}")
     irq = dev.irq if dev.irq else hdr.interrupt_line
     if verbose == 1:
         flags = []
@@ -170,7 +172,10 @@ def show(dev: PciDevice, verbose: int = 0) -> ShowReport:
         lines += ["\t" + line for line in _regions(dev, hdr)]
         for cap in hdr.capabilities:
             where = f"{cap.offset:03x} v{cap.version}" if cap.extended else f"{cap.offset:02x}"
-            lines.append(f"\tCapabilities: [{where}] {cap.summary or cap.name}")
+            summary = cap.summary or cap.name
+            if verbose < 2 and cap.cap_id == L.PCI_CAP_ID_EXP and not cap.extended:
+                summary = summary.replace(f"(v{cap.fields.get('flags', 0) & 0xF}) ", "", 1)  # as lspci -v
+            lines.append(f"\tCapabilities: [{where}] {summary}")
             if verbose >= 2:
                 lines += ["\t\t" + d for d in cap.details]
         if len(data) < size and len(data) <= L.PCI_CAP_FIRST_OFFSET and hdr.status & L.PCI_STATUS_CAP_LIST:
