@@ -132,3 +132,34 @@ def test_unprivileged_show_decodes_the_header_and_says_what_is_missing():
         if any("access denied" in x for x in ref["lines"]):
             assert "Capabilities: <access denied>" in res.stdout, addr
             assert "only 64 of" in res.stderr and "root" in res.stderr, res
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("-s", "00:03.0"),
+        ("-s", "03"),
+        ("-s", "00:"),
+        ("-s", ".0"),
+        ("-s", "0000:00:01.0"),
+        ("-s", "*:*.*"),
+        ("-s", "1f"),
+        ("-d", "1af4:"),
+        ("-d", ":1041"),
+        ("-d", "1af4:1041"),
+        ("-d", "::0200"),
+        ("-d", "*:*:ffff"),
+        ("-d", "8086:"),
+    ],
+)
+def test_selection_means_what_it_means_to_lspci(option, value):
+    """`pyphys pci list -s/-d` selects exactly the devices `lspci -D -s/-d` lists."""
+    ref = run("lspci", "-D", option, value)
+    assert ref.returncode == 0, ref
+    want = sorted(line.split()[0] for line in ref.stdout.splitlines() if line.strip())
+    res = pyphys("pci", "list", option, value, "--json")
+    if not want:
+        assert res.returncode == 1 and "no PCI device matches" in res.stderr, res
+        return
+    assert res.returncode == 0, res
+    assert sorted(d["address"] for d in json.loads(res.stdout)) == want
