@@ -320,7 +320,7 @@ def test_cli_bad_input_one_line_nothing_written(tree, capsys, argv, words):
 
 
 def test_decode_string():
-    from pyphys.commands.pci import decode_string
+    from pyphys.commands.pci_rw import decode_string
 
     assert decode_string(r"Dunia,vipi?\r") == SEED
     assert decode_string(r"a\0b\x41\101\\") == b"a\0bAA\\"
