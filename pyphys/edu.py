@@ -94,9 +94,9 @@ def _check_plan(dev, direction: str, ram: int, length: int, device_offset: int, 
 
 
 def _bus_master_on(dev) -> None:
-    from pyphys import pci
+    from pyphys import pci_access
 
-    cmd = pci.read_config_word(dev, PCI_COMMAND, 16)
+    cmd = pci_access.read_config_word(dev, PCI_COMMAND, 16)
     if not cmd & COMMAND_MASTER:
         raise UsageError(
             f"bus mastering is off on {dev.short_address} (COMMAND {cmd:#06x}, bit 2 clear): "
@@ -123,7 +123,7 @@ def dma(
     finish within ``timeout`` seconds.
     """
     from pyphys import journal as jmod
-    from pyphys import pci, physmem
+    from pyphys import pci_access, pci_write, physmem
 
     _check_plan(dev, direction, ram, length, device_offset, dma_mask, force)
     _bus_master_on(dev)
@@ -134,7 +134,7 @@ def dma(
     jr = journal if journal is not None else jmod.Journal()
     ids: list[int] = []
     try:
-        with jr.locked(), pci.BarAccess(dev, dev.bar(0)) as bar:
+        with jr.locked(), pci_access.BarAccess(dev, dev.bar(0)) as bar:
             if bar.read_word(DMA_CMD, 32) & CMD_START:
                 raise UsageError(f"edu's DMA engine on {dev.short_address} is busy with an earlier transfer")
             pm = physmem.open_physmem() if direction == "to-ram" else None
@@ -146,7 +146,7 @@ def dma(
                     ram_id = jr.record("phys", pm.describe(), ram, old, old, f"edu DMA into RAM from {dev.address}")
                     ids.append(ram_id)
                 for off, value in ((DMA_SRC, src), (DMA_DST, dst), (DMA_COUNT, length), (DMA_CMD, cmd)):
-                    w = pci.write_bar(dev, 0, off, value.to_bytes(8, "little"), width=64, journal=jr)
+                    w = pci_write.write_bar(dev, 0, off, value.to_bytes(8, "little"), width=64, journal=jr)
                     ids.append(w.record_id)
                 t0 = time.monotonic()
                 while bar.read_word(DMA_CMD, 32) & CMD_START:

@@ -38,7 +38,7 @@ journal reopens the target writable through the *opener* of its kind, ``opener(d
 entry of that kind is undone, so undo works whichever modules the process imported before).
 :func:`register_target` adds an opener at run time (tests, extensions). Kind ``"phys"``: the
 description is ``{"backend": NAME}`` and addresses are physical; kind ``"pci"``: a device's
-BAR or config space (:func:`pyphys.pci.reopen`).
+BAR or config space (:func:`pyphys.pci_write.reopen`).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 #: (imported when an entry of that kind is undone, whatever the process imported before)
 OPENERS = {
     "phys": "pyphys.physmem:reopen",
-    "pci": "pyphys.pci:reopen",
+    "pci": "pyphys.pci_write:reopen",
 }
 _REGISTERED: dict = {}  # kind -> opener added at run time by register_target
 MAX_ID = (1 << 63) - 1

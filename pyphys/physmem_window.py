@@ -4,7 +4,7 @@
 width through ``memoryview.cast`` (CPython's ``unpack_single`` / ``pack_single`` copy a
 fixed-size native integer, which compiles to one move), never as bytes. A range read or write
 over non-RAM (MMIO) goes through 32-bit accesses; over RAM it is a plain copy. :mod:`pyphys.physmem`
-maps /dev/mem with it and :mod:`pyphys.pci` a BAR's sysfs resource file.
+maps /dev/mem with it and :mod:`pyphys.pci_access` a BAR's sysfs resource file.
 """
 
 from __future__ import annotations

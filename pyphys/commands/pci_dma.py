@@ -44,12 +44,12 @@ def add_parser(psub) -> None:
 
 
 def run_dma(args) -> int:
-    from pyphys import edu, pci
+    from pyphys import edu, pci_select
 
     start, end = parse_range(args.range, "RAM range")
     offset = parse_number(args.device_offset, "device offset", maximum=edu.BUF_SIZE - 1)
     mask = edu.DEFAULT_DMA_MASK if args.dma_mask is None else parse_number(args.dma_mask, "DMA mask")
-    dev = pci.select_device(pci.parse_selector(args.device))
+    dev = pci_select.select_device(pci_select.parse_selector(args.device))
     res = edu.dma(dev, args.direction, start, end - start, device_offset=offset, dma_mask=mask, force=args.force)
     if args.json:
         emit_json(res)

@@ -15,6 +15,8 @@ Sources (constants keep the kernel's names so they can be grepped there):
 
 from __future__ import annotations
 
+from pyphys.layouts import Layout
+
 # --- configuration space sizes -----------------------------------------------------------
 PCI_CFG_SPACE_SIZE = 256  # conventional PCI
 PCI_CFG_SPACE_EXP_SIZE = 4096  # PCI Express extended space
@@ -22,47 +24,136 @@ PCI_STD_HEADER_SIZEOF = 64  # what sysfs `config` returns to a reader without CA
 PCI_STD_NUM_BARS = 6
 PCI_ROM_RESOURCE = 6  # resource index of the expansion ROM in sysfs/procfs listings
 
-# --- header, common part ------------------------------------------------------------------
-PCI_VENDOR_ID = 0x00  # 16 bits
-PCI_DEVICE_ID = 0x02  # 16 bits
-PCI_COMMAND = 0x04  # 16 bits
-PCI_STATUS = 0x06  # 16 bits
-PCI_REVISION_ID = 0x08  # 8 bits
-PCI_CLASS_PROG = 0x09  # 8 bits: programming interface
-PCI_CLASS_DEVICE = 0x0A  # 16 bits: base class << 8 | subclass
-PCI_CACHE_LINE_SIZE = 0x0C
-PCI_LATENCY_TIMER = 0x0D
-PCI_HEADER_TYPE = 0x0E
+# --- the configuration header, declared once (pci_regs.h; PCI 3.0 6.1, PCI-to-PCI Bridge 1.2 3.2) ---
+# The first 16 bytes are common to every header type; the rest depends on the type.
+_COMMON = (
+    ("vendor", "H"),
+    ("device", "H"),
+    ("command", "H"),
+    ("status", "H"),
+    ("revision", "B"),
+    ("prog_if", "B"),  # PCI_CLASS_PROG: class code bits 0-7
+    ("subclass", "B"),  # class code bits 8-15
+    ("base_class", "B"),  # class code bits 16-23
+    ("cache_line_size", "B"),
+    ("latency_timer", "B"),
+    ("header_type", "B"),
+    ("bist", "B"),
+)
+#: type 0: a normal device
+HEADER_NORMAL = Layout(
+    "type 0 header",
+    _COMMON
+    + tuple((f"bar{i}", "I") for i in range(6))
+    + (
+        ("cardbus_cis", "I"),
+        ("subsystem_vendor", "H"),
+        ("subsystem_device", "H"),
+        ("rom_address", "I"),
+        ("capabilities_pointer", "B"),
+        (None, "7x"),
+        ("interrupt_line", "B"),
+        ("interrupt_pin", "B"),
+        ("min_gnt", "B"),
+        ("max_lat", "B"),
+    ),
+)
+#: type 1: a PCI-to-PCI bridge (root ports and switch ports too)
+HEADER_BRIDGE = Layout(
+    "type 1 header",
+    _COMMON
+    + (
+        ("bar0", "I"),
+        ("bar1", "I"),
+        ("primary_bus", "B"),
+        ("secondary_bus", "B"),
+        ("subordinate_bus", "B"),
+        ("secondary_latency_timer", "B"),
+        ("io_base", "B"),
+        ("io_limit", "B"),
+        ("secondary_status", "H"),
+        ("memory_base", "H"),
+        ("memory_limit", "H"),
+        ("prefetchable_base", "H"),
+        ("prefetchable_limit", "H"),
+        ("prefetchable_base_upper", "I"),
+        ("prefetchable_limit_upper", "I"),
+        ("io_base_upper", "H"),
+        ("io_limit_upper", "H"),
+        ("capabilities_pointer", "B"),
+        (None, "3x"),
+        ("rom_address", "I"),
+        ("interrupt_line", "B"),
+        ("interrupt_pin", "B"),
+        ("bridge_control", "H"),
+    ),
+)
+#: type 2: a CardBus bridge (only the fields pyphys reads; its subsystem IDs sit past 0x40)
+HEADER_CARDBUS = Layout(
+    "type 2 header",
+    _COMMON
+    + (
+        ("socket_base", "I"),
+        ("capabilities_pointer", "B"),
+        (None, "1x"),
+        ("secondary_status", "H"),
+        ("pci_bus", "B"),
+        ("cardbus_bus", "B"),
+        ("subordinate_bus", "B"),
+        ("latency_timer_cb", "B"),
+        (None, "32x"),
+        ("interrupt_line", "B"),
+        ("interrupt_pin", "B"),
+        ("bridge_control", "H"),
+        ("subsystem_vendor", "H"),
+        ("subsystem_device", "H"),
+    ),
+)
+HEADER_COMMON = Layout("common header", _COMMON)
+
+# the kernel's names for the registers, derived from the layouts above (grep pci_regs.h for them)
+PCI_VENDOR_ID = HEADER_NORMAL.offset("vendor")
+PCI_DEVICE_ID = HEADER_NORMAL.offset("device")
+PCI_COMMAND = HEADER_NORMAL.offset("command")
+PCI_STATUS = HEADER_NORMAL.offset("status")
+PCI_REVISION_ID = HEADER_NORMAL.offset("revision")
+PCI_CLASS_PROG = HEADER_NORMAL.offset("prog_if")
+PCI_CLASS_DEVICE = HEADER_NORMAL.offset("subclass")  # 16 bits: base class << 8 | subclass
+PCI_CACHE_LINE_SIZE = HEADER_NORMAL.offset("cache_line_size")
+PCI_LATENCY_TIMER = HEADER_NORMAL.offset("latency_timer")
+PCI_HEADER_TYPE = HEADER_NORMAL.offset("header_type")
 PCI_HEADER_TYPE_MASK = 0x7F
 PCI_HEADER_TYPE_MULTIFUNCTION = 0x80
 PCI_HEADER_TYPE_NORMAL = 0
 PCI_HEADER_TYPE_BRIDGE = 1
 PCI_HEADER_TYPE_CARDBUS = 2
-PCI_BIST = 0x0F
-PCI_BASE_ADDRESS_0 = 0x10  # BARn at 0x10 + 4*n
-PCI_CAPABILITY_LIST = 0x34  # type 0 and 1 headers
-PCI_CB_CAPABILITY_LIST = 0x14  # type 2 (CardBus) header
-PCI_INTERRUPT_LINE = 0x3C
-PCI_INTERRUPT_PIN = 0x3D
+PCI_BIST = HEADER_NORMAL.offset("bist")
+PCI_BASE_ADDRESS_0 = HEADER_NORMAL.offset("bar0")  # BARn at 0x10 + 4*n
+PCI_CAPABILITY_LIST = HEADER_NORMAL.offset("capabilities_pointer")  # type 0 and 1 headers
+PCI_CB_CAPABILITY_LIST = HEADER_CARDBUS.offset("capabilities_pointer")
+PCI_INTERRUPT_LINE = HEADER_NORMAL.offset("interrupt_line")
+PCI_INTERRUPT_PIN = HEADER_NORMAL.offset("interrupt_pin")
+PCI_CARDBUS_CIS = HEADER_NORMAL.offset("cardbus_cis")
+PCI_SUBSYSTEM_VENDOR_ID = HEADER_NORMAL.offset("subsystem_vendor")
+PCI_SUBSYSTEM_ID = HEADER_NORMAL.offset("subsystem_device")
+PCI_ROM_ADDRESS = HEADER_NORMAL.offset("rom_address")
+PCI_MIN_GNT = HEADER_NORMAL.offset("min_gnt")
+PCI_MAX_LAT = HEADER_NORMAL.offset("max_lat")
+PCI_PRIMARY_BUS = HEADER_BRIDGE.offset("primary_bus")
+PCI_SECONDARY_BUS = HEADER_BRIDGE.offset("secondary_bus")
+PCI_SUBORDINATE_BUS = HEADER_BRIDGE.offset("subordinate_bus")
+PCI_ROM_ADDRESS1 = HEADER_BRIDGE.offset("rom_address")
+PCI_BRIDGE_CONTROL = HEADER_BRIDGE.offset("bridge_control")
+PCI_CB_SUBSYSTEM_VENDOR_ID = HEADER_CARDBUS.offset("subsystem_vendor")
+PCI_CB_SUBSYSTEM_ID = HEADER_CARDBUS.offset("subsystem_device")
+HEADER_LAYOUTS = {
+    PCI_HEADER_TYPE_NORMAL: HEADER_NORMAL,
+    PCI_HEADER_TYPE_BRIDGE: HEADER_BRIDGE,
+    PCI_HEADER_TYPE_CARDBUS: HEADER_CARDBUS,
+}
 
-# type 0 (normal device) header
-PCI_CARDBUS_CIS = 0x28
-PCI_SUBSYSTEM_VENDOR_ID = 0x2C
-PCI_SUBSYSTEM_ID = 0x2E
-PCI_ROM_ADDRESS = 0x30
-PCI_MIN_GNT = 0x3E
-PCI_MAX_LAT = 0x3F
-
-# type 1 (PCI-to-PCI bridge) header
-PCI_PRIMARY_BUS = 0x18
-PCI_SECONDARY_BUS = 0x19
-PCI_SUBORDINATE_BUS = 0x1A
-PCI_ROM_ADDRESS1 = 0x38
-PCI_BRIDGE_CONTROL = 0x3E
-
-# type 2 (CardBus bridge) header
-PCI_CB_SUBSYSTEM_VENDOR_ID = 0x40
-PCI_CB_SUBSYSTEM_ID = 0x42
+assert HEADER_NORMAL.size == HEADER_BRIDGE.size == PCI_STD_HEADER_SIZEOF
+assert (PCI_SUBSYSTEM_ID, PCI_CAPABILITY_LIST, PCI_ROM_ADDRESS1, PCI_CB_SUBSYSTEM_ID) == (0x2E, 0x34, 0x38, 0x42)
 
 # number of BAR registers each header type has
 BARS_PER_HEADER_TYPE = {PCI_HEADER_TYPE_NORMAL: 6, PCI_HEADER_TYPE_BRIDGE: 2, PCI_HEADER_TYPE_CARDBUS: 1}
@@ -147,6 +238,83 @@ PCI_CAP_ID_NAMES = {
     0x13: "PCI Advanced Features",
     0x14: "Enhanced Allocation",
 }
+# capability structures (pci_regs.h), each starting with the ID and next-pointer bytes
+CAP_HEADER = Layout("capability header", (("id", "B"), ("next", "B"), ("flags", "H")))
+CAP_PM = Layout(
+    "Power Management",
+    (("id", "B"), ("next", "B"), ("pmc", "H"), ("ctrl", "H"), ("ppb_extensions", "B"), ("data", "B")),
+)
+CAP_MSI32 = Layout(
+    "MSI (32-bit)",
+    (("id", "B"), ("next", "B"), ("flags", "H"), ("address_lo", "I"), ("data", "H"), (None, "2x"))
+    + (("mask", "I"), ("pending", "I")),
+)
+CAP_MSI64 = Layout(
+    "MSI (64-bit)",
+    (("id", "B"), ("next", "B"), ("flags", "H"), ("address_lo", "I"), ("address_hi", "I"), ("data", "H"))
+    + ((None, "2x"), ("mask", "I"), ("pending", "I")),
+)
+CAP_MSIX = Layout("MSI-X", (("id", "B"), ("next", "B"), ("flags", "H"), ("table", "I"), ("pba", "I")))
+CAP_VNDR = Layout("Vendor Specific", (("id", "B"), ("next", "B"), ("length", "B")))
+CAP_EXP = Layout(
+    "PCI Express",
+    (
+        ("id", "B"),
+        ("next", "B"),
+        ("flags", "H"),
+        ("devcap", "I"),
+        ("devctl", "H"),
+        ("devsta", "H"),
+        ("lnkcap", "I"),
+        ("lnkctl", "H"),
+        ("lnksta", "H"),
+        ("sltcap", "I"),
+        ("sltctl", "H"),
+        ("sltsta", "H"),
+        ("rtctl", "H"),
+        ("rtcap", "H"),
+        ("rtsta", "I"),
+        ("devcap2", "I"),
+        ("devctl2", "H"),
+        ("devsta2", "H"),
+        ("lnkcap2", "I"),
+        ("lnkctl2", "H"),
+        ("lnksta2", "H"),
+        ("sltcap2", "I"),
+        ("sltctl2", "H"),
+        ("sltsta2", "H"),
+    ),
+)
+PCI_CAP_ID_PM = 0x01
+PCI_CAP_ID_MSI = 0x05
+PCI_CAP_ID_VNDR = 0x09
+PCI_CAP_ID_SSVID = 0x0D
+PCI_CAP_ID_SATA = 0x12
+PCI_CAP_ID_EXP = 0x10
+PCI_CAP_ID_MSIX = 0x11
+PCI_MSI_FLAGS_64BIT = 0x0080
+PCI_MSI_FLAGS_MASK_BIT = 0x0100
+PCI_MSIX_TABSIZE = 0x07FF
+PCI_MSIX_BIR = 0x7
+# PCI_EXP_FLAGS_TYPE (bits 4-7) -> lspci's words (ls-caps.c cap_express); slot bit 8, IRQ bits 9-13
+PCI_EXP_FLAGS_SLOT = 0x0100
+PCI_EXP_TYPE_ROOT_PORT = 0x4
+PCI_EXP_TYPE_NAMES = {
+    0x0: "Endpoint",
+    0x1: "Legacy Endpoint",
+    0x4: "Root Port",
+    0x5: "Upstream Port",
+    0x6: "Downstream Port",
+    0x7: "PCI-Express to PCI/PCI-X Bridge",
+    0x8: "PCI/PCI-X to PCI-Express Bridge",
+    0x9: "Root Complex Integrated Endpoint",
+    0xA: "Root Complex Event Collector",
+}
+PCI_EXP_TYPES_WITH_SLOT = (0x4, 0x6, 0x8)
+PCI_EXP_TYPES_WITHOUT_LINK = (0x9, 0xA)
+# Link Capabilities/Status speed codes (PCIe 6.0 7.5.3.6, Supported Link Speeds Vector order)
+LINK_SPEEDS = {1: "2.5GT/s", 2: "5GT/s", 3: "8GT/s", 4: "16GT/s", 5: "32GT/s", 6: "64GT/s"}
+
 # extended capabilities: a 32-bit header at 0x100, ID in bits 0-15, version 16-19, next 20-31
 PCI_EXT_CAP_FIRST_OFFSET = 0x100
 PCI_EXT_CAP_NEXT_SHIFT = 20
@@ -187,6 +355,15 @@ PCI_EXT_CAP_ID_NAMES = {
     0x25: "Data Link Feature",
     0x26: "Physical Layer 16.0 GT/s",
     0x2E: "Data Object Exchange",
+}
+# extended capability names as lspci prints them (pciutils ls-ecaps.c), where they differ
+LSPCI_EXT_CAP_NAMES = {
+    0x0E: "Alternative Routing-ID Interpretation (ARI)",
+    0x0F: "Address Translation Service (ATS)",
+    0x10: "Single Root I/O Virtualization (SR-IOV)",
+    0x13: "Page Request Interface (PRI)",
+    0x15: "Physical Resizable BAR",
+    0x1B: "Process Address Space ID (PASID)",
 }
 # A malformed or hostile list can loop; the kernel bounds its walk the same way
 # (drivers/pci/pci.c: PCI_FIND_CAP_TTL = 48, and (4096 - 256) / 8 for extended ones).

@@ -339,7 +339,7 @@ def test_kinds_come_from_the_table_not_from_module_names(fake):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=fresh_env()
     ).stdout
     assert "kind 'labvm' cannot be reopened" in out and out.split()[-1] == "False"
-    assert journal.OPENERS["pci"] == "pyphys.pci:reopen" and journal.OPENERS["phys"] == "pyphys.physmem:reopen"
+    assert journal.OPENERS["pci"] == "pyphys.pci_write:reopen" and journal.OPENERS["phys"] == "pyphys.physmem:reopen"
 
 
 def test_pci_undo_in_a_fresh_interpreter_that_never_imported_pci(tmp_path, monkeypatch):
@@ -348,7 +348,7 @@ def test_pci_undo_in_a_fresh_interpreter_that_never_imported_pci(tmp_path, monke
     import subprocess
     import sys
 
-    from pyphys import pci
+    from pyphys import pci_devices, pci_write
 
     fix = os.path.join(os.path.dirname(__file__), "..", "fixtures", "pci", "lab-guest")
     root = tmp_path / "m"
@@ -358,17 +358,17 @@ def test_pci_undo_in_a_fresh_interpreter_that_never_imported_pci(tmp_path, monke
     monkeypatch.setenv("PYPHYS_PCI_IDS", "")
     old = paths.set_roots(**roots)
     try:
-        edu = next(d for d in pci.scan() if d.ids == "1234:11e8")
+        edu = next(d for d in pci_devices.scan() if d.ids == "1234:11e8")
         cfg = root / "sys/bus/pci/devices" / edu.address / "config"
         before = cfg.read_bytes()
-        pci.write_config(edu, 0x3C, 8, 0x5A, force=True)
+        pci_write.write_config(edu, 0x3C, 8, 0x5A, force=True)
         assert cfg.read_bytes()[0x3C] == 0x5A
     finally:
         paths.set_roots(**old)
     code = (
         "import sys\nfrom pyphys import journal, paths\n"
         f"paths.set_roots(**{roots!r})\n"
-        "assert 'pyphys.pci' not in sys.modules\n"
+        "assert 'pyphys.pci_write' not in sys.modules\n"
         "(r,) = journal.Journal().undo()\n"
         "print(r.kind, r.status)\n"
     )

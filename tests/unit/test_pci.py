@@ -1,4 +1,4 @@
-"""pyphys.pci on canned trees captured from real machines (tests/fixtures/pci/*/, capture.py).
+"""pyphys.pci_* on canned trees captured from real machines (tests/fixtures/pci/*/, capture.py).
 
 Ground truth from outside the code under test: each capture holds `lspci -Dnmm` (pciutils)
 run on the same machine at the same moment, /proc/iomem, and the devices' own config space.
@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-from pyphys import paths, pci
+from pyphys import paths, pci_access, pci_config, pci_devices, pci_ids, pci_select
 from pyphys.errors import DevMemBlockedError, NotFoundError, PermissionDeniedError, PyphysError, RegionError, UsageError
 from pyphys.layouts import pci as L
 
@@ -71,7 +71,7 @@ def by_ids(devices, vendor, device):
 @pytest.mark.parametrize("machine", MACHINES, indirect=True)
 @pytest.mark.parametrize("source", ["sysfs", "procfs"])
 def test_scan_agrees_with_lspci(machine, source):
-    devices = pci.scan(source)
+    devices = pci_devices.scan(source)
     truth = lspci_rows(machine)
     assert [d.address for d in devices] == sorted(truth)
     for d in devices:
@@ -85,8 +85,8 @@ def test_scan_agrees_with_lspci(machine, source):
 
 @pytest.mark.parametrize("machine", MACHINES, indirect=True)
 def test_procfs_fallback_matches_sysfs(machine):
-    sysfs = pci.scan("sysfs")
-    procfs = pci.scan("procfs")
+    sysfs = pci_devices.scan("sysfs")
+    procfs = pci_devices.scan("procfs")
     assert [(d.address, d.ids, d.driver, d.bars) for d in sysfs] == [
         (d.address, d.ids, d.driver, d.bars) for d in procfs
     ]
@@ -95,9 +95,9 @@ def test_procfs_fallback_matches_sysfs(machine):
 @pytest.mark.parametrize("machine", MACHINES, indirect=True)
 def test_bars_agree_with_config_registers(machine):
     """The kernel's resource starts equal what the devices' BAR registers hold (x86: bus = CPU address)."""
-    for d in pci.scan("sysfs"):
+    for d in pci_devices.scan("sysfs"):
         with open(os.path.join(FIX, machine, "sys/bus/pci/devices", d.address, "config"), "rb") as f:
-            hdr = pci.decode_config(f.read())
+            hdr = pci_config.decode_config(f.read())
         regs = {b.index: b for b in hdr.bars}
         for bar in d.bars:
             reg = regs[bar.index]
@@ -107,7 +107,7 @@ def test_bars_agree_with_config_registers(machine):
 
 @pytest.mark.parametrize("machine", ["lab-guest", "stock-guest"], indirect=True)
 def test_qemu_lab_devices(machine):
-    devices = pci.scan()
+    devices = pci_devices.scan()
     edu = by_ids(devices, 0x1234, 0x11E8)
     assert [(b.index, b.kind, b.is_64bit, b.prefetchable, b.size) for b in edu.bars] == [
         (0, "mem", False, False, 1 << 20)
@@ -129,14 +129,14 @@ def test_qemu_lab_devices(machine):
 
 def test_resource_parser_rejects_garbage():
     with pytest.raises(PyphysError, match="expected 3"):
-        pci.parse_resource("0x1 0x2\n")
+        pci_devices.parse_resource("0x1 0x2\n")
     with pytest.raises(PyphysError, match="not hexadecimal"):
-        pci.parse_resource("0x1 0x2 zz\n")
+        pci_devices.parse_resource("0x1 0x2 zz\n")
 
 
 def test_proc_devices_parser_rejects_garbage():
     with pytest.raises(PyphysError, match="fields"):
-        pci.parse_proc_devices("0048\t123411e8\ta\n")
+        pci_devices.parse_proc_devices("0048\t123411e8\ta\n")
 
 
 def test_proc_devices_decodes_flag_bits():
@@ -162,11 +162,11 @@ def test_proc_devices_decodes_flag_bits():
             "",
         ]
     )
-    (entry,) = pci.parse_proc_devices(line + "\n")
+    (entry,) = pci_devices.parse_proc_devices(line + "\n")
     assert entry.address == "0000:00:0a.0"
     assert entry.bars == (
-        pci.Bar(0, "mem", False, False, 0xFE908000, 0x100),
-        pci.Bar(2, "mem", True, True, 0xFEA00000, 0x100000),
+        pci_devices.Bar(0, "mem", False, False, 0xFE908000, 0x100),
+        pci_devices.Bar(2, "mem", True, True, 0xFEA00000, 0x100000),
     )
     assert entry.driver is None
 
@@ -176,20 +176,22 @@ def test_proc_devices_decodes_flag_bits():
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("machine", ["lab-guest"], indirect=True)
 def test_select_by_address_ids_and_seed_flags(machine):
-    devices = pci.scan()
+    devices = pci_devices.scan()
     edu = by_ids(devices, 0x1234, 0x11E8)
     short = edu.short_address
     for text in (edu.address, short, "1234:11e8", "1234:"):
-        assert pci.select_device(pci.parse_selector(text), devices) is edu
+        assert pci_select.select_device(pci_select.parse_selector(text), devices) is edu
     # seed 002: ne_upci_rw -D 0x1110 -V 0x1af4 -d 0x1100 -v 0x1af4
-    sel = pci.parse_selector(None, vendor=0x1AF4, device=0x1110, subsystem_vendor=0x1AF4, subsystem_device=0x1100)
-    assert pci.select_device(sel, devices).ids == "1af4:1110"
+    sel = pci_select.parse_selector(
+        None, vendor=0x1AF4, device=0x1110, subsystem_vendor=0x1AF4, subsystem_device=0x1100
+    )
+    assert pci_select.select_device(sel, devices).ids == "1af4:1110"
 
 
 @pytest.mark.parametrize("machine", ["lab-guest"], indirect=True)
 def test_no_match_lists_what_exists(machine):
     with pytest.raises(NotFoundError) as err:
-        pci.select_device(pci.parse_selector("dead:beef"))
+        pci_select.select_device(pci_select.parse_selector("dead:beef"))
     assert "no PCI device matches dead:beef" in err.value.message
     assert "1234:11e8" in err.value.hint and "1af4:1110" in err.value.hint
 
@@ -197,8 +199,8 @@ def test_no_match_lists_what_exists(machine):
 @pytest.mark.parametrize("machine", ["lab-guest"], indirect=True)
 def test_several_matches_list_them(machine):
     with pytest.raises(UsageError) as err:
-        pci.select_device(pci.parse_selector(":1003"))
-    consoles = [d.short_address for d in pci.scan() if d.device == 0x1003]
+        pci_select.select_device(pci_select.parse_selector(":1003"))
+    consoles = [d.short_address for d in pci_devices.scan() if d.device == 0x1003]
     assert len(consoles) > 1
     assert f"{len(consoles)} PCI devices match" in err.value.message
     assert all(c in err.value.message for c in consoles)
@@ -207,18 +209,18 @@ def test_several_matches_list_them(machine):
 @pytest.mark.parametrize("text", ["zz", "1:2:3:4", "12345:1", "00:20.0", "00:04.8", ":"])
 def test_bad_selector_text(text):
     with pytest.raises(UsageError):
-        pci.parse_selector(text)
+        pci_select.parse_selector(text)
 
 
 def test_selector_contradiction():
     with pytest.raises(UsageError, match="contradicts"):
-        pci.parse_selector("1af4:1110", device=0x1000)
+        pci_select.parse_selector("1af4:1110", device=0x1000)
 
 
 def test_normalize_address():
-    assert pci.normalize_address("4.0") is None  # lspci's bare slot.func is ambiguous here: require bus
-    assert pci.normalize_address("0:4.0") == "0000:00:04.0"
-    assert pci.normalize_address("0001:0a:1f.7") == "0001:0a:1f.7"
+    assert pci_devices.normalize_address("4.0") is None  # lspci's bare slot.func is ambiguous here: require bus
+    assert pci_devices.normalize_address("0:4.0") == "0000:00:04.0"
+    assert pci_devices.normalize_address("0001:0a:1f.7") == "0001:0a:1f.7"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,7 +229,7 @@ def test_normalize_address():
 def config_of(machine: str, vendor: int, device: int) -> bytes:
     old = use(machine)
     try:
-        dev = by_ids(pci.scan(), vendor, device)
+        dev = by_ids(pci_devices.scan(), vendor, device)
         with open(os.path.join(FIX, machine, "sys/bus/pci/devices", dev.address, "config"), "rb") as f:
             return f.read()
     finally:
@@ -235,7 +237,7 @@ def config_of(machine: str, vendor: int, device: int) -> bytes:
 
 
 def test_decode_edu_header():
-    hdr = pci.decode_config(config_of("lab-guest", 0x1234, 0x11E8))
+    hdr = pci_config.decode_config(config_of("lab-guest", 0x1234, 0x11E8))
     assert (hdr.vendor, hdr.device, hdr.revision) == (0x1234, 0x11E8, 0x10)
     assert hdr.class_code == 0x00FF00 and hdr.header_type == 0
     assert "Mem" in hdr.command_flags and "Cap" in hdr.status_flags
@@ -246,7 +248,7 @@ def test_decode_edu_header():
 
 def test_decode_virtio_capability_chain():
     data = config_of("host", 0x1AF4, 0x1045)
-    hdr = pci.decode_config(data)
+    hdr = pci_config.decode_config(data)
     # the chain as the raw bytes encode it (id, next) — hand-checked against `lspci -vv` on the host
     assert [(c.offset, c.cap_id) for c in hdr.capabilities] == [
         (0x40, 0x09),
@@ -261,7 +263,7 @@ def test_decode_virtio_capability_chain():
 
 def test_truncated_config_names_the_privilege():
     """Without CAP_SYS_ADMIN sysfs returns 64 bytes (pci_read_config): say so, don't guess."""
-    hdr = pci.decode_config(config_of("lab-guest", 0x1234, 0x11E8)[:64])
+    hdr = pci_config.decode_config(config_of("lab-guest", 0x1234, 0x11E8)[:64])
     assert hdr.capabilities == ()
     assert any("CAP_SYS_ADMIN" in n for n in hdr.notes)
 
@@ -272,7 +274,7 @@ def test_capability_loop_is_bounded():
     data[L.PCI_CAPABILITY_LIST] = 0x40
     data[0x40:0x42] = bytes([0x05, 0x50])
     data[0x50:0x52] = bytes([0x11, 0x40])  # points back
-    hdr = pci.decode_config(bytes(data))
+    hdr = pci_config.decode_config(bytes(data))
     assert [c.offset for c in hdr.capabilities] == [0x40, 0x50]
     assert any("loops" in n for n in hdr.notes)
 
@@ -283,7 +285,7 @@ def test_extended_capabilities_and_bridge_header():
     data[L.PCI_PRIMARY_BUS : L.PCI_SUBORDINATE_BUS + 1] = bytes([0, 1, 3])
     data[0x100:0x104] = (0x01 | 1 << 16 | 0x140 << 20).to_bytes(4, "little")  # AER v1 -> 0x140
     data[0x140:0x144] = (0x03 | 1 << 16).to_bytes(4, "little")  # DSN, end
-    hdr = pci.decode_config(bytes(data))
+    hdr = pci_config.decode_config(bytes(data))
     assert hdr.header_type == 1 and hdr.multifunction and hdr.bridge_buses == (0, 1, 3)
     assert hdr.subsystem_vendor is None
     assert [(c.offset, c.name, c.extended) for c in hdr.capabilities] == [
@@ -294,28 +296,28 @@ def test_extended_capabilities_and_bridge_header():
 
 def test_short_config_is_an_error():
     with pytest.raises(PyphysError, match="64"):
-        pci.decode_config(b"\0" * 10)
+        pci_config.decode_config(b"\0" * 10)
 
 
 # ---------------------------------------------------------------------------------------------
 # access checks (all run before any I/O)
 # ---------------------------------------------------------------------------------------------
 def test_check_access():
-    assert pci.check_access("BAR0", 0x100000, 0x8, 32, 5) == 4
+    assert pci_access.check_access("BAR0", 0x100000, 0x8, 32, 5) == 4
     with pytest.raises(RegionError, match="past the end"):
-        pci.check_access("BAR0", 0x100000, 0x100000, 32)
+        pci_access.check_access("BAR0", 0x100000, 0x100000, 32)
     with pytest.raises(RegionError):
-        pci.check_access("BAR0", 0x100, 0xFE, 32)
+        pci_access.check_access("BAR0", 0x100, 0xFE, 32)
     with pytest.raises(UsageError, match="not aligned"):
-        pci.check_access("BAR0", 0x100000, 0x2, 32)
+        pci_access.check_access("BAR0", 0x100000, 0x2, 32)
     with pytest.raises(UsageError, match="too wide"):
-        pci.check_access("BAR0", 0x100000, 0x0, 8, 0x100)
+        pci_access.check_access("BAR0", 0x100000, 0x0, 8, 0x100)
     with pytest.raises(UsageError, match="width"):
-        pci.check_access("BAR4", 0x20, 0, 64, widths=(8, 16, 32))
+        pci_access.check_access("BAR4", 0x20, 0, 64, widths=(8, 16, 32))
 
 
 def test_pieces_are_naturally_aligned():
-    assert pci._pieces(1, 12, 4) == [(1, 1), (2, 2), (4, 4), (8, 4), (12, 1)]
+    assert pci_access._pieces(1, 12, 4) == [(1, 1), (2, 2), (4, 4), (8, 4), (12, 1)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,8 +325,10 @@ def test_pieces_are_naturally_aligned():
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("machine", ["stock-guest"], indirect=True)
 def test_einval_on_claimed_bar_names_driver_and_ways_out(machine):
-    ahci = by_ids(pci.scan(), 0x8086, 0x2922)
-    err = pci.explain_bar_error(OSError(errno.EINVAL, "Invalid argument"), ahci, ahci.bar(5), "mmap", "resource5")
+    ahci = by_ids(pci_devices.scan(), 0x8086, 0x2922)
+    err = pci_access.explain_bar_error(
+        OSError(errno.EINVAL, "Invalid argument"), ahci, ahci.bar(5), "mmap", "resource5"
+    )
     assert isinstance(err, DevMemBlockedError)
     assert "'ahci'" in err.message and "IO_STRICT_DEVMEM" in err.message
     assert "iomem=relaxed" in err.hint and "/sys/bus/pci/drivers/ahci/unbind" in err.hint
@@ -332,8 +336,8 @@ def test_einval_on_claimed_bar_names_driver_and_ways_out(machine):
 
 @pytest.mark.parametrize("machine", ["stock-guest"], indirect=True)
 def test_einval_on_unclaimed_bar_points_at_pat(machine):
-    edu = by_ids(pci.scan(), 0x1234, 0x11E8)
-    err = pci.explain_bar_error(OSError(errno.EINVAL, "Invalid argument"), edu, edu.bar(0), "mmap", "resource0")
+    edu = by_ids(pci_devices.scan(), 0x1234, 0x11E8)
+    err = pci_access.explain_bar_error(OSError(errno.EINVAL, "Invalid argument"), edu, edu.bar(0), "mmap", "resource0")
     assert "PAT" in err.hint and "no driver" in err.message
 
 
@@ -343,24 +347,34 @@ def test_eperm_under_lockdown(tmp_path):
     (tmp_path / "sys/kernel/security/lockdown").write_text("none [integrity] confidentiality\n")
     old = paths.set_roots(sys=str(tmp_path / "sys"), proc=str(tmp_path / "proc"))
     try:
-        edu = by_ids(pci.scan(), 0x1234, 0x11E8)
-        err = pci.explain_bar_error(OSError(errno.EPERM, "x"), edu, edu.bar(0), "mmap", "resource0")
+        edu = by_ids(pci_devices.scan(), 0x1234, 0x11E8)
+        err = pci_access.explain_bar_error(OSError(errno.EPERM, "x"), edu, edu.bar(0), "mmap", "resource0")
     finally:
         paths.set_roots(**old)
     assert isinstance(err, DevMemBlockedError) and "lockdown" in err.message and "integrity" in err.message
 
 
 def test_eacces_means_root():
-    dev = pci.PciDevice(
-        "0000:00:01.0", 1, 2, 0, 0, 0, 0, None, None, (pci.Bar(0, "mem", False, False, 0x1000, 0x1000),), "sysfs"
+    dev = pci_devices.PciDevice(
+        "0000:00:01.0",
+        1,
+        2,
+        0,
+        0,
+        0,
+        0,
+        None,
+        None,
+        (pci_devices.Bar(0, "mem", False, False, 0x1000, 0x1000),),
+        "sysfs",
     )
-    err = pci.explain_bar_error(OSError(errno.EACCES, "x"), dev, dev.bars[0], "open", "resource0")
+    err = pci_access.explain_bar_error(OSError(errno.EACCES, "x"), dev, dev.bars[0], "open", "resource0")
     assert isinstance(err, PermissionDeniedError) and "root" in err.hint
 
 
 def test_bar_lookup_lists_existing_bars():
-    dev = pci.PciDevice(
-        "0000:00:01.0", 1, 2, 0, 0, 0, 0, None, None, (pci.Bar(2, "mem", True, True, 0x1000, 0x1000),), "sysfs"
+    dev = pci_devices.PciDevice(
+        "0000:00:01.0", 1, 2, 0, 0, 0, 0, None, None, (pci_devices.Bar(2, "mem", True, True, 0x1000, 0x1000),), "sysfs"
     )
     with pytest.raises(NotFoundError) as err:
         dev.bar(0)
@@ -387,7 +401,7 @@ C ff  Unassigned class
 
 
 def test_pci_ids_lookup():
-    ids = pci.PciIds(IDS)
+    ids = pci_ids.PciIds(IDS)
     assert ids.names(0x1AF4, 0x1110) == ("Red Hat, Inc.", "Inter-VM shared memory")
     assert ids.names(0x1234, 0x11E8) == ("Technical Corp.", None)
     assert ids.names(0xDEAD, 0x1) == (None, None)
@@ -397,9 +411,9 @@ def test_pci_ids_lookup():
 
 
 def test_class_name_without_pci_ids():
-    assert pci.class_name(0x050000) == "RAM memory"
-    assert pci.class_name(0x00FF00) == "Unclassified device"
-    assert pci.class_name(0x543200) == "Class 5432"
+    assert pci_ids.class_name(0x050000) == "RAM memory"
+    assert pci_ids.class_name(0x00FF00) == "Unclassified device"
+    assert pci_ids.class_name(0x543200) == "Class 5432"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,7 +484,7 @@ def lspci_vv(machine: str) -> dict[str, dict]:
 @pytest.mark.parametrize("machine", MACHINES, indirect=True)
 def test_bars_and_driver_agree_with_lspci_vv(machine):
     truth = lspci_vv(machine)
-    for d in pci.scan():
+    for d in pci_devices.scan():
         t = truth[d.address]
         assert {b.index: (b.kind, b.start, b.is_64bit, b.prefetchable, b.size) for b in d.bars} == t["regions"], (
             d.address
@@ -481,10 +495,10 @@ def test_bars_and_driver_agree_with_lspci_vv(machine):
 @pytest.mark.parametrize("machine", MACHINES, indirect=True)
 def test_config_decoding_agrees_with_lspci_vv(machine):
     truth = lspci_vv(machine)
-    for d in pci.scan():
+    for d in pci_devices.scan():
         t = truth[d.address]
         with open(os.path.join(FIX, machine, "sys/bus/pci/devices", d.address, "config"), "rb") as f:
-            hdr = pci.decode_config(f.read())
+            hdr = pci_config.decode_config(f.read())
         classic = [c for c in hdr.capabilities if not c.extended]
         assert [c.offset for c in classic] == [off for off, _name in t["caps"]], d.address
         for cap, (_off, name) in zip(classic, t["caps"]):

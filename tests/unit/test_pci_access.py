@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from pyphys import cli, journal, paths, pci
+from pyphys import cli, journal, paths, pci_access, pci_config, pci_devices, pci_write
 from pyphys.errors import NotFoundError, PyphysError, RegionError, UsageError
 
 FIX = os.path.join(os.path.dirname(__file__), "..", "fixtures", "pci", "lab-guest")
@@ -29,7 +29,7 @@ def tree(tmp_path, monkeypatch):
     old = paths.set_roots(sys=str(root / "sys"), proc=str(root / "proc"), dev=str(root / "dev"))
     monkeypatch.setenv("PYPHYS_JOURNAL", str(tmp_path / "journal.jsonl"))
     monkeypatch.setenv("PYPHYS_PCI_IDS", "")
-    devices = pci.scan()
+    devices = pci_devices.scan()
     files = {}
     for d in devices:
         for b in d.bars:
@@ -62,7 +62,7 @@ def journal_entries(ns) -> list:
 # ---------------------------------------------------------------------------------------------
 def test_register_write_is_journaled_and_undone(tree):
     edu = tree.dev("1234:11e8")
-    rec = pci.write_bar(edu, 0, 4, (0x12345678).to_bytes(4, "little"), width=32)
+    rec = pci_write.write_bar(edu, 0, 4, (0x12345678).to_bytes(4, "little"), width=32)
     assert content(tree.files[("1234:11e8", 0)], 4, 4) == bytes.fromhex("78563412")
     assert rec.old == b"\0" * 4 and rec.after == rec.new
     (entry,) = journal_entries(tree)
@@ -74,7 +74,7 @@ def test_register_write_is_journaled_and_undone(tree):
 
 def test_seed_string_in_one_call_and_undo(tree):
     ivshmem = tree.dev("1af4:1110")
-    pci.write_bar(ivshmem, 2, 0, SEED)
+    pci_write.write_bar(ivshmem, 2, 0, SEED)
     assert content(tree.files[("1af4:1110", 2)], 0, 16) == SEED + b"\0" * 4
     assert len(journal_entries(tree)) == 1  # one call, one journal entry: not a shell loop
     journal.Journal(str(tree.journal)).undo()
@@ -84,13 +84,13 @@ def test_seed_string_in_one_call_and_undo(tree):
 def test_read_back_difference_is_recorded_not_fatal(tree, monkeypatch):
     """edu's liveness register reads back ~value: the journal keeps it as 'actual', the write stands."""
     edu = tree.dev("1234:11e8")
-    real_write = pci.BarAccess.write
+    real_write = pci_access.BarAccess.write
 
     def inverting_write(self, off, data):
         real_write(self, off, bytes(b ^ 0xFF for b in data))
 
-    monkeypatch.setattr(pci.BarAccess, "write", inverting_write)
-    rec = pci.write_bar(edu, 0, 4, (0x12345678).to_bytes(4, "little"), width=32)
+    monkeypatch.setattr(pci_access.BarAccess, "write", inverting_write)
+    rec = pci_write.write_bar(edu, 0, 4, (0x12345678).to_bytes(4, "little"), width=32)
     assert int.from_bytes(rec.after, "little") == 0xEDCBA987
     (entry,) = journal_entries(tree)
     assert entry.actual == rec.after
@@ -98,7 +98,7 @@ def test_read_back_difference_is_recorded_not_fatal(tree, monkeypatch):
 
 def test_undo_refuses_when_the_device_changed(tree):
     edu = tree.dev("1234:11e8")
-    pci.write_bar(edu, 0, 4, b"\1\0\0\0", width=32)
+    pci_write.write_bar(edu, 0, 4, b"\1\0\0\0", width=32)
     (tree.root / "sys/bus/pci/devices" / edu.address / "device").write_text("0x11e9\n")
     with pytest.raises(NotFoundError, match="re-enumerated|not the"):
         journal.Journal(str(tree.journal)).undo()
@@ -114,7 +114,7 @@ def test_bad_bar_writes_write_nothing(tree, offset, width, value, error):
     before = content(tree.files[("1234:11e8", 0)])
     with pytest.raises(error):
         data = value.to_bytes(max(width // 8, (value.bit_length() + 7) // 8), "little")
-        pci.write_bar(edu, 0, offset, data, width=width)
+        pci_write.write_bar(edu, 0, offset, data, width=width)
     assert content(tree.files[("1234:11e8", 0)]) == before
     assert journal_entries(tree) == []
 
@@ -122,7 +122,7 @@ def test_bad_bar_writes_write_nothing(tree, offset, width, value, error):
 def test_string_past_the_end_writes_nothing(tree):
     ivshmem = tree.dev("1af4:1110")
     with pytest.raises(RegionError):
-        pci.write_bar(ivshmem, 2, (1 << 20) - 4, SEED)
+        pci_write.write_bar(ivshmem, 2, (1 << 20) - 4, SEED)
     assert content(tree.files[("1af4:1110", 2)]) == b"\0" * (1 << 20)
     assert journal_entries(tree) == []
 
@@ -141,7 +141,7 @@ def test_io_bar_accesses_are_exact_width(tree, monkeypatch):
         calls.append(("w", len(data), off))
         return real_pwrite(fd, data, off)
 
-    with pci.open_bar(ahci, 4, writable=True) as bar:
+    with pci_access.open_bar(ahci, 4, writable=True) as bar:
         monkeypatch.setattr(os, "pread", pread)
         monkeypatch.setattr(os, "pwrite", pwrite)
         bar.write_word(0x10, 32, 0x8)
@@ -151,13 +151,13 @@ def test_io_bar_accesses_are_exact_width(tree, monkeypatch):
         monkeypatch.undo()
     assert calls == [("w", 4, 0x10), ("r", 4, 0x10), ("w", 1, 1), ("w", 2, 2), ("r", 2, 0x14)]
     with pytest.raises(UsageError, match="width"):
-        with pci.open_bar(ahci, 4) as bar:
+        with pci_access.open_bar(ahci, 4) as bar:
             bar.read_word(0, 64)
 
 
 def test_io_bar_through_devmem_is_refused_clearly(tree):
     with pytest.raises(UsageError, match="I/O-port BAR"):
-        pci.open_bar(tree.dev("8086:2922"), 4, via="devmem")
+        pci_access.open_bar(tree.dev("8086:2922"), 4, via="devmem")
 
 
 def test_sub_page_bar_through_its_resource_file(tree):
@@ -165,7 +165,7 @@ def test_sub_page_bar_through_its_resource_file(tree):
     past it, so the window is the file's size (the kernel maps the whole page anyway)."""
     path = tree.files[("1af4:1110", 0)]
     assert os.path.getsize(path) == 256
-    with pci.open_bar(tree.dev("1af4:1110"), 0, writable=True) as bar:
+    with pci_access.open_bar(tree.dev("1af4:1110"), 0, writable=True) as bar:
         bar.write_word(0xFC, 32, 0x11223344)
         assert bar.read_word(0xFC, 32) == 0x11223344
         with pytest.raises(RegionError):
@@ -176,7 +176,7 @@ def test_sub_page_bar_through_its_resource_file(tree):
 
 
 def test_read_only_open_refuses_writes(tree):
-    with pci.open_bar(tree.dev("1234:11e8"), 0) as bar:
+    with pci_access.open_bar(tree.dev("1234:11e8"), 0) as bar:
         assert bar.read_word(0, 32) == 0x010000ED
         with pytest.raises(UsageError):
             bar.write(4, b"\0\0\0\0")
@@ -185,9 +185,9 @@ def test_read_only_open_refuses_writes(tree):
 def test_range_read(tree):
     with open(tree.files[("1af4:1110", 2)], "r+b") as f:
         f.write(SEED)
-    assert pci.read_bar_range(tree.dev("1af4:1110"), 2, 0, 16, 32) == SEED + b"\0" * 4
+    assert pci_access.read_bar_range(tree.dev("1af4:1110"), 2, 0, 16, 32) == SEED + b"\0" * 4
     with pytest.raises(UsageError, match="aligned"):
-        pci.read_bar_range(tree.dev("1af4:1110"), 2, 0, 6, 32)
+        pci_access.read_bar_range(tree.dev("1af4:1110"), 2, 0, 6, 32)
 
 
 def test_via_devmem_goes_to_the_bar_address(tree):
@@ -197,7 +197,7 @@ def test_via_devmem_goes_to_the_bar_address(tree):
     mem = tree.root / "dev" / "mem"
     with open(mem, "wb") as f:
         f.truncate(edu.bar(0).end + 1)
-    pci.write_bar(edu, 0, 8, (5).to_bytes(4, "little"), width=32, via="devmem")
+    pci_write.write_bar(edu, 0, 8, (5).to_bytes(4, "little"), width=32, via="devmem")
     assert content(mem, edu.bar(0).start + 8, 4) == b"\5\0\0\0"
     (entry,) = journal_entries(tree)
     assert entry.target["via"] == "devmem"
@@ -210,9 +210,9 @@ def test_config_write_needs_force_and_is_undoable(tree):
     cfg = tree.root / "sys/bus/pci/devices" / edu.address / "config"
     before = content(cfg)
     with pytest.raises(UsageError, match="--force"):
-        pci.write_config(edu, 0x3C, 8, 5)
+        pci_write.write_config(edu, 0x3C, 8, 5)
     assert content(cfg) == before and journal_entries(tree) == []
-    pci.write_config(edu, 0x3C, 8, 5, force=True)
+    pci_write.write_config(edu, 0x3C, 8, 5, force=True)
     assert content(cfg, 0x3C, 1) == b"\5"
     journal.Journal(str(tree.journal)).undo()
     assert content(cfg) == before
@@ -220,11 +220,11 @@ def test_config_write_needs_force_and_is_undoable(tree):
 
 def test_config_read_word(tree):
     edu = tree.dev("1234:11e8")
-    assert pci.read_config_word(edu, 0, 32) == 0x11E81234
+    assert pci_access.read_config_word(edu, 0, 32) == 0x11E81234
     with pytest.raises(UsageError):
-        pci.read_config_word(edu, 2, 32)
+        pci_access.read_config_word(edu, 2, 32)
     with pytest.raises(RegionError):
-        pci.read_config_word(edu, 0x100, 8)
+        pci_access.read_config_word(edu, 0x100, 8)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,9 +256,9 @@ def test_cli_read_write_seed_flags(tree, capsys):
         "0x1af4",
         "-D",
         "0x1110",
-        "-v",
+        "--subsystem-vendor",
         "0x1af4",
-        "-d",
+        "--subsystem-device",
         "0x1100",
         "2",
         "0",
@@ -268,6 +268,10 @@ def test_cli_read_write_seed_flags(tree, capsys):
     assert rc == 0 and "journal entry 1" in out
     assert content(tree.files[("1af4:1110", 2)], 0, 12) == SEED
     assert run(capsys, "read", "-V", "1af4", "-D", "1110", "2", "0", "8")[1] == "0x44\n"
+    # lspci's -d VENDOR:DEVICE and -s [[domain:]bus:]slot.func name the same device
+    assert run(capsys, "read", "-d", "1af4:1110", "2", "0", "8")[1] == "0x44\n"
+    ivshmem = next(d for d in tree.devices if d.ids == "1af4:1110")
+    assert run(capsys, "read", "-s", ivshmem.short_address, "2", "0", "8")[1] == "0x44\n"
 
 
 def test_cli_hexdump_matches_hexdump_C(tree, capsys):
@@ -316,7 +320,7 @@ def test_cli_bad_input_one_line_nothing_written(tree, capsys, argv, words):
 
 
 def test_decode_string():
-    from pyphys.commands.pci import decode_string
+    from pyphys.commands.pci_rw import decode_string
 
     assert decode_string(r"Dunia,vipi?\r") == SEED
     assert decode_string(r"a\0b\x41\101\\") == b"a\0bAA\\"
@@ -332,10 +336,10 @@ def test_unprivileged_config_read_is_explained(tree):
     data = content(cfg)
     with open(cfg, "wb") as f:
         f.write(data[:64])
-    hdr = pci.decode_config(pci.read_config(edu))
+    hdr = pci_config.decode_config(pci_access.read_config(edu))
     assert hdr.length == 64 and any("CAP_SYS_ADMIN" in n for n in hdr.notes)
     with pytest.raises(PyphysError):
-        pci.read_config_word(edu, 0x40, 8)
+        pci_access.read_config_word(edu, 0x40, 8)
 
 
 def test_all_ones_with_memory_decoding_off_is_explained(tree, capsys):

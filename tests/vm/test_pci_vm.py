@@ -3,8 +3,9 @@
 Judges from outside pyphys: QEMU's documented device behaviour (docs/specs/edu.rst: ID
 0x010000ed, liveness = bitwise NOT, factorial), the ivshmem backing file on the HOST, guest
 sysfs read with the shell, pciutils' lspci / busybox lspci, busybox devmem, the AHCI driver's
-sysfs and the virtio core's sysfs. Device addresses are never hard-coded (they move between
-boots): devices are found by vendor:device.
+sysfs and the virtio core's sysfs; for `pci show` and `pci bar-size`, the guest's own
+pciutils (`lspci -vvv`) and the config bytes and `resource` file read by the shell. Device
+addresses are never hard-coded (they move between boots): devices are found by vendor:device.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import shlex
 import sys
 import time
 
+import lspci_compare
 import pytest
 
 pytestmark = pytest.mark.vm
@@ -252,9 +254,9 @@ def test_ivshmem_guest_string_reaches_host_file(vm, via, offset):
         "0x1110",
         "-V",
         "0x1af4",
-        "-d",
+        "--subsystem-device",
         "0x1100",
-        "-v",
+        "--subsystem-vendor",
         "0x1af4",
         "2",
         hex(offset),
@@ -414,3 +416,71 @@ def test_bad_input_one_line_nothing_written(vm):
         assert words in res.err, (argv, res)
         assert devmem(vm, base + 4) == live, argv
         assert host_bytes(vm, 0xFFFF0, 16) == shm, argv
+
+
+# ---------------------------------------------------------------------------------------------
+# pci show -vv against the guest's lspci -vvv; bar-size against sysfs resource
+# ---------------------------------------------------------------------------------------------
+def guest_lspci(vm, *flags: str) -> dict[str, dict]:
+    """pciutils' lspci in the guest (the host's own /usr/bin over the 9p root, as root there)."""
+    res = vm.run("lspci " + " ".join(flags))
+    assert res.rc == 0 and res.out.strip(), ("the guest has no working lspci (scripts/setup.sh installs pciutils)", res)
+    return lspci_compare.parse(res.out)
+
+
+def test_show_vv_agrees_with_guest_lspci(any_vm):
+    """Every device of the q35 guest, the PCIe root port and the virtio device behind it with its
+    extended capabilities included: capability offsets and names, MSI/MSI-X, link, BARs."""
+    truth = guest_lspci(any_vm, "-vvv")
+    addrs = sorted(truth)
+    # one guest process runs the CLI once per device (Python start-up is seconds under TCG)
+    code = (
+        "import sys\nfrom pyphys import cli\n"
+        "for a in sys.argv[1:]:\n    assert cli.main(['pci', 'show', '-vv', a]) == 0\n"
+    )
+    res = any_vm.run(f"PYPHYS_PCI_IDS= {shlex.quote(sys.executable)} -c {shlex.quote(code)} {' '.join(addrs)}")
+    assert res.rc == 0 and not res.err, res
+    ours = lspci_compare.parse(res.out)
+    assert sorted(ours) == addrs
+    problems = []
+    for addr in addrs:
+        problems += lspci_compare.compare(ours[addr], truth[addr], f"{kernel_of(any_vm)} {addr}")
+        assert lspci_compare.key_fields(ours[addr]) == lspci_compare.key_fields(truth[addr]), addr
+    assert not problems, "\n".join(problems)
+    ext = [c for d in truth.values() for c in d["caps"] if c["version"]]
+    express = [c for d in truth.values() for c in d["caps"] if c["text"].startswith("Express")]
+    assert ext and express, "the guest should have PCI Express and extended capabilities (q35 root port)"
+
+
+def config_dwords(vm, address: str, offset: int, count: int) -> list[int]:
+    """Config dwords read by the shell (od), not by pyphys."""
+    out = ok(vm.run(f"od -A n -t x4 -j {offset} -N {4 * count} /sys/bus/pci/devices/{address}/config"))
+    return [int(x, 16) for x in out.split()]
+
+
+@pytest.mark.parametrize("ids, bar", [(EDU, 0), (IVSHMEM, 2)])
+def test_bar_size_matches_sysfs_and_restores_the_register(any_vm, ids, bar):
+    dev = find(any_vm, ids)
+    addr = dev["address"]
+    info = next(b for b in dev["bars"] if b["index"] == bar)
+    n = 2 if info["bits"] == 64 else 1
+    before = config_dwords(any_vm, addr, 0x10 + 4 * bar, n)
+    command = config_dwords(any_vm, addr, 0x4, 1)[0] & 0xFFFF
+    assert command & 0x2, "firmware left memory decoding on"
+    refused = pp(any_vm, "pci", "bar-size", addr, str(bar))
+    assert refused.rc == 2 and "decodes memory space" in refused.err and len(refused.err.splitlines()) == 1
+    assert config_dwords(any_vm, addr, 0x10 + 4 * bar, n) == before
+    ok(pp(any_vm, "pci", "config", addr, "0x4", "16", hex(command & ~0x2), "--force"))
+    try:
+        res = json.loads(ok(pp(any_vm, "pci", "bar-size", addr, str(bar), "--json")))
+    finally:
+        ok(pp(any_vm, "undo"))  # the command register write: memory decoding back on
+    assert config_dwords(any_vm, addr, 0x4, 1)[0] & 0xFFFF == command
+    resource = shell_resources(any_vm)[addr][bar]
+    assert res["size"] == resource[1] == info["size"]
+    assert res["is_64bit"] == (n == 2) and res["restored"]
+    assert config_dwords(any_vm, addr, 0x10 + 4 * bar, n) == before  # the register, restored
+    assert res["original"] == sum(d << (32 * i) for i, d in enumerate(before))
+    entries = ok(pp(any_vm, "journal", "--all", "--json"))
+    sizing = [e for e in json.loads(entries) if e.get("id") == res["journal_id"]]
+    assert sizing and sizing[0].get("undone"), entries

@@ -1,0 +1,334 @@
+"""``pyphys pci read``, ``write`` and ``config``: BAR registers and config space, journaled writes."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from pyphys.commands.pci_args import bar_index, parse_width, pick, split_device
+from pyphys.dialect import parse_number
+from pyphys.errors import UsageError
+
+
+def decode_string(text: str) -> bytes:
+    r"""C-style escapes (\r \n \t \0 \\ \xNN \NNN) to bytes; UsageError for non-Latin-1 text or a bad escape."""
+    out = bytearray()
+    i = 0
+    simple = {"r": 13, "n": 10, "t": 9, "\\": 92, "'": 39, '"': 34, "a": 7, "b": 8, "f": 12, "v": 11, "e": 27}
+    while i < len(text):
+        ch = text[i]
+        if ch != "\\":
+            code = ord(ch)
+            if code > 0xFF:
+                raise UsageError(f"character {ch!r} in --string is not a single byte (use --hex)")
+            out.append(code)
+            i += 1
+            continue
+        if i + 1 >= len(text):
+            raise UsageError("--string ends with a lone backslash")
+        nxt = text[i + 1]
+        if nxt in simple:
+            out.append(simple[nxt])
+            i += 2
+        elif nxt == "x":
+            digits = text[i + 2 : i + 4]
+            if len(digits) != 2 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+                raise UsageError(f"bad escape {text[i : i + 4]!r} in --string (\\xNN needs two hex digits)")
+            out.append(int(digits, 16))
+            i += 4
+        elif nxt in "01234567":
+            j = i + 1
+            while j < len(text) and j < i + 4 and text[j] in "01234567":
+                j += 1
+            value = int(text[i + 1 : j], 8)
+            if value > 0xFF:
+                raise UsageError(f"octal escape {text[i:j]!r} is more than one byte")
+            out.append(value)
+            i = j
+        else:
+            raise UsageError(f"unknown escape \\{nxt} in --string")
+    return bytes(out)
+
+
+def decode_hex(text: str) -> bytes:
+    cleaned = "".join(text.replace("0x", "").replace(",", " ").split())
+    try:
+        return bytes.fromhex(cleaned)
+    except ValueError:
+        raise UsageError(f"--hex {text!r} is not hexadecimal bytes") from None
+
+
+def fmt_value(value: int, width: int) -> str:
+    # busybox devmem prints "0x%0*llX": the tests and scripts compare with it
+    return f"0x{value:0{width // 4}X}"
+
+
+def hexdump(data: bytes, base: int = 0) -> str:
+    """``hexdump -C`` layout: offset, 16 bytes in two groups of 8, printable ASCII."""
+    lines = []
+    for pos in range(0, len(data), 16):
+        chunk = data[pos : pos + 16]
+        hexes = " ".join(f"{b:02x}" for b in chunk[:8])
+        if len(chunk) > 8:
+            hexes += "  " + " ".join(f"{b:02x}" for b in chunk[8:])
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{base + pos:08x}  {hexes:<49} |{text}|")
+    return "\n".join(lines)
+
+
+def _warn_if_disabled(dev, bar, value: int, width: int) -> None:
+    """All ones from a BAR usually means the device ignores it: say why when the command register shows it."""
+    from pyphys import pci_access
+
+    if value != (1 << width) - 1:
+        return
+    state = pci_access.memory_decoding(dev)
+    if state is None:
+        return
+    io_on, mem_on = state
+    space = "I/O" if bar.kind == "io" else "memory"
+    if not (io_on if bar.kind == "io" else mem_on):
+        print(
+            f"pyphys pci: warning: {dev.short_address} has {space} decoding off (command register): "
+            f"all-ones is a master abort, not the register; enable the device with "
+            f"`echo 1 > /sys/bus/pci/devices/{dev.address}/enable`",
+            file=sys.stderr,
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# read / write
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def run_read(args) -> int:
+    from pyphys import pci_access
+
+    device_text, rest = split_device(args, args.args)
+    if len(rest) < 2 or len(rest) > 3:
+        raise UsageError("usage: pyphys pci read DEVICE BAR OFFSET [WIDTH] [-l LENGTH]")
+    index = bar_index(rest[0])
+    offset = parse_number(rest[1], "offset")
+    width = parse_width(rest[2]) if len(rest) == 3 else 32
+    length = parse_number(args.length, "length", minimum=1) if args.length is not None else None
+    dev = pick(args, device_text)
+    if length is not None:
+        data = pci_access.read_bar_range(dev, index, offset, length, width, via=args.via)
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "device": dev.address,
+                        "bar": index,
+                        "offset": offset,
+                        "width": width,
+                        "via": args.via,
+                        "data": data.hex(),
+                    }
+                )
+            )
+        else:
+            print(hexdump(data, offset))
+        return 0
+    bar = dev.bar(index)
+    pci_access.check_access(
+        f"{dev.short_address} BAR{index}",
+        bar.size,
+        offset,
+        width,
+        widths=(8, 16, 32) if bar.kind == "io" else (8, 16, 32, 64),
+    )
+    with pci_access.BarAccess(dev, bar, args.via) as acc:
+        value = acc.read_word(offset, width)
+    if args.json:
+        print(
+            json.dumps(
+                {"device": dev.address, "bar": index, "offset": offset, "width": width, "via": args.via, "value": value}
+            )
+        )
+    else:
+        print(fmt_value(value, width))
+    _warn_if_disabled(dev, bar, value, width)
+    return 0
+
+
+def run_write(args) -> int:
+    from pyphys import pci_write
+
+    device_text, rest = split_device(args, args.args)
+    raw = args.string is not None or args.hex is not None
+    if raw:
+        if len(rest) not in (2, 3):
+            raise UsageError("usage: pyphys pci write DEVICE BAR OFFSET [WIDTH] --string TEXT|--hex HEX")
+        width = parse_width(rest[2]) if len(rest) == 3 else None
+        data = decode_string(args.string) if args.string is not None else decode_hex(args.hex)
+        if not data:
+            raise UsageError("nothing to write: the byte string is empty")
+        if width is not None and len(data) * 8 != width:
+            raise UsageError(f"{len(data)} bytes given for a {width}-bit write (leave WIDTH out for a byte string)")
+    else:
+        if len(rest) not in (3, 4):
+            raise UsageError("usage: pyphys pci write DEVICE BAR OFFSET [WIDTH] VALUE (or --string/--hex)")
+        width = parse_width(rest[2]) if len(rest) == 4 else 32
+        value = parse_number(rest[-1], "value")
+        if value >> width:
+            raise UsageError(f"value {rest[-1]!r} is too wide for a {width}-bit write")
+        data = value.to_bytes(width // 8, "little")
+    index = bar_index(rest[0])
+    offset = parse_number(rest[1], "offset")
+    dev = pick(args, device_text)
+    rec = pci_write.write_bar(dev, index, offset, data, width=width, via=args.via)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "device": dev.address,
+                    "bar": index,
+                    "offset": offset,
+                    "width": width,
+                    "via": args.via,
+                    "old": rec.old.hex(),
+                    "new": rec.new.hex(),
+                    "readback": rec.after.hex(),
+                    "journal_id": rec.record_id,
+                }
+            )
+        )
+    elif not args.quiet:
+        if width is not None:
+            back = int.from_bytes(rec.after, "little")
+            old = int.from_bytes(rec.old, "little")
+            print(
+                f"{dev.short_address} BAR{index}+{offset:#x}: {fmt_value(old, width)} -> "
+                f"{fmt_value(int.from_bytes(rec.new, 'little'), width)} (reads back {fmt_value(back, width)}); "
+                f"journal entry {rec.record_id}"
+            )
+        else:
+            same = "same bytes" if rec.after == rec.new else f"reads back {rec.after.hex()}"
+            print(
+                f"{dev.short_address} BAR{index}+{offset:#x}: wrote {len(rec.new)} bytes ({same}); "
+                f"journal entry {rec.record_id}"
+            )
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# config
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def format_config(dev, hdr) -> str:
+    from pyphys import pci_ids
+    from pyphys.layouts import pci as L
+
+    lines = [
+        f"{dev.short_address} [{hdr.vendor:04x}:{hdr.device:04x}] {pci_ids.class_name(hdr.class_code)} "
+        f"[{hdr.class_code:06x}] rev {hdr.revision:02x}",
+        f"  header type    {hdr.header_type} ({L.HEADER_TYPE_NAMES.get(hdr.header_type, 'unknown')})"
+        + (", multi-function" if hdr.multifunction else ""),
+        f"  command        {hdr.command:#06x}  {' '.join(hdr.command_flags) or '-'}",
+        f"  status         {hdr.status:#06x}  {' '.join(hdr.status_flags) or '-'}  "
+        f"DEVSEL={L.DEVSEL_NAMES[hdr.status & L.PCI_STATUS_DEVSEL_MASK]}",
+        f"  cache line {hdr.cache_line_size}, latency {hdr.latency_timer}, BIST {hdr.bist:#04x}",
+    ]
+    if hdr.subsystem_vendor is not None:
+        lines.append(f"  subsystem      {hdr.subsystem_vendor:04x}:{hdr.subsystem_device:04x}")
+    if hdr.bridge_buses:
+        p, s, sub = hdr.bridge_buses
+        lines.append(f"  buses          primary {p:02x}, secondary {s:02x}, subordinate {sub:02x}")
+    for b in hdr.bars:
+        kind = (
+            "io"
+            if b.kind == "io"
+            else f"mem {'64' if b.is_64bit else '32'}-bit" + (" prefetchable" if b.prefetchable else "")
+        )
+        lines.append(f"  BAR{b.index} ({b.offset:#04x})  {b.address:#x}  {kind}")
+    if not hdr.bars:
+        lines.append("  no BARs programmed")
+    if hdr.rom_address:
+        lines.append(
+            f"  expansion ROM  {hdr.rom_address & L.PCI_ROM_ADDRESS_MASK & 0xFFFFFFFF:#x}"
+            + (" (enabled)" if hdr.rom_address & L.PCI_ROM_ADDRESS_ENABLE else " (disabled)")
+        )
+    pin = (
+        "-"
+        if not hdr.interrupt_pin
+        else "ABCD"[hdr.interrupt_pin - 1]
+        if hdr.interrupt_pin <= 4
+        else str(hdr.interrupt_pin)
+    )
+    lines.append(f"  interrupt      pin {pin}, line {hdr.interrupt_line}")
+    if hdr.capabilities:
+        lines.append("  capabilities:")
+        for c in hdr.capabilities:
+            ver = f" v{c.version}" if c.version is not None else ""
+            lines.append(f"    [{c.offset:#05x}] {c.name} ({'ext ' if c.extended else ''}id {c.cap_id:#04x}){ver}")
+    else:
+        lines.append("  capabilities:  none")
+    lines.append(f"  ({hdr.length} bytes of config space read)")
+    for note in hdr.notes:
+        lines.append(f"  note: {note}")
+    return "\n".join(lines)
+
+
+def run_config(args) -> int:
+    from pyphys import pci_access, pci_config, pci_write
+
+    device_text, rest = split_device(args, args.args)
+    if len(rest) > 3:
+        raise UsageError("usage: pyphys pci config DEVICE [OFFSET [WIDTH [VALUE --force]]]")
+    offset = parse_number(rest[0], "offset") if rest else None
+    width = parse_width(rest[1]) if len(rest) >= 2 else 32
+    value = parse_number(rest[2], "value") if len(rest) == 3 else None
+    if value is not None and value >> width:
+        raise UsageError(f"value {rest[2]!r} is too wide for a {width}-bit write")
+    if value is not None and not args.force:
+        raise UsageError(
+            "refusing to write config space without --force",
+            "a wrong command/BAR value can disable the device or hang the machine",
+        )
+    dev = pick(args, device_text)
+    if value is not None:
+        rec = pci_write.write_config(dev, offset, width, value, force=args.force)
+        back = int.from_bytes(rec.after, "little")
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "device": dev.address,
+                        "offset": offset,
+                        "width": width,
+                        "old": rec.old.hex(),
+                        "new": rec.new.hex(),
+                        "readback": rec.after.hex(),
+                        "journal_id": rec.record_id,
+                    }
+                )
+            )
+        else:
+            print(
+                f"{dev.short_address} config+{offset:#x}: {fmt_value(int.from_bytes(rec.old, 'little'), width)} -> "
+                f"{fmt_value(value, width)} (reads back {fmt_value(back, width)}); journal entry {rec.record_id}"
+            )
+        return 0
+    if offset is not None:
+        word = pci_access.read_config_word(dev, offset, width)
+        if args.json:
+            print(json.dumps({"device": dev.address, "offset": offset, "width": width, "value": word}))
+        else:
+            print(fmt_value(word, width))
+        return 0
+    data = pci_access.read_config(dev)
+    if args.hexdump:
+        print(hexdump(data))
+        return 0
+    hdr = pci_config.decode_config(data)
+    if args.json:
+        print(json.dumps({"device": dev.address, **hdr.to_json()}, indent=2))
+    else:
+        print(format_config(dev, hdr))
+    return 0

@@ -1,0 +1,251 @@
+"""Journaled PCI writes and their undo: BAR registers, config space, and BAR sizing.
+
+Every write goes through :func:`pyphys.journal.journaled_write` (old and new bytes appended
+and fsync'd before the write); ``pyphys undo`` reopens the target through :func:`reopen`, which
+the journal's table of openers names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyphys.errors import NotFoundError, PyphysError, UsageError
+from pyphys.layouts import pci as L
+from pyphys.pci_access import BarAccess, ConfigSpace, check_access, check_range
+from pyphys.pci_devices import PciDevice, normalize_address
+from pyphys.pci_select import Selector, select_device
+
+#: the journal kind of every PCI write (BAR or config space)
+JOURNAL_KIND = "pci"
+
+
+@dataclass(frozen=True)
+class PciWrite:
+    """What a PCI write did: the journal record's id, bytes before, bytes written, bytes after."""
+
+    record_id: int
+    target: str
+    offset: int
+    old: bytes
+    new: bytes
+    after: bytes
+
+
+def _journaled(target, offset: int, data: bytes, label: str, journal=None) -> PciWrite:
+    from pyphys import journal as jmod
+
+    # Device registers are not memory: a read-back that differs from the write is their
+    # documented behaviour (edu's liveness register returns ~value, the factorial register n!),
+    # so the journal records what was read back ("actual") instead of failing the write.
+    rec = jmod.journaled_write(target, offset, data, kind=JOURNAL_KIND, label=label, journal=journal, verify=False)
+    return PciWrite(rec.id, label, offset, rec.old, rec.new, rec.readback)
+
+
+def write_bar(
+    dev: PciDevice,
+    index: int,
+    offset: int,
+    data: bytes,
+    *,
+    width: int | None = None,
+    via: str = "resource",
+    journal=None,
+) -> PciWrite:
+    """Journaled write of ``data`` into BAR ``index`` at ``offset``.
+
+    ``width`` set: ``data`` is one value of that many bits, stored as ONE access (checked for
+    alignment and bounds). Otherwise ``data`` is a byte string stored with the widest aligned
+    accesses. Every check runs before anything is opened for writing. Returns a PciWrite.
+    """
+    bar = dev.bar(index)
+    what = f"{dev.short_address} BAR{index}"
+    if width is not None:
+        size = check_access(
+            what,
+            bar.size,
+            offset,
+            width,
+            int.from_bytes(data, "little"),
+            widths=(8, 16, 32) if bar.kind == "io" else (8, 16, 32, 64),
+        )
+        if len(data) != size:
+            raise UsageError(f"{len(data)} bytes given for a {width}-bit write")
+    else:
+        check_range(what, bar.size, offset, len(data))
+    with BarAccess(dev, bar, via, writable=True) as acc:
+        return _journaled(acc, offset, bytes(data), f"pci {dev.address} BAR{index}+{offset:#x} via {via}", journal)
+
+
+def write_config(dev: PciDevice, offset: int, width: int, value: int, *, force: bool = False, journal=None) -> PciWrite:
+    """Journaled ``width``-bit config-space write; UsageError unless ``force`` (a bad config write can
+    hang the bus or make the device vanish)."""
+    with ConfigSpace(dev) as probe:
+        size = check_access(f"{dev.short_address} config space", probe.size, offset, width, value, widths=(8, 16, 32))
+    if not force:
+        raise UsageError(
+            f"refusing to write config space of {dev.short_address} without --force",
+            "a wrong command/BAR value can disable the device or hang the machine",
+        )
+    with ConfigSpace(dev, writable=True) as cfg:
+        return _journaled(cfg, offset, value.to_bytes(size, "little"), f"pci {dev.address} config+{offset:#x}", journal)
+
+
+def reopen(description: dict, writable: bool = True):
+    """Reopen a journaled PCI target from its ``describe()`` dict (for ``pyphys undo``).
+
+    Refuses (NotFoundError) if the device at that address is no longer the same vendor:device,
+    or its BAR moved: undoing into another device's registers would be worse than not undoing.
+    """
+    address = description.get("address")
+    if not isinstance(address, str) or normalize_address(address) != address:
+        raise PyphysError(f"journal entry has no usable PCI address: {description!r}")
+    dev = select_device(Selector(address=address))
+    if (dev.vendor, dev.device) != (description.get("vendor"), description.get("device")):
+        raise NotFoundError(
+            f"{address} is now {dev.ids}, not the "
+            f"{description.get('vendor', 0):04x}:{description.get('device', 0):04x} "
+            "the journal recorded",
+            "the bus was re-enumerated: undo by hand",
+        )
+    if description.get("space") == "config":
+        return ConfigSpace(dev, writable=writable)
+    bar = dev.bar(int(description.get("bar", -1)))
+    if description.get("bar_start") not in (None, bar.start):
+        raise NotFoundError(f"{address} BAR{bar.index} moved to {bar.start:#x} since the write", "undo by hand")
+    return BarAccess(dev, bar, description.get("via", "resource"), writable=writable)
+
+
+# ----------------------------------------------------------------------------------------------
+# BAR sizing (PCI 3.0 6.2.5.1): write all ones, read back the decoder's mask, restore
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BarSizing:
+    """What sizing BAR ``index`` found: the register before, its all-ones read-back, the size it
+    implies, the register after the restore, and the journal entry of the sizing write."""
+
+    address: str
+    index: int
+    offset: int
+    kind: str  # "mem" or "io"
+    is_64bit: bool
+    prefetchable: bool
+    original: int
+    readback: int
+    size: int
+    after: int
+    journal_id: int
+    decoding: bool  # the device decoded this space while it was sized (--force)
+
+    @property
+    def restored(self) -> bool:
+        return self.after == self.original
+
+    def to_json(self) -> dict:
+        return {
+            "device": self.address,
+            "bar": self.index,
+            "offset": self.offset,
+            "type": self.kind,
+            "is_64bit": self.is_64bit,
+            "prefetchable": self.prefetchable,
+            "original": self.original,
+            "readback": self.readback,
+            "size": self.size,
+            "after": self.after,
+            "restored": self.restored,
+            "journal_id": self.journal_id,
+            "decoding": self.decoding,
+        }
+
+
+def _decoded_size(readback: int, io: bool, bits: int) -> int:
+    """The size a BAR's all-ones read-back implies: its lowest writable address bit, as the
+    kernel's pci_size() (drivers/pci/probe.c) finds it; 0 when no address bit is writable."""
+    mask = readback & (L.PCI_BASE_ADDRESS_IO_MASK if io else L.PCI_BASE_ADDRESS_MEM_MASK) & ((1 << bits) - 1)
+    if io:
+        mask &= 0xFFFF  # x86 I/O space is 64 KiB; the upper half may read back 0 or 1
+    return mask & -mask
+
+
+def size_bar(dev: PciDevice, index: int, *, force: bool = False, journal=None) -> BarSizing:
+    """Size BAR ``index`` of ``dev`` the classic way and restore it, journaled.
+
+    The all-ones write is one journal entry; the restore is that entry's undo through the
+    journal, so an interrupted run leaves ``pyphys undo`` able to put the address back.
+    Refused (UsageError) while the device decodes the BAR's space (command register I/O or
+    Mem bit) unless ``force``: the device would answer at the all-ones address meanwhile.
+    """
+    from pyphys import journal as jmod
+    from pyphys.pci_access import read_config
+
+    data = read_config(dev)
+    htype = data[L.PCI_HEADER_TYPE] & L.PCI_HEADER_TYPE_MASK
+    count = L.BARS_PER_HEADER_TYPE.get(htype)
+    if count is None:
+        raise UsageError(f"{dev.short_address} has header type {htype}: pyphys knows no BARs there")
+    if not 0 <= index < count:
+        raise UsageError(
+            f"BAR index {index} is out of range ({dev.short_address}'s header type {htype} has BARs 0-{count - 1})"
+        )
+    off = L.PCI_BASE_ADDRESS_0 + 4 * index
+    regs = [
+        int.from_bytes(data[L.PCI_BASE_ADDRESS_0 + 4 * i : L.PCI_BASE_ADDRESS_0 + 4 * i + 4], "little")
+        for i in range(count)
+    ]
+    if index and not regs[index - 1] & L.PCI_BASE_ADDRESS_SPACE_IO:
+        if regs[index - 1] & L.PCI_BASE_ADDRESS_MEM_TYPE_MASK == L.PCI_BASE_ADDRESS_MEM_TYPE_64:
+            raise UsageError(
+                f"BAR{index} of {dev.short_address} is the upper half of 64-bit BAR{index - 1}",
+                f"size BAR{index - 1}",
+            )
+    raw = regs[index]
+    io = bool(raw & L.PCI_BASE_ADDRESS_SPACE_IO)
+    is64 = not io and raw & L.PCI_BASE_ADDRESS_MEM_TYPE_MASK == L.PCI_BASE_ADDRESS_MEM_TYPE_64
+    if is64 and index + 1 >= count:
+        raise PyphysError(f"BAR{index} of {dev.short_address} says 64-bit but is the last BAR register")
+    command = int.from_bytes(data[L.PCI_COMMAND : L.PCI_COMMAND + 2], "little")
+    bit, space = (L.PCI_COMMAND_IO, "I/O") if io else (L.PCI_COMMAND_MEMORY, "memory")
+    decoding = bool(command & bit)
+    if decoding and not force:
+        raise UsageError(
+            f"refusing to size BAR{index} of {dev.short_address}: the device decodes {space} space "
+            f"(command register {command:#06x}, {'I/O' if io else 'Mem'}+), so while the BAR reads all ones "
+            "it would answer at the top of the address space, over whatever is there",
+            f"turn decoding off first (pyphys pci config {dev.short_address} 0x4 16 "
+            f"{command & ~bit:#x} --force; `pyphys undo` turns it back on), or pass --force",
+        )
+    n = 8 if is64 else 4
+    own = journal is None
+    jr = journal if journal is not None else jmod.Journal()
+    try:
+        with ConfigSpace(dev, writable=True) as cfg:
+            rec = jmod.journaled_write(
+                cfg,
+                off,
+                b"\xff" * n,
+                kind=JOURNAL_KIND,
+                label=f"pci {dev.address} BAR{index} sizing",
+                journal=jr,
+                verify=False,  # the read-back is the decoder's mask, by design
+            )
+        jr.undo(rec.id)  # the restore: the journal's own undo of the sizing write
+        with ConfigSpace(dev) as cfg:
+            after = int.from_bytes(cfg.read(off, n), "little")
+    finally:
+        if own:
+            jr.close()
+    readback = int.from_bytes(rec.readback, "little")
+    return BarSizing(
+        address=dev.address,
+        index=index,
+        offset=off,
+        kind="io" if io else "mem",
+        is_64bit=is64,
+        prefetchable=not io and bool(raw & L.PCI_BASE_ADDRESS_MEM_PREFETCH),
+        original=int.from_bytes(rec.old, "little"),
+        readback=readback,
+        size=_decoded_size(readback, io, n * 8),
+        after=after,
+        journal_id=rec.id,
+        decoding=decoding,
+    )

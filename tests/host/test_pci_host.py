@@ -1,0 +1,165 @@
+"""``pyphys pci show`` on this machine's own PCI devices, judged by pciutils run alongside it:
+``lspci -vvv`` (capability offsets and names, MSI-X table sizes, PCIe link speed and width,
+BAR addresses and sizes, Control/Status), ``lspci -n -vvv`` (numeric subsystem IDs) and
+``lspci -xxxx`` (the raw config bytes). Needs root, as lspci does for more than 64 bytes; the
+last test drops to an unprivileged user to see the partial read lspci calls "access denied".
+Nothing here writes to a device.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import lspci_compare
+import pytest
+
+pytestmark = pytest.mark.host_root
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_root_and_lspci():
+    if os.geteuid() != 0:
+        pytest.skip("needs root (lspci and pyphys read past the 64-byte header only as root)")
+    if not shutil.which("lspci"):
+        pytest.skip("pciutils' lspci is not installed (scripts/setup.sh installs it)")
+    if not os.listdir("/sys/bus/pci/devices"):
+        pytest.skip("this machine has no PCI devices")
+
+
+def run(*argv: str, user: str | None = None) -> subprocess.CompletedProcess:
+    cmd = list(argv)
+    if user:
+        cmd = ["setpriv", "--reuid", user, "--regid", user, "--clear-groups", *cmd]
+    env = {**os.environ, "PYTHONPATH": TOP, "PYPHYS_PCI_IDS": ""}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+
+
+def pyphys(*argv: str, user: str | None = None) -> subprocess.CompletedProcess:
+    return run(sys.executable, "-m", "pyphys", *argv, user=user)
+
+
+def addresses() -> list[str]:
+    return sorted(os.listdir("/sys/bus/pci/devices"))
+
+
+def lspci(*flags: str, user: str | None = None) -> dict[str, dict]:
+    res = run("lspci", "-D", *flags, user=user)
+    assert res.returncode == 0, res
+    return lspci_compare.parse(res.stdout)
+
+
+def test_show_vv_agrees_with_lspci_vvv_on_every_device():
+    truth = lspci("-vvv")
+    assert sorted(truth) == addresses()
+    problems, fields = [], {}
+    for addr in addresses():
+        res = pyphys("pci", "show", "-vv", addr)
+        assert res.returncode == 0 and not res.stderr, res
+        ours = next(iter(lspci_compare.parse(res.stdout).values()))
+        problems += lspci_compare.compare(ours, truth[addr], addr)
+        fields[addr] = (lspci_compare.key_fields(ours), lspci_compare.key_fields(truth[addr]))
+    assert not problems, "\n".join(problems)
+    for addr, (ours, ref) in fields.items():
+        assert ours == ref, addr  # MSI-X table sizes, link speed/width, BAR sizes
+    assert sum(len(v["caps"]) for v in truth.values()) > 0
+
+
+def test_json_agrees_with_lspci_n_and_sysfs():
+    truth = lspci("-n", "-vvv")
+    for addr in addresses():
+        doc = json.loads(pyphys("pci", "show", "--json", addr).stdout)
+        ref = truth[addr]
+        assert [c["offset"] for c in doc["config"]["capabilities"]] == [c["offset"] for c in ref["caps"]], addr
+        sub = [x for x in ref["lines"] if x.startswith("Subsystem:")]
+        if sub:
+            sv, sd = doc["config"]["subsystem_vendor"], doc["config"]["subsystem_device"]
+            assert sub[0] == f"Subsystem: {sv:04x}:{sd:04x}", addr
+        for cap in doc["config"]["capabilities"]:
+            m = next((c for c in ref["caps"] if c["offset"] == cap["offset"]), None)
+            count = re.search(r"MSI-X: .*Count=(\d+)", m["text"]) if m else None
+            if count:
+                assert cap["fields"]["table_size"] == int(count.group(1)), addr
+        sizes = {b["index"]: b["size"] for b in doc["config"]["bars"]}
+        with open(f"/sys/bus/pci/devices/{addr}/resource") as f:
+            rows = [tuple(int(x, 16) for x in line.split()) for line in f.read().splitlines()[:6]]
+        want = {i: e - s + 1 for i, (s, e, fl) in enumerate(rows) if fl & 0x300 and e > s}
+        assert {i: s for i, s in sizes.items() if s} == want, addr
+
+
+def _lspci_bytes(text: str) -> bytes:
+    out = bytearray()
+    for line in text.splitlines():
+        m = re.match(r"^([0-9a-f]{2,3}): ((?:[0-9a-f]{2} ?){16})$", line)
+        if m:
+            assert int(m.group(1), 16) == len(out), line
+            out += bytes.fromhex(m.group(2))
+    return bytes(out)
+
+
+def test_raw_config_bytes_agree_with_lspci_xxxx():
+    for addr in addresses():
+        theirs = _lspci_bytes(run("lspci", "-xxxx", "-s", addr).stdout)
+        res = pyphys("pci", "config", addr, "-x")
+        ours = bytearray()
+        for line in res.stdout.splitlines():
+            if line.startswith("*"):
+                raise AssertionError("hexdump folded repeated lines; compare with the JSON instead")
+            ours += bytes.fromhex(line[10:58].replace(" ", ""))
+        assert len(theirs) in (256, 4096), addr
+        assert bytes(ours) == theirs, addr
+
+
+def test_unprivileged_show_decodes_the_header_and_says_what_is_missing():
+    """lspci as an unprivileged user prints `Capabilities: <access denied>`; pyphys decodes the
+    same 64 bytes, prints the same header lines, and says on stderr which bytes it could not read."""
+    truth = lspci("-vvv", user="65534")
+    for addr in addresses():
+        res = pyphys("pci", "show", "-vv", addr, user="65534")
+        assert res.returncode == 0, res
+        ours = next(iter(lspci_compare.parse(res.stdout).values()))
+        ref = truth[addr]
+        for prefix in ("Control:", "Status:", "Region"):
+            assert [x for x in ours["lines"] if x.startswith(prefix)] == [
+                x for x in ref["lines"] if x.startswith(prefix)
+            ], addr
+        if any("access denied" in x for x in ref["lines"]):
+            assert "Capabilities: <access denied>" in res.stdout, addr
+            assert "only 64 of" in res.stderr and "root" in res.stderr, res
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("-s", "00:03.0"),
+        ("-s", "03"),
+        ("-s", "00:"),
+        ("-s", ".0"),
+        ("-s", "0000:00:01.0"),
+        ("-s", "*:*.*"),
+        ("-s", "1f"),
+        ("-d", "1af4:"),
+        ("-d", ":1041"),
+        ("-d", "1af4:1041"),
+        ("-d", "::0200"),
+        ("-d", "*:*:ffff"),
+        ("-d", "8086:"),
+    ],
+)
+def test_selection_means_what_it_means_to_lspci(option, value):
+    """`pyphys pci list -s/-d` selects exactly the devices `lspci -D -s/-d` lists."""
+    ref = run("lspci", "-D", option, value)
+    assert ref.returncode == 0, ref
+    want = sorted(line.split()[0] for line in ref.stdout.splitlines() if line.strip())
+    res = pyphys("pci", "list", option, value, "--json")
+    if not want:
+        assert res.returncode == 1 and "no PCI device matches" in res.stderr, res
+        return
+    assert res.returncode == 0, res
+    assert sorted(d["address"] for d in json.loads(res.stdout)) == want
