@@ -6,74 +6,8 @@ import json
 import sys
 
 from pyphys.commands.pci_args import bar_index, parse_width, pick, split_device
-from pyphys.dialect import parse_number
+from pyphys.dialect import decode_escapes, decode_hex, fmt_value, hexdump, parse_number
 from pyphys.errors import UsageError
-
-
-def decode_string(text: str) -> bytes:
-    r"""C-style escapes (\r \n \t \0 \\ \xNN \NNN) to bytes; UsageError for non-Latin-1 text or a bad escape."""
-    out = bytearray()
-    i = 0
-    simple = {"r": 13, "n": 10, "t": 9, "\\": 92, "'": 39, '"': 34, "a": 7, "b": 8, "f": 12, "v": 11, "e": 27}
-    while i < len(text):
-        ch = text[i]
-        if ch != "\\":
-            code = ord(ch)
-            if code > 0xFF:
-                raise UsageError(f"character {ch!r} in --string is not a single byte (use --hex)")
-            out.append(code)
-            i += 1
-            continue
-        if i + 1 >= len(text):
-            raise UsageError("--string ends with a lone backslash")
-        nxt = text[i + 1]
-        if nxt in simple:
-            out.append(simple[nxt])
-            i += 2
-        elif nxt == "x":
-            digits = text[i + 2 : i + 4]
-            if len(digits) != 2 or any(c not in "0123456789abcdefABCDEF" for c in digits):
-                raise UsageError(f"bad escape {text[i : i + 4]!r} in --string (\\xNN needs two hex digits)")
-            out.append(int(digits, 16))
-            i += 4
-        elif nxt in "01234567":
-            j = i + 1
-            while j < len(text) and j < i + 4 and text[j] in "01234567":
-                j += 1
-            value = int(text[i + 1 : j], 8)
-            if value > 0xFF:
-                raise UsageError(f"octal escape {text[i:j]!r} is more than one byte")
-            out.append(value)
-            i = j
-        else:
-            raise UsageError(f"unknown escape \\{nxt} in --string")
-    return bytes(out)
-
-
-def decode_hex(text: str) -> bytes:
-    cleaned = "".join(text.replace("0x", "").replace(",", " ").split())
-    try:
-        return bytes.fromhex(cleaned)
-    except ValueError:
-        raise UsageError(f"--hex {text!r} is not hexadecimal bytes") from None
-
-
-def fmt_value(value: int, width: int) -> str:
-    # busybox devmem prints "0x%0*llX": the tests and scripts compare with it
-    return f"0x{value:0{width // 4}X}"
-
-
-def hexdump(data: bytes, base: int = 0) -> str:
-    """``hexdump -C`` layout: offset, 16 bytes in two groups of 8, printable ASCII."""
-    lines = []
-    for pos in range(0, len(data), 16):
-        chunk = data[pos : pos + 16]
-        hexes = " ".join(f"{b:02x}" for b in chunk[:8])
-        if len(chunk) > 8:
-            hexes += "  " + " ".join(f"{b:02x}" for b in chunk[8:])
-        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        lines.append(f"{base + pos:08x}  {hexes:<49} |{text}|")
-    return "\n".join(lines)
 
 
 def _warn_if_disabled(dev, bar, value: int, width: int) -> None:
@@ -163,7 +97,7 @@ def run_write(args) -> int:
         if len(rest) not in (2, 3):
             raise UsageError("usage: pyphys pci write DEVICE BAR OFFSET [WIDTH] --string TEXT|--hex HEX")
         width = parse_width(rest[2]) if len(rest) == 3 else None
-        data = decode_string(args.string) if args.string is not None else decode_hex(args.hex)
+        data = decode_escapes(args.string) if args.string is not None else decode_hex(args.hex)
         if not data:
             raise UsageError("nothing to write: the byte string is empty")
         if width is not None and len(data) * 8 != width:
