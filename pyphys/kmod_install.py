@@ -27,7 +27,9 @@ from pyphys import kmod, paths
 from pyphys.errors import NotFoundError, PermissionDeniedError, PyphysError, UsageError
 
 NAME = "pyphys"
-SOURCE_DIR = Path(__file__).resolve().parents[1] / "kmod"
+#: pyphys.ko's sources inside the package: a symlink to the checkout's kmod/, whose files a
+#: wheel or sdist carries as plain copies (pyproject.toml lists them)
+SOURCE_DIR = Path(__file__).resolve().parent / "kmod_src"
 SOURCES = ("pyphys.c", "compat.h", "Kbuild", "Makefile", "dkms.conf")
 MODULES_DIR = "/lib/modules"
 DKMS_SRC = "/usr/src"
@@ -77,6 +79,12 @@ class InstallResult:
     note: str = ""
 
 
+def sign_command(release: str, ko: str = "pyphys.ko") -> str:
+    """The kernel's own signing tool, for ``release``, as a command line with the key to fill in
+    (the private key and certificate of a key in that kernel's keyring, or one enrolled as a MOK)."""
+    return f"{MODULES_DIR}/{release}/build/scripts/sign-file sha256 KEY.priv KEY.der {ko}"
+
+
 def check_release(release: str) -> str:
     """``release`` if it can be a kernel release (uname -r), else UsageError."""
     if not _RELEASE_RE.fullmatch(release or ""):
@@ -94,12 +102,13 @@ def running_release() -> str:
 
 
 def source_dir() -> Path:
-    """The directory holding pyphys.ko's sources (kmod/ of this checkout)."""
+    """The directory holding pyphys.ko's sources (pyphys/kmod_src: kmod/ of a checkout, or the
+    copies an installed wheel carries)."""
     missing = [n for n in SOURCES if not (SOURCE_DIR / n).is_file()]
     if missing:
         raise NotFoundError(
-            f"pyphys.ko's sources are not next to this pyphys ({SOURCE_DIR} lacks {', '.join(missing)})",
-            "run pyphys from a checkout of its repository (git clone, then scripts/setup.sh)",
+            f"pyphys.ko's sources are not in this pyphys ({SOURCE_DIR} lacks {', '.join(missing)})",
+            "reinstall pyphys (pip install --force-reinstall pyphys), or run it from a checkout (scripts/setup.sh)",
         )
     return SOURCE_DIR
 
@@ -293,7 +302,7 @@ def explain_load_failure(message: str, facts: LoadFacts) -> str:
         if facts.sig_enforce:
             return (
                 "this kernel enforces module signatures (module.sig_enforce=1 or MODULE_SIG_FORCE): sign pyphys.ko "
-                "with a key in its keyring (scripts/sign-file), or boot with module.sig_enforce=0"
+                f"with a key in its keyring ({sign_command(facts.release)}), or boot with module.sig_enforce=0"
             )
         if signature:
             return f"the kernel rejected pyphys.ko's signature ({message.strip()}): {sign_fix}"
