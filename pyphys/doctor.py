@@ -298,6 +298,7 @@ def _check_iomem() -> Check:
 
 def _check_module(cfg: dict | None, words: list[str]) -> list[Check]:
     from pyphys import physmem
+    from pyphys.kmod_install import sign_command
 
     out = []
     sysdir = paths.sys("kernel", "pyphys")
@@ -357,8 +358,8 @@ def _check_module(cfg: dict | None, words: list[str]) -> list[Check]:
                     "module signing",
                     WARN,
                     "enforced: an unsigned pyphys.ko will not load",
-                    "sign it with the kernel's key (scripts/sign-file) or boot with module.sig_enforce=0 "
-                    "on a kernel without MODULE_SIG_FORCE",
+                    f"sign it with a key in the kernel's keyring ({sign_command(kernel_release())}) or boot with "
+                    "module.sig_enforce=0 on a kernel without MODULE_SIG_FORCE",
                 )
             )
         elif cfg is not None and cfg.get("CONFIG_MODULE_SIG") == "y":

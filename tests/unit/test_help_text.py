@@ -145,10 +145,7 @@ BUILT = {"kmod/pyphys.ko": "module"}
 #: Linux source files cited as the kernel's reason (not files of this repository)
 KERNEL_SOURCE = re.compile(r"^kernel/[a-z_/]+\.c$")
 #: wrong today in another helper's file: path -> why
-KNOWN = {
-    "scripts/sign-file": "doctor.py names the kernel's scripts/sign-file as if it were in this repository "
-    "(on Debian it is /usr/lib/linux-kbuild-VERSION/scripts/sign-file)",
-}
+KNOWN: dict[str, str] = {}
 
 
 def _docstrings(tree) -> set[int]:

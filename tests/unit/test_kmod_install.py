@@ -50,6 +50,7 @@ def facts(**kw) -> LoadFacts:
         (KEY_REJECTED, dict(lockdown="confidentiality"), "locked down (confidentiality)"),
         (NOT_PERMITTED, dict(lockdown="integrity"), "locked down (integrity)"),
         (KEY_REJECTED, dict(sig_enforce=True), "enforces module signatures"),
+        (KEY_REJECTED, dict(sig_enforce=True), f"(/lib/modules/{REL}/build/scripts/sign-file sha256 KEY.priv KEY.der "),
         (KEY_REJECTED, dict(secure_boot=None, lockdown=None, sig_enforce=None), "rejected pyphys.ko's signature"),
         (BAD_FORMAT, dict(vermagic="6.1.0-57-amd64"), "built for kernel 6.1.0-57-amd64 but this kernel is " + REL),
         (BAD_FORMAT, dict(), "Invalid module format"),
