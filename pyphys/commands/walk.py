@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pyphys.commands._common import add_json, emit, emit_json, warn
+from pyphys.commands._common import add_json, emit, emit_json, note, warn
+from pyphys.dialect import fmt_size, parse_number
 
 _FLAGS = ("P", "RW", "US", "PWT", "PCD", "A", "D", "PS", "PAT", "G", "XD", "SW1", "SW2", "SW3", "SW4", "SW5")
 
@@ -33,7 +34,6 @@ def register(sub, name: str, help_text: str) -> None:
 
 def run(args) -> int:
     from pyphys import walk
-    from pyphys.dialect import parse_number
 
     vaddr = parse_number(args.address, "address")
     if args.process == "kernel":
@@ -44,9 +44,8 @@ def run(args) -> int:
         emit_json(w.to_dict())
     else:
         emit(format_walk(w))
-    for n in w.notes:
-        if "stale" in n:
-            warn("walk", n)
+    for n in w.notes:  # on stderr: stdout holds the walk alone (its notes are in --json's document too)
+        (warn if "stale" in n else note)("walk", n)
     return 1 if w.check.get("agree") is False else 0
 
 
@@ -63,14 +62,15 @@ def format_walk(w) -> str:
         extra = f" pkey={st.bits['pkey']}" if st.bits.get("pkey") else ""
         what = st.kind
         if st.page_size:
-            what += f" {_size(st.page_size)}"
+            what += f" {fmt_size(st.page_size)}"
         lines.append(
             f"  {st.level:<4} index {st.index:3d}  entry at {st.entry_phys:#014x}  raw {st.raw:#018x}  "
             f"{what:<14} frame {st.bits['frame']:#x}  [{' '.join(on) or '-'}]{extra}"
         )
     if w.phys_addr is not None:
         mt = f"{w.memory_type} (PAT index {w.pat_index})" if w.memory_type else f"PAT index {w.pat_index} (MSR unknown)"
-        lines.append(f"physical address {w.phys_addr:#x} ({_size(w.page_size)} page), memory type {mt}")
+        size = fmt_size(w.page_size) if w.page_size else "?"
+        lines.append(f"physical address {w.phys_addr:#x} ({size} page), memory type {mt}")
     elif w.swap_type is not None:
         lines.append(f"swapped out: swap type {w.swap_type}, offset {w.swap_offset:#x}")
     else:
@@ -79,14 +79,4 @@ def format_walk(w) -> str:
     if c:
         src = f" ({c['source']})" if c.get("source") else ""
         lines.append(f"check{src}: {c.get('note')}")
-    lines.extend(f"note: {n}" for n in w.notes if "stale" not in n)
     return "\n".join(lines)
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift:
-            return f"{n >> shift} {unit}"
-    return f"{n} B"

@@ -210,3 +210,45 @@ def test_the_ioctl_number_and_struct_match_the_module():
     # _IOWR('p', 0x01, struct pyphys_pgd): 40 bytes
     assert L.PGD_STRUCT.size == 40
     assert L.PYPHYS_IOC_PGD == 0xC0287001
+
+
+def _run(monkeypatch, capsys, w, *argv):
+    from pyphys import cli
+
+    monkeypatch.setattr(walk, "walk_process", lambda *a, **k: w)
+    code = cli.main(["walk", "self", "0x1000", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_notes_go_to_stderr_and_sizes_read_back(monkeypatch, capsys):
+    """stdout holds the walk alone; its notes are on stderr (the stale one as a warning), and the
+    page sizes it prints are sizes the dialect reads back as the page's size."""
+    from pyphys.dialect import parse_size
+
+    mem = Memory()
+    mem.set(0x1000, 1, 0x2000 | PRESENT | RW | USER | ACC)
+    mem.set(0x2000, 2, 0x3000 | PRESENT | RW | USER | ACC)
+    mem.set(0x3000, 3, 0x40000000 | PRESENT | RW | USER | ACC | PS)  # a 2 MiB page at pmd
+    w = walk.walk_tables(mem.read_u64, 0x1000, vaddr_of(1, 2, 3, 4, offset=0x123), 4, LINUX_PAT)
+    w.pid = 1
+    w.notes = ["KPTI is on: walked the user half", "the page table changed during the walk, twice: maybe stale"]
+    w.check = {"source": "pagemap", "agree": True, "note": "pagemap agrees"}
+    code, out, err = _run(monkeypatch, capsys, w)
+    assert code == 0
+    assert "KPTI" not in out and "stale" not in out and "note" not in out
+    assert "pyphys walk: KPTI is on: walked the user half\n" in err
+    assert "pyphys walk: warning: the page table changed during the walk, twice: maybe stale\n" in err
+    last = [ln for ln in out.splitlines() if ln.startswith("physical address")][0]
+    size = last.split("(", 1)[1].split(" page)", 1)[0]
+    assert parse_size(size) == 2 << 20 == w.page_size
+    pmd = [ln for ln in out.splitlines() if ln.lstrip().startswith("pmd")][0]
+    assert parse_size(pmd.split("page ", 1)[1].split()[0]) == 2 << 20
+    code, out, err = _run(monkeypatch, capsys, w, "--json")
+    assert json_notes(out) == w.notes and "KPTI is on" in err
+
+
+def json_notes(text: str) -> list:
+    import json
+
+    return json.loads(text)["notes"]
