@@ -6,6 +6,7 @@ import json
 
 from pyphys.commands import pci_rw
 from pyphys.commands.pci_args import add_selection, bar_index, has_id_flags, pick, selector, split_device
+from pyphys.dialect import fmt_size
 from pyphys.errors import UsageError
 
 DESCRIPTION = """\
@@ -121,13 +122,6 @@ def _no_action(parser) -> int:
     raise UsageError("name an ACTION: list, show, read, write, config, bar-size or dma (`pyphys pci -h` lists them)")
 
 
-def _human_size(size: int) -> str:
-    for unit, shift in (("G", 30), ("M", 20), ("K", 10)):
-        if size >= 1 << shift and size % (1 << shift) == 0:
-            return f"{size >> shift}{unit}"
-    return str(size)
-
-
 # ----------------------------------------------------------------------------------------------
 # list
 
@@ -154,8 +148,7 @@ def format_device(dev) -> str:
     ]
     for bar in dev.bars:
         lines.append(
-            f"        BAR{bar.index}  {bar.type_text:<22} {bar.start:#018x}  "
-            f"size {bar.size:#x} ({_human_size(bar.size)})"
+            f"        BAR{bar.index}  {bar.type_text:<22} {bar.start:#018x}  size {bar.size:#x} ({fmt_size(bar.size)})"
         )
     if not dev.bars:
         lines.append("        no BARs")
@@ -225,7 +218,7 @@ def run_bar_size(args) -> int:
     kind = "I/O" if res.kind == "io" else f"memory, {'64' if res.is_64bit else '32'}-bit"
     kind += ", prefetchable" if res.prefetchable else ""
     print(
-        f"{dev.short_address} BAR{index} ({kind}): size {res.size:#x} ({_human_size(res.size)}); "
+        f"{dev.short_address} BAR{index} ({kind}): size {res.size:#x} ({fmt_size(res.size)}); "
         f"register {res.original:#0{digits + 2}x}, all ones read back {res.readback:#0{digits + 2}x}, "
         f"restored {res.after:#0{digits + 2}x}; journal entry {res.journal_id} (undone: the restore)"
     )

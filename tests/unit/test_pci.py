@@ -509,3 +509,19 @@ def test_config_decoding_agrees_with_lspci_vv(machine):
         for word in ("Cap", "66MHz", "UDF", "FastB2B", "ParErr", ">TAbort", "<TAbort", "<MAbort", ">SERR", "INTx"):
             if word in t["status"]:
                 assert (word in hdr.status_flags) == t["status"][word], (d.address, word)
+
+
+@pytest.mark.parametrize("machine", MACHINES, indirect=True)
+def test_list_sizes_read_back_as_lspci_vv_sizes(machine):
+    """`pyphys pci list` prints each BAR's size in hex and as dialect sizes; both are lspci -vv's."""
+    from pyphys.commands.pci import format_device
+    from pyphys.dialect import parse_size
+
+    truth = lspci_vv(machine)
+    seen = 0
+    for d in pci_devices.scan():
+        for m in re.finditer(r"BAR(\d)\s.*size (0x[0-9a-f]+) \((\S+)\)", format_device(d)):
+            want = truth[d.address]["regions"][int(m[1])][4]
+            assert int(m[2], 16) == parse_size(m[3]) == want, (d.address, m[0])
+            seen += 1
+    assert seen
