@@ -9,16 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from pyphys.dialect import parse_number
-
-
-def human(size: int) -> str:
-    """1536 -> '1.5K' (binary units)."""
-    for unit in ("", "K", "M", "G", "T"):
-        if size < 1024 or unit == "T":
-            return f"{size:.0f}{unit}" if unit == "" or size == int(size) else f"{size:.1f}{unit}"
-        size /= 1024
-    return str(size)
+from pyphys.dialect import fmt_size, parse_number
 
 
 def run(args) -> int:
@@ -59,12 +50,12 @@ def run(args) -> int:
         for r in regions:
             if args.ram_only and depth == 0 and r.name != iomem.SYSTEM_RAM:
                 continue
-            print(f"{'  ' * depth}{r.start:0{width}x}-{r.end:0{width}x}  {human(r.size):>6}  {r.name}")
+            print(f"{'  ' * depth}{r.start:0{width}x}-{r.end:0{width}x}  {fmt_size(r.size):>6}  {r.name}")
             show(r.children, depth + 1)
 
     show(tree.regions, 0)
     ram = sum(r.size for r in tree.ram_regions())
-    print(f"System RAM: {human(ram)} in {len(tree.ram_regions())} region(s), ends at {tree.ram_end:#x}")
+    print(f"System RAM: {fmt_size(ram)} in {len(tree.ram_regions())} region(s), ends at {tree.ram_end:#x}")
     return 0
 
 

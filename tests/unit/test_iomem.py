@@ -113,3 +113,29 @@ def test_cli_tree_and_lookup(tmp_path, capsys):
         assert out.splitlines()[-1].startswith("System RAM: ")
     finally:
         paths.set_roots(**old)
+
+
+def test_cli_tree_sizes_are_the_regions_inclusive_spans(tmp_path, capsys):
+    """Each tree line's size is END-START+1 of /proc/iomem's own line: exact when printed
+    without a fraction (parse_size reads it back), else to the printed tenth of its unit."""
+    import re
+
+    from pyphys import cli
+    from pyphys.dialect import SIZE_SHIFTS, parse_size
+
+    (tmp_path / "iomem").write_text(HOST.read_text())
+    old = paths.set_roots(proc=str(tmp_path))
+    try:
+        assert cli.main(["iomem"]) == 0
+        out = capsys.readouterr().out
+    finally:
+        paths.set_roots(**old)
+    rows = re.findall(r"^ *([0-9a-f]+)-([0-9a-f]+) +(\S+)  ", out, re.M)
+    assert len(rows) == len([ln for ln in HOST.read_text().splitlines() if ln.strip()])
+    for start, end, text in rows:
+        span = int(end, 16) - int(start, 16) + 1
+        if "." in text:
+            unit = 1 << SIZE_SHIFTS[text[-1].lower()]
+            assert abs(float(text[:-1]) * unit - span) <= unit / 20, (start, text)
+        else:
+            assert parse_size(text, minimum=0) == span, (start, text)
