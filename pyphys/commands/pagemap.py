@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from pyphys.dialect import parse_number
+from pyphys.dialect import fmt_size, parse_number
 from pyphys.errors import UsageError
 from pyphys.layouts import pagemap as L  # constants only: cheap
 
@@ -155,13 +155,6 @@ def _yn(v: bool) -> str:
     return "yes" if v else "no"
 
 
-def _size(n: int) -> str:
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift and n % (1 << shift) == 0:
-            return f"{n >> shift} {unit}"
-    return f"{n} bytes"
-
-
 def format_translation(d: dict) -> str:
     """Text for :func:`pyphys.pagemap.lookup`'s answer."""
     from pyphys.pagemap import entry_kind, expand_flags, flag_names, symbolic_flags
@@ -210,7 +203,7 @@ def format_translation(d: dict) -> str:
             lines.append("  huge page          no")
         else:
             lines.append(
-                f"  huge page          {h['kind']}, {_size(h['size'])} ({h['pages']} pages), head PFN "
+                f"  huge page          {h['kind']}, {fmt_size(h['size'])} ({h['pages']} pages), head PFN "
                 f"{h['head_pfn']:#x}, this is page {h['index']}"
             )
     for note in d["notes"]:

@@ -433,3 +433,16 @@ def test_tail_page_flags_note_follows_the_kernel(tmp_path, release, noted):
     assert "compound_tail" in tail.flag_names
     assert any("tail page of a large folio" in n for n in tail.notes) == noted
     assert not any("tail page" in n for n in head.notes)
+
+
+def test_cli_huge_page_size_reads_back_as_its_frames(proc, capsys):
+    """The huge page line's size is a dialect size: the canned kpageflags' 512 compound frames."""
+    import re
+
+    from pyphys.dialect import parse_size
+
+    assert cli.main(["pagemap", "4242", "0x201010"]) == 0
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.lstrip().startswith("huge page")][0]
+    m = re.search(r"THP, (\S+) \((\d+) pages\)", line)
+    assert m and int(m[2]) == 512, line
+    assert parse_size(m[1]) == 512 * 4096
