@@ -297,15 +297,13 @@ def _check_iomem() -> Check:
 
 
 def _check_module(cfg: dict | None, words: list[str]) -> list[Check]:
-    from pyphys import physmem
+    from pyphys import kmod, physmem
     from pyphys.kmod_install import sign_command
 
     out = []
     sysdir = paths.sys("kernel", "pyphys")
     if os.path.isdir(sysdir):
         try:
-            from pyphys import kmod
-
             info = kmod.info()
             out.append(
                 Check(
@@ -323,7 +321,7 @@ def _check_module(cfg: dict | None, words: list[str]) -> list[Check]:
                 "pyphys.ko",
                 INFO,
                 f"not loaded ({sysdir} absent)",
-                "insmod kmod/pyphys.ko (make module), or `make shell`",
+                kmod.LOAD_HINT,
             )
         )
     if os.path.exists(paths.dev("pyphys_mem")):

@@ -82,7 +82,7 @@ def _check_plan(dev, direction: str, ram: int, length: int, device_offset: int, 
     if not kmod.is_loaded():
         raise UsageError(
             "pyphys.ko is not loaded, so there is no buffer known to be safe for the device to use",
-            "load it (insmod kmod/pyphys.ko; the lab VM loads it), or --force for RAM you own",
+            f"{kmod.LOAD_HINT}; or --force for RAM you own",
         )
     info = kmod.info()
     if not (info.buffer_phys <= ram and ram + length <= info.buffer_phys + info.buffer_size):

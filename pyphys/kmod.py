@@ -15,7 +15,7 @@ from pyphys.errors import ModuleNotLoadedError, PermissionDeniedError, PyphysErr
 
 SYSFS_DIR = ("kernel", "pyphys")
 PATTERN_BASE = 0x50590000  # u32 word i of the buffer at load time is PATTERN_BASE | i
-LOAD_HINT = "load it: sudo insmod kmod/pyphys.ko (build it with `make module`), or inside the lab: `make shell`"
+LOAD_HINT = "load it: sudo pyphys module install (builds it for this kernel and loads it), or in the lab: make shell"
 
 
 @dataclass(frozen=True)

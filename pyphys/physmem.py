@@ -78,7 +78,10 @@ NO_DEVMEM_HINT = (
     "this kernel has no /dev/mem (CONFIG_DEVMEM off, or not a lab kernel; this host has none): "
     "run it in the lab VM: make shell"
 )
-NO_MODULE_DEV_HINT = "load the module with its device: insmod kmod/pyphys.ko mem_device=1 (root only)"
+NO_MODULE_DEV_HINT = (
+    "load the module with its device: sudo modprobe -r pyphys; sudo modprobe pyphys mem_device=1"
+    " (after sudo pyphys module install)"
+)
 
 
 def lockdown_mode() -> str | None:

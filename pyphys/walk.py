@@ -30,7 +30,7 @@ from pyphys.errors import (
 from pyphys.layouts import pagetable as L
 
 DEVICE = "pyphys_walk"
-LOAD_HINT = "load the module: insmod kmod/pyphys.ko (root only), or inside the lab: make shell"
+LOAD_HINT = "load it: sudo pyphys module install (builds it for this kernel and loads it), or in the lab: make shell"
 #: x86-64 direct map base without KASLR's memory randomization (page_64_types.h)
 PAGE_OFFSET_L4 = 0xFFFF888000000000
 PAGE_OFFSET_L5 = 0xFF11000000000000
