@@ -156,6 +156,26 @@ def resolve(name: str, quiet: bool = False) -> Kernel:
     raise LabError(f"unknown kernel {name!r}", f"choose one of {', '.join(names())}")
 
 
+def host_page_types() -> str | None:
+    """page-types for reading THIS machine's pagemap (host tests and benches): ``$PYPHYS_PAGE_TYPES``
+    when set (None if it is not executable), else the one built with the newest cached lab kernel
+    tree (nothing is built here; ``make kernel`` builds it)."""
+    env = os.environ.get("PYPHYS_PAGE_TYPES")
+    if env:
+        return env if os.access(env, os.X_OK) else None
+    import glob
+
+    from pyphys import paths
+
+    trees = glob.glob(os.path.join(paths.cache_dir(create=False), "lab-*"))
+    for tree in sorted((t for t in trees if os.path.isdir(t)), key=os.path.getmtime, reverse=True):
+        for sub in ("tools/vm/page-types", "tools/mm/page-types"):
+            path = os.path.join(tree, "linux", sub)
+            if os.path.exists(os.path.join(tree, ".complete")) and os.access(path, os.X_OK):
+                return path
+    return None
+
+
 def build_module(kernel: Kernel, quiet: bool = False) -> str:
     """Build (or reuse) pyphys.ko for ``kernel``; returns the .ko path (a host path the guest sees)."""
     return run_script([script("build-module.sh"), kernel.kdir], quiet)

@@ -24,16 +24,14 @@ from pathlib import Path
 
 import pytest
 
-from pyphys import kernels
+from pyphys import kernels, paths
 
 pytestmark = pytest.mark.kbuild
 
 REPO = Path(__file__).resolve().parents[2]
 KMOD = REPO / "kmod"
 SOURCES = ("pyphys.c", "compat.h", "Kbuild", "Makefile")
-CACHE = Path(
-    os.environ.get("PYPHYS_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pyphys"
-)
+CACHE = Path(paths.cache_dir(create=False))
 
 
 def _release(kdir: Path) -> str:

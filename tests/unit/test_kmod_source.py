@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from pyphys import paths
+
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = REPO / "kmod" / "pyphys.c"
 COMPAT = REPO / "kmod" / "compat.h"
@@ -23,9 +25,7 @@ COMPAT = REPO / "kmod" / "compat.h"
 # checkpatch target ignores the same three types there); pyphys.c is checked with no exception.
 COMPAT_IGNORE = "LINUX_VERSION_CODE,CONSTANT_COMPARISON,DEPRECATED_API"
 BUILD_MODULE = REPO / "scripts" / "build-module.sh"
-CACHE = Path(
-    os.environ.get("PYPHYS_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pyphys"
-)
+CACHE = Path(paths.cache_dir(create=False))
 
 # checkpatch's summary line: "total: 0 errors, 0 warnings, 0 checks, 426 lines checked"
 TOTAL_RE = re.compile(r"^total: (\d+) errors, (\d+) warnings, (?:(\d+) checks, )?(\d+) lines checked", re.M)
