@@ -54,6 +54,8 @@ def _walk(g, w, vaddr: int) -> None:
     )
     _indices(g, vaddr, w.levels)
     pte = w.steps[-1]
+    if pte.level != "pte":
+        raise ProbeError(f"the buffer is mapped by a {pte.level} entry, not a PTE: restart the lab 9 process")
     table = pte.entry_phys - 8 * pte.index
     g.expect(
         "pte_addr",

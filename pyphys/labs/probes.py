@@ -5,9 +5,12 @@ These readers deliberately do NOT use the pyphys code a student uses to find the
 Documentation/admin-guide/mm/pagemap.rst, `busybox devmem`, the module's sysfs (computed in the
 kernel with virt_to_phys), uname(2), /proc/iomem, sysfs PCI ``resourceN`` mmaps with the
 device's documented register semantics (QEMU docs/specs/edu.rst), the LiME header layout as
-LiME documents it. Each failure is one :class:`~pyphys.errors.PyphysError` saying what could
-not be read (``OSError`` is converted by :class:`~pyphys.errors.oserrors`); a grader turns it
-into ERROR verdicts for the values that needed it.
+LiME documents it. Lab 9's page-table walk is the one exception: the checker runs
+`pyphys walk` itself (no other reader knows CR3), and accepts its answer only where the raw
+pagemap entry or the module's virt_to_phys says the same. Each failure is one
+:class:`~pyphys.errors.PyphysError` saying what could not be read (``OSError`` is converted by
+:class:`~pyphys.errors.oserrors`); a grader turns it into ERROR verdicts for the values that
+needed it.
 """
 
 from __future__ import annotations
