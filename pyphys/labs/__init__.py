@@ -206,6 +206,27 @@ LABS: dict[int, Lab] = {
                 Key("pfn_after", "PFN of the page after the process read it back"),
             ),
         ),
+        Lab(
+            9,
+            "page-walk",
+            "walk the page table yourself: every level by hand, a huge page, the direct map, the memory type",
+            "lab",
+            (
+                Key("pid", "pid of the lab 9 process (it prints it)"),
+                Key("top", "physical address of the top-level table the walk starts in"),
+                Key("indices", "the buffer address's table indices, top level first, separated by spaces"),
+                Key("pte_addr", "physical address of the buffer's PTE (the last entry of the walk)"),
+                Key("pte_entry", "the 64-bit value of that PTE, as you read it"),
+                Key("buffer_phys", "physical address of the buffer's first byte, from the PTE"),
+                Key("pat_index", "the PTE's PAT index (PAT<<2 | PCD<<1 | PWT), 0..7"),
+                Key("memory_type", "the memory type IA32_PAT gives that index (WB, UC, UC-, WC, WT, WP)"),
+                Key("huge_pmd_entry", "the 64-bit PMD entry that maps the huge region (PS set)"),
+                Key("huge_phys", "physical address of the huge region's first byte"),
+                Key("direct_base", "where the kernel's direct map starts (the value of page_offset_base)"),
+                Key("direct_vaddr", "the module's buffer's virtual address in the direct map"),
+                Key("direct_page_size", "size in bytes of the page that maps it there"),
+            ),
+        ),
     )
 }
 

@@ -5,9 +5,12 @@ These readers deliberately do NOT use the pyphys code a student uses to find the
 Documentation/admin-guide/mm/pagemap.rst, `busybox devmem`, the module's sysfs (computed in the
 kernel with virt_to_phys), uname(2), /proc/iomem, sysfs PCI ``resourceN`` mmaps with the
 device's documented register semantics (QEMU docs/specs/edu.rst), the LiME header layout as
-LiME documents it. Each failure is one :class:`~pyphys.errors.PyphysError` saying what could
-not be read (``OSError`` is converted by :class:`~pyphys.errors.oserrors`); a grader turns it
-into ERROR verdicts for the values that needed it.
+LiME documents it. Lab 9's page-table walk is the one exception: the checker runs
+`pyphys walk` itself (no other reader knows CR3), and accepts its answer only where the raw
+pagemap entry or the module's virt_to_phys says the same. Each failure is one
+:class:`~pyphys.errors.PyphysError` saying what could not be read (``OSError`` is converted by
+:class:`~pyphys.errors.oserrors`); a grader turns it into ERROR verdicts for the values that
+needed it.
 """
 
 from __future__ import annotations
@@ -470,3 +473,45 @@ def file_bytes(path: str, n: int, offset: int = 0) -> bytes:
     with oserrors(f"cannot read {path}"), open(path, "rb") as f:
         f.seek(offset)
         return f.read(n)
+
+
+# -- page tables: the walk the grader runs itself, anchored to pagemap and the module -----------
+def process_walk(pid: int, vaddr: int):
+    """`pyphys walk PID VADDR` as the grader runs it (pyphys.walk: the module's ioctl for the
+    start, pread of physical memory for each entry), accepted only when its frame is the one
+    the raw pagemap entry names; ProbeError otherwise."""
+    from pyphys import walk
+
+    w = walk.walk_process(pid, vaddr)
+    pfn, _ = present_pfn(pid, vaddr)
+    if w.pfn != pfn:
+        raise ProbeError(f"the checker's walk of {vaddr:#x} gives frame {w.pfn}, pagemap {pfn:#x}: the page moved?")
+    return w
+
+
+def kernel_walk(vaddr: int, phys: int):
+    """`pyphys walk kernel VADDR` as the grader runs it, accepted only when it ends at ``phys``
+    (what the module's sysfs says, computed in the kernel with virt_to_phys)."""
+    from pyphys import walk
+
+    w = walk.walk_kernel(vaddr)
+    if w.phys_addr != phys:
+        raise ProbeError(f"the checker's walk of kernel {vaddr:#x} gives {w.phys_addr}, the module says {phys:#x}")
+    return w
+
+
+def module_buffer_virt() -> int:
+    """The kernel virtual address of pyphys.ko's buffer: its ``pyphys_buffer`` pointer."""
+    from pyphys import walk
+
+    return walk.module_buffer_virt()
+
+
+def kallsyms_address(name: str) -> int | None:
+    """Where /proc/kallsyms says symbol ``name`` is (None when absent or hidden as zeros)."""
+    with oserrors("cannot read /proc/kallsyms"), open(paths.proc("kallsyms")) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[2] == name:
+                return int(parts[0], 16) or None
+    return None

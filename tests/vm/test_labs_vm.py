@@ -361,3 +361,48 @@ def test_lab8_page_to_swap_and_back(lab_vm):
     finally:
         lab_vm.run("pkill -f lab8_process.py; swapoff -a; rm -f /tmp/lab8-process.json /tmp/lab8-process.out")
         _cleanup(lab_vm, 8)
+
+
+def test_lab9_page_walk_by_hand(lab_vm):
+    env = _env(lab_vm, 9)
+    try:
+        _solve(lab_vm, 9, env)
+        _assert_passed(_check(lab_vm, 9, env), 9)
+        values = _results(lab_vm, 9)
+        st = json.loads(lab_vm.run("cat /tmp/lab9-process.json").out)
+        # outside the checker: the raw pagemap entry names the frame the hand walk arrived at,
+        # and busybox devmem reads the process's text there
+        entry = lab_vm.python(
+            f"import struct;f=open('/proc/{st['pid']}/pagemap','rb');f.seek({st['buffer'] // 4096 * 8});"
+            "print(struct.unpack('<Q',f.read(8))[0])"
+        )
+        pfn = int(entry.out) & ((1 << 55) - 1)
+        assert int(values["buffer_phys"], 0) == pfn * 4096 + st["buffer"] % 4096, values
+        word = lab_vm.run(f"busybox devmem {values['buffer_phys']} 32")
+        assert int(word.out, 16).to_bytes(4, "little") == st["text"].encode()[:4], word
+        assert int(values["pte_entry"], 0) & 0x000FFFFFFFFFF000 == pfn * 4096
+        assert int(values["huge_pmd_entry"], 0) >> 7 & 1 and int(values["huge_phys"], 0) % (2 << 20) == 0
+        phys = int(lab_vm.run("cat /sys/kernel/pyphys/buffer_phys").out, 0)
+        assert int(values["direct_vaddr"], 0) - int(values["direct_base"], 0) == phys
+        assert values["memory_type"] == "WB"  # ordinary RAM, PAT index 0 of the power-on PAT
+
+        wrong = dict(
+            values,
+            indices=" ".join(reversed(values["indices"].split())),
+            pte_addr=hex(int(values["pte_addr"], 0) & ~0xFFF),
+            pte_entry=hex(int(values["pte_entry"], 0) & 0xFFFFFFFF),
+            direct_page_size=str(int(values["direct_page_size"]) // 4096),
+        )
+        del wrong["huge_phys"]
+        _write_results(lab_vm, "/tmp/lab9-wrong.txt", wrong)
+        res = _check(lab_vm, 9, env, "/tmp/lab9-wrong.txt")
+        assert res.rc == 1, res
+        assert "bottom level first" in _line(res.out, "indices")
+        assert "start of the page table" in _line(res.out, "pte_addr")
+        assert "low 32 bits" in _line(res.out, "pte_entry")
+        assert "counts 4 KiB pages" in _line(res.out, "direct_page_size")
+        assert _line(res.out, "huge_phys").startswith("MISSING")
+        assert _line(res.out, "buffer_phys").startswith("OK")
+    finally:
+        lab_vm.run("pkill -f lab9_process.py; sleep 0.5; rm -f /tmp/lab9-process.json /tmp/lab9-process.log")
+        _cleanup(lab_vm, 9)
