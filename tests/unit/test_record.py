@@ -98,3 +98,15 @@ def test_record_needs_no_dataclasses():
     top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     code = "import sys, pyphys.record; assert not {'dataclasses', 'inspect', 'typing'} & set(sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=top)).returncode == 0
+
+
+def test_pyphys_defines_records_one_way():
+    """No module of pyphys uses dataclasses or namedtuple for its results: Record is the one way."""
+    import pathlib
+    import re
+
+    top = pathlib.Path(__file__).resolve().parents[2] / "pyphys"
+    pattern = re.compile(r"^\s*(from dataclasses import|import dataclasses|from collections import namedtuple)", re.M)
+    offenders = [str(p.relative_to(top)) for p in top.rglob("*.py") if pattern.search(p.read_text(encoding="utf-8"))]
+    assert offenders == []
+    assert len(list(top.rglob("*.py"))) > 50  # the walk found the package
