@@ -13,17 +13,15 @@ from __future__ import annotations
 
 from pyphys.dialect import check_aligned, fmt_value, parse_number, parse_value, parse_width
 from pyphys.errors import PyphysError, RegionError, UsageError, VerifyError
+from pyphys.record import Record
 
 MAX_RANGE = 64 << 20
 
 
-class Named:
+class Named(Record):
     """A region the user may write: ``name`` at ``start`` for ``size`` bytes."""
 
     __slots__ = ("name", "start", "size")
-
-    def __init__(self, name: str, start: int, size: int):
-        self.name, self.start, self.size = name, start, size
 
     def __repr__(self) -> str:
         return f"Named({self.name!r}, {self.start:#x}, {self.size})"
@@ -32,27 +30,13 @@ class Named:
         return self.start <= addr and addr + n <= self.start + self.size
 
 
-class Op:
-    """One access: ``kind`` "r"/"w", ``addr``, ``width`` bits, ``value`` (writes), ``data`` (byte writes).
-
-    Plain classes here (no dataclasses): see pyphys.iomem.Region on import cost in the guest.
-    """
+class Op(Record):
+    """One access: ``kind`` "r"/"w", ``addr``, ``width`` bits, ``value`` (writes), ``data`` (byte
+    writes), the ``region`` (:class:`Named`) it lies in, and the script ``line`` and ``text`` it
+    came from."""
 
     __slots__ = ("kind", "addr", "width", "value", "data", "region", "line", "text")
-
-    def __init__(
-        self,
-        kind: str,
-        addr: int,
-        width: int = 32,
-        value: int | None = None,
-        data: bytes | None = None,
-        region: Named | None = None,
-        line: int = 0,
-        text: str = "",
-    ):
-        self.kind, self.addr, self.width, self.value, self.data = kind, addr, width, value, data
-        self.region, self.line, self.text = region, line, text
+    _defaults = {"width": 32, "value": None, "data": None, "region": None, "line": 0, "text": ""}
 
     def __repr__(self) -> str:
         return f"Op({self.kind!r}, {self.addr:#x}, {self.width}, value={self.value!r}, line={self.line})"

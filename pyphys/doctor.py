@@ -13,11 +13,11 @@ from __future__ import annotations
 import gzip
 import os
 import stat
-from dataclasses import asdict, dataclass
 from typing import IO
 
 from pyphys import paths
 from pyphys.errors import PyphysError
+from pyphys.record import Record
 
 OK, BLOCKED, WARN, INFO = "OK", "BLOCKED", "WARN", "INFO"
 #: include/uapi/linux/capability.h
@@ -26,17 +26,16 @@ CAP_SYS_ADMIN = 21
 CAP_SYSLOG = 34
 
 
-@dataclass
-class Check:
+class Check(Record):
     """One finding: ``status`` is OK, BLOCKED, WARN or INFO; ``fix`` what to do about it."""
+
+    __slots__ = ("name", "status", "detail", "fix")
+    _defaults = {"fix": ""}
 
     name: str
     status: str
     detail: str
-    fix: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    fix: str
 
 
 # -- sources -----------------------------------------------------------------------------------

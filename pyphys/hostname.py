@@ -10,17 +10,19 @@ the old name byte for byte.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from pyphys.errors import ModuleNotLoadedError, PyphysError, UsageError
+from pyphys.record import Record
 
 # include/uapi/linux/utsname.h: __NEW_UTS_LEN 64, char nodename[__NEW_UTS_LEN + 1]
 NODENAME_MAX = 64
 
 
-@dataclass(frozen=True)
-class HostnamePlan:
+class HostnamePlan(Record):
     """Where the nodename is and what would be written there."""
+
+    __slots__ = ("phys", "field_len", "source", "current", "new")
+    _frozen = True
 
     phys: int  # physical address of init_uts_ns.name.nodename
     field_len: int  # size of the field (65)
@@ -29,9 +31,11 @@ class HostnamePlan:
     new: bytes  # bytes to write: the new name and its NUL
 
 
-@dataclass(frozen=True)
-class HostnameResult:
+class HostnameResult(Record):
     """What happened: the name before and after, as uname(2) reports it, and the journal id."""
+
+    __slots__ = ("plan", "before", "after", "journal_id", "backend", "backend_reason")
+    _frozen = True
 
     plan: HostnamePlan
     before: str

@@ -13,6 +13,7 @@ import bisect
 
 from pyphys import TYPE_CHECKING, paths
 from pyphys.errors import PyphysError, UsageError, from_oserror
+from pyphys.record import Record
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -22,32 +23,17 @@ SYSTEM_RAM = "System RAM"
 HIDDEN_HINT = "the kernel shows /proc/iomem addresses as zeros without CAP_SYS_ADMIN: run as root"
 
 
-class Region:
-    """One resource: ``start``..``end`` inclusive, its ``name``, nested ``children``.
-
-    A plain class, not a dataclass: importing dataclasses (and inspect) costs seconds of
-    9p stats in the TCG lab guest, on every one-shot ``pyphys devmem``.
+class Region(Record):
+    """One resource: ``start``..``end`` inclusive, its ``name``, nested ``children``, its
+    ``depth`` in the tree (0 at the top). The JSON form leaves ``depth`` out: the nesting says it.
     """
 
     __slots__ = ("start", "end", "name", "children", "depth")
+    _defaults = {"children": [], "depth": 0}
+    _json = {"start": "hex", "end": "hex", "depth": "omit"}
 
-    def __init__(self, start: int, end: int, name: str, children: list | None = None, depth: int = 0):
-        self.start = start
-        self.end = end
-        self.name = name
-        self.children: list[Region] = children if children is not None else []
-        self.depth = depth
-
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # short: a whole tree's repr would print every descendant
         return f"Region({self.start:#x}, {self.end:#x}, {self.name!r}, children={len(self.children)})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Region) and (self.start, self.end, self.name, self.children) == (
-            other.start,
-            other.end,
-            other.name,
-            other.children,
-        )
 
     @property
     def size(self) -> int:
@@ -63,15 +49,6 @@ class Region:
         for child in self.children:
             yield child
             yield from child.walk()
-
-    def to_dict(self) -> dict:
-        """JSON-able form (addresses as hex strings)."""
-        return {
-            "start": f"{self.start:#x}",
-            "end": f"{self.end:#x}",
-            "name": self.name,
-            "children": [c.to_dict() for c in self.children],
-        }
 
 
 class IomemTree:
@@ -167,7 +144,7 @@ class IomemTree:
 
     def to_list(self) -> list[dict]:
         """JSON-able tree."""
-        return [r.to_dict() for r in self.regions]
+        return [r.to_json() for r in self.regions]
 
 
 def parse(stream: IO[str]) -> IomemTree:

@@ -127,7 +127,7 @@ class Entry(Record):
         """True if the write happened and has not been undone."""
         return not self.undone and not self.aborted
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict:
         """JSON-able form, as `pyphys journal --json` prints it."""
         out = {
             "id": self.id,

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
 
 from pyphys import paths
 from pyphys.errors import ModuleNotLoadedError, PermissionDeniedError, PyphysError, from_oserror
+from pyphys.record import Record
 
 SYSFS_DIR = ("kernel", "pyphys")
 PATTERN_BASE = 0x50590000  # u32 word i of the buffer at load time is PATTERN_BASE | i
 LOAD_HINT = "load it: sudo pyphys module install (builds it for this kernel and loads it), or in the lab: make shell"
 
 
-@dataclass(frozen=True)
-class ModuleInfo:
+class ModuleInfo(Record):
     """What pyphys.ko reports about its buffer and the kernel's nodename."""
+
+    __slots__ = ("buffer_phys", "buffer_size", "nodename_phys", "nodename_len")
+    _frozen = True
 
     buffer_phys: int
     buffer_size: int

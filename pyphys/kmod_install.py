@@ -20,11 +20,11 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyphys import kmod, paths
 from pyphys.errors import NotFoundError, PermissionDeniedError, PyphysError, UsageError
+from pyphys.record import Record
 
 NAME = "pyphys"
 #: pyphys.ko's sources inside the package: a symlink to the checkout's kmod/, whose files a
@@ -43,9 +43,10 @@ HEADERS_HINT = (
 _RELEASE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~-]*")
 
 
-@dataclass
-class BuildResult:
+class BuildResult(Record):
     """A finished build: ``ko`` (path), ``release``, ``kdir``, ``log`` (path), ``seconds``."""
+
+    __slots__ = ("ko", "release", "kdir", "log", "seconds")
 
     ko: str
     release: str
@@ -54,29 +55,40 @@ class BuildResult:
     seconds: float
 
 
-@dataclass
-class LoadFacts:
+class LoadFacts(Record):
     """What decides whether this kernel loads a module (None: could not tell)."""
 
+    __slots__ = ("release", "vermagic", "lockdown", "secure_boot", "sig_enforce", "modules_disabled", "root")
+    _defaults = {
+        "vermagic": None,
+        "lockdown": None,
+        "secure_boot": None,
+        "sig_enforce": None,
+        "modules_disabled": False,
+        "root": True,
+    }
+
     release: str
-    vermagic: str | None = None  # the .ko's, first word (modinfo -F vermagic)
-    lockdown: str | None = None  # none / integrity / confidentiality
-    secure_boot: bool | None = None
-    sig_enforce: bool | None = None
-    modules_disabled: bool = False
-    root: bool = True
+    vermagic: str | None  # the .ko's, first word (modinfo -F vermagic)
+    lockdown: str | None  # none / integrity / confidentiality
+    secure_boot: bool | None
+    sig_enforce: bool | None
+    modules_disabled: bool
+    root: bool
 
 
-@dataclass
-class InstallResult:
+class InstallResult(Record):
     """What :func:`install` did: ``method`` (dkms or kbuild), ``changed`` (paths), ``loaded``."""
+
+    __slots__ = ("release", "method", "module", "changed", "loaded", "note")
+    _defaults = {"changed": [], "loaded": False, "note": ""}
 
     release: str
     method: str
     module: str
-    changed: list = field(default_factory=list)
-    loaded: bool = False
-    note: str = ""
+    changed: list
+    loaded: bool
+    note: str
 
 
 def sign_command(release: str, ko: str = "pyphys.ko") -> str:

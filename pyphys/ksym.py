@@ -24,12 +24,12 @@ from __future__ import annotations
 import bisect
 import os
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
 from typing import IO
 
 from pyphys import paths
 from pyphys.dialect import U64_MAX, parse_number
 from pyphys.errors import NotFoundError, PyphysError, UsageError, from_oserror
+from pyphys.record import Record
 
 START_KERNEL_MAP = 0xFFFFFFFF80000000  # arch/x86/include/asm/page_64_types.h __START_KERNEL_map
 #: include/uapi/linux/utsname.h: struct new_utsname { char sysname[65]; char nodename[65]; ... }
@@ -40,29 +40,28 @@ KCORE_NO_PADDR = 0xFFFFFFFFFFFFFFFF  # fs/proc/kcore.c: p_paddr = (elf_addr_t)-1
 NODENAME_ALIASES = ("nodename", "init_uts_ns.name.nodename")
 
 
-@dataclass
-class Source:
+class Source(Record):
     """One source's answer: ``virt``/``phys`` (None if it has none) and a ``note``."""
 
+    __slots__ = ("name", "virt", "phys", "note")
+    _defaults = {"virt": None, "phys": None, "note": ""}
+    _json = {"virt": "hex", "phys": "hex"}
+
     name: str
-    virt: int | None = None
-    phys: int | None = None
-    note: str = ""
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        for k in ("virt", "phys"):
-            out[k] = None if out[k] is None else f"{out[k]:#x}"
-        return out
+    virt: int | None
+    phys: int | None
+    note: str
 
 
-@dataclass
-class SymbolReport:
+class SymbolReport(Record):
     """All sources for ``name``: ``phys``/``virt`` are the agreed values, ``agree`` whether they do."""
 
+    __slots__ = ("name", "sources", "size")
+    _defaults = {"sources": [], "size": None}
+
     name: str
-    sources: list[Source] = field(default_factory=list)
-    size: int | None = None
+    sources: list[Source]
+    size: int | None
 
     @property
     def physes(self) -> list[int]:
@@ -87,21 +86,22 @@ class SymbolReport:
             return None if vals else False
         return len(set(vals)) == 1
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict:
         return {
             "name": self.name,
             "virt": None if self.virt is None else f"{self.virt:#x}",
             "phys": None if self.phys is None else f"{self.phys:#x}",
             "size": self.size,
             "agree": self.agree,
-            "sources": [s.to_dict() for s in self.sources],
+            "sources": [s.to_json() for s in self.sources],
         }
 
 
 # -- kallsyms -----------------------------------------------------------------------------
-@dataclass
-class Kallsyms:
+class Kallsyms(Record):
     """Parsed /proc/kallsyms: sorted (addr, name) of the core kernel; ``hidden`` if all zero."""
+
+    __slots__ = ("addrs", "names", "by_name", "hidden")
 
     addrs: list[int]
     names: list[str]
@@ -222,8 +222,9 @@ def _kallsyms_source(name: str, syms: Kallsyms | None, offset: int) -> tuple[Sou
 
 
 # -- kcore -----------------------------------------------------------------------------------
-@dataclass
-class Segment:
+class Segment(Record):
+    __slots__ = ("vaddr", "paddr", "size", "offset")
+
     vaddr: int
     paddr: int
     size: int

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 
 from pyphys.errors import PyphysError, UsageError
+from pyphys.record import Record
 
 KINDS = ("code", "file data", "heap", "stack", "anonymous", "huge page (THP)")
 COLORS = {
@@ -33,30 +33,34 @@ COLORS = {
 INSTALL_HINT = "the picture needs matplotlib: pip install 'pyphys[plot]' (or: pip install matplotlib)"
 
 
-@dataclass
-class Segment:
+class Segment(Record):
     """Pages ``[first, first + pages)`` of one mapping on frames from ``pfn``."""
+
+    __slots__ = ("first", "pages", "pfn", "kind", "shared", "step")
+    _defaults = {"step": 1}
 
     first: int  # page index inside the column
     pages: int
     pfn: int  # frame of the first page
     kind: str
     shared: bool  # kpagecount > 1 on the first frame
-    step: int = 1  # +1 frames ascend along the run, -1 descend (pagemap.PageRun.step)
+    step: int  # +1 frames ascend along the run, -1 descend (pagemap.PageRun.step)
 
     def pfn_at(self, page: int) -> int:
         """Frame behind page index ``page`` of the column (inside this segment)."""
         return self.pfn + (self.step or 1) * (page - self.first)
 
 
-@dataclass
-class Column:
+class Column(Record):
     """One file (all its mappings), or one anonymous mapping, with pages in RAM."""
 
+    __slots__ = ("label", "spans", "pages", "segments")
+    _defaults = {"spans": [], "pages": 0, "segments": []}
+
     label: str
-    spans: list[tuple[int, int, int]] = field(default_factory=list)  # (vaddr, pages, first page index)
-    pages: int = 0  # virtual pages in all spans
-    segments: list[Segment] = field(default_factory=list)
+    spans: list[tuple[int, int, int]]  # (vaddr, pages, first page index)
+    pages: int  # virtual pages in all spans
+    segments: list[Segment]
 
     def add_span(self, start: int, pages: int) -> None:
         self.spans.append((start, pages, self.pages))
@@ -70,9 +74,10 @@ class Column:
         return None
 
 
-@dataclass
-class Layout:
+class Layout(Record):
     """What one panel shows: a process's mappings and the frames behind them."""
+
+    __slots__ = ("pid", "name", "page_size", "columns")
 
     pid: int
     name: str

@@ -10,8 +10,6 @@ Register bits below are include/uapi/linux/pci_regs.h's, as lspci prints them.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from pyphys import TYPE_CHECKING
 from pyphys.layouts import pci as L
 
@@ -307,7 +305,7 @@ def describe(data: bytes, cap: Capability, header_type: int) -> Capability:
     """``cap`` with summary, details and fields filled from config bytes ``data`` (what was read)."""
     if cap.extended:
         summary, details, fields, raw = _ext_summary(data, cap)
-        return replace(cap, summary=summary, details=tuple(details), fields=fields, raw=raw)
+        return cap.replace(summary=summary, details=tuple(details), fields=fields, raw=raw)
     layout = {
         L.PCI_CAP_ID_PM: L.CAP_PM,
         L.PCI_CAP_ID_MSI: L.CAP_HEADER,
@@ -343,4 +341,4 @@ def describe(data: bytes, cap: Capability, header_type: int) -> Capability:
         summary = cap.name
     regs.pop("id", None)
     regs.pop("next", None)
-    return replace(cap, summary=summary, details=tuple(details), fields=regs, raw=raw)
+    return cap.replace(summary=summary, details=tuple(details), fields=regs, raw=raw)

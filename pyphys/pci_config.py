@@ -9,15 +9,16 @@ note saying where.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from pyphys.errors import PyphysError
 from pyphys.layouts import pci as L
+from pyphys.record import Record
 
 
-@dataclass(frozen=True)
-class BarRegister:
+class BarRegister(Record):
     """A BAR as its config register reads (the address the device decodes, not the size)."""
+
+    __slots__ = ("index", "offset", "raw", "kind", "is_64bit", "prefetchable", "address")
+    _frozen = True
 
     index: int
     offset: int
@@ -39,23 +40,26 @@ class BarRegister:
         }
 
 
-@dataclass(frozen=True)
-class Capability:
+class Capability(Record):
     """One entry of a capability list (``extended`` for the PCIe list at 0x100).
 
     ``summary`` is the text lspci prints after ``Capabilities: [OFF]``, ``details`` its ``-vv``
     lines, ``fields`` the decoded registers, ``raw`` the bytes of a vendor-specific capability.
     """
 
+    __slots__ = ("offset", "cap_id", "name", "extended", "version", "summary", "details", "fields", "raw")
+    _frozen = True
+    _defaults = {"extended": False, "version": None, "summary": "", "details": (), "fields": {}, "raw": b""}
+
     offset: int
     cap_id: int
     name: str
-    extended: bool = False
-    version: int | None = None
-    summary: str = ""
-    details: tuple[str, ...] = ()
-    fields: dict = field(default_factory=dict)
-    raw: bytes = b""
+    extended: bool
+    version: int | None
+    summary: str
+    details: tuple[str, ...]
+    fields: dict
+    raw: bytes
 
     def to_json(self) -> dict:
         return {
@@ -70,13 +74,39 @@ class Capability:
         }
 
 
-@dataclass(frozen=True)
-class ConfigHeader:
+class ConfigHeader(Record):
     """The decoded configuration header and capability lists.
 
     ``registers`` holds every field of the header's layout by its name (the JSON's
     ``registers``); the attributes below are the ones decoders and formatters use.
     """
+
+    __slots__ = (
+        "length",
+        "vendor",
+        "device",
+        "command",
+        "status",
+        "revision",
+        "class_code",
+        "header_type",
+        "multifunction",
+        "cache_line_size",
+        "latency_timer",
+        "bist",
+        "bars",
+        "subsystem_vendor",
+        "subsystem_device",
+        "rom_address",
+        "interrupt_line",
+        "interrupt_pin",
+        "capabilities",
+        "notes",
+        "bridge_buses",
+        "registers",
+    )
+    _frozen = True
+    _defaults = {"notes": (), "bridge_buses": None, "registers": {}}
 
     length: int  # bytes decoded from (64 for a reader without CAP_SYS_ADMIN)
     vendor: int
@@ -97,9 +127,9 @@ class ConfigHeader:
     interrupt_line: int
     interrupt_pin: int
     capabilities: tuple[Capability, ...]
-    notes: tuple[str, ...] = field(default=())
-    bridge_buses: tuple[int, int, int] | None = None  # primary, secondary, subordinate
-    registers: dict = field(default_factory=dict)
+    notes: tuple[str, ...]
+    bridge_buses: tuple[int, int, int] | None  # primary, secondary, subordinate
+    registers: dict
 
     @property
     def command_flags(self) -> list[str]:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 
 from pyphys import paths
 from pyphys.errors import NotFoundError, PyphysError, UsageError, from_oserror
 from pyphys.layouts import pci as L
+from pyphys.record import Record
 
 SOURCES = ("auto", "sysfs", "procfs")
 
@@ -27,9 +27,11 @@ _BDF_RE = re.compile(r"^(?:([0-9a-fA-F]{1,4}):)?([0-9a-fA-F]{1,2}):([0-9a-fA-F]{
 # ----------------------------------------------------------------------------------------------
 # data
 # ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Bar:
+class Bar(Record):
     """One base address register as the kernel assigned it."""
+
+    __slots__ = ("index", "kind", "is_64bit", "prefetchable", "start", "size")
+    _frozen = True
 
     index: int
     kind: str  # "mem" or "io"
@@ -64,10 +66,24 @@ class Bar:
         }
 
 
-@dataclass(frozen=True)
-class PciDevice:
+class PciDevice(Record):
     """A PCI function: identity, bound driver and BARs. Fields read from sysfs are never guessed:
     a value the source does not provide is None (procfs has no class without the config file)."""
+
+    __slots__ = (
+        "address",
+        "vendor",
+        "device",
+        "class_code",
+        "revision",
+        "subsystem_vendor",
+        "subsystem_device",
+        "driver",
+        "irq",
+        "bars",
+        "source",
+    )
+    _frozen = True
 
     address: str  # "0000:00:04.0"
     vendor: int
@@ -195,9 +211,11 @@ def bars_from_resource(rows: list[tuple[int, int, int]]) -> tuple[Bar, ...]:
     return tuple(bars)
 
 
-@dataclass(frozen=True)
-class ProcDeviceLine:
+class ProcDeviceLine(Record):
     """One line of /proc/bus/pci/devices."""
+
+    __slots__ = ("bus", "devfn", "vendor", "device", "irq", "bars", "driver")
+    _frozen = True
 
     bus: int
     devfn: int

@@ -14,10 +14,10 @@ Subsystem IDs have long options only (``--subsystem-vendor``, ``--subsystem-devi
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from pyphys.errors import NotFoundError, UsageError
 from pyphys.pci_devices import PciDevice, normalize_address, scan
+from pyphys.record import Record
 
 _IDS_RE = re.compile(r"^([0-9a-fA-F]{1,4})?:([0-9a-fA-F]{1,4})?$")
 _HEX_RE = re.compile(r"^[0-9a-fA-F]+$")
@@ -26,24 +26,49 @@ HOW_TO_NAME = (
 )
 
 
-@dataclass(frozen=True)
-class Selector:
+class Selector(Record):
     """Which device: an exact address, IDs, a class, and/or lspci's slot filter parts."""
 
-    address: str | None = None
-    vendor: int | None = None
-    device: int | None = None
-    subsystem_vendor: int | None = None
-    subsystem_device: int | None = None
-    class_code: int | None = None  # 16 bits: base class << 8 | subclass (lspci -d's third part)
-    domain: int | None = None
-    bus: int | None = None
-    slot: int | None = None
-    func: int | None = None
+    __slots__ = (
+        "address",
+        "vendor",
+        "device",
+        "subsystem_vendor",
+        "subsystem_device",
+        "class_code",
+        "domain",
+        "bus",
+        "slot",
+        "func",
+    )
+    _frozen = True
+    _defaults = {
+        "address": None,
+        "vendor": None,
+        "device": None,
+        "subsystem_vendor": None,
+        "subsystem_device": None,
+        "class_code": None,
+        "domain": None,
+        "bus": None,
+        "slot": None,
+        "func": None,
+    }
+
+    address: str | None
+    vendor: int | None
+    device: int | None
+    subsystem_vendor: int | None
+    subsystem_device: int | None
+    class_code: int | None  # 16 bits: base class << 8 | subclass (lspci -d's third part)
+    domain: int | None
+    bus: int | None
+    slot: int | None
+    func: int | None
 
     @property
     def empty(self) -> bool:
-        return all(getattr(self, f) is None for f in self.__dataclass_fields__)
+        return all(getattr(self, f) is None for f in self._fields)
 
     def matches(self, dev: PciDevice) -> bool:
         domain, bus, rest = dev.address.split(":")

@@ -9,13 +9,12 @@ about what could not be read, and the JSON form. Line formats follow pciutils' l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pyphys.layouts import pci as L
 from pyphys.pci_access import ConfigSpace
 from pyphys.pci_config import ConfigHeader, decode_config
 from pyphys.pci_devices import PciDevice
 from pyphys.pci_ids import class_name, device_names, vendor_name
+from pyphys.record import Record
 
 STATUS_FLAGS = (
     ("Cap", 0x10),
@@ -34,9 +33,11 @@ STATUS_ERRORS = (
 )
 
 
-@dataclass(frozen=True)
-class ShowReport:
+class ShowReport(Record):
     """The lines of the report (stdout), notes on what is missing (stderr), and its JSON form."""
+
+    __slots__ = ("lines", "notes", "header", "config_size", "readable", "device")
+    _frozen = True
 
     lines: tuple[str, ...]
     notes: tuple[str, ...]

@@ -7,21 +7,22 @@ the journal's table of openers names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pyphys.errors import NotFoundError, PyphysError, UsageError
 from pyphys.layouts import pci as L
 from pyphys.pci_access import BarAccess, ConfigSpace, check_access, check_range
 from pyphys.pci_devices import PciDevice, normalize_address
 from pyphys.pci_select import Selector, select_device
+from pyphys.record import Record
 
 #: the journal kind of every PCI write (BAR or config space)
 JOURNAL_KIND = "pci"
 
 
-@dataclass(frozen=True)
-class PciWrite:
+class PciWrite(Record):
     """What a PCI write did: the journal record's id, bytes before, bytes written, bytes after."""
+
+    __slots__ = ("record_id", "target", "offset", "old", "new", "after")
+    _frozen = True
 
     record_id: int
     target: str
@@ -118,10 +119,25 @@ def reopen(description: dict, writable: bool = True):
 # ----------------------------------------------------------------------------------------------
 # BAR sizing (PCI 3.0 6.2.5.1): write all ones, read back the decoder's mask, restore
 # ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BarSizing:
+class BarSizing(Record):
     """What sizing BAR ``index`` found: the register before, its all-ones read-back, the size it
     implies, the register after the restore, and the journal entry of the sizing write."""
+
+    __slots__ = (
+        "address",
+        "index",
+        "offset",
+        "kind",
+        "is_64bit",
+        "prefetchable",
+        "original",
+        "readback",
+        "size",
+        "after",
+        "journal_id",
+        "decoding",
+    )
+    _frozen = True
 
     address: str
     index: int

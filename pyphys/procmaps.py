@@ -5,16 +5,15 @@ A process is named by pid, ``self`` or a name (looked up with psutil, imported o
 opens ``paths.proc(pid, "maps")``. Format: proc(5) and Documentation/filesystems/proc.rst
 ("/proc/PID/maps": ``address perms offset dev inode pathname``).
 
-Results are dataclasses (:class:`Mapping`, :class:`ProcessInfo`). Each has a plain-tuple twin
-(:func:`read_maps_rows`, :func:`stat_of`) for pyphys' one-shot command-line path, which must
-start faster than importing :mod:`dataclasses` allows (see :func:`lazy_dataclass`).
+Results are records (:mod:`pyphys.record`: :class:`Mapping`, :class:`ProcessInfo`); the plain
+tuples they are built from (:func:`read_maps_rows`, :func:`stat_of`) serve readers that only
+need a field or two of every mapping.
 """
 
 from __future__ import annotations
 
 import bisect
 import os
-import sys
 
 from pyphys import TYPE_CHECKING, paths
 from pyphys.errors import (
@@ -25,67 +24,22 @@ from pyphys.errors import (
     from_oserror,
 )
 from pyphys.layouts.pagemap import PF_KTHREAD
+from pyphys.record import Record
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-
-# ---------------------------------------------------------------------------------------
-# Dataclasses, processed on first use
-# ---------------------------------------------------------------------------------------
-_PENDING: list[tuple[type, dict]] = []
-
-
-def lazy_dataclass(**options):
-    """Class decorator: ``dataclasses.dataclass(**options)``, applied when the first instance
-    is made (or at once if :mod:`dataclasses` is already imported, as in any notebook).
-
-    Importing :mod:`dataclasses` pulls in :mod:`inspect` and :mod:`ast`, which costs a
-    one-address ``pyphys pagemap`` more than everything else it does; the CLI's fast path
-    never instantiates these classes, so it never pays for it. The class object is the same
-    before and after (dataclass() decorates in place).
-    """
-
-    def wrap(cls):
-        if "dataclasses" in sys.modules:
-            return sys.modules["dataclasses"].dataclass(**options)(cls)
-
-        def first_init(self, *args, **kwargs):
-            make_dataclasses()
-            type(self).__init__(self, *args, **kwargs)
-
-        cls.__init__ = first_init
-        _PENDING.append((cls, options))
-        return cls
-
-    return wrap
-
-
-def make_dataclasses() -> None:
-    """Apply every pending :func:`lazy_dataclass` now (idempotent)."""
-    if not _PENDING:
-        return
-    from dataclasses import dataclass
-
-    while _PENDING:
-        cls, options = _PENDING.pop(0)
-        del cls.__init__  # the placeholder: dataclass() never overwrites an __init__ it finds
-        dataclass(**options)(cls)
 
 
 # ---------------------------------------------------------------------------------------
 # /proc/PID/maps
 # ---------------------------------------------------------------------------------------
-@lazy_dataclass(frozen=True)
-class Mapping:
-    """One line of /proc/PID/maps: ``[start, end)`` virtual addresses and what backs them."""
+class Mapping(Record):
+    """One line of /proc/PID/maps: ``[start, end)`` virtual addresses and what backs them
+    (``start``, ``end``, ``perms``, ``offset``, ``dev``, ``inode``, ``path``)."""
 
-    start: int
-    end: int
-    perms: str
-    offset: int
-    dev: str
-    inode: int
-    path: str
+    __slots__ = ("start", "end", "perms", "offset", "dev", "inode", "path")
+    _frozen = True
+    _json = {"start": "hex", "end": "hex", "offset": "hex"}
 
     @property
     def size(self) -> int:
@@ -234,14 +188,13 @@ def mappings_in(maps: list[Mapping], start: int, end: int) -> list[tuple[Mapping
 # ---------------------------------------------------------------------------------------
 # /proc/PID/stat and choosing a process
 # ---------------------------------------------------------------------------------------
-@lazy_dataclass(frozen=True)
-class ProcessInfo:
-    """What pyphys needs to know about a process before reading its page tables."""
+class ProcessInfo(Record):
+    """What pyphys needs to know about a process before reading its page tables: ``pid``,
+    ``name`` (comm, as in /proc/PID/stat), ``state`` (one letter: R, S, D, Z, T, ...),
+    ``kernel_thread``."""
 
-    pid: int
-    name: str  # comm, as in /proc/PID/stat
-    state: str  # one letter: R, S, D, Z, T, ...
-    kernel_thread: bool
+    __slots__ = ("pid", "name", "state", "kernel_thread")
+    _frozen = True
 
     @property
     def zombie(self) -> bool:

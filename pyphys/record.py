@@ -10,6 +10,10 @@ is written in JSON when it is not written as itself::
         _defaults = {"region": None}
         _json = {"phys": "hex", "value": "hex"}
 
+``_frozen = True`` makes a record immutable (assigning a field raises AttributeError) and
+hashable by its fields, like a frozen dataclass. A record with a JSON form of its own (derived
+keys, a 16-digit ``raw``) overrides :meth:`~Record.to_json`; that method is its one JSON form.
+
 Encodings: ``"hex"`` an int as a ``0x`` string (addresses, raw words, IDs: some exceed 2**53,
 which JSON readers such as jq cannot hold), ``"bytes"`` bytes as a hex string, ``"omit"`` left
 out. Lists, tuples, dicts and nested records are encoded element by element; ``None`` stays
@@ -34,6 +38,7 @@ class Record:
     _fields: tuple[str, ...] = ()
     _defaults: dict[str, object] = {}
     _json: dict[str, str] = {}
+    _frozen = False
 
     def __init_subclass__(cls, **kw: object) -> None:
         super().__init_subclass__(**kw)
@@ -43,9 +48,17 @@ class Record:
                 if name not in fields:
                     fields.append(name)
         cls._fields = tuple(fields)
+        if cls._frozen:
+            cls.__setattr__ = _refuse_set  # type: ignore[method-assign,assignment]
+            cls.__delattr__ = _refuse_set  # type: ignore[method-assign,assignment]
+            cls.__hash__ = _field_hash  # type: ignore[method-assign,assignment]
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         fields = self._fields
+        if not kwargs and len(args) == len(fields):  # the common case, kept short
+            for name, value in zip(fields, args):
+                object.__setattr__(self, name, value)
+            return
         if len(args) > len(fields):
             raise TypeError(f"{type(self).__name__} takes at most {len(fields)} arguments")
         for name, value in zip(fields, args):
@@ -71,7 +84,11 @@ class Record:
             return NotImplemented
         return all(getattr(self, f) == getattr(other, f) for f in self._fields)
 
-    __hash__ = None  # type: ignore[assignment]  # records are mutable values
+    __hash__ = None  # type: ignore[assignment]  # records are mutable values, unless _frozen
+
+    def __reduce__(self) -> tuple:
+        # pickle and copy rebuild through __init__, which frozen records need
+        return type(self), tuple(getattr(self, f) for f in self._fields)
 
     def replace(self, **changes: object) -> Record:
         """A copy with ``changes`` applied."""
@@ -93,6 +110,14 @@ class Record:
                 continue
             out[name] = encode(getattr(self, name), kind)
         return out
+
+
+def _refuse_set(self: Record, name: str, *value: object) -> None:
+    raise AttributeError(f"{type(self).__name__} is frozen: cannot change {name!r} (use replace())")
+
+
+def _field_hash(self: Record) -> int:
+    return hash(tuple(getattr(self, f) for f in self._fields))
 
 
 def encode(value: object, kind: str | None = None) -> Any:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass, field
 
 from pyphys import paths
 from pyphys.errors import (
@@ -28,6 +27,7 @@ from pyphys.errors import (
     from_oserror,
 )
 from pyphys.layouts import pagetable as L
+from pyphys.record import Record
 
 DEVICE = "pyphys_walk"
 LOAD_HINT = "load it: sudo pyphys module install (builds it for this kernel and loads it), or in the lab: make shell"
@@ -36,9 +36,11 @@ PAGE_OFFSET_L4 = 0xFFFF888000000000
 PAGE_OFFSET_L5 = 0xFF11000000000000
 
 
-@dataclass(frozen=True)
-class Start:
+class Start(Record):
     """Where a walk starts, as the module reported it."""
+
+    __slots__ = ("pid", "levels", "pgd_phys", "user_pgd_phys", "pat")
+    _frozen = True
 
     pid: int
     levels: int
@@ -47,9 +49,11 @@ class Start:
     pat: int | None  # IA32_PAT, None if the module could not read it
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(Record):
     """One level of a walk: which entry was read and what it says."""
+
+    __slots__ = ("level", "index", "entry_phys", "raw", "kind", "bits", "page_size")
+    _frozen = True
 
     level: str
     index: int
@@ -60,9 +64,26 @@ class Step:
     page_size: int | None  # for kind "page": bytes it maps
 
 
-@dataclass
-class Walk:
+class Walk(Record):
     """A whole walk: every level, and the answer."""
+
+    __slots__ = (
+        "vaddr",
+        "levels",
+        "top",
+        "steps",
+        "phys_addr",
+        "page_size",
+        "pat_index",
+        "memory_type",
+        "swap_type",
+        "swap_offset",
+        "start",
+        "pid",
+        "check",
+        "notes",
+    )
+    _defaults = {"swap_type": None, "swap_offset": None, "start": None, "pid": None, "check": {}, "notes": []}
 
     vaddr: int
     levels: int
@@ -72,18 +93,18 @@ class Walk:
     page_size: int | None
     pat_index: int | None
     memory_type: str | None
-    swap_type: int | None = None
-    swap_offset: int | None = None
-    start: Start | None = None
-    pid: int | None = None
-    check: dict = field(default_factory=dict)  # source, expected, agree, note
-    notes: list[str] = field(default_factory=list)
+    swap_type: int | None
+    swap_offset: int | None
+    start: Start | None
+    pid: int | None
+    check: dict  # source, expected, agree, note
+    notes: list[str]
 
     @property
     def pfn(self) -> int | None:
         return None if self.phys_addr is None else self.phys_addr >> L.PAGE_SHIFT
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict:
         hx = _hex
         s = self.start
         return {

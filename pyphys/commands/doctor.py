@@ -14,7 +14,7 @@ def run(args) -> int:
 
     checks = doctor.run_checks(probe=not args.no_probe)
     if args.json:
-        print(json.dumps([c.to_dict() for c in checks]))
+        print(json.dumps([c.to_json() for c in checks]))
         return 0
     for c in checks:
         print(f"{c.status:<8}{c.name}: {c.detail}")

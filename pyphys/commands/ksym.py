@@ -18,7 +18,7 @@ def run(args) -> int:
 
     report = ksym.lookup(args.symbol, use_kcore=not args.no_kcore)
     if args.json:
-        print(json.dumps(report.to_dict()))
+        print(json.dumps(report.to_json()))
         return 0 if report.agree is not False else 1
     hexa = lambda v: "-" if v is None else f"{v:#x}"  # noqa: E731
     print(

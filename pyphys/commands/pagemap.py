@@ -89,28 +89,28 @@ def run(args) -> int:
     if not args.all and rng is None:
         vaddr = parse_number(args.address, "address")
         if args.mode is None:
-            d = pagemap.lookup(args.process, vaddr)  # plain data: no dataclass import on this path
+            t = pagemap.translate(args.process, vaddr)
             if args.json:
                 import json
 
-                json.dump(pagemap.lookup_json(d), out, indent=2)
+                json.dump(t.to_json(), out, indent=2)
                 out.write("\n")
             else:
-                out.write(format_translation(d))
+                out.write(format_translation(t))
             return 0
         ps = pagemap.PAGE_SIZE
         rng = (vaddr - vaddr % ps, vaddr - vaddr % ps + ps)
     start, end = rng if rng is not None else (None, None)
     mode = args.mode or ("summary" if args.all else "runs")
     if mode == "summary":
-        d = pagemap.summary_counts(args.process, start, end)  # plain data, like lookup()
+        summ = pagemap.summarize(args.process, start, end)
         if args.json:
             import json
 
-            json.dump(pagemap.summary_json(d, args.view), out, indent=2)
+            json.dump(summ.to_json(args.view), out, indent=2)
             out.write("\n")
         else:
-            out.write(format_summary(d, args.view))
+            out.write(format_summary(summ, args.view))
         return 0
     if mode == "pages" and not args.json:
         # straight from the chunk arrays: one line per page without a record object per page
@@ -155,58 +155,56 @@ def _yn(v: bool) -> str:
     return "yes" if v else "no"
 
 
-def format_translation(d: dict) -> str:
-    """Text for :func:`pyphys.pagemap.lookup`'s answer."""
-    from pyphys.pagemap import entry_kind, expand_flags, flag_names, symbolic_flags
-    from pyphys.procmaps import maps_line
+def format_translation(t) -> str:
+    """Text for a :class:`pyphys.pagemap.Translation`."""
+    from pyphys.pagemap import entry_kind, flag_names, symbolic_flags
 
-    e, m, h = d["entry"], d["mapping"], d["huge"]
-    vaddr, ps = d["vaddr"], d["page_size"]
+    e, m, h = t.entry, t.mapping, t.huge
     lines = [
-        f"pid {d['pid']} ({d['process']}), virtual address {vaddr:#x}",
-        f"  mapping            {maps_line(**m)}",
-        f"  virtual page       {vaddr - vaddr % ps:#x} + offset {vaddr % ps:#x} (page size {ps})",
-        f"  pagemap entry      {e['raw']:#018x}: {entry_kind(e['raw'])}",
-        f"    present          {_yn(e['present'])}",
+        f"pid {t.pid} ({t.process}), virtual address {t.vaddr:#x}",
+        f"  mapping            {m.maps_line()}",
+        f"  virtual page       {t.vpage:#x} + offset {t.offset:#x} (page size {t.page_size})",
+        f"  pagemap entry      {e.raw:#018x}: {entry_kind(e.raw)}",
+        f"    present          {_yn(e.present)}",
     ]
-    if e["present"]:
-        if e["pfn_hidden"]:
+    if e.present:
+        if e.pfn_hidden:
             lines.append("    PFN              hidden (the kernel zeroes it without CAP_SYS_ADMIN: run as root)")
             lines.append("    physical address hidden")
         else:
-            lines.append(f"    PFN              {e['pfn']:#x}")
-            lines.append(f"    physical address {d['phys_addr']:#x}")
-    lines.append(f"    swapped          {_yn(e['swapped'])}")
-    if e["swapped"] and not e["present"]:
-        if e["pfn_hidden"]:
+            lines.append(f"    PFN              {e.pfn:#x}")
+            lines.append(f"    physical address {t.phys_addr:#x}")
+    lines.append(f"    swapped          {_yn(e.swapped)}")
+    if e.swapped and not e.present:
+        if e.pfn_hidden:
             lines.append("    swap type/offset hidden (needs CAP_SYS_ADMIN)")
         else:
-            lines.append(f"    swap type        {e['swap_type']}")
-            lines.append(f"    swap offset      {e['swap_offset']:#x}")
+            lines.append(f"    swap type        {e.swap_type}")
+            lines.append(f"    swap offset      {e.swap_offset:#x}")
     lines += [
-        f"    soft-dirty       {_yn(e['soft_dirty'])}",
-        f"    exclusive        {_yn(e['exclusive'])}" + (" (mapped by this process only)" if e["exclusive"] else ""),
-        f"    uffd-wp          {_yn(e['uffd_wp'])}",
-        f"    guard region     {_yn(e['guard_region'])}",
-        f"    file/shared-anon {_yn(e['file_or_shared_anon'])}",
+        f"    soft-dirty       {_yn(e.soft_dirty)}",
+        f"    exclusive        {_yn(e.exclusive)}" + (" (mapped by this process only)" if e.exclusive else ""),
+        f"    uffd-wp          {_yn(e.uffd_wp)}",
+        f"    guard region     {_yn(e.guard_region)}",
+        f"    file/shared-anon {_yn(e.file_or_shared_anon)}",
     ]
-    if d["kpageflags"] is not None:
-        lines.append(f"  kpageflags         {d['kpageflags']:#018x} (kernel word)")
-        lines.append(f"    flags            {','.join(flag_names(d['flags']))}")
-        lines.append(f"    symbolic         {symbolic_flags(d['flags'])}")
-    elif e["present"] or e["swapped"]:
-        lines.append(f"  pagemap flags      {','.join(flag_names(expand_flags(0, e['raw']))) or '-'}")
-    if d["kpagecount"] is not None:
-        lines.append(f"  kpagecount         {d['kpagecount']}")
-    if e["pfn"] is not None:
+    if t.kpageflags is not None:
+        lines.append(f"  kpageflags         {t.kpageflags:#018x} (kernel word)")
+        lines.append(f"    flags            {','.join(flag_names(t.flags))}")
+        lines.append(f"    symbolic         {symbolic_flags(t.flags)}")
+    elif e.present or e.swapped:
+        lines.append(f"  pagemap flags      {','.join(t.flag_names) or '-'}")
+    if t.kpagecount is not None:
+        lines.append(f"  kpagecount         {t.kpagecount}")
+    if e.pfn is not None:
         if h is None:
             lines.append("  huge page          no")
         else:
             lines.append(
-                f"  huge page          {h['kind']}, {fmt_size(h['size'])} ({h['pages']} pages), head PFN "
-                f"{h['head_pfn']:#x}, this is page {h['index']}"
+                f"  huge page          {h.kind}, {fmt_size(h.size)} ({h.pages} pages), head PFN "
+                f"{h.head_pfn:#x}, this is page {h.index}"
             )
-    for note in d["notes"]:
+    for note in t.notes:
         lines.append(f"  note: {note}")
     return "\n".join(lines) + "\n"
 
@@ -320,22 +318,21 @@ def run_dict(r) -> dict:
     }
 
 
-def format_summary(d: dict, view: str) -> str:
-    """page-types' summary table for :func:`pyphys.pagemap.summary_counts` data."""
-    from pyphys.pagemap import flag_names, huge_page_counts, summary_rows, symbolic_flags
-
-    mb, ps = 1 << 20, d["page_size"]
-    total = d["present"] + d["swapped"]
+def format_summary(summ, view: str) -> str:
+    """page-types' summary table for a :class:`pyphys.pagemap.Summary`."""
+    mb, ps = 1 << 20, summ.page_size
+    total = summ.total
     lines = ["             flags\tpage-count       MB  symbolic-flags\t\t\tlong-symbolic-flags"]
-    for f, n in summary_rows(d["raw"], view):
-        lines.append(f"{f:#018x}\t{n:10d} {n * ps // mb:8d}  {symbolic_flags(f)}\t{','.join(flag_names(f))}")
+    for r in summ.rows(view):
+        n = r.pages
+        lines.append(f"{r.flags:#018x}\t{n:10d} {n * ps // mb:8d}  {r.symbolic}\t{','.join(r.names)}")
     lines.append(f"             total\t{total:10d} {total * ps // mb:8d}")
-    huge = huge_page_counts(d["raw"])
+    huge = summ.huge_pages()
     lines.append(
-        f"pid {d['pid']} ({d['process']}): {d['present']} present, {d['swapped']} swapped, "
-        f"{d['not_present']} not present in the mappings scanned; THP pages {huge['THP']}, "
+        f"pid {summ.pid} ({summ.process}): {summ.present} present, {summ.swapped} swapped, "
+        f"{summ.not_present} not present in the mappings scanned; THP pages {huge['THP']}, "
         f"hugetlb pages {huge['hugetlb']} (view: {view})"
     )
-    for note in d["notes"]:
+    for note in summ.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines) + "\n"

@@ -90,7 +90,7 @@ def run_journal(args) -> int:
     entries = jr.entries()
     shown = entries if args.all else [e for e in entries if e.active]
     if args.json:
-        print(json.dumps([e.to_dict() for e in shown]))
+        print(json.dumps([e.to_json() for e in shown]))
         return 0
     if jr.bad_lines:
         print(f"pyphys journal: {jr.bad_lines} unreadable line(s) skipped in {jr.path}", file=sys.stderr)

@@ -41,7 +41,7 @@ def run(args) -> int:
     else:
         w = walk.walk_process(args.process, vaddr, backend=args.backend)
     if args.json:
-        emit_json(w.to_dict())
+        emit_json(w)
     else:
         emit(format_walk(w))
     for n in w.notes:  # on stderr: stdout holds the walk alone (its notes are in --json's document too)

@@ -14,11 +14,12 @@ the scan engine.
   of physically contiguous pages with equal flags, or page counts by flag set (page-types'
   summary), streaming: memory stays bounded however large the process is.
 
-Everything returns dataclasses and never prints. Honest answers: a PFN the kernel zeroed
-because the reader lacks CAP_SYS_ADMIN is *hidden*, never frame 0 (pagemap.rst: "Starting
-from 4.2 the PFN field is zeroed if the user does not have CAP_SYS_ADMIN"); an unmapped
-address names the nearest mappings; kernel threads, zombies and processes that exit during a
-scan raise clear errors; mappings that change during a scan just read as not present.
+Everything returns records (:mod:`pyphys.record`: ``to_json()`` is each one's JSON form) and
+never prints. Honest answers: a PFN the kernel zeroed because the reader lacks CAP_SYS_ADMIN
+is *hidden*, never frame 0 (pagemap.rst: "Starting from 4.2 the PFN field is zeroed if the
+user does not have CAP_SYS_ADMIN"); an unmapped address names the nearest mappings; kernel
+threads, zombies and processes that exit during a scan raise clear errors; mappings that
+change during a scan just read as not present.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ _WHERE = {
     "well_known_flags": "decode",
     "PagemapEntry": "decode",
     "decode_entry": "decode",
-    "decode_fields": "decode",
     "entry_kind": "decode",
     "PAGE_SIZE": "translation",
     "UnmappedAddressError": "translation",
@@ -45,8 +45,6 @@ _WHERE = {
     "user_space_limit": "translation",
     "HugePage": "translation",
     "Translation": "translation",
-    "lookup": "translation",
-    "lookup_json": "translation",
     "translate": "translation",
     "CHUNK_PAGES": "scanner",
     "PageChunk": "scanner",
@@ -59,8 +57,6 @@ _WHERE = {
     "Summary": "summary",
     "huge_page_counts": "summary",
     "summarize": "summary",
-    "summary_counts": "summary",
-    "summary_json": "summary",
     "summary_rows": "summary",
 }
 

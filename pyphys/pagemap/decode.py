@@ -10,39 +10,36 @@ import os
 from pyphys import paths
 from pyphys.errors import UsageError
 from pyphys.layouts import pagemap as L
-from pyphys.procmaps import lazy_dataclass
+from pyphys.record import Record
 
 
-@lazy_dataclass(frozen=True)
-class PagemapEntry:
+class PagemapEntry(Record):
     """One decoded /proc/PID/pagemap entry (Documentation/admin-guide/mm/pagemap.rst).
 
-    The one-bit fields are :data:`~pyphys.layouts.pagemap.PAGEMAP_BITS`, in bit order."""
+    Fields: ``raw``; the one-bit fields of :data:`~pyphys.layouts.pagemap.PAGEMAP_BITS`, in
+    bit order (``soft_dirty``, ``exclusive`` "page exclusively mapped" since 4.2, ``uffd_wp``
+    since 5.13, ``guard_region`` since 6.15, ``file_or_shared_anon`` since 3.5, ``swapped``,
+    ``present``); ``pfn`` (present and visible, else None); ``pfn_hidden`` (the kernel zeroed
+    the frame field: the reader lacks CAP_SYS_ADMIN); ``swap_type`` and ``swap_offset``
+    (swapped and visible, else None); ``unknown_bits`` (bits 59-60, documented as zero)."""
 
-    raw: int
-    soft_dirty: bool
-    exclusive: bool  # "page exclusively mapped" (since 4.2)
-    uffd_wp: bool  # "pte is uffd-wp write-protected" (since 5.13)
-    guard_region: bool  # "pte is a guard region" (since 6.15)
-    file_or_shared_anon: bool  # "page is file-page or shared-anon" (since 3.5)
-    swapped: bool
-    present: bool
-    pfn: int | None  # present and visible, else None
-    pfn_hidden: bool  # the kernel zeroed the frame field (reader lacks CAP_SYS_ADMIN)
-    swap_type: int | None  # swapped and visible
-    swap_offset: int | None
-    unknown_bits: int  # bits 59-60, documented as zero
+    __slots__ = (
+        "raw", *(name for _bit, name, _doc in L.PAGEMAP_BITS), "pfn", "pfn_hidden", "swap_type", "swap_offset",
+        "unknown_bits",
+    )  # fmt: skip
+    _frozen = True
 
     @property
     def kind(self) -> str:
         """``present``, ``guard region``, ``swapped`` or ``not present``."""
         return entry_kind(self.raw)
 
-    def to_dict(self) -> dict:
-        """JSON-ready fields (``raw`` as hex) plus ``kind``."""
-        from dataclasses import asdict
-
-        return _entry_json(asdict(self))
+    def to_json(self) -> dict:
+        """The fields (``raw`` as a 16-digit hex string), plus ``kind``."""
+        out = {f: getattr(self, f) for f in self._fields}
+        out["raw"] = f"{self.raw:#018x}"
+        out["kind"] = entry_kind(self.raw)
+        return out
 
 
 def entry_kind(raw: int) -> str:
@@ -61,25 +58,6 @@ _BIT_FIELDS = tuple((name, 1 << bit) for bit, name, _doc in L.PAGEMAP_BITS)
 _ZERO_BITS = sum(1 << b for b in L.PM_ZERO_BITS)
 
 
-def decode_fields(raw: int, *, pfn_visible: bool | None = None) -> dict:
-    """The fields of :class:`PagemapEntry` for ``raw``, as a dict (see :func:`decode_entry`)."""
-    if not 0 <= raw < 1 << 64:
-        raise ValueError(f"pagemap entry {raw!r} is not a 64-bit value")
-    d = {"raw": raw}
-    for name, mask in _BIT_FIELDS:
-        d[name] = bool(raw & mask)
-    present, swapped = d["present"], d["swapped"]
-    frame = raw & L.PM_PFRAME_MASK
-    hidden = (present or swapped) and (pfn_visible is False or (frame == 0 and not pfn_visible))
-    swap_type = frame & L.PM_SWAP_TYPE_MASK if swapped and not present and not hidden else None
-    d["pfn"] = frame if present and not hidden else None
-    d["pfn_hidden"] = hidden
-    d["swap_type"] = swap_type
-    d["swap_offset"] = frame >> L.PM_SWAP_TYPE_BITS if swap_type is not None else None
-    d["unknown_bits"] = raw & _ZERO_BITS
-    return d
-
-
 def decode_entry(raw: int, *, pfn_visible: bool | None = None) -> PagemapEntry:
     """Decode a 64-bit pagemap entry.
 
@@ -87,14 +65,17 @@ def decode_entry(raw: int, *, pfn_visible: bool | None = None) -> PagemapEntry:
     a present page (or swap entry) whose frame field is 0 was zeroed by the kernel (user pages
     never live in frame 0 on x86; swap offset 0 is the swap header).
     """
-    return PagemapEntry(**decode_fields(raw, pfn_visible=pfn_visible))
-
-
-def _entry_json(d: dict) -> dict:
-    out = dict(d)
-    out["raw"] = f"{d['raw']:#018x}"
-    out["kind"] = entry_kind(d["raw"])
-    return out
+    if not 0 <= raw < 1 << 64:
+        raise ValueError(f"pagemap entry {raw!r} is not a 64-bit value")
+    values: list = [raw]
+    values += [bool(raw & mask) for _name, mask in _BIT_FIELDS]
+    present, swapped = bool(raw & L.PM_PRESENT), bool(raw & L.PM_SWAP)
+    frame = raw & L.PM_PFRAME_MASK
+    hidden = (present or swapped) and (pfn_visible is False or (frame == 0 and not pfn_visible))
+    swap_type = frame & L.PM_SWAP_TYPE_MASK if swapped and not present and not hidden else None
+    swap_offset = frame >> L.PM_SWAP_TYPE_BITS if swap_type is not None else None
+    values += [frame if present and not hidden else None, hidden, swap_type, swap_offset, raw & _ZERO_BITS]
+    return PagemapEntry(*values)
 
 
 def _bit(n: int) -> int:

@@ -22,7 +22,8 @@ from pyphys.pagemap.translation import (
     pfns_visible,
     user_space_limit,
 )
-from pyphys.procmaps import Mapping, lazy_dataclass, read_maps_rows
+from pyphys.procmaps import Mapping, read_maps_rows
+from pyphys.record import Record
 
 if TYPE_CHECKING:
     from array import array
@@ -42,9 +43,11 @@ _WSH = 6
 _WSH_RANGE = 3
 
 
-@lazy_dataclass(frozen=True)
-class PageRecord:
+class PageRecord(Record):
     """One virtual page of a scan."""
+
+    __slots__ = ("vaddr", "entry", "kpageflags", "kpagecount", "mapping")
+    _frozen = True
 
     vaddr: int
     entry: int  # raw pagemap entry
@@ -74,10 +77,13 @@ class PageRecord:
         return flag_names(self.flags)
 
 
-@lazy_dataclass(frozen=True)
-class PageRun:
+class PageRun(Record):
     """Consecutive virtual pages on consecutive frames (or consecutive swap slots, or all not
     present) with the same pagemap bits, kpageflags and (if read) kpagecount."""
+
+    __slots__ = ("vaddr", "pages", "page_size", "entry", "kpageflags", "kpagecount", "mapping", "step")
+    _frozen = True
+    _defaults = {"step": 0}
 
     vaddr: int
     pages: int
@@ -86,7 +92,7 @@ class PageRun:
     kpageflags: int | None
     kpagecount: int | None
     mapping: Mapping
-    step: int = 0  # +1 ascending frames (or swap slots), -1 descending, 0 single
+    step: int  # +1 ascending frames (or swap slots), -1 descending, 0 single
 
     @property
     def end(self) -> int:
@@ -125,9 +131,11 @@ class PageRun:
         return None
 
 
-@lazy_dataclass(frozen=True)
-class PageChunk:
+class PageChunk(Record):
     """Up to CHUNK_PAGES consecutive pages of one mapping, as parallel arrays (low-level)."""
+
+    __slots__ = ("mapping", "vaddr", "page_size", "entries", "kpageflags", "kpagecount")
+    _frozen = True
 
     mapping: Mapping
     vaddr: int

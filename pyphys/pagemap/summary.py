@@ -9,38 +9,38 @@ from pyphys.layouts import pagemap as L
 from pyphys.pagemap.decode import _bit, expand_flags, flag_names, symbolic_flags, well_known_flags
 from pyphys.pagemap.scanner import _parse_process_and_range, _pfn_lanes, _Scan, _windows
 from pyphys.pagemap.sparse import populated, scan_mode
-from pyphys.procmaps import lazy_dataclass
+from pyphys.record import Record
 
 
-@lazy_dataclass(frozen=True)
-class FlagCount:
-    """One row of a summary: how many pages carry exactly this flag word."""
+class FlagCount(Record):
+    """One row of a summary: how many ``pages`` carry exactly the flag word ``flags``, with
+    its long ``names`` and ``symbolic`` letters."""
 
-    flags: int
-    pages: int
-    names: tuple[str, ...]
-    symbolic: str
+    __slots__ = ("flags", "pages", "names", "symbolic")
+    _frozen = True
+
+    def to_json(self) -> dict:
+        return {
+            "flags": f"{self.flags:#018x}",
+            "pages": self.pages,
+            "symbolic": self.symbolic,
+            "names": list(self.names),
+        }
 
 
-@lazy_dataclass()
-class Summary:
+class Summary(Record):
     """Page counts by flag set over a scan (what ``page-types -p PID`` prints).
 
+    ``pid``, ``process``, ``page_size``, ``ranges`` (list of ``(start, end)``), ``raw``,
+    ``present``, ``swapped``, ``not_present``, ``pfns_hidden``, ``kpageflags_read``, ``notes``.
     ``raw`` maps ``kpageflags | (pagemap entry bits 55-63)`` to a page count for every present
     or swapped page; :meth:`rows` turns it into page-types' views.
     """
 
-    pid: int
-    process: str
-    page_size: int
-    ranges: list[tuple[int, int]]
-    raw: dict[int, int]
-    present: int
-    swapped: int
-    not_present: int
-    pfns_hidden: bool
-    kpageflags_read: bool
-    notes: list[str]
+    __slots__ = (
+        "pid", "process", "page_size", "ranges", "raw", "present", "swapped", "not_present", "pfns_hidden",
+        "kpageflags_read", "notes",
+    )  # fmt: skip
 
     @property
     def total(self) -> int:
@@ -55,10 +55,24 @@ class Summary:
         """Base pages that belong to transparent huge pages and to hugetlb pages."""
         return huge_page_counts(self.raw)
 
-    def to_dict(self, view: str = "expanded") -> dict:
-        from dataclasses import asdict
-
-        return summary_json(asdict(self), view)
+    def to_json(self, view: str = "expanded") -> dict:
+        """The JSON form (docs/json.md), its ``rows`` in ``view`` (see :meth:`rows`)."""
+        return {
+            "pid": self.pid,
+            "process": self.process,
+            "page_size": self.page_size,
+            "ranges": [[hex(a), hex(b)] for a, b in self.ranges],
+            "present": self.present,
+            "swapped": self.swapped,
+            "not_present": self.not_present,
+            "total": self.total,
+            "pfns_hidden": self.pfns_hidden,
+            "kpageflags_read": self.kpageflags_read,
+            "huge_pages": self.huge_pages(),
+            "view": view,
+            "rows": [r.to_json() for r in self.rows(view)],
+            "notes": list(self.notes),
+        }
 
 
 def summary_rows(raw: dict[int, int], view: str = "expanded") -> list[tuple[int, int]]:
@@ -85,29 +99,6 @@ def huge_page_counts(raw: dict[int, int]) -> dict[str, int]:
     return {"THP": thp, "hugetlb": tlb}
 
 
-def summary_json(d: dict, view: str = "expanded") -> dict:
-    """JSON-ready form of :func:`summary_counts` data (or a :class:`Summary`'s fields)."""
-    return {
-        "pid": d["pid"],
-        "process": d["process"],
-        "page_size": d["page_size"],
-        "ranges": [[hex(a), hex(b)] for a, b in d["ranges"]],
-        "present": d["present"],
-        "swapped": d["swapped"],
-        "not_present": d["not_present"],
-        "total": d["present"] + d["swapped"],
-        "pfns_hidden": d["pfns_hidden"],
-        "kpageflags_read": d["kpageflags_read"],
-        "huge_pages": huge_page_counts(d["raw"]),
-        "view": view,
-        "rows": [
-            {"flags": f"{f:#018x}", "pages": n, "symbolic": symbolic_flags(f), "names": list(flag_names(f))}
-            for f, n in summary_rows(d["raw"], view)
-        ],
-        "notes": list(d["notes"]),
-    }
-
-
 def summarize(process, start: int | None = None, end: int | None = None) -> Summary:
     """Count pages by flag set over every mapping (or ``[start, end)``): ``page-types -p PID``.
 
@@ -115,12 +106,6 @@ def summarize(process, start: int | None = None, end: int | None = None) -> Summ
     frame) without a Python object per page: chunks are decoded as big integers and counted
     with C-level iterators, kpageflags read in windows around the frames actually used.
     """
-    return Summary(**summary_counts(process, start, end))
-
-
-def summary_counts(process, start: int | None = None, end: int | None = None) -> dict:
-    """:func:`summarize`'s answer as plain data (the fields of :class:`Summary`); the CLI
-    formats it with :func:`summary_rows` without importing the dataclass machinery."""
     from collections import Counter
 
     _parse_process_and_range(start, end)
@@ -168,7 +153,7 @@ def summary_counts(process, start: int | None = None, end: int | None = None) ->
             summ["raw"][key] = summ["raw"].get(key, 0) + n
         summ["not_present"] += s.skipped  # entries the sparse reader never handed over
         summ["notes"].extend(s.notes)
-        return summ
+        return Summary(**summ)
 
 
 _HIGH_BIT = bytes(128) + b"\x01" * 128  # 1 where bit 7 is set
@@ -202,7 +187,7 @@ def _merge(counts, c, g: int) -> None:
 
 
 def _count_chunks(chunks, ft, counts, by_meta) -> None:
-    """The counting half of :func:`summary_counts`: ``chunks`` yields ``(data, pfns)`` with the
+    """The counting half of :func:`summarize`: ``chunks`` yields ``(data, pfns)`` with the
     kpageflags windows of ``pfns`` already loaded (``pfns`` None without kpageflags)."""
     from collections import Counter
     from itertools import compress
@@ -244,7 +229,7 @@ def _count_chunks(chunks, ft, counts, by_meta) -> None:
 
 
 class _Loader:
-    """Feeds :func:`summary_counts`: pagemap is read chunk by chunk in a thread, up to two
+    """Feeds :func:`summarize`: pagemap is read chunk by chunk in a thread, up to two
     chunks ahead; the kpageflags windows of each chunk's frames are read as it is taken.
 
     pread releases the GIL, so the pagemap walk overlaps the counting on a second CPU. The

@@ -17,10 +17,8 @@ from pyphys.errors import (
 )
 from pyphys.layouts import pagemap as L
 from pyphys.pagemap.decode import (
-    PagemapEntry,
     _bit,
-    _entry_json,
-    decode_fields,
+    decode_entry,
     expand_flags,
     flag_names,
     flag_table,
@@ -30,21 +28,13 @@ from pyphys.procmaps import (
     ProcessInfo,
     check_address_space,
     find_mapping,
-    lazy_dataclass,
     neighbours,
     read_maps_rows,
     require_address_space,
     resolve_pid,
     stat_of,
 )
-
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-
-# fs/proc/page.c stable_page_flags() in 6.12 reads folio->flags (6.1 read page->flags)
-TAIL_PAGE_NOTE = (
-    "a tail page of a large folio: this kernel reports the folio's (head page's) flags for it, "
-    "except mmap, compound_tail and hwpoison"
-)
+from pyphys.record import Record, encode
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -133,7 +123,7 @@ def _check_user_address(addr: int, what: str = "address", maps: list | None = No
 # Opening a process
 # ---------------------------------------------------------------------------------------
 def _resolve_raw(process: int | str | ProcessInfo) -> tuple[int, str]:
-    """``(pid, name)`` of a process with an address space, without building dataclasses."""
+    """``(pid, name)`` of a process with an address space (no ProcessInfo is built)."""
     if isinstance(process, ProcessInfo):
         require_address_space(process)
         return process.pid, process.name
@@ -211,33 +201,31 @@ def _unmapped(pid: int, maps: list, addr: int, what: str) -> UnmappedAddressErro
     )
 
 
-@lazy_dataclass(frozen=True)
-class HugePage:
-    """The compound page a frame belongs to: a transparent huge page or a hugetlb page."""
+class HugePage(Record):
+    """The compound page a frame belongs to: a transparent huge page or a hugetlb page.
 
-    kind: str  # "THP" or "hugetlb"
-    head_pfn: int
-    pages: int  # base pages in it
-    index: int  # which of them this frame is
-    size: int  # bytes
+    ``kind`` "THP" or "hugetlb", ``head_pfn``, ``pages`` (base pages in it), ``index`` (which
+    of them this frame is), ``size`` (bytes)."""
+
+    __slots__ = ("kind", "head_pfn", "pages", "index", "size")
+    _frozen = True
+    _json = {"head_pfn": "hex"}
 
 
-@lazy_dataclass(frozen=True)
-class Translation:
-    """Everything pagemap, kpageflags and kpagecount say about one virtual address."""
+class Translation(Record):
+    """Everything pagemap, kpageflags and kpagecount say about one virtual address.
 
-    pid: int
-    process: str
-    vaddr: int
-    page_size: int
-    entry: PagemapEntry
-    mapping: Mapping
-    phys_addr: int | None  # pfn * page_size + offset, when the PFN is known
-    kpageflags: int | None  # the kernel's raw word
-    flags: int | None  # expanded as page-types -r does (see expand_flags)
-    kpagecount: int | None
-    huge: HugePage | None
-    notes: tuple[str, ...]
+    ``pid``, ``process`` (its name), ``vaddr``, ``page_size``, ``entry`` (:class:`PagemapEntry`),
+    ``mapping`` (:class:`~pyphys.procmaps.Mapping`), ``phys_addr`` (pfn * page_size + offset,
+    when the PFN is known), ``kpageflags`` (the kernel's raw word), ``flags`` (expanded as
+    page-types -r does, see :func:`expand_flags`), ``kpagecount``, ``huge`` (:class:`HugePage`
+    or None), ``notes`` (tuple of strings)."""
+
+    __slots__ = (
+        "pid", "process", "vaddr", "page_size", "entry", "mapping", "phys_addr", "kpageflags", "flags", "kpagecount",
+        "huge", "notes",
+    )  # fmt: skip
+    _frozen = True
 
     @property
     def vpage(self) -> int:
@@ -256,68 +244,30 @@ class Translation:
         """Long names of :attr:`flags` (kpageflags, expanded), or of the pagemap bits alone."""
         return flag_names(expand_flags(0, self.entry.raw) if self.flags is None else self.flags)
 
-    @classmethod
-    def from_lookup(cls, d: dict) -> Translation:
-        """Build from the plain data :func:`lookup` returns."""
-        return cls(
-            d["pid"],
-            d["process"],
-            d["vaddr"],
-            d["page_size"],
-            PagemapEntry(**d["entry"]),
-            Mapping(**d["mapping"]),
-            d["phys_addr"],
-            d["kpageflags"],
-            d["flags"],
-            d["kpagecount"],
-            None if d["huge"] is None else HugePage(**d["huge"]),
-            tuple(d["notes"]),
-        )
-
-    def to_lookup(self) -> dict:
-        """The plain data :func:`lookup` returns for the same address."""
-        from dataclasses import asdict
-
-        d = asdict(self)
-        d["notes"] = list(self.notes)
-        return d
-
-    def to_dict(self) -> dict:
-        """JSON-ready dictionary (addresses as hex strings): :func:`lookup_json`."""
-        return lookup_json(self.to_lookup())
+    def to_json(self) -> dict:
+        """The JSON form (docs/json.md): addresses as hex strings, plus the derived ``vpage``,
+        ``offset``, ``pfn``, ``flag_names`` and the entry's ``kind``."""
+        return {
+            "pid": self.pid,
+            "process": self.process,
+            "vaddr": encode(self.vaddr, "hex"),
+            "vpage": encode(self.vpage, "hex"),
+            "offset": encode(self.offset, "hex"),
+            "page_size": self.page_size,
+            "entry": self.entry.to_json(),
+            "pfn": encode(self.pfn, "hex"),
+            "phys_addr": encode(self.phys_addr, "hex"),
+            "kpageflags": encode(self.kpageflags, "hex"),
+            "flags": encode(self.flags, "hex"),
+            "flag_names": list(self.flag_names),
+            "kpagecount": self.kpagecount,
+            "huge": encode(self.huge),
+            "mapping": self.mapping.to_json(),
+            "notes": list(self.notes),
+        }
 
 
-def lookup_json(d: dict) -> dict:
-    """:func:`lookup`'s plain data made JSON-ready: addresses as hex strings, plus the derived
-    ``vpage``, ``offset``, ``pfn``, ``flag_names`` and the entry's ``kind``."""
-    hx = _hex
-    e, m, h = d["entry"], d["mapping"], d["huge"]
-    flags = d["flags"]
-    return {
-        "pid": d["pid"],
-        "process": d["process"],
-        "vaddr": hx(d["vaddr"]),
-        "vpage": hx(d["vaddr"] - d["vaddr"] % d["page_size"]),
-        "offset": hx(d["vaddr"] % d["page_size"]),
-        "page_size": d["page_size"],
-        "entry": _entry_json(e),
-        "pfn": hx(e["pfn"]),
-        "phys_addr": hx(d["phys_addr"]),
-        "kpageflags": hx(d["kpageflags"]),
-        "flags": hx(flags),
-        "flag_names": list(flag_names(expand_flags(0, e["raw"]) if flags is None else flags)),
-        "kpagecount": d["kpagecount"],
-        "huge": None if h is None else dict(h, head_pfn=hx(h["head_pfn"])),
-        "mapping": dict(m, start=hx(m["start"]), end=hx(m["end"]), offset=hx(m["offset"])),
-        "notes": list(d["notes"]),
-    }
-
-
-def _hex(v: int | None) -> str | None:
-    return None if v is None else hex(v)
-
-
-def _huge_page(fd: int, pfn: int, kflags: int, page_size: int) -> dict | None:
+def _huge_page(fd: int, pfn: int, kflags: int, page_size: int) -> HugePage | None:
     """Find the head and length of the compound page ``pfn`` is part of (kpageflags
     COMPOUND_HEAD/TAIL; THP or HUGE says which kind)."""
     if not kflags & (_bit(L.KPF_THP) | _bit(L.KPF_HUGE)):
@@ -354,7 +304,7 @@ def _huge_page(fd: int, pfn: int, kflags: int, page_size: int) -> dict | None:
             if len(words) == 512:
                 continue
         break
-    return {"kind": kind, "head_pfn": head_pfn, "pages": pages, "index": pfn - head_pfn, "size": pages * page_size}
+    return HugePage(kind, head_pfn, pages, pfn - head_pfn, pages * page_size)
 
 
 def _read_words(fd: int, index: int, count: int) -> list[int]:
@@ -372,13 +322,6 @@ def translate(process: int | str | ProcessInfo, vaddr: int) -> Translation:
     Raises UsageError (bad address, kernel thread), NotFoundError / ProcessGoneError,
     PermissionDeniedError, UnmappedAddressError (names the nearest mappings).
     """
-    return Translation.from_lookup(lookup(process, vaddr))
-
-
-def lookup(process: int | str | ProcessInfo, vaddr: int) -> dict:
-    """The answer :func:`translate` gives, as plain data: the same field names, nested dicts
-    for ``entry``, ``mapping`` and ``huge``, ints for addresses. The CLI prints this; it needs
-    no dataclass machinery, which keeps a one-address ``pyphys pagemap`` quick to start."""
     if not 0 <= vaddr < 1 << 64:
         raise UsageError(f"address {vaddr:#x} is not a 64-bit address")
     pid, name = _resolve_raw(process)
@@ -401,12 +344,12 @@ def lookup(process: int | str | ProcessInfo, vaddr: int) -> dict:
             "the kernel's pagemap covers",
             "the [vsyscall] page is the kernel's, not the process's",
         )
-    e = decode_fields(raw, pfn_visible=pfns_visible() if raw & L.PM_PFRAME_MASK == 0 else None)
-    if e["pfn_hidden"]:
+    e = decode_entry(raw, pfn_visible=pfns_visible() if raw & L.PM_PFRAME_MASK == 0 else None)
+    if e.pfn_hidden:
         notes.append("PFN hidden: the kernel zeroes it for readers without CAP_SYS_ADMIN (pagemap.rst); run as root")
-    if e["unknown_bits"]:
-        notes.append(f"bits 59-60 are set ({e['unknown_bits']:#x}); pagemap.rst documents them as zero")
-    pfn = e["pfn"]
+    if e.unknown_bits:
+        notes.append(f"bits 59-60 are set ({e.unknown_bits:#x}); pagemap.rst documents them as zero")
+    pfn = e.pfn
     phys = kflags = flags = count = huge = None
     if pfn is not None:
         phys = pfn * page_size + vaddr % page_size
@@ -431,27 +374,13 @@ def lookup(process: int | str | ProcessInfo, vaddr: int) -> dict:
                 count = _read_u64(cfd, pfn, "/proc/kpagecount")
             finally:
                 os.close(cfd)
-    elif e["swap_type"] is not None and not e["guard_region"]:
+    elif e.swap_type is not None and not e.guard_region:
         areas = _swap_areas()
-        if areas is not None and e["swap_type"] >= areas:
+        if areas is not None and e.swap_type >= areas:
             notes.append(
-                f"swap type {e['swap_type']} is not one of the {areas} swap areas in /proc/swaps: "
+                f"swap type {e.swap_type} is not one of the {areas} swap areas in /proc/swaps: "
                 "a special entry (migration, hwpoison, device-private or a PTE marker such as uffd-wp)"
             )
-    elif not e["present"] and not e["swapped"]:
+    elif not e.present and not e.swapped:
         notes.append("no page: never touched, or dropped (file pages) -- touch it and ask again")
-    keys = ("start", "end", "perms", "offset", "dev", "inode", "path")
-    return {
-        "pid": pid,
-        "process": name,
-        "vaddr": vaddr,
-        "page_size": page_size,
-        "entry": e,
-        "mapping": dict(zip(keys, row)),
-        "phys_addr": phys,
-        "kpageflags": kflags,
-        "flags": flags,
-        "kpagecount": count,
-        "huge": huge,
-        "notes": notes,
-    }
+    return Translation(pid, name, vaddr, page_size, e, Mapping(*row), phys, kflags, flags, count, huge, tuple(notes))

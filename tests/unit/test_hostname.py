@@ -58,7 +58,7 @@ def test_kmod_info_parses_sysfs(fake_sys):
 def test_kmod_missing_module_says_how_to_load(tmp_path):
     old = paths.set_roots(sys=str(tmp_path))
     try:
-        with pytest.raises(ModuleNotLoadedError, match="insmod"):
+        with pytest.raises(ModuleNotLoadedError, match="pyphys module install"):
             kmod.info()
     finally:
         paths.set_roots(**old)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -111,8 +112,23 @@ def test_cli_tree_and_lookup(tmp_path, capsys):
         out = capsys.readouterr().out
         assert "  00fe90a000-00fe90afff      4K  0000:00:1f.2\n" in out
         assert out.splitlines()[-1].startswith("System RAM: ")
+        assert cli.main(["iomem", "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
     finally:
         paths.set_roots(**old)
+    regions = doc["regions"] if isinstance(doc, dict) else doc
+    found = []
+
+    def walk(rs, depth):
+        for r in rs:
+            assert list(r) == ["start", "end", "name", "children"]  # depth is the nesting
+            found.append((depth, r["start"], r["end"], r["name"]))
+            walk(r["children"], depth + 1)
+
+    walk(regions, 0)
+    # the same region the text tree shows indented one level (the capture's own line)
+    assert (1, "0xfe90a000", "0xfe90afff", "0000:00:1f.2") in found
+    assert len(found) == sum(1 for line in STOCK.read_text().splitlines() if line.strip())
 
 
 def test_cli_tree_sizes_are_the_regions_inclusive_spans(tmp_path, capsys):

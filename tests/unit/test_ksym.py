@@ -108,6 +108,26 @@ def test_cli(stock, capsys):
     assert cli.main(["ksym", "nodename", "--json"]) == 1
 
 
+def test_cli_json(stock, capsys):
+    import json
+
+    assert cli.main(["ksym", "nodename", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    virt = f"{0xFFFFFFFF9EDFB000 + 65:#x}"
+    assert {k: doc[k] for k in ("name", "virt", "phys", "size", "agree")} == {
+        "name": "nodename",
+        "virt": virt,
+        "phys": f"{NODENAME_PHYS:#x}",
+        "size": 65,
+        "agree": True,
+    }
+    by = {s["name"]: s for s in doc["sources"]}
+    assert sorted(by) == ["kallsyms+iomem", "kcore", "module"]
+    for s in by.values():
+        assert list(s) == ["name", "virt", "phys", "note"] and s["phys"] == f"{NODENAME_PHYS:#x}"
+    assert by["kallsyms+iomem"]["virt"] == virt
+
+
 def test_lab_kernel_sources_agree(tmp_path):
     """Same check on the lab kernel's capture (no KASLR: phys_base 0)."""
     tree = tmp_path / "lab"

@@ -58,3 +58,55 @@ def test_subclass_adds_fields_and_replace():
 def test_unencodable_is_a_type_error():
     with pytest.raises(TypeError):
         encode(object())
+
+
+class Point(Record):
+    __slots__ = ("x", "y")
+    _frozen = True
+    _defaults = {"y": 0}
+
+
+def test_frozen_records_refuse_changes_and_hash_by_fields():
+    p = Point(1, 2)
+    with pytest.raises(AttributeError, match="frozen"):
+        p.x = 5
+    with pytest.raises(AttributeError, match="frozen"):
+        del p.y
+    assert (p.x, p.y) == (1, 2)
+    assert hash(p) == hash(Point(x=1, y=2)) and len({p, Point(1, 2), Point(1)}) == 2
+    assert p.replace(y=3) == Point(1, 3) and p.y == 2
+    with pytest.raises(TypeError):
+        hash(Word(1, 8, 0))  # a mutable record is not hashable
+
+
+def test_records_pickle_and_copy():
+    import copy
+    import pickle
+
+    for r in (Point(1, 2), Word(0x1000, 32, 0xED, notes=["n"])):
+        assert pickle.loads(pickle.dumps(r)) == r
+        assert copy.copy(r) == r and copy.deepcopy(r) == r
+    w = Word(1, 8, 0, notes=["a"])
+    assert copy.deepcopy(w).notes is not w.notes
+
+
+def test_record_needs_no_dataclasses():
+    import os
+    import subprocess
+    import sys
+
+    top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = "import sys, pyphys.record; assert not {'dataclasses', 'inspect', 'typing'} & set(sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=top)).returncode == 0
+
+
+def test_pyphys_defines_records_one_way():
+    """No module of pyphys uses dataclasses or namedtuple for its results: Record is the one way."""
+    import pathlib
+    import re
+
+    top = pathlib.Path(__file__).resolve().parents[2] / "pyphys"
+    pattern = re.compile(r"^\s*(from dataclasses import|import dataclasses|from collections import namedtuple)", re.M)
+    offenders = [str(p.relative_to(top)) for p in top.rglob("*.py") if pattern.search(p.read_text(encoding="utf-8"))]
+    assert offenders == []
+    assert len(list(top.rglob("*.py"))) > 50  # the walk found the package

@@ -201,7 +201,7 @@ def test_text_and_json_name_every_level():
     text = format_walk(w)
     for needle in ("pgd", "pud", "pmd", "pte", "0x5123", "WB", "XD"):
         assert needle in text
-    d = w.to_dict()
+    d = w.to_json()
     assert d["phys_addr"] == "0x5123" and d["steps"][-1]["bits"]["XD"] is True
     assert d["steps"][0]["entry_phys"] == "0x1008"
 
