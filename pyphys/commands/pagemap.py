@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from pyphys import dialect
 from pyphys.dialect import fmt_size, parse_number
 from pyphys.errors import UsageError
 from pyphys.layouts import pagemap as L  # constants only: cheap
@@ -64,16 +65,11 @@ def register(sub, name: str, help_text: str) -> None:
 
 
 def parse_range(text: str) -> tuple[int, int] | None:
-    """``(start, end)`` for ``START-END`` or ``START+LENGTH``; None for a single address."""
-    for sep in ("-", "+"):
-        if sep in text.lstrip("-+"):
-            a, _, b = text.partition(sep)
-            start = parse_number(a, "range start")
-            other = parse_number(b, "range end" if sep == "-" else "range length")
-            end = other if sep == "-" else start + other
-            if end <= start:
-                raise UsageError(f"range {text!r} is empty or reversed", "END is exclusive and must be above START")
-            return start, end
+    """``(start, end)`` for ``START-END`` or ``START+LENGTH`` (:func:`pyphys.dialect.parse_range`);
+    None for a single address."""
+    t = text.strip()
+    if "+" in t or "-" in t[1:]:
+        return dialect.parse_range(text)
     return None
 
 
