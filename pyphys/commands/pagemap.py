@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from pyphys import dialect
+from pyphys.commands._common import note
 from pyphys.dialect import fmt_size, parse_number
 from pyphys.errors import UsageError
 from pyphys.layouts import pagemap as L  # constants only: cheap
@@ -93,6 +94,7 @@ def run(args) -> int:
                 out.write("\n")
             else:
                 out.write(format_translation(d))
+                _notes(d)
             return 0
         ps = pagemap.PAGE_SIZE
         rng = (vaddr - vaddr % ps, vaddr - vaddr % ps + ps)
@@ -107,11 +109,11 @@ def run(args) -> int:
             out.write("\n")
         else:
             out.write(format_summary(d, args.view))
+            _notes(d)
         return 0
     if mode == "pages" and not args.json:
         # straight from the chunk arrays: one line per page without a record object per page
-        out.write(PAGE_HEADER)
-        write_pages(pagemap.scan_chunks(args.process, start, end, kpagecount=args.count), out)
+        write_pages(pagemap.scan_chunks(args.process, start, end, kpagecount=args.count), out, PAGE_HEADER)
         return 0
     if mode == "pages":
         items, js = pagemap.scan(args.process, start, end, kpagecount=args.count), page_dict
@@ -130,9 +132,13 @@ def run(args) -> int:
         out.write("".join(lines) + ("\n]\n" if sep != "[\n" else "[]\n"))
         return 0
     mapping = None
-    out.write(RUN_HEADER)
+    # the header goes out with the first row: a range that fails to scan prints nothing
     lines: list[str] = []  # written in blocks: one write per line is slow when stdout is unbuffered
+    header = RUN_HEADER
     for item in items:
+        if header:
+            lines.append(header)
+            header = ""
         if item.mapping is not mapping:
             mapping = item.mapping
             lines.append(f"# {mapping.maps_line()}\n")
@@ -142,6 +148,12 @@ def run(args) -> int:
             lines.clear()
     out.write("".join(lines))
     return 0
+
+
+def _notes(d: dict) -> None:
+    """The answer's notes, on stderr (in --json they stay in the document)."""
+    for text in d["notes"]:
+        note("pagemap", f"note: {text}")
 
 
 # --------------------------------------------------------------------------------------
@@ -202,8 +214,6 @@ def format_translation(d: dict) -> str:
                 f"  huge page          {h['kind']}, {fmt_size(h['size'])} ({h['pages']} pages), head PFN "
                 f"{h['head_pfn']:#x}, this is page {h['index']}"
             )
-    for note in d["notes"]:
-        lines.append(f"  note: {note}")
     return "\n".join(lines) + "\n"
 
 
@@ -242,14 +252,16 @@ def _names(item) -> str:
     return joined
 
 
-def write_pages(chunks, out) -> None:
-    """``--pages`` text for :func:`pyphys.pagemap.scan_chunks` output (same as format_page)."""
+def write_pages(chunks, out, header: str = "") -> None:
+    """``--pages`` text for :func:`pyphys.pagemap.scan_chunks` output (same as format_page);
+    ``header`` goes out with the first chunk, so a scan that fails prints nothing."""
     from pyphys.pagemap import expand_flags, flag_names
 
     names: dict[tuple[int, int], str] = {}
     mapping = None
     for c in chunks:
-        lines = []
+        lines = [header] if header else []
+        header = ""
         if c.mapping is not mapping:
             mapping = c.mapping
             lines.append(f"# {mapping.maps_line()}\n")
@@ -332,6 +344,4 @@ def format_summary(d: dict, view: str) -> str:
         f"{d['not_present']} not present in the mappings scanned; THP pages {huge['THP']}, "
         f"hugetlb pages {huge['hugetlb']} (view: {view})"
     )
-    for note in d["notes"]:
-        lines.append(f"note: {note}")
     return "\n".join(lines) + "\n"

@@ -4,6 +4,7 @@ range a command prints accepted back by the others. Canned trees only (tests/fix
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -43,3 +44,27 @@ def test_pagemap_range_message_quotes_the_argument_as_typed(proc, capsys, arg, p
     assert rc == 2 and out == ""
     assert f"'{arg}'" in err and part in err
     assert "'0x1000+'" not in err  # not the argument cut at the wrong separator
+
+
+@needs_4k
+@pytest.mark.parametrize("mode", [[], ["--pages"], ["--runs", "--count"]])
+def test_pagemap_failing_range_prints_nothing_on_stdout(proc, capsys, mode):
+    # 0x25000 lies in no mapping of the canned process 4242: the scan fails before any row
+    rc, out, err = run(capsys, "pagemap", "4242", "0x25000-0x27000", *mode)
+    assert rc == 1 and out == ""
+    assert len(err.splitlines()) == 1 and "is not mapped in process 4242" in err
+
+
+@needs_4k
+@pytest.mark.parametrize("argv", [["0x10234"], ["--all"]])
+def test_pagemap_notes_go_to_stderr(capsys, argv):
+    # the canned proc-hidden zeroes PFNs as the kernel does without CAP_SYS_ADMIN: a note says so
+    old = paths.set_roots(proc=os.path.join(FIX, "pagemap", "proc-hidden"))
+    try:
+        rc, out, err = run(capsys, "pagemap", "4242", *argv)
+        assert rc == 0 and "note:" not in out
+        assert "pyphys pagemap: note: " in err
+        rc, out, err = run(capsys, "pagemap", "4242", *argv, "--json")
+        assert rc == 0 and json.loads(out)["notes"] and err == ""  # --json: the notes stay in the document
+    finally:
+        paths.set_roots(**old)
