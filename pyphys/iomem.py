@@ -210,7 +210,8 @@ def load() -> IomemTree:
     """Parse the running kernel's /proc/iomem (through paths.proc); PyphysError if unreadable."""
     path = paths.proc("iomem")
     try:
-        with open(path) as f:
+        # names are the drivers' bytes: never let one undecodable byte stop every command
+        with open(path, encoding="utf-8", errors="replace") as f:
             return parse(f)
     except OSError as err:
         raise from_oserror(err, f"read {path}") from err

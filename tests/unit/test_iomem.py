@@ -139,3 +139,21 @@ def test_cli_tree_sizes_are_the_regions_inclusive_spans(tmp_path, capsys):
             assert abs(float(text[:-1]) * unit - span) <= unit / 20, (start, text)
         else:
             assert parse_size(text, minimum=0) == span, (start, text)
+
+
+def test_non_utf8_names_do_not_stop_commands(tmp_path, capsys):
+    """A driver's name with a byte that is not UTF-8 (\\xff): iomem, lookups and devmem's
+    region check still work, the name shown with U+FFFD for the byte."""
+    from pyphys import cli
+
+    (tmp_path / "iomem").write_bytes(b"00000000-00000fff : Res\xffved\n" + STOCK.read_bytes().split(b"\n", 1)[1])
+    old = paths.set_roots(proc=str(tmp_path))
+    try:
+        assert iomem.load().regions[0].name == "Res\ufffdved"
+        assert cli.main(["iomem"]) == 0
+        out, err = capsys.readouterr()
+        assert "Res\ufffdved" in out and "Traceback" not in err
+        assert cli.main(["iomem", "0x10"]) == 0
+        assert capsys.readouterr().out == "0x10: Res\ufffdved\n"
+    finally:
+        paths.set_roots(**old)
