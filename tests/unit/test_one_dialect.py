@@ -68,3 +68,73 @@ def test_pagemap_notes_go_to_stderr(capsys, argv):
         assert rc == 0 and json.loads(out)["notes"] and err == ""  # --json: the notes stay in the document
     finally:
         paths.set_roots(**old)
+
+
+# -- what one command prints, the others take back -------------------------------------------
+@pytest.fixture
+def machine(tmp_path):
+    """The canned machine of the bad-input tests: stock Debian 6.1's /proc and /sys, a sparse
+    /dev/mem whose first 64K hold bytes 00..ff repeated, pyphys.ko's buffer at 0x1000."""
+    from test_bad_input import make_tree
+
+    root = tmp_path / "m"
+    make_tree(root)
+    old = paths.set_roots(proc=str(root / "proc"), sys=str(root / "sys"), dev=str(root / "dev"))
+    yield root
+    paths.set_roots(**old)
+
+
+def _iomem_truth(root):
+    """(start, END exclusive, name) of each line of the canned /proc/iomem (inclusive ENDs)."""
+    rows = []
+    for line in (root / "proc" / "iomem").read_text().splitlines():
+        span, _, name = line.strip().partition(" : ")
+        lo, hi = span.split("-")
+        rows.append((int(lo, 16), int(hi, 16) + 1, name))
+    return rows
+
+
+def test_iomem_ranges_paste_back(machine, capsys):
+    from pyphys import dump
+
+    rc, out, _ = run(capsys, "iomem")
+    assert rc == 0
+    printed = [ln.split() for ln in out.splitlines() if ln.lstrip().startswith("0x")]
+    truth = _iomem_truth(machine)
+    assert len(printed) == len(truth)
+    for (span, *_), (lo, end, name) in zip(printed, truth):
+        r = dump.parse_range(span)  # dump's range argument
+        assert (r.start, r.end) == (lo, end)
+        start_text, end_text = span.split("-")
+        rc, out, err = run(capsys, "iomem", start_text)  # iomem's ADDR argument
+        assert rc == 0 and out.startswith(f"{lo:#x}: ") and name in out, (span, out, err)
+    # devmem's address argument: the first System RAM region starts where the module's buffer is
+    ram = next(p[0] for p in printed if p[-2:] == ["System", "RAM"])
+    rc, out, _ = run(capsys, "devmem", ram.split("-")[0], "--range", "16", "--json", "-q")
+    mem = (machine / "dev" / "mem").read_bytes()[:0x10000]
+    start = int(ram.split("-")[0], 16)
+    assert rc == 0 and bytes.fromhex(json.loads(out)["hex"]) == mem[start : start + 16]
+
+
+def test_ksym_phys_pastes_back_to_devmem(machine, capsys):
+    rc, out, _ = run(capsys, "ksym", "init_uts_ns", "--no-kcore")
+    assert rc == 0
+    phys = out.split("phys ", 1)[1].split()[0]
+    # pyphys.ko's sysfs says where init_uts_ns.name.nodename is: 65 bytes (sysname[65]) in
+    want = (machine / "sys" / "kernel" / "pyphys" / "nodename_phys").read_text().strip()
+    assert int(phys, 16) == int(want, 16) - 65
+    rc, out, err = run(capsys, "devmem", phys, "8", "-q", "--force")
+    assert rc == 0 and out == "0x00\n", err  # the sparse stand-in /dev/mem reads zeros there
+
+
+@needs_4k
+def test_pagemap_runs_paste_back(proc, capsys):
+    rc, out, _ = run(capsys, "pagemap", "4242", "0x10000-0x600000")
+    assert rc == 0
+    runs = [ln for ln in out.splitlines() if ln.startswith("0x")]
+    assert len(runs) > 3
+    for line in runs:
+        span = line.split()[0]
+        rc, again, err = run(capsys, "pagemap", "4242", span)
+        rows = [ln for ln in again.splitlines() if ln.startswith("0x")]
+        assert rc == 0 and rows == [line], (span, err)
