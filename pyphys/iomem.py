@@ -65,10 +65,11 @@ class Region:
             yield from child.walk()
 
     def to_dict(self) -> dict:
-        """JSON-able form (addresses as hex strings)."""
+        """JSON-able form by docs/json.md: hex strings, END exclusive (one past /proc/iomem's)."""
         return {
             "start": f"{self.start:#x}",
-            "end": f"{self.end:#x}",
+            "end": f"{self.end + 1:#x}",
+            "size": self.size,
             "name": self.name,
             "children": [c.to_dict() for c in self.children],
         }

@@ -29,17 +29,17 @@ def run(args) -> int:
             chain = tree.region_of(a)
             rows.append(
                 {
-                    "addr": f"{a:#x}",
+                    "phys": f"{a:#x}",
                     "region": tree.describe(a),
                     "ram": tree.is_ram(a),
-                    "chain": [{"start": f"{r.start:#x}", "end": f"{r.end:#x}", "name": r.name} for r in chain],
+                    "chain": [{"start": f"{r.start:#x}", "end": f"{r.end + 1:#x}", "name": r.name} for r in chain],
                 }
             )
         if args.json:
-            print(json.dumps(rows))
+            print(json.dumps({"results": rows}))
         else:
             for row in rows:
-                print(f"{row['addr']}: {row['region']}")
+                print(f"{row['phys']}: {row['region']}")
         return 0
     # --ram: the top-level System RAM regions and what they contain, in text and JSON alike
     tops = [r for r in tree.regions if not args.ram_only or r.name == iomem.SYSTEM_RAM]

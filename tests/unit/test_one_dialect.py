@@ -138,3 +138,53 @@ def test_pagemap_runs_paste_back(proc, capsys):
         rc, again, err = run(capsys, "pagemap", "4242", span)
         rows = [ln for ln in again.splitlines() if ln.startswith("0x")]
         assert rc == 0 and rows == [line], (span, err)
+
+
+@needs_4k
+def test_pagemap_json_lookup_and_pages_agree_by_the_doc(proc, capsys):
+    # ground truth: the canned /proc/4242/pagemap entry of page 0x10 and kpageflags of its frame
+    with open(os.path.join(FIX, "pagemap", "proc", "4242", "pagemap"), "rb") as f:
+        f.seek(0x10 * 8)
+        entry = int.from_bytes(f.read(8), "little")
+    pfn = entry & ((1 << 55) - 1)
+    with open(os.path.join(FIX, "pagemap", "proc", "kpageflags"), "rb") as f:
+        f.seek(pfn * 8)
+        kflags = int.from_bytes(f.read(8), "little")
+    rc, out, _ = run(capsys, "pagemap", "4242", "0x10234", "--json")
+    one = json.loads(out)
+    rc2, out, _ = run(capsys, "pagemap", "4242", "0x10000+4K", "--pages", "--json")
+    (page,) = json.loads(out)
+    assert rc == rc2 == 0
+    assert "phys_addr" not in one and "flag_names" not in one
+    assert one["pfn"] == page["pfn"] == pfn  # an integer, as docs/json.md says
+    assert one["phys"] == hex(pfn * 4096 + 0x234) and page["phys"] == hex(pfn * 4096)
+    assert one["kpageflags"] == page["kpageflags"] == f"{kflags:#018x}"
+    assert one["flags"] == page["flags"] and "mappedtodisk" in one["flags"]
+    assert one["flags_raw"] == page["flags_raw"] and int(one["flags_raw"], 16) & kflags == kflags
+
+
+def test_json_documents_follow_the_schemas(machine, capsys):
+    from helpers import validate_json
+
+    truth = _iomem_truth(machine)
+    for argv in (["iomem"], ["iomem", "--ram"]):
+        rc, out, _ = run(capsys, *argv, "--json")
+        assert rc == 0
+        doc = json.loads(out)
+        validate_json(doc, "iomem")
+        first = doc["regions"][0]
+        assert (int(first["start"], 16), int(first["end"], 16), first["size"]) == (
+            next((lo, end, end - lo) for lo, end, name in truth if "--ram" not in argv or name == "System RAM")
+        )
+    rc, out, _ = run(capsys, "iomem", "0x1000", "--json")
+    doc = json.loads(out)
+    validate_json(doc, "iomem")
+    assert doc["results"][0]["phys"] == "0x1000" and doc["results"][0]["chain"][0]["end"] == "0x9fc00"
+    rc, out, _ = run(capsys, "ksym", "init_uts_ns", "--no-kcore", "--json")
+    validate_json(json.loads(out), "ksym")
+    paths.set_roots(proc=os.path.join(FIX, "pagemap", "proc"))
+    if pagemap.PAGE_SIZE == 4096:
+        rc, out, _ = run(capsys, "pagemap", "4242", "0x10234", "--json")
+        validate_json(json.loads(out), "pagemap")
+        rc, out, _ = run(capsys, "pagemap", "4242", "0x10000-0x18000", "--pages", "--json")
+        validate_json(json.loads(out), "pagemap-pages")
