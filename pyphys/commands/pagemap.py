@@ -19,7 +19,7 @@ Translate a virtual address of a process to its physical frame and decode everyt
 kernel says about it: /proc/PID/pagemap (present, PFN, swap, soft-dirty, exclusive, uffd-wp,
 guard region, file/shared-anon), /proc/kpageflags (with the flags page-types expands, e.g.
 anon_exclusive, thp) and /proc/kpagecount. PROCESS is a pid, `self` or a process name.
-With START-END (END exclusive, like /proc/PID/maps) or START+LENGTH, or --all, list every
+With START-END (END exclusive, like /proc/PID/maps) or START+LENGTH (4K, 2M ...), or --all, list every
 page, runs of physically contiguous pages (default for ranges), or a summary of page counts
 by flag set like `page-types -p PID` (default for --all). PFNs need root (CAP_SYS_ADMIN);
 without it they are shown as hidden, never as frame 0."""
@@ -38,7 +38,7 @@ def register(sub, name: str, help_text: str) -> None:
         "address",
         metavar="ADDRESS|START-END",
         nargs="?",
-        help="virtual address (decimal or 0x-hex), or a range START-END / START+LENGTH",
+        help="virtual address (decimal or 0x-hex), or a range START-END / START+LENGTH (LENGTH may end in K/M/G)",
     )
     p.add_argument("--all", action="store_true", help="every mapping of the process")
     mode = p.add_mutually_exclusive_group()
