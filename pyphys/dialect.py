@@ -101,15 +101,18 @@ def parse_range(
         end = start + length
     else:
         left, right = t.split(sep, 1)
-        start = parse_number(left, f"{what} start", maximum=maximum)
-        if sep == "+":
-            end = start + parse_size(right, f"{what} length")
-        else:
-            end = parse_number(right, f"{what} end", maximum=maximum + 1)
-            if end <= start:
-                raise UsageError(
-                    f"{what} {text!r} ends before it starts", "END is exclusive: START-END covers START..END-1"
-                )
+        try:  # the message quotes the whole argument as typed, then the part that is wrong
+            start = parse_number(left, "start", maximum=maximum)
+            if sep == "+":
+                end = start + parse_size(right, "length")
+            else:
+                end = parse_number(right, "end", maximum=maximum + 1)
+        except UsageError as err:
+            raise UsageError(f"{what} {text!r}: {err.message}", err.hint) from None
+        if sep == "-" and end <= start:
+            raise UsageError(
+                f"{what} {text!r} ends before it starts", "END is exclusive: START-END covers START..END-1"
+            )
     if end > maximum + 1:
         raise UsageError(f"{what} {text!r} runs past {fmt_addr(maximum)}")
     return start, end

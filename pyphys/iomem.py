@@ -30,7 +30,6 @@ class Region(Record):
 
     __slots__ = ("start", "end", "name", "children", "depth")
     _defaults = {"children": [], "depth": 0}
-    _json = {"start": "hex", "end": "hex", "depth": "omit"}
 
     def __repr__(self) -> str:  # short: a whole tree's repr would print every descendant
         return f"Region({self.start:#x}, {self.end:#x}, {self.name!r}, children={len(self.children)})"
@@ -49,6 +48,16 @@ class Region(Record):
         for child in self.children:
             yield child
             yield from child.walk()
+
+    def to_json(self) -> dict:
+        """The JSON form by docs/json.md: hex strings, END exclusive (one past /proc/iomem's)."""
+        return {
+            "start": f"{self.start:#x}",
+            "end": f"{self.end + 1:#x}",
+            "size": self.size,
+            "name": self.name,
+            "children": [c.to_json() for c in self.children],
+        }
 
 
 class IomemTree:
@@ -187,7 +196,8 @@ def load() -> IomemTree:
     """Parse the running kernel's /proc/iomem (through paths.proc); PyphysError if unreadable."""
     path = paths.proc("iomem")
     try:
-        with open(path) as f:
+        # names are the drivers' bytes: never let one undecodable byte stop every command
+        with open(path, encoding="utf-8", errors="replace") as f:
             return parse(f)
     except OSError as err:
         raise from_oserror(err, f"read {path}") from err

@@ -24,7 +24,7 @@ from pyphys.dialect import (
     decode_hex,
     fmt_value,
     hexdump,
-    parse_number,
+    parse_size,
     parse_value,
     parse_width,
 )
@@ -45,7 +45,7 @@ def _op(args, resolver, mode: str | None):
     if mode in ("write_bytes", "write_hex", "range") and args.width is not None:
         raise UsageError(f"--{mode.replace('_', '-')} takes no WIDTH/VALUE arguments")
     if mode == "range":
-        length = parse_number(args.range, "length", minimum=1, maximum=MAX_RANGE)
+        length = parse_size(args.range, "length", maximum=MAX_RANGE)
         op = Op("r", addr, 8, region=region)
         op.data = bytes(length)  # size only
         return op
@@ -200,7 +200,7 @@ def register(sub, name: str, help_text: str) -> None:
     )
     p.add_argument("width", nargs="?", metavar="WIDTH", help="access width in bits: 8, 16, 32 (default), 64")
     p.add_argument("value", nargs="?", metavar="VALUE", help="write this value (one exact-width store)")
-    p.add_argument("--range", metavar="LEN", help="read LEN bytes, shown like hexdump -C")
+    p.add_argument("--range", metavar="LEN", help="read LEN bytes (a size: 256, 0x100, 4K), shown like hexdump -C")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--write-bytes", metavar="TEXT", help="write TEXT (escapes like \\r \\n \\x00 allowed)")
     p.add_argument("--write-hex", metavar="HEX", help="write these hex bytes, e.g. 'de ad be ef'")

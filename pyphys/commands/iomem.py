@@ -1,6 +1,6 @@
 """``pyphys iomem``: /proc/iomem as a tree, or which region an address lies in.
 
-pyphys iomem                 # the tree, with sizes
+pyphys iomem                 # the tree, with sizes (START-END, 0x hex, END exclusive)
 pyphys iomem ADDR [ADDR...]  # 'System RAM > Kernel data', or a hole
 pyphys iomem --json
 """
@@ -29,31 +29,33 @@ def run(args) -> int:
             chain = tree.region_of(a)
             rows.append(
                 {
-                    "addr": f"{a:#x}",
+                    "phys": f"{a:#x}",
                     "region": tree.describe(a),
                     "ram": tree.is_ram(a),
-                    "chain": [{"start": f"{r.start:#x}", "end": f"{r.end:#x}", "name": r.name} for r in chain],
+                    "chain": [{"start": f"{r.start:#x}", "end": f"{r.end + 1:#x}", "name": r.name} for r in chain],
                 }
             )
         if args.json:
-            print(json.dumps(rows))
+            print(json.dumps({"results": rows}))
         else:
             for row in rows:
-                print(f"{row['addr']}: {row['region']}")
+                print(f"{row['phys']}: {row['region']}")
         return 0
+    # --ram: the top-level System RAM regions and what they contain, in text and JSON alike
+    tops = [r for r in tree.regions if not args.ram_only or r.name == iomem.SYSTEM_RAM]
     if args.json:
-        print(json.dumps({"hidden": tree.hidden, "regions": tree.to_list(), "ram_end": f"{tree.ram_end:#x}"}))
+        regions = [r.to_json() for r in tops]
+        print(json.dumps({"hidden": tree.hidden, "regions": regions, "ram_end": f"{tree.ram_end:#x}"}))
         return 0
-    width = max([len(f"{r.end:x}") for top in tree.regions for r in (top, *top.walk())] + [8])
+    # START-END as every pyphys command takes it back: 0x hex, END exclusive (END+1 of /proc/iomem)
+    width = max([len(f"{r.end + 1:x}") for top in tree.regions for r in (top, *top.walk())] + [8])
 
     def show(regions, depth):
         for r in regions:
-            if args.ram_only and depth == 0 and r.name != iomem.SYSTEM_RAM:
-                continue
-            print(f"{'  ' * depth}{r.start:0{width}x}-{r.end:0{width}x}  {fmt_size(r.size):>6}  {r.name}")
+            print(f"{'  ' * depth}0x{r.start:0{width}x}-0x{r.end + 1:0{width}x}  {fmt_size(r.size):>6}  {r.name}")
             show(r.children, depth + 1)
 
-    show(tree.regions, 0)
+    show(tops, 0)
     ram = sum(r.size for r in tree.ram_regions())
     print(f"System RAM: {fmt_size(ram)} in {len(tree.ram_regions())} region(s), ends at {tree.ram_end:#x}")
     return 0
@@ -61,7 +63,13 @@ def run(args) -> int:
 
 def register(sub, name: str, help_text: str) -> None:
     """Add the ``iomem`` subcommand."""
-    p = sub.add_parser(name, help=help_text, description="Show /proc/iomem as a tree, or name the region of addresses.")
+    p = sub.add_parser(
+        name,
+        help=help_text,
+        description="Show /proc/iomem as a tree, or name the region of addresses. Each region is printed "
+        "as START-END in 0x hex with END exclusive (one past the last byte, unlike /proc/iomem's inclusive "
+        "END), so it can be pasted back into dump, devmem or iomem.",
+    )
     p.add_argument("addrs", nargs="*", metavar="ADDR", help="physical addresses to locate")
     p.add_argument("--ram", dest="ram_only", action="store_true", help="only System RAM and what it contains")
     p.add_argument("--json", action="store_true", help="machine-readable output")

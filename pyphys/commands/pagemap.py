@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from pyphys import dialect
+from pyphys.commands._common import note
 from pyphys.dialect import fmt_size, parse_number
 from pyphys.errors import UsageError
 from pyphys.layouts import pagemap as L  # constants only: cheap
@@ -17,7 +19,7 @@ Translate a virtual address of a process to its physical frame and decode everyt
 kernel says about it: /proc/PID/pagemap (present, PFN, swap, soft-dirty, exclusive, uffd-wp,
 guard region, file/shared-anon), /proc/kpageflags (with the flags page-types expands, e.g.
 anon_exclusive, thp) and /proc/kpagecount. PROCESS is a pid, `self` or a process name.
-With START-END (END exclusive, like /proc/PID/maps) or START+LENGTH, or --all, list every
+With START-END (END exclusive, like /proc/PID/maps) or START+LENGTH (4K, 2M ...), or --all, list every
 page, runs of physically contiguous pages (default for ranges), or a summary of page counts
 by flag set like `page-types -p PID` (default for --all). PFNs need root (CAP_SYS_ADMIN);
 without it they are shown as hidden, never as frame 0."""
@@ -36,7 +38,7 @@ def register(sub, name: str, help_text: str) -> None:
         "address",
         metavar="ADDRESS|START-END",
         nargs="?",
-        help="virtual address (decimal or 0x-hex), or a range START-END / START+LENGTH",
+        help="virtual address (decimal or 0x-hex), or a range START-END / START+LENGTH (LENGTH may end in K/M/G)",
     )
     p.add_argument("--all", action="store_true", help="every mapping of the process")
     mode = p.add_mutually_exclusive_group()
@@ -64,16 +66,11 @@ def register(sub, name: str, help_text: str) -> None:
 
 
 def parse_range(text: str) -> tuple[int, int] | None:
-    """``(start, end)`` for ``START-END`` or ``START+LENGTH``; None for a single address."""
-    for sep in ("-", "+"):
-        if sep in text.lstrip("-+"):
-            a, _, b = text.partition(sep)
-            start = parse_number(a, "range start")
-            other = parse_number(b, "range end" if sep == "-" else "range length")
-            end = other if sep == "-" else start + other
-            if end <= start:
-                raise UsageError(f"range {text!r} is empty or reversed", "END is exclusive and must be above START")
-            return start, end
+    """``(start, end)`` for ``START-END`` or ``START+LENGTH`` (:func:`pyphys.dialect.parse_range`);
+    None for a single address."""
+    t = text.strip()
+    if "+" in t or "-" in t[1:]:
+        return dialect.parse_range(text)
     return None
 
 
@@ -93,10 +90,11 @@ def run(args) -> int:
             if args.json:
                 import json
 
-                json.dump(t.to_json(), out, indent=2)
+                json.dump(lookup_doc(t.to_json()), out, indent=2)
                 out.write("\n")
             else:
                 out.write(format_translation(t))
+                _notes(t.notes)
             return 0
         ps = pagemap.PAGE_SIZE
         rng = (vaddr - vaddr % ps, vaddr - vaddr % ps + ps)
@@ -111,11 +109,11 @@ def run(args) -> int:
             out.write("\n")
         else:
             out.write(format_summary(summ, args.view))
+            _notes(summ.notes)
         return 0
     if mode == "pages" and not args.json:
         # straight from the chunk arrays: one line per page without a record object per page
-        out.write(PAGE_HEADER)
-        write_pages(pagemap.scan_chunks(args.process, start, end, kpagecount=args.count), out)
+        write_pages(pagemap.scan_chunks(args.process, start, end, kpagecount=args.count), out, PAGE_HEADER)
         return 0
     if mode == "pages":
         items, js = pagemap.scan(args.process, start, end, kpagecount=args.count), page_dict
@@ -134,9 +132,13 @@ def run(args) -> int:
         out.write("".join(lines) + ("\n]\n" if sep != "[\n" else "[]\n"))
         return 0
     mapping = None
-    out.write(RUN_HEADER)
+    # the header goes out with the first row: a range that fails to scan prints nothing
     lines: list[str] = []  # written in blocks: one write per line is slow when stdout is unbuffered
+    header = RUN_HEADER
     for item in items:
+        if header:
+            lines.append(header)
+            header = ""
         if item.mapping is not mapping:
             mapping = item.mapping
             lines.append(f"# {mapping.maps_line()}\n")
@@ -146,6 +148,12 @@ def run(args) -> int:
             lines.clear()
     out.write("".join(lines))
     return 0
+
+
+def _notes(notes) -> None:
+    """The answer's notes, on stderr (in --json they stay in the document)."""
+    for text in notes:
+        note("pagemap", f"note: {text}")
 
 
 # --------------------------------------------------------------------------------------
@@ -204,8 +212,6 @@ def format_translation(t) -> str:
                 f"  huge page          {h.kind}, {fmt_size(h.size)} ({h.pages} pages), head PFN "
                 f"{h.head_pfn:#x}, this is page {h.index}"
             )
-    for note in t.notes:
-        lines.append(f"  note: {note}")
     return "\n".join(lines) + "\n"
 
 
@@ -244,14 +250,16 @@ def _names(item) -> str:
     return joined
 
 
-def write_pages(chunks, out) -> None:
-    """``--pages`` text for :func:`pyphys.pagemap.scan_chunks` output (same as format_page)."""
+def write_pages(chunks, out, header: str = "") -> None:
+    """``--pages`` text for :func:`pyphys.pagemap.scan_chunks` output (same as format_page);
+    ``header`` goes out with the first chunk, so a scan that fails prints nothing."""
     from pyphys.pagemap import expand_flags, flag_names
 
     names: dict[tuple[int, int], str] = {}
     mapping = None
     for c in chunks:
-        lines = []
+        lines = [header] if header else []
+        header = ""
         if c.mapping is not mapping:
             mapping = c.mapping
             lines.append(f"# {mapping.maps_line()}\n")
@@ -281,19 +289,49 @@ def format_run(r) -> str:
     return f"{span:<34} {r.pages:>10}  {_frame(r.entry, r.pages, r.step):<25}  {_names(r)}{huge}{count}\n"
 
 
+def _word(v: int | None) -> str | None:
+    """A raw word as docs/json.md writes it: 0x and 16 hex digits."""
+    return None if v is None else f"{v:#018x}"
+
+
+def _int(v: str | int | None) -> int | None:
+    return int(v, 16) if isinstance(v, str) else v
+
+
+def _page_size() -> int:
+    from pyphys.pagemap import PAGE_SIZE
+
+    return PAGE_SIZE
+
+
+def lookup_doc(doc: dict) -> dict:
+    """The lookup's document by docs/json.md, the same keys as --pages: ``phys``, ``pfn`` an
+    integer, ``flags`` the list of names, ``flags_raw`` the expanded flags word."""
+    out = dict(doc)
+    word = out.pop("flags")
+    out["pfn"] = _int(out["pfn"])
+    out["phys"] = out.pop("phys_addr")
+    out["flags"] = out.pop("flag_names")
+    out["flags_raw"] = _word(_int(word))
+    out["kpageflags"] = _word(_int(out["kpageflags"]))
+    return out
+
+
 def page_dict(r) -> dict:
     d = r.decoded
     return {
         "vaddr": hex(r.vaddr),
         "entry": f"{r.entry:#018x}",
         "kind": d.kind,
-        "pfn": None if d.pfn is None else hex(d.pfn),
+        "pfn": d.pfn,
+        "phys": None if d.pfn is None else hex(d.pfn * _page_size()),
         "pfn_hidden": d.pfn_hidden,
         "swap_type": d.swap_type,
         "swap_offset": None if d.swap_offset is None else hex(d.swap_offset),
-        "kpageflags": None if r.kpageflags is None else hex(r.kpageflags),
+        "kpageflags": _word(r.kpageflags),
         "kpagecount": r.kpagecount,
         "flags": list(r.flag_names),
+        "flags_raw": _word(r.flags),
         "mapping": r.mapping.label,
     }
 
@@ -306,13 +344,14 @@ def run_dict(r) -> dict:
         "pages": r.pages,
         "entry": f"{r.entry:#018x}",
         "kind": d.kind,
-        "pfn": None if d.pfn is None else hex(d.pfn),
+        "pfn": d.pfn,
         "step": r.step,
-        "last_pfn": None if r.last_pfn is None else hex(r.last_pfn),
+        "last_pfn": r.last_pfn,
         "pfn_hidden": d.pfn_hidden,
-        "kpageflags": None if r.kpageflags is None else hex(r.kpageflags),
+        "kpageflags": _word(r.kpageflags),
         "kpagecount": r.kpagecount,
         "flags": list(r.flag_names),
+        "flags_raw": _word(r.flags),
         "huge": r.huge,
         "mapping": r.mapping.label,
     }
@@ -333,6 +372,4 @@ def format_summary(summ, view: str) -> str:
         f"{summ.not_present} not present in the mappings scanned; THP pages {huge['THP']}, "
         f"hugetlb pages {huge['hugetlb']} (view: {view})"
     )
-    for note in summ.notes:
-        lines.append(f"note: {note}")
     return "\n".join(lines) + "\n"

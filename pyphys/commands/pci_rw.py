@@ -6,7 +6,7 @@ import json
 import sys
 
 from pyphys.commands.pci_args import bar_index, parse_width, pick, split_device
-from pyphys.dialect import decode_escapes, decode_hex, fmt_value, hexdump, parse_number
+from pyphys.dialect import decode_escapes, decode_hex, fmt_value, hexdump, parse_number, parse_size
 from pyphys.errors import UsageError
 
 
@@ -46,7 +46,7 @@ def run_read(args) -> int:
     index = bar_index(rest[0])
     offset = parse_number(rest[1], "offset")
     width = parse_width(rest[2]) if len(rest) == 3 else 32
-    length = parse_number(args.length, "length", minimum=1) if args.length is not None else None
+    length = parse_size(args.length, "length") if args.length is not None else None
     dev = pick(args, device_text)
     if length is not None:
         data = pci_access.read_bar_range(dev, index, offset, length, width, via=args.via)

@@ -98,7 +98,7 @@ CASES = [
     C("pagemap", "self", "0x1000-0x1000"),
     C("pagemap", "self", "0x1000+0"),
     C("pagemap", "self", "0x1000+1x"),
-    C("pagemap", "self", "0x1000+-5"),
+    C("pagemap", "self", "0x1000+-5", want="'0x1000+-5': length '-5'"),
     C("pagemap", "self", "0x10000000000000000"),
     C("pagemap", "self", "0x1000", "extra"),
     C("pagemap", "self", "0x1000", "--pages", "--runs"),

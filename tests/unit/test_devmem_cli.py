@@ -435,3 +435,9 @@ def test_lock_timeout_must_be_a_finite_positive_number(lab, capsys, value, monke
     rc, out, err = pyphys(capsys, "devmem", "buffer", "32", "0x1")
     assert rc == 2 and out == "" and len(err.splitlines()) == 1 and "PYPHYS_LOCK_TIMEOUT" in err
     assert mem(lab) == before and journal_lines(lab) == []
+
+
+def test_range_length_is_a_size(lab, capsys):
+    # --range takes the dialect's sizes, as dump and pagemap do: 4K is 4096 bytes
+    rc, out, _ = pyphys(capsys, "devmem", hex(BUF), "--range", "4K", "--json", "-q")
+    assert rc == 0 and bytes.fromhex(json.loads(out)["hex"]) == mem(lab, BUF, 4096)

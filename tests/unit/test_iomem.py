@@ -110,7 +110,8 @@ def test_cli_tree_and_lookup(tmp_path, capsys):
         assert out == ["0x22600010: System RAM > Kernel data", "0x9000000000: a hole (no region in /proc/iomem)"]
         assert cli.main(["iomem"]) == 0
         out = capsys.readouterr().out
-        assert "  00fe90a000-00fe90afff      4K  0000:00:1f.2\n" in out
+        # /proc/iomem's "fe90a000-fe90afff : 0000:00:1f.2": 0x hex, END exclusive
+        assert "  0x000fe90a000-0x000fe90b000      4K  0000:00:1f.2\n" in out
         assert out.splitlines()[-1].startswith("System RAM: ")
         assert cli.main(["iomem", "--json"]) == 0
         doc = json.loads(capsys.readouterr().out)
@@ -121,13 +122,13 @@ def test_cli_tree_and_lookup(tmp_path, capsys):
 
     def walk(rs, depth):
         for r in rs:
-            assert list(r) == ["start", "end", "name", "children"]  # depth is the nesting
+            assert list(r) == ["start", "end", "size", "name", "children"]  # depth is the nesting
             found.append((depth, r["start"], r["end"], r["name"]))
             walk(r["children"], depth + 1)
 
     walk(regions, 0)
     # the same region the text tree shows indented one level (the capture's own line)
-    assert (1, "0xfe90a000", "0xfe90afff", "0000:00:1f.2") in found
+    assert (1, "0xfe90a000", "0xfe90b000", "0000:00:1f.2") in found
     assert len(found) == sum(1 for line in STOCK.read_text().splitlines() if line.strip())
 
 
@@ -146,12 +147,54 @@ def test_cli_tree_sizes_are_the_regions_inclusive_spans(tmp_path, capsys):
         out = capsys.readouterr().out
     finally:
         paths.set_roots(**old)
-    rows = re.findall(r"^ *([0-9a-f]+)-([0-9a-f]+) +(\S+)  ", out, re.M)
-    assert len(rows) == len([ln for ln in HOST.read_text().splitlines() if ln.strip()])
-    for start, end, text in rows:
-        span = int(end, 16) - int(start, 16) + 1
+    rows = re.findall(r"^ *0x([0-9a-f]+)-0x([0-9a-f]+) +(\S+)  ", out, re.M)
+    lines = [ln.strip().split(" : ")[0].split("-") for ln in HOST.read_text().splitlines() if ln.strip()]
+    assert len(rows) == len(lines)
+    for (start, end, text), (lo, hi) in zip(rows, lines):
+        # printed END is exclusive: one past /proc/iomem's inclusive END
+        assert (int(start, 16), int(end, 16)) == (int(lo, 16), int(hi, 16) + 1)
+        span = int(end, 16) - int(start, 16)
         if "." in text:
             unit = 1 << SIZE_SHIFTS[text[-1].lower()]
             assert abs(float(text[:-1]) * unit - span) <= unit / 20, (start, text)
         else:
             assert parse_size(text, minimum=0) == span, (start, text)
+
+
+def test_non_utf8_names_do_not_stop_commands(tmp_path, capsys):
+    """A driver's name with a byte that is not UTF-8 (\\xff): iomem, lookups and devmem's
+    region check still work, the name shown with U+FFFD for the byte."""
+    from pyphys import cli
+
+    (tmp_path / "iomem").write_bytes(b"00000000-00000fff : Res\xffved\n" + STOCK.read_bytes().split(b"\n", 1)[1])
+    old = paths.set_roots(proc=str(tmp_path))
+    try:
+        assert iomem.load().regions[0].name == "Res\ufffdved"
+        assert cli.main(["iomem"]) == 0
+        out, err = capsys.readouterr()
+        assert "Res\ufffdved" in out and "Traceback" not in err
+        assert cli.main(["iomem", "0x10"]) == 0
+        assert capsys.readouterr().out == "0x10: Res\ufffdved\n"
+    finally:
+        paths.set_roots(**old)
+
+
+def test_cli_ram_filters_json_as_text(tmp_path, capsys):
+    """--ram keeps the top-level System RAM regions (with their children) in --json as in text:
+    the stock guest's /proc/iomem has two of them."""
+    import json
+
+    from pyphys import cli
+
+    (tmp_path / "iomem").write_text(STOCK.read_text())
+    want = [ln for ln in STOCK.read_text().splitlines() if ln.endswith(" : System RAM") and not ln.startswith(" ")]
+    old = paths.set_roots(proc=str(tmp_path))
+    try:
+        assert cli.main(["iomem", "--ram", "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert [r["name"] for r in doc["regions"]] == ["System RAM"] * len(want) and len(want) == 2
+        assert cli.main(["iomem", "--ram"]) == 0
+        tops = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("0x")]
+        assert len(tops) == len(doc["regions"])
+    finally:
+        paths.set_roots(**old)

@@ -360,3 +360,13 @@ def test_all_ones_with_memory_decoding_off_is_explained(tree, capsys):
         f.write(b"\x03\x01")
     rc, out, err = run(capsys, "read", "1234:11e8", "0", "0")
     assert rc == 0 and err == ""
+
+
+def test_cli_length_is_a_size(tree, capsys):
+    # -l takes the dialect's sizes, as dump and devmem --range do: 1K is 1024 bytes
+    data = bytes(range(256)) * 4
+    with open(tree.files[("1af4:1110", 2)], "r+b") as f:
+        f.write(data)
+    rc, out, _ = run(capsys, "read", "1af4:1110", "2", "0", "8", "-l", "1K")
+    want = run(capsys, "read", "1af4:1110", "2", "0", "8", "-l", "1024")[1]
+    assert rc == 0 and out == want and want.splitlines()[-1] == "00000400"
