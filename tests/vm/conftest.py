@@ -24,10 +24,13 @@ from pyphys.errors import LabError
 # fixture name -> LabVM arguments. The 4-level boots take LA57 away from QEMU's TCG "max" CPU;
 # the la57 boot keeps it (the lab kernel has CONFIG_X86_5LEVEL), adds pti=on (KPTI's
 # user-half page tables) and keeps PAT active (lab boots otherwise get nopat: labvm.lab_append).
+# The stock boots may write (in throw-away overlays) where `pyphys module install` puts things:
+# DKMS's source tree and state, and the kernel's module directory.
+INSTALL_DIRS = ("/usr/src", "/var/lib/dkms", "/usr/lib/modules")
 BOOTS = {
     "lab": dict(kernel="lab", cpu="max,la57=off"),
-    "stock": dict(kernel="stock", cpu="max,la57=off"),
-    "stock-6.12": dict(kernel="stock-6.12", cpu="max,la57=off"),
+    "stock": dict(kernel="stock", cpu="max,la57=off", overlays=INSTALL_DIRS),
+    "stock-6.12": dict(kernel="stock-6.12", cpu="max,la57=off", overlays=INSTALL_DIRS),
     "la57": dict(kernel="lab", cpu="max,la57=on", append=["pti=on"], label="la57", pat=True),
 }
 MATRIX = ("lab", "stock", "stock-6.12")

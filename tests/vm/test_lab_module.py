@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 import struct
 
+from pyphys import kmod_install
+
 SYS = "/sys/kernel/pyphys"
 PATTERN_BASE = 0x50590000
 SPLAT = re.compile(r"WARNING:|BUG:|Call Trace|general protection|Oops", re.I)
@@ -159,3 +161,46 @@ def test_module_unloads_and_reloads_cleanly(any_vm):
     assert _num(any_vm, "buffer_size") == 4096
     new = any_vm.run("dmesg").out[len(before) :]
     assert not SPLAT.search(new), new
+
+
+def _installed_traces(vm) -> str:
+    """Everything `pyphys module install` may leave on the guest for pyphys, one path per line."""
+    res = vm.run(
+        "ls -d /usr/src/pyphys-* /var/lib/dkms/pyphys 2>/dev/null;"
+        " find /lib/modules/$(uname -r) -name 'pyphys.ko*' 2>/dev/null;"
+        " modinfo -n pyphys 2>/dev/null; true"
+    )
+    return res.out.strip()
+
+
+def test_module_install_load_uninstall_through_dkms(stock_vm):
+    """`pyphys module install` on the stock kernel as a user's machine would run it: DKMS builds pyphys.ko
+    against that kernel's own headers, installs and loads it; `uninstall` leaves nothing behind.
+
+    On Debian's 6.1 only: under TCG a DKMS build against the 6.12 headers (BTF, signing, xz, depmod of
+    the whole module tree) took over 25 minutes, more than a CI run can give it; the 6.12 build itself
+    is checked against the same headers on the host (tests/host/test_kmod_build.py)."""
+    vm = stock_vm
+    assert vm.run("command -v dkms").rc == 0, "dkms is part of the set-up (scripts/setup.sh)"
+    assert _installed_traces(vm) == ""
+    assert vm.unload_module().rc == 0
+    try:
+        res = vm.pyphys("module", "install", "--dkms", timeout=1500)
+        assert res.rc == 0, res
+        status = vm.run("dkms status pyphys")
+        assert "installed" in status.out, status
+        installed = vm.run("modinfo -n pyphys")
+        assert installed.rc == 0 and f"/lib/modules/{vm.guest_release}/" in installed.out, installed
+        assert vm.run(f"modinfo -F vermagic pyphys | grep -qF {vm.guest_release}").rc == 0
+        assert vm.run("grep -q '^pyphys ' /proc/modules").rc == 0
+        modes = vm.run(f"stat -c '%n %a' {SYS}/buffer_phys {SYS}/nodename_phys")
+        assert modes.rc == 0 and set(re.findall(r" (\d+)$", modes.out, re.M)) == {"400"}, modes
+        res = vm.pyphys("module", "uninstall", timeout=600)
+        assert res.rc == 0, res
+        assert vm.run(f"test -e {SYS}").rc != 0
+        assert _installed_traces(vm) == ""
+    finally:
+        version = kmod_install.dkms_version()
+        vm.run(f"dkms remove pyphys/{version} --all >/dev/null 2>&1; rm -rf /usr/src/pyphys-*; true", timeout=600)
+        vm.load_module()
+    assert _num(vm, "buffer_size") == 4096
