@@ -23,7 +23,7 @@ PCI devices without a driver, through the kernel's own files (sysfs, /proc/bus/p
 DEVICE is an address (0000:00:04.0, 00:04.0) or vendor:device IDs (1af4:1110), or is left out
 when options name it as lspci's do: -s [[domain:]bus:]slot.func, -d [vendor]:[device][:class]
 (hexadecimal; an empty part or * matches any), or -V vendor, -D device, --subsystem-vendor,
---subsystem-device. WIDTH is 8, 16, 32 or 64 bits (u8..u64 accepted); default 32. Memory BARs are
+--subsystem-device. WIDTH is 8, 16, 32 or 64 bits, or setpci's letters b=8, w=16, l=32; default 32. Memory BARs are
 reached through an mmap of sysfs resourceN (default) or /dev/mem at the BAR address (--via
 devmem); I/O-port BARs through read/write of resourceN. Writes are journaled: `pyphys undo`
 restores the old bytes.

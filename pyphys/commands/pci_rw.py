@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from pyphys.commands.pci_args import bar_index, parse_width, pick, split_device
+from pyphys.commands.pci_args import bar_index, pci_width, pick, split_device
 from pyphys.dialect import decode_escapes, decode_hex, fmt_value, hexdump, parse_number
 from pyphys.errors import UsageError
 
@@ -45,7 +45,7 @@ def run_read(args) -> int:
         raise UsageError("usage: pyphys pci read DEVICE BAR OFFSET [WIDTH] [-l LENGTH]")
     index = bar_index(rest[0])
     offset = parse_number(rest[1], "offset")
-    width = parse_width(rest[2]) if len(rest) == 3 else 32
+    width = pci_width(rest[2]) if len(rest) == 3 else 32
     length = parse_number(args.length, "length", minimum=1) if args.length is not None else None
     dev = pick(args, device_text)
     if length is not None:
@@ -96,7 +96,7 @@ def run_write(args) -> int:
     if raw:
         if len(rest) not in (2, 3):
             raise UsageError("usage: pyphys pci write DEVICE BAR OFFSET [WIDTH] --string TEXT|--hex HEX")
-        width = parse_width(rest[2]) if len(rest) == 3 else None
+        width = pci_width(rest[2]) if len(rest) == 3 else None
         data = decode_escapes(args.string) if args.string is not None else decode_hex(args.hex)
         if not data:
             raise UsageError("nothing to write: the byte string is empty")
@@ -105,7 +105,7 @@ def run_write(args) -> int:
     else:
         if len(rest) not in (3, 4):
             raise UsageError("usage: pyphys pci write DEVICE BAR OFFSET [WIDTH] VALUE (or --string/--hex)")
-        width = parse_width(rest[2]) if len(rest) == 4 else 32
+        width = pci_width(rest[2]) if len(rest) == 4 else 32
         value = parse_number(rest[-1], "value")
         if value >> width:
             raise UsageError(f"value {rest[-1]!r} is too wide for a {width}-bit write")
@@ -216,7 +216,7 @@ def run_config(args) -> int:
     if len(rest) > 3:
         raise UsageError("usage: pyphys pci config DEVICE [OFFSET [WIDTH [VALUE --force]]]")
     offset = parse_number(rest[0], "offset") if rest else None
-    width = parse_width(rest[1]) if len(rest) >= 2 else 32
+    width = pci_width(rest[1]) if len(rest) >= 2 else 32
     value = parse_number(rest[2], "value") if len(rest) == 3 else None
     if value is not None and value >> width:
         raise UsageError(f"value {rest[2]!r} is too wide for a {width}-bit write")

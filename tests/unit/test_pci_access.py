@@ -360,3 +360,21 @@ def test_all_ones_with_memory_decoding_off_is_explained(tree, capsys):
         f.write(b"\x03\x01")
     rc, out, err = run(capsys, "read", "1234:11e8", "0", "0")
     assert rc == 0 and err == ""
+
+
+def _cfg_bytes(tree, ids) -> bytes:
+    return content(tree.root / "sys/bus/pci/devices" / tree.dev(ids).address / "config")
+
+
+def test_cli_widths_are_setpci_letters(tree, capsys):
+    """pci config/read take setpci's letters (b=8, w=16, l=32), as `setpci -s DEV 04.w` means them."""
+    cfg = _cfg_bytes(tree, "1234:11e8")
+    command = int.from_bytes(cfg[4:6], "little")  # the command register, read from the file itself
+    assert run(capsys, "config", "1234:11e8", "4", "w")[1] == f"0x{command:04X}\n"
+    assert run(capsys, "config", "1234:11e8", "0", "l")[1] == f"0x{int.from_bytes(cfg[0:4], 'little'):08X}\n"
+    assert run(capsys, "config", "1234:11e8", "0", "b")[1] == f"0x{cfg[0]:02X}\n"
+    assert run(capsys, "read", "1234:11e8", "0", "0", "w")[1] == "0x00ED\n"  # 16 bits of 0x010000ED
+    assert run(capsys, "read", "1234:11e8", "0", "0", "l")[1] == "0x010000ED\n"
+    for bad in ("q", "h", "u16"):  # not setpci's letters
+        rc, out, err = run(capsys, "read", "1234:11e8", "0", "0", bad)
+        assert rc == 2 and out == "" and "b=8, w=16, l=32" in err
