@@ -209,23 +209,49 @@ def format_config(dev, hdr) -> str:
     return "\n".join(lines)
 
 
+CONFIG_USAGE = "usage: pyphys pci config DEVICE [OFFSET [WIDTH [VALUE --force]]] or DEVICE REG[.b|.w|.l][=VALUE]"
+
+
+def _config_register(rest: list[str]):
+    """(register or None, width, value text or None) from the arguments after DEVICE: an OFFSET
+    with WIDTH and VALUE as separate words, or setpci's ``REG[+OFF][.W][=VALUE]`` (a VALUE may
+    also follow as the next word)."""
+    from pyphys import pci_regs
+
+    if not rest:
+        return None, 32, None
+    spec, eq, value_text = rest[0].partition("=")
+    reg = pci_regs.parse_register(spec)
+    if reg.setpci_form:
+        if len(rest) > (1 if eq else 2):
+            raise UsageError(CONFIG_USAGE, "setpci's REG.w carries its width: no separate WIDTH after it")
+        if not eq:
+            value_text = rest[1] if len(rest) == 2 else None
+        return reg, reg.width or 32, value_text
+    if eq or len(rest) > 3:
+        raise UsageError(CONFIG_USAGE)
+    width = pci_width(rest[1]) if len(rest) >= 2 else 32
+    return reg, width, rest[2] if len(rest) == 3 else None
+
+
 def run_config(args) -> int:
-    from pyphys import pci_access, pci_config, pci_write
+    from pyphys import pci_access, pci_config, pci_regs, pci_write
 
     device_text, rest = split_device(args, args.args)
-    if len(rest) > 3:
-        raise UsageError("usage: pyphys pci config DEVICE [OFFSET [WIDTH [VALUE --force]]]")
-    offset = parse_number(rest[0], "offset") if rest else None
-    width = pci_width(rest[1]) if len(rest) >= 2 else 32
-    value = parse_number(rest[2], "value") if len(rest) == 3 else None
+    reg, width, value_text = _config_register(rest)
+    value = parse_number(value_text, "value") if value_text is not None else None
     if value is not None and value >> width:
-        raise UsageError(f"value {rest[2]!r} is too wide for a {width}-bit write")
+        raise UsageError(f"value {value_text!r} is too wide for a {width}-bit write")
     if value is not None and not args.force:
         raise UsageError(
             "refusing to write config space without --force",
             "a wrong command/BAR value can disable the device or hang the machine",
         )
     dev = pick(args, device_text)
+    offset = None
+    if reg is not None:
+        located = reg.cap is not None or reg.header_mask
+        offset = pci_regs.locate(reg, pci_access.read_config(dev)) if located else reg.offset
     if value is not None:
         rec = pci_write.write_config(dev, offset, width, value, force=args.force)
         back = int.from_bytes(rec.after, "little")
