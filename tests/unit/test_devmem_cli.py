@@ -142,7 +142,7 @@ def test_write_each_width_is_journaled_and_exact(lab, capsys, width, value):
 
 def test_write_bytes_with_escapes_and_undo(lab, capsys):
     before = mem(lab)
-    rc, _, _ = pyphys(capsys, "devmem", "buffer+0x101", "--write-bytes", r"Dunia,vipi?\r\x00")
+    rc, _, _ = pyphys(capsys, "devmem", "buffer+0x101", "--string", r"Dunia,vipi?\r\x00")
     assert rc == 0
     assert mem(lab, BUF + 0x101, 13) == b"Dunia,vipi?\r\x00"
     rc, out, _ = pyphys(capsys, "undo")
@@ -151,8 +151,29 @@ def test_write_bytes_with_escapes_and_undo(lab, capsys):
 
 
 def test_write_hex(lab, capsys):
-    rc, _, _ = pyphys(capsys, "devmem", "nodename", "--write-hex", "4e 69 6e 6a 61 00", "-q")
+    rc, _, _ = pyphys(capsys, "devmem", "nodename", "--hex", "4e 69 6e 6a 61 00", "-q")
     assert rc == 0 and mem(lab, NODENAME, 6) == b"Ninja\0"
+
+
+def test_byte_options_named_as_pci_write_old_names_hidden(lab, capsys):
+    """devmem and pci write take the same --string/--hex; devmem's old names still work, unlisted."""
+    from pyphys import cli
+
+    helps = {}
+    for argv in (["devmem", "--help"], ["pci", "write", "--help"]):
+        with pytest.raises(SystemExit):
+            cli.main(argv)
+        helps[argv[0]] = capsys.readouterr().out
+    for text in helps.values():
+        assert "--string TEXT" in text and "--hex HEX" in text
+    assert "--write-bytes" not in helps["devmem"] and "--write-hex" not in helps["devmem"]
+    assert pyphys(capsys, "devmem", "nodename", "--write-hex", "41 42 00", "-q")[0] == 0
+    assert mem(lab, NODENAME, 3) == b"AB\0"
+    assert pyphys(capsys, "devmem", "nodename", "--write-bytes", r"CD\x00", "-q")[0] == 0
+    assert mem(lab, NODENAME, 3) == b"CD\0"
+    before = mem(lab)
+    rc, out, err = pyphys(capsys, "devmem", "nodename", "--string", "X", "--write-bytes", "Y")
+    assert rc == 2 and "only one of" in err and mem(lab) == before
 
 
 def test_write_mmio_needs_no_force(lab, capsys):
@@ -228,18 +249,18 @@ BAD = [
     ("range into a hole", ["devmem", "0x8ff0", "--range", "0x20"]),
     ("RAM outside named region", ["devmem", "0x1000", "32", "1"]),
     ("kernel data", ["devmem", "0x4000", "32", "1"]),
-    ("write runs off named buffer", ["devmem", f"buffer+{BUF_SIZE - 2:#x}", "--write-hex", "01020304"]),
-    ("bad hex", ["devmem", "buffer", "--write-hex", "zz"]),
-    ("bad escape", ["devmem", "buffer", "--write-bytes", r"\x4"]),
-    ("unknown escape", ["devmem", "buffer", "--write-bytes", r"a\qb"]),
-    ("empty byte string", ["devmem", "buffer", "--write-bytes", ""]),
-    ("odd hex digits", ["devmem", "buffer", "--write-hex", "abc"]),
+    ("write runs off named buffer", ["devmem", f"buffer+{BUF_SIZE - 2:#x}", "--hex", "01020304"]),
+    ("bad hex", ["devmem", "buffer", "--hex", "zz"]),
+    ("bad escape", ["devmem", "buffer", "--string", r"\x4"]),
+    ("unknown escape", ["devmem", "buffer", "--string", r"a\qb"]),
+    ("empty byte string", ["devmem", "buffer", "--string", ""]),
+    ("odd hex digits", ["devmem", "buffer", "--hex", "abc"]),
     ("unknown backend", ["devmem", "buffer", "--backend", "dma"]),
     ("range zero", ["devmem", "buffer", "--range", "0"]),
     ("range not a number", ["devmem", "buffer", "--range", "lots"]),
-    ("two modes", ["devmem", "buffer", "--range", "4", "--write-hex", "00"]),
+    ("two modes", ["devmem", "buffer", "--range", "4", "--hex", "00"]),
     ("no address", ["devmem"]),
-    ("width with --write-hex", ["devmem", "buffer", "32", "--write-hex", "00"]),
+    ("width with --hex", ["devmem", "buffer", "32", "--hex", "00"]),
     ("offset not a number", ["devmem", "buffer+x", "32", "1"]),
     ("undo with nothing", ["undo"]),
     ("undo unknown id", ["undo", "42"]),
