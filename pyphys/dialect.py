@@ -216,6 +216,20 @@ def fmt_value(value: int, width: int) -> str:
     return f"0x{value:0{width // 4}X}"
 
 
+def json_value(value: int, width: int) -> str:
+    """A ``width``-bit value in JSON (docs/json.md): ``0x`` lower-case hex, width/4 digits."""
+    return f"0x{value:0{width // 4}x}"
+
+
+def written_json(old: bytes, new: bytes, readback: bytes, width: int | None) -> dict:
+    """A write's before/after in JSON: ``old``/``new``/``readback`` as values for a ``width``-bit
+    write; for a byte string (width None) the blobs ``old_data``/``data``/``readback_data``."""
+    if width is None:
+        return {"old_data": old.hex(), "data": new.hex(), "readback_data": readback.hex()}
+    as_int = lambda b: json_value(int.from_bytes(b, "little"), width)  # noqa: E731
+    return {"old": as_int(old), "new": as_int(new), "readback": as_int(readback)}
+
+
 def fmt_size(size: int) -> str:
     """``4K``, ``1.5M``, ``3G`` for people (binary units; exact multiples drop the fraction);
     parse_size() reads the exact ones back."""

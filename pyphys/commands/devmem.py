@@ -25,9 +25,11 @@ from pyphys.dialect import (
     decode_hex,
     fmt_value,
     hexdump,
+    json_value,
     parse_number,
     parse_value,
     parse_width,
+    written_json,
 )
 from pyphys.errors import UsageError
 
@@ -95,11 +97,11 @@ def run(args) -> int:
             if args.json:
                 emit_json(
                     {
-                        "addr": f"{addr:#x}",
+                        "phys": f"{addr:#x}",
                         "length": len(data),
                         "region": where,
                         "backend": pm.backend,
-                        "hex": data.hex(),
+                        "data": data.hex(),
                     }
                 )
             else:
@@ -111,9 +113,9 @@ def run(args) -> int:
             if args.json:
                 emit_json(
                     {
-                        "addr": f"{addr:#x}",
+                        "phys": f"{addr:#x}",
                         "width": op.width,
-                        "value": fmt_value(value, op.width),
+                        "value": json_value(value, op.width),
                         "region": where,
                         "backend": pm.backend,
                     }
@@ -129,10 +131,9 @@ def run(args) -> int:
         if args.json:
             emit_json(
                 {
-                    "addr": f"{addr:#x}",
-                    "old": rec.old.hex(),
-                    "new": rec.new.hex(),
-                    "readback": rec.readback.hex(),
+                    "phys": f"{addr:#x}",
+                    "width": op.width if op.value is not None else None,
+                    **written_json(rec.old, rec.new, rec.readback, op.width if op.value is not None else None),
                     "journal_id": rec.id,
                     "region": where,
                     "backend": pm.backend,
@@ -168,12 +169,12 @@ def _run_batch_cmd(args, ops: list, resolver) -> int:
         results = devmem.run_batch(pm, ops)
         if args.json:
             for r, op in zip(results, ops):
-                r["addr"] = f"{r['addr']:#x}"
-                r["value"] = fmt_value(r["value"], r["width"])
+                r["phys"] = f"{r.pop('addr'):#x}"
+                r["value"] = json_value(r["value"], r["width"])
                 if "readback" in r:
-                    r["readback"] = fmt_value(r["readback"], r["width"])
+                    r["readback"] = json_value(r["readback"], r["width"])
                 r["line"] = op.line
-            emit_json(results)
+            emit_json({"results": results})
         else:
             out = [fmt_value(r["value"], r["width"]) for r in results if r["op"] == "r"]
             if out:

@@ -6,7 +6,7 @@ import json
 import sys
 
 from pyphys.commands.pci_args import bar_index, pci_width, pick, split_device
-from pyphys.dialect import decode_escapes, decode_hex, fmt_value, hexdump, parse_number
+from pyphys.dialect import decode_escapes, decode_hex, fmt_value, hexdump, json_value, parse_number, written_json
 from pyphys.errors import UsageError
 
 
@@ -54,9 +54,10 @@ def run_read(args) -> int:
             print(
                 json.dumps(
                     {
-                        "device": dev.address,
+                        "slot": dev.address,
                         "bar": index,
-                        "offset": offset,
+                        "offset": f"{offset:#x}",
+                        "length": len(data),
                         "width": width,
                         "via": args.via,
                         "data": data.hex(),
@@ -79,7 +80,14 @@ def run_read(args) -> int:
     if args.json:
         print(
             json.dumps(
-                {"device": dev.address, "bar": index, "offset": offset, "width": width, "via": args.via, "value": value}
+                {
+                    "slot": dev.address,
+                    "bar": index,
+                    "offset": f"{offset:#x}",
+                    "width": width,
+                    "via": args.via,
+                    "value": json_value(value, width),
+                }
             )
         )
     else:
@@ -118,14 +126,12 @@ def run_write(args) -> int:
         print(
             json.dumps(
                 {
-                    "device": dev.address,
+                    "slot": dev.address,
                     "bar": index,
-                    "offset": offset,
+                    "offset": f"{offset:#x}",
                     "width": width,
                     "via": args.via,
-                    "old": rec.old.hex(),
-                    "new": rec.new.hex(),
-                    "readback": rec.after.hex(),
+                    **written_json(rec.old, rec.new, rec.after, width),
                     "journal_id": rec.record_id,
                 }
             )
@@ -259,12 +265,10 @@ def run_config(args) -> int:
             print(
                 json.dumps(
                     {
-                        "device": dev.address,
-                        "offset": offset,
+                        "slot": dev.address,
+                        "offset": f"{offset:#x}",
                         "width": width,
-                        "old": rec.old.hex(),
-                        "new": rec.new.hex(),
-                        "readback": rec.after.hex(),
+                        **written_json(rec.old, rec.new, rec.after, width),
                         "journal_id": rec.record_id,
                     }
                 )
@@ -278,7 +282,11 @@ def run_config(args) -> int:
     if offset is not None:
         word = pci_access.read_config_word(dev, offset, width)
         if args.json:
-            print(json.dumps({"device": dev.address, "offset": offset, "width": width, "value": word}))
+            print(
+                json.dumps(
+                    {"slot": dev.address, "offset": f"{offset:#x}", "width": width, "value": json_value(word, width)}
+                )
+            )
         else:
             print(fmt_value(word, width))
         return 0
@@ -288,7 +296,7 @@ def run_config(args) -> int:
         return 0
     hdr = pci_config.decode_config(data)
     if args.json:
-        print(json.dumps({"device": dev.address, **hdr.to_json()}, indent=2))
+        print(json.dumps({"slot": dev.address, **hdr.to_json()}, indent=2))
     else:
         print(format_config(dev, hdr))
     return 0

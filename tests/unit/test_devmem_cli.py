@@ -99,7 +99,7 @@ def test_named_addresses(lab, capsys):
     rc, out, _ = pyphys(capsys, "devmem", "buffer+8", "32", "-q")
     assert out.strip() == "0x{:08X}".format(struct.unpack("<I", mem(lab, BUF + 8, 4))[0])
     rc, out, _ = pyphys(capsys, "devmem", "nodename", "--range", "3", "--json", "-q")
-    assert json.loads(out)["hex"] == b"lab".hex()
+    assert json.loads(out)["data"] == b"lab".hex()
 
 
 def test_mmio_read_reports_owner(lab, capsys):
@@ -121,7 +121,7 @@ def test_range_hexdump_layout(lab, capsys):
 def test_range_json(lab, capsys):
     rc, out, _ = pyphys(capsys, "devmem", hex(BUF + 0xFFE), "--range", "0x10", "--json", "--force", "-q")
     doc = json.loads(out)
-    assert bytes.fromhex(doc["hex"]) == mem(lab, BUF + 0xFFE, 0x10)
+    assert bytes.fromhex(doc["data"]) == mem(lab, BUF + 0xFFE, 0x10)
 
 
 # -- writes ------------------------------------------------------------------------------------
@@ -456,3 +456,22 @@ def test_lock_timeout_must_be_a_finite_positive_number(lab, capsys, value, monke
     rc, out, err = pyphys(capsys, "devmem", "buffer", "32", "0x1")
     assert rc == 2 and out == "" and len(err.splitlines()) == 1 and "PYPHYS_LOCK_TIMEOUT" in err
     assert mem(lab) == before and journal_lines(lab) == []
+
+
+def test_json_follows_the_conventions(lab, capsys):
+    """docs/json.md: `phys`, values as 0x strings, `width` in bits, byte blobs under `data`."""
+    from helpers import validate_json
+
+    want = struct.unpack("<I", mem(lab, BUF + 8, 4))[0]
+    doc = json.loads(pyphys(capsys, "devmem", "buffer+8", "--json", "-q")[1])
+    validate_json(doc, "devmem")
+    assert (doc["phys"], doc["width"], doc["value"]) == (f"{BUF + 8:#x}", 32, f"0x{want:08x}")
+    doc = json.loads(pyphys(capsys, "devmem", "buffer", "--range", "4", "--json", "-q")[1])
+    validate_json(doc, "devmem")
+    assert doc["data"] == mem(lab, BUF, 4).hex() and "hex" not in doc and "addr" not in doc
+    doc = json.loads(pyphys(capsys, "devmem", "buffer+0x10", "16", "0xbeef", "--json", "-q")[1])
+    validate_json(doc, "devmem")
+    assert (doc["new"], doc["readback"], doc["width"]) == ("0xbeef", "0xbeef", 16)
+    doc = json.loads(pyphys(capsys, "devmem", "buffer+0x20", "--string", "Hi", "--json", "-q")[1])
+    validate_json(doc, "devmem")
+    assert doc["data"] == b"Hi".hex() and mem(lab, BUF + 0x20, 2) == b"Hi"

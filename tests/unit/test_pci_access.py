@@ -465,3 +465,41 @@ def test_cli_setpci_register_write(tree, capsys):
     assert run(capsys, "config", "1234:11e8", "3c.b", "7", "--force")[0] == 2  # ambiguous 3c: bare hex
     assert run(capsys, "config", "1234:11e8", "0x3c.b", "7", "--force")[0] == 0
     assert content(path, 0x3C, 1) == b"\x07"
+
+
+def test_cli_json_follows_the_conventions(tree, capsys):
+    """docs/json.md: the device under `slot`, IDs and offsets/values as 0x strings, blobs as `data`."""
+    from helpers import validate_json
+
+    edu = tree.dev("1234:11e8")
+    cfg = _cfg_bytes(tree, "1234:11e8")
+    rc, out, _ = run(capsys, "config", "1234:11e8", "--json")
+    doc = json.loads(out)
+    validate_json(doc, "pci-config")
+    assert doc["slot"] == edu.address == "0000:00:0a.0"
+    assert int(doc["vendor_id"], 16) == int.from_bytes(cfg[0:2], "little")
+    assert int(doc["device_id"], 16) == int.from_bytes(cfg[2:4], "little")
+    assert "device" not in doc and "vendor" not in doc
+    doc = json.loads(run(capsys, "config", "1234:11e8", "COMMAND", "--json")[1])
+    validate_json(doc, "pci-config")
+    assert doc == {
+        "slot": edu.address,
+        "offset": "0x4",
+        "width": 16,
+        "value": f"0x{int.from_bytes(cfg[4:6], 'little'):04x}",
+    }
+    doc = json.loads(run(capsys, "read", "1234:11e8", "0", "0", "--json")[1])
+    validate_json(doc, "pci-read")
+    assert (doc["slot"], doc["offset"], doc["width"], doc["value"]) == (edu.address, "0x0", 32, "0x010000ed")
+    doc = json.loads(run(capsys, "read", "1234:11e8", "0", "0", "8", "-l", "4", "--json")[1])
+    validate_json(doc, "pci-read")
+    assert doc["data"] == content(tree.files[("1234:11e8", 0)], 0, 4).hex() == "ed000001"
+    doc = json.loads(run(capsys, "write", "1234:11e8", "0", "4", "w", "0xbeef", "--json")[1])
+    validate_json(doc, "pci-write")
+    assert (doc["old"], doc["new"], doc["readback"], doc["width"]) == ("0x0000", "0xbeef", "0xbeef", 16)
+    doc = json.loads(run(capsys, "write", "1af4:1110", "2", "0", "--string", "Hi", "--json")[1])
+    validate_json(doc, "pci-write")
+    assert (doc["data"], doc["width"]) == (b"Hi".hex(), None)
+    doc = json.loads(run(capsys, "config", "1234:11e8", "0x3c.b", "9", "--force", "--json")[1])
+    validate_json(doc, "pci-config")
+    assert (doc["old"], doc["new"], doc["offset"]) == (f"0x{cfg[0x3C]:02x}", "0x09", "0x3c")
