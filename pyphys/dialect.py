@@ -230,11 +230,14 @@ def written_json(old: bytes, new: bytes, readback: bytes, width: int | None) -> 
     return {"old": as_int(old), "new": as_int(new), "readback": as_int(readback)}
 
 
-def fmt_size(size: int) -> str:
+def fmt_size(size: int, exact: bool = False) -> str:
     """``4K``, ``1.5M``, ``3G`` for people (binary units; exact multiples drop the fraction);
-    parse_size() reads the exact ones back."""
+    parse_size() reads the exact ones back. ``exact``: the largest unit that divides the size,
+    as lspci prints a BAR's ``[size=1536K]``, never a fraction."""
     for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
-        if size >= 1 << shift:
+        if exact and size >= 1 << shift and size % (1 << shift) == 0:
+            return f"{size >> shift}{unit}"
+        if not exact and size >= 1 << shift:
             if size % (1 << shift) == 0:
                 return f"{size >> shift}{unit}"
             return f"{size / (1 << shift):.1f}{unit}"
