@@ -475,3 +475,17 @@ def test_json_follows_the_conventions(lab, capsys):
     doc = json.loads(pyphys(capsys, "devmem", "buffer+0x20", "--string", "Hi", "--json", "-q")[1])
     validate_json(doc, "devmem")
     assert doc["data"] == b"Hi".hex() and mem(lab, BUF + 0x20, 2) == b"Hi"
+
+
+def test_batch_json_follows_the_conventions(lab, capsys, monkeypatch):
+    from helpers import validate_json
+
+    script = f"w {BUF:#x} 32 0x11223344\nr {BUF:#x} 16\n"
+    rc, out, err = pyphys(capsys, "devmem", "--batch", "-", "--json", stdin=script, monkeypatch=monkeypatch)
+    assert rc == 0, err
+    doc = json.loads(out)
+    validate_json(doc, "devmem")
+    w, r = doc["results"]
+    assert (w["op"], w["phys"], w["value"], w["readback"]) == ("w", f"{BUF:#x}", "0x11223344", "0x11223344")
+    assert (r["op"], r["width"], r["value"]) == ("r", 16, "0x3344")
+    assert mem(lab, BUF, 4) == struct.pack("<I", 0x11223344)
