@@ -219,11 +219,28 @@ def fmt_value(value: int, width: int) -> str:
     return f"0x{value:0{width // 4}X}"
 
 
-def fmt_size(size: int) -> str:
+def json_value(value: int, width: int) -> str:
+    """A ``width``-bit value in JSON (docs/json.md): ``0x`` lower-case hex, width/4 digits."""
+    return f"0x{value:0{width // 4}x}"
+
+
+def written_json(old: bytes, new: bytes, readback: bytes, width: int | None) -> dict:
+    """A write's before/after in JSON: ``old``/``new``/``readback`` as values for a ``width``-bit
+    write; for a byte string (width None) the blobs ``old_data``/``data``/``readback_data``."""
+    if width is None:
+        return {"old_data": old.hex(), "data": new.hex(), "readback_data": readback.hex()}
+    as_int = lambda b: json_value(int.from_bytes(b, "little"), width)  # noqa: E731
+    return {"old": as_int(old), "new": as_int(new), "readback": as_int(readback)}
+
+
+def fmt_size(size: int, exact: bool = False) -> str:
     """``4K``, ``1.5M``, ``3G`` for people (binary units; exact multiples drop the fraction);
-    parse_size() reads the exact ones back."""
+    parse_size() reads the exact ones back. ``exact``: the largest unit that divides the size,
+    as lspci prints a BAR's ``[size=1536K]``, never a fraction."""
     for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
-        if size >= 1 << shift:
+        if exact and size >= 1 << shift and size % (1 << shift) == 0:
+            return f"{size >> shift}{unit}"
+        if not exact and size >= 1 << shift:
             if size % (1 << shift) == 0:
                 return f"{size >> shift}{unit}"
             return f"{size / (1 << shift):.1f}{unit}"

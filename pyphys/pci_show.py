@@ -9,6 +9,7 @@ about what could not be read, and the JSON form. Line formats follow pciutils' l
 
 from __future__ import annotations
 
+from pyphys.dialect import fmt_size
 from pyphys.layouts import pci as L
 from pyphys.pci_access import ConfigSpace
 from pyphys.pci_config import ConfigHeader, decode_config
@@ -65,17 +66,6 @@ def _flags(value: int, bits: tuple[tuple[str, int], ...]) -> str:
     return " ".join(f"{name}{'+' if value & bit else '-'}" for name, bit in bits)
 
 
-def human_size(size: int) -> str:
-    """lspci's show_size(): the largest of K/M/G/T that divides the size exactly."""
-    unit = ""
-    for suffix in ("K", "M", "G", "T"):
-        if size % 1024:
-            break
-        size //= 1024
-        unit = suffix
-    return f"{size}{unit}"
-
-
 def _title(dev: PciDevice, hdr: ConfigHeader) -> str:
     vname, dname = device_names(dev)
     names = " ".join(n for n in (vname, dname) if n)
@@ -105,7 +95,7 @@ def _regions(dev: PciDevice, hdr: ConfigHeader) -> list[str]:
         if off:
             text += " [disabled]"
         if bar:
-            text += f" [size={human_size(bar.size)}]"
+            text += f" [size={fmt_size(bar.size, exact=True)}]"
         lines.append(text)
     if hdr.rom_address:
         enabled = hdr.rom_address & L.PCI_ROM_ADDRESS_ENABLE

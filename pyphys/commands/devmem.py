@@ -2,7 +2,7 @@
 
     pyphys devmem ADDR [WIDTH [VALUE]]        # like busybox: prints 0x%0*X (WIDTH/4 digits)
     pyphys devmem ADDR --range LEN [--json]   # hexdump -C style
-    pyphys devmem ADDR --write-bytes 'Hi\\r\\x00' | --write-hex 'deadbeef'
+    pyphys devmem ADDR --string 'Hi\\r\\x00' | --hex 'deadbeef'   # as pyphys pci write
     pyphys devmem --batch FILE|-              # lines: `r ADDR [W]`, `w ADDR W VALUE`, one process
 
 ADDR is a number, or a named region: ``buffer[+OFF]`` and ``nodename[+OFF]`` (pyphys.ko's sysfs),
@@ -15,6 +15,7 @@ before anything is opened or written.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from pyphys.commands._common import emit, emit_json, note
@@ -24,9 +25,11 @@ from pyphys.dialect import (
     decode_hex,
     fmt_value,
     hexdump,
+    json_value,
     parse_size,
     parse_value,
     parse_width,
+    written_json,
 )
 from pyphys.errors import UsageError
 
@@ -42,17 +45,17 @@ def _op(args, resolver, mode: str | None):
     from pyphys.devmem import MAX_RANGE, Op
 
     addr, region = resolver.resolve(args.addr)
-    if mode in ("write_bytes", "write_hex", "range") and args.width is not None:
-        raise UsageError(f"--{mode.replace('_', '-')} takes no WIDTH/VALUE arguments")
+    if mode in ("string", "hex", "range") and args.width is not None:
+        raise UsageError(f"--{mode} takes no WIDTH/VALUE arguments")
     if mode == "range":
         length = parse_size(args.range, "length", maximum=MAX_RANGE)
         op = Op("r", addr, 8, region=region)
         op.data = bytes(length)  # size only
         return op
-    if mode == "write_bytes":
-        return Op("w", addr, 8, data=decode_escapes(args.write_bytes, "--write-bytes"), region=region)
-    if mode == "write_hex":
-        return Op("w", addr, 8, data=decode_hex(args.write_hex, "--write-hex"), region=region)
+    if mode == "string":
+        return Op("w", addr, 8, data=decode_escapes(args.string, "--string"), region=region)
+    if mode == "hex":
+        return Op("w", addr, 8, data=decode_hex(args.hex, "--hex"), region=region)
     width = parse_width(args.width)
     check_aligned(addr, width)
     if args.value is not None:
@@ -66,9 +69,9 @@ def run(args) -> int:
 
     if args.backend not in BACKENDS:
         raise UsageError(f"unknown backend {args.backend!r} (choose from {', '.join(BACKENDS)})")
-    modes = [m for m in ("range", "write_bytes", "write_hex", "batch") if getattr(args, m) is not None]
-    if len(modes) > 1:
-        raise UsageError("use only one of --range, --write-bytes, --write-hex, --batch")
+    modes = [m for m in ("range", "string", "hex", "batch") if getattr(args, m) is not None]
+    if len(modes) > 1 or args.string_twice or args.hex_twice:
+        raise UsageError("use only one of --range, --string, --hex, --batch")
     resolver = devmem.Resolver()
 
     if args.batch is not None:
@@ -94,11 +97,11 @@ def run(args) -> int:
             if args.json:
                 emit_json(
                     {
-                        "addr": f"{addr:#x}",
+                        "phys": f"{addr:#x}",
                         "length": len(data),
                         "region": where,
                         "backend": pm.backend,
-                        "hex": data.hex(),
+                        "data": data.hex(),
                     }
                 )
             else:
@@ -110,9 +113,9 @@ def run(args) -> int:
             if args.json:
                 emit_json(
                     {
-                        "addr": f"{addr:#x}",
+                        "phys": f"{addr:#x}",
                         "width": op.width,
-                        "value": fmt_value(value, op.width),
+                        "value": json_value(value, op.width),
                         "region": where,
                         "backend": pm.backend,
                     }
@@ -128,10 +131,9 @@ def run(args) -> int:
         if args.json:
             emit_json(
                 {
-                    "addr": f"{addr:#x}",
-                    "old": rec.old.hex(),
-                    "new": rec.new.hex(),
-                    "readback": rec.readback.hex(),
+                    "phys": f"{addr:#x}",
+                    "width": op.width if op.value is not None else None,
+                    **written_json(rec.old, rec.new, rec.readback, op.width if op.value is not None else None),
                     "journal_id": rec.id,
                     "region": where,
                     "backend": pm.backend,
@@ -167,12 +169,12 @@ def _run_batch_cmd(args, ops: list, resolver) -> int:
         results = devmem.run_batch(pm, ops)
         if args.json:
             for r, op in zip(results, ops):
-                r["addr"] = f"{r['addr']:#x}"
-                r["value"] = fmt_value(r["value"], r["width"])
+                r["phys"] = f"{r.pop('addr'):#x}"
+                r["value"] = json_value(r["value"], r["width"])
                 if "readback" in r:
-                    r["readback"] = fmt_value(r["readback"], r["width"])
+                    r["readback"] = json_value(r["readback"], r["width"])
                 r["line"] = op.line
-            emit_json(results)
+            emit_json({"results": results})
         else:
             out = [fmt_value(r["value"], r["width"]) for r in results if r["op"] == "r"]
             if out:
@@ -184,6 +186,15 @@ def _run_batch_cmd(args, ops: list, resolver) -> int:
             + (f"; journal entries {writes[0]['journal_id']}..{writes[-1]['journal_id']}" if writes else ""),
         )
     return 0
+
+
+class _Once(argparse.Action):
+    """Store the value; note a second one (``--string A --write-bytes B``) so run() refuses it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest) is not None:
+            setattr(namespace, f"{self.dest}_twice", True)
+        setattr(namespace, self.dest, values)
 
 
 def register(sub, name: str, help_text: str) -> None:
@@ -202,8 +213,12 @@ def register(sub, name: str, help_text: str) -> None:
     p.add_argument("value", nargs="?", metavar="VALUE", help="write this value (one exact-width store)")
     p.add_argument("--range", metavar="LEN", help="read LEN bytes (a size: 256, 0x100, 4K), shown like hexdump -C")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--write-bytes", metavar="TEXT", help="write TEXT (escapes like \\r \\n \\x00 allowed)")
-    p.add_argument("--write-hex", metavar="HEX", help="write these hex bytes, e.g. 'de ad be ef'")
+    p.add_argument("--string", action=_Once, metavar="TEXT", help="write TEXT (escapes like \\r \\n \\x00 allowed)")
+    p.add_argument("--hex", action=_Once, metavar="HEX", help="write these hex bytes, e.g. 'de ad be ef'")
+    # the names devmem had before it took pci write's --string/--hex: hidden, kept for existing scripts
+    p.add_argument("--write-bytes", dest="string", action=_Once, help=argparse.SUPPRESS)
+    p.add_argument("--write-hex", dest="hex", action=_Once, help=argparse.SUPPRESS)
+    p.set_defaults(string_twice=False, hex_twice=False)
     p.add_argument("--batch", metavar="FILE", help="run `r ADDR [W]` / `w ADDR W VALUE` lines from FILE (- for stdin)")
     p.add_argument("--backend", default="auto", metavar="NAME", help="auto (default), mmap, rw or module")
     p.add_argument("--force", action="store_true", help="allow RAM writes outside a named region, and holes")

@@ -18,12 +18,13 @@ PCI devices without a driver, through the kernel's own files (sysfs, /proc/bus/p
   pyphys pci write DEVICE BAR OFFSET [WIDTH] VALUE
   pyphys pci write DEVICE BAR OFFSET --string 'Dunia,vipi?\\r'
   pyphys pci config DEVICE [OFFSET [WIDTH [VALUE --force]]] [-x]
+  pyphys pci config DEVICE REG[+OFF][.b|.w|.l][=VALUE]   setpci's syntax: COMMAND, 04.w, CAP_EXP+0x10.w
   pyphys pci bar-size DEVICE BAR [--force]    size a BAR: write all ones, read back, restore (journaled)
 
 DEVICE is an address (0000:00:04.0, 00:04.0) or vendor:device IDs (1af4:1110), or is left out
 when options name it as lspci's do: -s [[domain:]bus:]slot.func, -d [vendor]:[device][:class]
 (hexadecimal; an empty part or * matches any), or -V vendor, -D device, --subsystem-vendor,
---subsystem-device. WIDTH is 8, 16, 32 or 64 bits (u8..u64 accepted); default 32. Memory BARs are
+--subsystem-device. WIDTH is 8, 16, 32 or 64 bits, or setpci's letters b=8, w=16, l=32; default 32. Memory BARs are
 reached through an mmap of sysfs resourceN (default) or /dev/mem at the BAR address (--via
 devmem); I/O-port BARs through read/write of resourceN. Writes are journaled: `pyphys undo`
 restores the old bytes.
@@ -85,7 +86,13 @@ def register(sub, name: str, help_text: str) -> None:
     q.set_defaults(func=pci_rw.run_write)
 
     q = psub.add_parser("config", help="decode the config header, or read/write one config register")
-    q.add_argument("args", nargs="*", metavar="ARG", help="DEVICE [OFFSET [WIDTH [VALUE]]]")
+    q.add_argument(
+        "args",
+        nargs="*",
+        metavar="ARG",
+        help="DEVICE [OFFSET [WIDTH [VALUE]]], or DEVICE REG[+OFF][.b|.w|.l][=VALUE] as setpci: "
+        "a register name (COMMAND, STATUS, BASE_ADDRESS_0 ...; its own width), CAP_xxx or ECAP_xxx",
+    )
     q.add_argument("-x", "--hexdump", action="store_true", help="hexdump the readable config space")
     q.add_argument("--force", action="store_true", help="allow a config-space write (can disable the device)")
     q.add_argument("--json", action="store_true", help="machine-readable output")

@@ -1,25 +1,9 @@
-"""Arguments shared by the ``pyphys pci`` actions: device selection, widths, BAR indexes."""
+"""Arguments shared by the ``pyphys pci`` actions: device selection, widths (setpci's letters), BAR indexes."""
 
 from __future__ import annotations
 
-from pyphys.dialect import parse_number
+from pyphys.dialect import SETPCI_WIDTHS, parse_number, parse_width
 from pyphys.errors import UsageError
-
-WIDTH_WORDS = {
-    "8": 8,
-    "16": 16,
-    "32": 32,
-    "64": 64,
-    "u8": 8,
-    "u16": 16,
-    "u32": 32,
-    "u64": 64,
-    "b": 8,
-    "h": 16,
-    "w": 32,
-    "l": 32,
-    "q": 64,
-}
 
 
 def add_selection(q) -> None:
@@ -77,13 +61,10 @@ def pick(args, device_text):
     return pci_select.select_device(selector(args, device_text))
 
 
-def parse_width(text: str) -> int:
-    """8/16/32/64 (or u8..u64, b/h/w/q); UsageError otherwise."""
-    width = WIDTH_WORDS.get(text.strip().lower())
-    if width is None:
-        raise UsageError(f"width {text!r} is not one of 8, 16, 32, 64 (bits; u8..u64 also accepted)")
-    return width
-
-
 def bar_index(text: str) -> int:
     return parse_number(text, "BAR index", maximum=5)
+
+
+def pci_width(text: str | None, default: int = 32) -> int:
+    """A width as setpci spells it: 8/16/32/64 bits, or b=8, w=16, l=32."""
+    return parse_width(text, SETPCI_WIDTHS, default)

@@ -5,8 +5,17 @@ from __future__ import annotations
 import json
 import sys
 
-from pyphys.commands.pci_args import bar_index, parse_width, pick, split_device
-from pyphys.dialect import decode_escapes, decode_hex, fmt_value, hexdump, parse_number, parse_size
+from pyphys.commands.pci_args import bar_index, pci_width, pick, split_device
+from pyphys.dialect import (
+    decode_escapes,
+    decode_hex,
+    fmt_value,
+    hexdump,
+    json_value,
+    parse_number,
+    parse_size,
+    written_json,
+)
 from pyphys.errors import UsageError
 
 
@@ -45,7 +54,7 @@ def run_read(args) -> int:
         raise UsageError("usage: pyphys pci read DEVICE BAR OFFSET [WIDTH] [-l LENGTH]")
     index = bar_index(rest[0])
     offset = parse_number(rest[1], "offset")
-    width = parse_width(rest[2]) if len(rest) == 3 else 32
+    width = pci_width(rest[2]) if len(rest) == 3 else 32
     length = parse_size(args.length, "length") if args.length is not None else None
     dev = pick(args, device_text)
     if length is not None:
@@ -54,9 +63,10 @@ def run_read(args) -> int:
             print(
                 json.dumps(
                     {
-                        "device": dev.address,
+                        "slot": dev.address,
                         "bar": index,
-                        "offset": offset,
+                        "offset": f"{offset:#x}",
+                        "length": len(data),
                         "width": width,
                         "via": args.via,
                         "data": data.hex(),
@@ -79,7 +89,14 @@ def run_read(args) -> int:
     if args.json:
         print(
             json.dumps(
-                {"device": dev.address, "bar": index, "offset": offset, "width": width, "via": args.via, "value": value}
+                {
+                    "slot": dev.address,
+                    "bar": index,
+                    "offset": f"{offset:#x}",
+                    "width": width,
+                    "via": args.via,
+                    "value": json_value(value, width),
+                }
             )
         )
     else:
@@ -96,7 +113,7 @@ def run_write(args) -> int:
     if raw:
         if len(rest) not in (2, 3):
             raise UsageError("usage: pyphys pci write DEVICE BAR OFFSET [WIDTH] --string TEXT|--hex HEX")
-        width = parse_width(rest[2]) if len(rest) == 3 else None
+        width = pci_width(rest[2]) if len(rest) == 3 else None
         data = decode_escapes(args.string) if args.string is not None else decode_hex(args.hex)
         if not data:
             raise UsageError("nothing to write: the byte string is empty")
@@ -105,7 +122,7 @@ def run_write(args) -> int:
     else:
         if len(rest) not in (3, 4):
             raise UsageError("usage: pyphys pci write DEVICE BAR OFFSET [WIDTH] VALUE (or --string/--hex)")
-        width = parse_width(rest[2]) if len(rest) == 4 else 32
+        width = pci_width(rest[2]) if len(rest) == 4 else 32
         value = parse_number(rest[-1], "value")
         if value >> width:
             raise UsageError(f"value {rest[-1]!r} is too wide for a {width}-bit write")
@@ -118,14 +135,12 @@ def run_write(args) -> int:
         print(
             json.dumps(
                 {
-                    "device": dev.address,
+                    "slot": dev.address,
                     "bar": index,
-                    "offset": offset,
+                    "offset": f"{offset:#x}",
                     "width": width,
                     "via": args.via,
-                    "old": rec.old.hex(),
-                    "new": rec.new.hex(),
-                    "readback": rec.after.hex(),
+                    **written_json(rec.old, rec.new, rec.after, width),
                     "journal_id": rec.record_id,
                 }
             )
@@ -209,23 +224,49 @@ def format_config(dev, hdr) -> str:
     return "\n".join(lines)
 
 
+CONFIG_USAGE = "usage: pyphys pci config DEVICE [OFFSET [WIDTH [VALUE --force]]] or DEVICE REG[.b|.w|.l][=VALUE]"
+
+
+def _config_register(rest: list[str]):
+    """(register or None, width, value text or None) from the arguments after DEVICE: an OFFSET
+    with WIDTH and VALUE as separate words, or setpci's ``REG[+OFF][.W][=VALUE]`` (a VALUE may
+    also follow as the next word)."""
+    from pyphys import pci_regs
+
+    if not rest:
+        return None, 32, None
+    spec, eq, value_text = rest[0].partition("=")
+    reg = pci_regs.parse_register(spec)
+    if reg.setpci_form:
+        if len(rest) > (1 if eq else 2):
+            raise UsageError(CONFIG_USAGE, "setpci's REG.w carries its width: no separate WIDTH after it")
+        if not eq:
+            value_text = rest[1] if len(rest) == 2 else None
+        return reg, reg.width or 32, value_text
+    if eq or len(rest) > 3:
+        raise UsageError(CONFIG_USAGE)
+    width = pci_width(rest[1]) if len(rest) >= 2 else 32
+    return reg, width, rest[2] if len(rest) == 3 else None
+
+
 def run_config(args) -> int:
-    from pyphys import pci_access, pci_config, pci_write
+    from pyphys import pci_access, pci_config, pci_regs, pci_write
 
     device_text, rest = split_device(args, args.args)
-    if len(rest) > 3:
-        raise UsageError("usage: pyphys pci config DEVICE [OFFSET [WIDTH [VALUE --force]]]")
-    offset = parse_number(rest[0], "offset") if rest else None
-    width = parse_width(rest[1]) if len(rest) >= 2 else 32
-    value = parse_number(rest[2], "value") if len(rest) == 3 else None
+    reg, width, value_text = _config_register(rest)
+    value = parse_number(value_text, "value") if value_text is not None else None
     if value is not None and value >> width:
-        raise UsageError(f"value {rest[2]!r} is too wide for a {width}-bit write")
+        raise UsageError(f"value {value_text!r} is too wide for a {width}-bit write")
     if value is not None and not args.force:
         raise UsageError(
             "refusing to write config space without --force",
             "a wrong command/BAR value can disable the device or hang the machine",
         )
     dev = pick(args, device_text)
+    offset = None
+    if reg is not None:
+        located = reg.cap is not None or reg.header_mask
+        offset = pci_regs.locate(reg, pci_access.read_config(dev)) if located else reg.offset
     if value is not None:
         rec = pci_write.write_config(dev, offset, width, value, force=args.force)
         back = int.from_bytes(rec.after, "little")
@@ -233,12 +274,10 @@ def run_config(args) -> int:
             print(
                 json.dumps(
                     {
-                        "device": dev.address,
-                        "offset": offset,
+                        "slot": dev.address,
+                        "offset": f"{offset:#x}",
                         "width": width,
-                        "old": rec.old.hex(),
-                        "new": rec.new.hex(),
-                        "readback": rec.after.hex(),
+                        **written_json(rec.old, rec.new, rec.after, width),
                         "journal_id": rec.record_id,
                     }
                 )
@@ -252,7 +291,11 @@ def run_config(args) -> int:
     if offset is not None:
         word = pci_access.read_config_word(dev, offset, width)
         if args.json:
-            print(json.dumps({"device": dev.address, "offset": offset, "width": width, "value": word}))
+            print(
+                json.dumps(
+                    {"slot": dev.address, "offset": f"{offset:#x}", "width": width, "value": json_value(word, width)}
+                )
+            )
         else:
             print(fmt_value(word, width))
         return 0
@@ -262,7 +305,7 @@ def run_config(args) -> int:
         return 0
     hdr = pci_config.decode_config(data)
     if args.json:
-        print(json.dumps({"device": dev.address, **hdr.to_json()}, indent=2))
+        print(json.dumps({"slot": dev.address, **hdr.to_json()}, indent=2))
     else:
         print(format_config(dev, hdr))
     return 0

@@ -60,5 +60,5 @@ def grade(g) -> None:
             "new_hostname",
             f"uname -n shows {v!r}, but pyphys's journal has no write of it to the nodename: did you run "
             "`hostname` (sethostname(2))? Write it through /dev/mem with `pyphys hostname NAME` or "
-            "`pyphys devmem nodename --write-bytes 'NAME\\x00'`",
+            "`pyphys devmem nodename --string 'NAME\\x00'`",
         )

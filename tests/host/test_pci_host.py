@@ -79,7 +79,7 @@ def test_json_agrees_with_lspci_n_and_sysfs():
         assert [c["offset"] for c in doc["config"]["capabilities"]] == [c["offset"] for c in ref["caps"]], addr
         sub = [x for x in ref["lines"] if x.startswith("Subsystem:")]
         if sub:
-            sv, sd = doc["config"]["subsystem_vendor"], doc["config"]["subsystem_device"]
+            sv, sd = (int(doc["config"][k], 16) for k in ("subsystem_vendor_id", "subsystem_device_id"))
             assert sub[0] == f"Subsystem: {sv:04x}:{sd:04x}", addr
         for cap in doc["config"]["capabilities"]:
             m = next((c for c in ref["caps"] if c["offset"] == cap["offset"]), None)
@@ -172,3 +172,32 @@ def test_selection_means_what_it_means_to_lspci(option, value):
         return
     assert res.returncode == 0, res
     assert sorted(d["address"] for d in json.loads(res.stdout)) == want
+
+
+SETPCI_READS = [
+    "VENDOR_ID", "DEVICE_ID", "COMMAND", "STATUS", "REVISION", "CLASS_DEVICE", "HEADER_TYPE",
+    "CAPABILITIES", "04.w", "0x0e.b", "0.l", "CAP_PM+2.w", "CAP_MSI.w", "CAP_MSIX+2.w", "CAP_EXP+2.w",
+    "CAP_VNDR.b", "ECAP_AER+4.l", "ECAP_DSN+4.l",
+]  # fmt: skip
+
+
+def test_config_registers_read_what_setpci_reads():
+    """`pyphys pci config DEV REG` against `setpci -s DEV REG` (read-only: no `=`) on every device.
+    setpci reads numbers as hex, pyphys as decimal or 0x: the specs above read the same to both."""
+    if not shutil.which("setpci"):
+        pytest.skip("pciutils' setpci is not installed")
+    compared = missing = 0
+    for addr in addresses():
+        for reg in SETPCI_READS:
+            peer = run("setpci", "-s", addr, reg.replace("0x", ""))
+            ours = pyphys("pci", "config", addr, reg)
+            if peer.returncode != 0:  # the capability is not there: pyphys says so too
+                assert ours.returncode != 0 and ours.stdout == "", (addr, reg, ours)
+                assert "capability" in ours.stderr, (addr, reg, ours.stderr)
+                missing += 1
+                continue
+            assert ours.returncode == 0, (addr, reg, ours.stderr)
+            assert int(ours.stdout, 16) == int(peer.stdout, 16), (addr, reg, ours.stdout, peer.stdout)
+            assert len(ours.stdout.strip()) - 2 == len(peer.stdout.strip()), (addr, reg)  # the same width
+            compared += 1
+    assert compared > 0 and missing > 0

@@ -99,7 +99,7 @@ def test_named_addresses(lab, capsys):
     rc, out, _ = pyphys(capsys, "devmem", "buffer+8", "32", "-q")
     assert out.strip() == "0x{:08X}".format(struct.unpack("<I", mem(lab, BUF + 8, 4))[0])
     rc, out, _ = pyphys(capsys, "devmem", "nodename", "--range", "3", "--json", "-q")
-    assert json.loads(out)["hex"] == b"lab".hex()
+    assert json.loads(out)["data"] == b"lab".hex()
 
 
 def test_mmio_read_reports_owner(lab, capsys):
@@ -121,7 +121,7 @@ def test_range_hexdump_layout(lab, capsys):
 def test_range_json(lab, capsys):
     rc, out, _ = pyphys(capsys, "devmem", hex(BUF + 0xFFE), "--range", "0x10", "--json", "--force", "-q")
     doc = json.loads(out)
-    assert bytes.fromhex(doc["hex"]) == mem(lab, BUF + 0xFFE, 0x10)
+    assert bytes.fromhex(doc["data"]) == mem(lab, BUF + 0xFFE, 0x10)
 
 
 # -- writes ------------------------------------------------------------------------------------
@@ -142,7 +142,7 @@ def test_write_each_width_is_journaled_and_exact(lab, capsys, width, value):
 
 def test_write_bytes_with_escapes_and_undo(lab, capsys):
     before = mem(lab)
-    rc, _, _ = pyphys(capsys, "devmem", "buffer+0x101", "--write-bytes", r"Dunia,vipi?\r\x00")
+    rc, _, _ = pyphys(capsys, "devmem", "buffer+0x101", "--string", r"Dunia,vipi?\r\x00")
     assert rc == 0
     assert mem(lab, BUF + 0x101, 13) == b"Dunia,vipi?\r\x00"
     rc, out, _ = pyphys(capsys, "undo")
@@ -151,8 +151,29 @@ def test_write_bytes_with_escapes_and_undo(lab, capsys):
 
 
 def test_write_hex(lab, capsys):
-    rc, _, _ = pyphys(capsys, "devmem", "nodename", "--write-hex", "4e 69 6e 6a 61 00", "-q")
+    rc, _, _ = pyphys(capsys, "devmem", "nodename", "--hex", "4e 69 6e 6a 61 00", "-q")
     assert rc == 0 and mem(lab, NODENAME, 6) == b"Ninja\0"
+
+
+def test_byte_options_named_as_pci_write_old_names_hidden(lab, capsys):
+    """devmem and pci write take the same --string/--hex; devmem's old names still work, unlisted."""
+    from pyphys import cli
+
+    helps = {}
+    for argv in (["devmem", "--help"], ["pci", "write", "--help"]):
+        with pytest.raises(SystemExit):
+            cli.main(argv)
+        helps[argv[0]] = capsys.readouterr().out
+    for text in helps.values():
+        assert "--string TEXT" in text and "--hex HEX" in text
+    assert "--write-bytes" not in helps["devmem"] and "--write-hex" not in helps["devmem"]
+    assert pyphys(capsys, "devmem", "nodename", "--write-hex", "41 42 00", "-q")[0] == 0
+    assert mem(lab, NODENAME, 3) == b"AB\0"
+    assert pyphys(capsys, "devmem", "nodename", "--write-bytes", r"CD\x00", "-q")[0] == 0
+    assert mem(lab, NODENAME, 3) == b"CD\0"
+    before = mem(lab)
+    rc, out, err = pyphys(capsys, "devmem", "nodename", "--string", "X", "--write-bytes", "Y")
+    assert rc == 2 and "only one of" in err and mem(lab) == before
 
 
 def test_write_mmio_needs_no_force(lab, capsys):
@@ -228,18 +249,18 @@ BAD = [
     ("range into a hole", ["devmem", "0x8ff0", "--range", "0x20"]),
     ("RAM outside named region", ["devmem", "0x1000", "32", "1"]),
     ("kernel data", ["devmem", "0x4000", "32", "1"]),
-    ("write runs off named buffer", ["devmem", f"buffer+{BUF_SIZE - 2:#x}", "--write-hex", "01020304"]),
-    ("bad hex", ["devmem", "buffer", "--write-hex", "zz"]),
-    ("bad escape", ["devmem", "buffer", "--write-bytes", r"\x4"]),
-    ("unknown escape", ["devmem", "buffer", "--write-bytes", r"a\qb"]),
-    ("empty byte string", ["devmem", "buffer", "--write-bytes", ""]),
-    ("odd hex digits", ["devmem", "buffer", "--write-hex", "abc"]),
+    ("write runs off named buffer", ["devmem", f"buffer+{BUF_SIZE - 2:#x}", "--hex", "01020304"]),
+    ("bad hex", ["devmem", "buffer", "--hex", "zz"]),
+    ("bad escape", ["devmem", "buffer", "--string", r"\x4"]),
+    ("unknown escape", ["devmem", "buffer", "--string", r"a\qb"]),
+    ("empty byte string", ["devmem", "buffer", "--string", ""]),
+    ("odd hex digits", ["devmem", "buffer", "--hex", "abc"]),
     ("unknown backend", ["devmem", "buffer", "--backend", "dma"]),
     ("range zero", ["devmem", "buffer", "--range", "0"]),
     ("range not a number", ["devmem", "buffer", "--range", "lots"]),
-    ("two modes", ["devmem", "buffer", "--range", "4", "--write-hex", "00"]),
+    ("two modes", ["devmem", "buffer", "--range", "4", "--hex", "00"]),
     ("no address", ["devmem"]),
-    ("width with --write-hex", ["devmem", "buffer", "32", "--write-hex", "00"]),
+    ("width with --hex", ["devmem", "buffer", "32", "--hex", "00"]),
     ("offset not a number", ["devmem", "buffer+x", "32", "1"]),
     ("undo with nothing", ["undo"]),
     ("undo unknown id", ["undo", "42"]),
@@ -440,4 +461,37 @@ def test_lock_timeout_must_be_a_finite_positive_number(lab, capsys, value, monke
 def test_range_length_is_a_size(lab, capsys):
     # --range takes the dialect's sizes, as dump and pagemap do: 4K is 4096 bytes
     rc, out, _ = pyphys(capsys, "devmem", hex(BUF), "--range", "4K", "--json", "-q")
-    assert rc == 0 and bytes.fromhex(json.loads(out)["hex"]) == mem(lab, BUF, 4096)
+    assert rc == 0 and bytes.fromhex(json.loads(out)["data"]) == mem(lab, BUF, 4096)
+
+
+def test_json_follows_the_conventions(lab, capsys):
+    """docs/json.md: `phys`, values as 0x strings, `width` in bits, byte blobs under `data`."""
+    from helpers import validate_json
+
+    want = struct.unpack("<I", mem(lab, BUF + 8, 4))[0]
+    doc = json.loads(pyphys(capsys, "devmem", "buffer+8", "--json", "-q")[1])
+    validate_json(doc, "devmem")
+    assert (doc["phys"], doc["width"], doc["value"]) == (f"{BUF + 8:#x}", 32, f"0x{want:08x}")
+    doc = json.loads(pyphys(capsys, "devmem", "buffer", "--range", "4", "--json", "-q")[1])
+    validate_json(doc, "devmem")
+    assert doc["data"] == mem(lab, BUF, 4).hex() and "hex" not in doc and "addr" not in doc
+    doc = json.loads(pyphys(capsys, "devmem", "buffer+0x10", "16", "0xbeef", "--json", "-q")[1])
+    validate_json(doc, "devmem")
+    assert (doc["new"], doc["readback"], doc["width"]) == ("0xbeef", "0xbeef", 16)
+    doc = json.loads(pyphys(capsys, "devmem", "buffer+0x20", "--string", "Hi", "--json", "-q")[1])
+    validate_json(doc, "devmem")
+    assert doc["data"] == b"Hi".hex() and mem(lab, BUF + 0x20, 2) == b"Hi"
+
+
+def test_batch_json_follows_the_conventions(lab, capsys, monkeypatch):
+    from helpers import validate_json
+
+    script = f"w {BUF:#x} 32 0x11223344\nr {BUF:#x} 16\n"
+    rc, out, err = pyphys(capsys, "devmem", "--batch", "-", "--json", stdin=script, monkeypatch=monkeypatch)
+    assert rc == 0, err
+    doc = json.loads(out)
+    validate_json(doc, "devmem")
+    w, r = doc["results"]
+    assert (w["op"], w["phys"], w["value"], w["readback"]) == ("w", f"{BUF:#x}", "0x11223344", "0x11223344")
+    assert (r["op"], r["width"], r["value"]) == ("r", 16, "0x3344")
+    assert mem(lab, BUF, 4) == struct.pack("<I", 0x11223344)

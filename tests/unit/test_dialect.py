@@ -204,3 +204,12 @@ def test_sizes_for_people():
 def test_hexdump_is_hexdump_minus_c(data):
     want = subprocess.run(["hexdump", "-C"], input=data, capture_output=True, check=True).stdout.decode()
     assert (d.hexdump(data) + "\n" if data else d.hexdump(data)) == want
+
+
+def test_fmt_size_exact_is_lspci_show_size():
+    """lspci prints a BAR size in the largest unit that divides it (pciutils' show_size)."""
+    from pyphys.dialect import fmt_size
+
+    cases = {4096: "4K", 1536 << 10: "1536K", 16 << 20: "16M", 3 << 30: "3G", 1024 << 40: "1024T", 100: "100"}
+    assert {n: fmt_size(n, exact=True) for n in cases} == cases
+    assert fmt_size(1536 << 10) == "1.5M"  # for people, not lspci

@@ -12,6 +12,7 @@ user-facing text must not use.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import glob
 import os
@@ -68,7 +69,8 @@ def generated(tmp_path_factory):
 
 
 def options(parser) -> list[str]:
-    return [s for a in parser._actions for s in a.option_strings]
+    """The options a user is shown (hidden aliases of old names, help=SUPPRESS, are not)."""
+    return [s for a in parser._actions if a.help != argparse.SUPPRESS for s in a.option_strings]
 
 
 def test_every_command_and_action_is_completed(generated, parsers):

@@ -113,7 +113,7 @@ def test_iomem_ranges_paste_back(machine, capsys):
     rc, out, _ = run(capsys, "devmem", ram.split("-")[0], "--range", "16", "--json", "-q")
     mem = (machine / "dev" / "mem").read_bytes()[:0x10000]
     start = int(ram.split("-")[0], 16)
-    assert rc == 0 and bytes.fromhex(json.loads(out)["hex"]) == mem[start : start + 16]
+    assert rc == 0 and bytes.fromhex(json.loads(out)["data"]) == mem[start : start + 16]
 
 
 def test_ksym_phys_pastes_back_to_devmem(machine, capsys):

@@ -370,3 +370,146 @@ def test_cli_length_is_a_size(tree, capsys):
     rc, out, _ = run(capsys, "read", "1af4:1110", "2", "0", "8", "-l", "1K")
     want = run(capsys, "read", "1af4:1110", "2", "0", "8", "-l", "1024")[1]
     assert rc == 0 and out == want and want.splitlines()[-1] == "00000400"
+
+
+def _cfg_bytes(tree, ids) -> bytes:
+    return content(tree.root / "sys/bus/pci/devices" / tree.dev(ids).address / "config")
+
+
+def test_cli_widths_are_setpci_letters(tree, capsys):
+    """pci config/read take setpci's letters (b=8, w=16, l=32), as `setpci -s DEV 04.w` means them."""
+    cfg = _cfg_bytes(tree, "1234:11e8")
+    command = int.from_bytes(cfg[4:6], "little")  # the command register, read from the file itself
+    assert run(capsys, "config", "1234:11e8", "4", "w")[1] == f"0x{command:04X}\n"
+    assert run(capsys, "config", "1234:11e8", "0", "l")[1] == f"0x{int.from_bytes(cfg[0:4], 'little'):08X}\n"
+    assert run(capsys, "config", "1234:11e8", "0", "b")[1] == f"0x{cfg[0]:02X}\n"
+    assert run(capsys, "read", "1234:11e8", "0", "0", "w")[1] == "0x00ED\n"  # 16 bits of 0x010000ED
+    assert run(capsys, "read", "1234:11e8", "0", "0", "l")[1] == "0x010000ED\n"
+    for bad in ("q", "h", "u16"):  # not setpci's letters
+        rc, out, err = run(capsys, "read", "1234:11e8", "0", "0", bad)
+        assert rc == 2 and out == "" and "b=8, w=16, l=32" in err
+
+
+def _walk(cfg: bytes) -> dict:
+    """The classic capability list walked here, independently of pyphys: {cap id: offset} (first)."""
+    found = {}
+    pos = cfg[0x34] & ~3 if cfg[6] & 0x10 else 0
+    while pos:
+        found.setdefault(cfg[pos], pos)
+        pos = cfg[pos + 1] & ~3
+    return found
+
+
+def test_cli_setpci_register_syntax(tree, capsys):
+    """`REG.w`, setpci's names with their natural width, and CAP_xxx+OFF as setpci(8) means them."""
+    ids = "00:02.0"  # virtio 9p: MSI-X and vendor-specific capabilities
+    cfg = content(tree.root / "sys/bus/pci/devices/0000:00:02.0/config")
+    le = lambda off, n: int.from_bytes(cfg[off : off + n], "little")  # noqa: E731
+    command = f"0x{le(4, 2):04X}\n"
+    assert run(capsys, "config", ids, "04.w")[1] == command
+    assert run(capsys, "config", ids, "4.w")[1] == command
+    assert run(capsys, "config", ids, "COMMAND")[1] == command
+    assert run(capsys, "config", ids, "command")[1] == command  # setpci compares names case-insensitively
+    assert run(capsys, "config", ids, "STATUS")[1] == f"0x{le(6, 2):04X}\n"
+    assert run(capsys, "config", ids, "VENDOR_ID")[1] == f"0x{le(0, 2):04X}\n"
+    assert run(capsys, "config", ids, "DEVICE_ID")[1] == f"0x{le(2, 2):04X}\n"
+    assert run(capsys, "config", ids, "CLASS_DEVICE")[1] == f"0x{le(0xA, 2):04X}\n"
+    assert run(capsys, "config", ids, "HEADER_TYPE")[1] == f"0x{cfg[0xE]:02X}\n"
+    assert run(capsys, "config", ids, "BASE_ADDRESS_2")[1] == f"0x{le(0x10 + 8, 4):08X}\n"
+    assert run(capsys, "config", ids, "SUBSYSTEM_VENDOR_ID")[1] == f"0x{le(0x2C, 2):04X}\n"
+    assert run(capsys, "config", ids, "INTERRUPT_LINE")[1] == f"0x{cfg[0x3C]:02X}\n"
+    assert run(capsys, "config", ids, "CAPABILITIES")[1] == f"0x{cfg[0x34]:02X}\n"
+    assert run(capsys, "config", ids, "CAPABILITY_LIST")[1] == f"0x{cfg[0x34]:02X}\n"
+    assert run(capsys, "config", ids, "COMMAND.b")[1] == f"0x{cfg[4]:02X}\n"
+    caps = _walk(cfg)
+    msix, vndr = caps[0x11], caps[0x09]
+    assert run(capsys, "config", ids, "CAP_MSIX.w")[1] == f"0x{le(msix, 2):04X}\n"
+    assert run(capsys, "config", ids, "CAP_MSIX+0x2.w")[1] == f"0x{le(msix + 2, 2):04X}\n"
+    assert run(capsys, "config", ids, "CAP_MSIX+4")[1] == f"0x{le(msix + 4, 4):08X}\n"  # no width: 32
+    assert run(capsys, "config", ids, "cap_vndr.b")[1] == f"0x{cfg[vndr]:02X}\n"
+    rc, out, err = run(capsys, "config", ids, "CAP_EXP+0x10.w")
+    assert (rc, out) == (1, "") and "device has no CAP_EXP capability" in err
+    rc, out, err = run(capsys, "config", ids, "ECAP_AER")
+    assert rc == 1 and "device has no ECAP_AER capability" in err
+
+
+def test_cli_cap_exp_found_in_the_list(tree, capsys):
+    """A PCI Express capability appended to the list: CAP_EXP+OFF lands where the list puts it."""
+    ids = "1234:11e8"
+    path = tree.root / "sys/bus/pci/devices" / tree.dev(ids).address / "config"
+    cfg = bytearray(content(path))
+    last = max(_walk(bytes(cfg)).values())
+    exp = 0xC0
+    cfg[last + 1] = exp
+    cfg[exp : exp + 4] = bytes([0x10, 0x00, 0x02, 0x00])  # ID, next, PCIe capabilities register
+    cfg[exp + 0x10 : exp + 0x12] = (0x2810).to_bytes(2, "little")  # device control
+    path.write_bytes(bytes(cfg))
+    assert _walk(bytes(cfg))[0x10] == exp
+    assert run(capsys, "config", ids, "CAP_EXP+0x10.w")[1] == "0x2810\n"
+    assert run(capsys, "config", ids, "CAP_EXP+0x2.w")[1] == "0x0002\n"
+    assert run(capsys, "config", ids, "CAP_EXP.b")[1] == "0x10\n"
+
+
+@pytest.mark.parametrize(
+    "spec,words",
+    [
+        ("10.l", "ambiguous"),  # setpci: 0x10; pyphys: 10
+        ("CAP_EXP+10.w", "ambiguous"),
+        ("04.q", "not setpci's"),
+        ("NO_SUCH_REG", "unknown register"),
+        ("CAP_NOPE", "unknown capability"),
+        ("COMMAND+2", "+OFFSET goes after a capability"),
+        ("PRIMARY_BUS", "not in this device's header"),
+    ],
+)
+def test_cli_setpci_register_refusals(tree, capsys, spec, words):
+    rc, out, err = run(capsys, "config", "1234:11e8", spec)
+    assert rc != 0 and out == "" and words in err and len(err.strip().splitlines()) <= 2
+
+
+def test_cli_setpci_register_write(tree, capsys):
+    path = tree.root / "sys/bus/pci/devices" / tree.dev("1234:11e8").address / "config"
+    assert run(capsys, "config", "1234:11e8", "INTERRUPT_LINE=0x5")[0] == 2  # no --force
+    assert run(capsys, "config", "1234:11e8", "INTERRUPT_LINE=0x5", "--force")[0] == 0
+    assert content(path, 0x3C, 1) == b"\x05"
+    assert run(capsys, "config", "1234:11e8", "3c.b", "7", "--force")[0] == 2  # ambiguous 3c: bare hex
+    assert run(capsys, "config", "1234:11e8", "0x3c.b", "7", "--force")[0] == 0
+    assert content(path, 0x3C, 1) == b"\x07"
+
+
+def test_cli_json_follows_the_conventions(tree, capsys):
+    """docs/json.md: the device under `slot`, IDs and offsets/values as 0x strings, blobs as `data`."""
+    from helpers import validate_json
+
+    edu = tree.dev("1234:11e8")
+    cfg = _cfg_bytes(tree, "1234:11e8")
+    rc, out, _ = run(capsys, "config", "1234:11e8", "--json")
+    doc = json.loads(out)
+    validate_json(doc, "pci-config")
+    assert doc["slot"] == edu.address == "0000:00:0a.0"
+    assert int(doc["vendor_id"], 16) == int.from_bytes(cfg[0:2], "little")
+    assert int(doc["device_id"], 16) == int.from_bytes(cfg[2:4], "little")
+    assert "device" not in doc and "vendor" not in doc
+    doc = json.loads(run(capsys, "config", "1234:11e8", "COMMAND", "--json")[1])
+    validate_json(doc, "pci-config")
+    assert doc == {
+        "slot": edu.address,
+        "offset": "0x4",
+        "width": 16,
+        "value": f"0x{int.from_bytes(cfg[4:6], 'little'):04x}",
+    }
+    doc = json.loads(run(capsys, "read", "1234:11e8", "0", "0", "--json")[1])
+    validate_json(doc, "pci-read")
+    assert (doc["slot"], doc["offset"], doc["width"], doc["value"]) == (edu.address, "0x0", 32, "0x010000ed")
+    doc = json.loads(run(capsys, "read", "1234:11e8", "0", "0", "8", "-l", "4", "--json")[1])
+    validate_json(doc, "pci-read")
+    assert doc["data"] == content(tree.files[("1234:11e8", 0)], 0, 4).hex() == "ed000001"
+    doc = json.loads(run(capsys, "write", "1234:11e8", "0", "4", "w", "0xbeef", "--json")[1])
+    validate_json(doc, "pci-write")
+    assert (doc["old"], doc["new"], doc["readback"], doc["width"]) == ("0x0000", "0xbeef", "0xbeef", 16)
+    doc = json.loads(run(capsys, "write", "1af4:1110", "2", "0", "--string", "Hi", "--json")[1])
+    validate_json(doc, "pci-write")
+    assert (doc["data"], doc["width"]) == (b"Hi".hex(), None)
+    doc = json.loads(run(capsys, "config", "1234:11e8", "0x3c.b", "9", "--force", "--json")[1])
+    validate_json(doc, "pci-config")
+    assert (doc["old"], doc["new"], doc["offset"]) == (f"0x{cfg[0x3C]:02x}", "0x09", "0x3c")

@@ -94,7 +94,7 @@ def test_range_read_shows_the_pattern(fresh, jpath):
     vm, buf = fresh
     res = pp(vm, "devmem", hex(buf), "--range", "4096", "--json", journal=jpath)
     assert res.rc == 0, res
-    data = bytes.fromhex(json.loads(res.out)["hex"])
+    data = bytes.fromhex(json.loads(res.out)["data"])
     assert data == b"".join(struct.pack("<I", PATTERN_BASE | i) for i in range(1024))
     assert data == buffer(vm)
     dump = pp(vm, "devmem", "buffer", "--range", "32", "-q", journal=jpath)
@@ -172,7 +172,7 @@ def test_mmio_exact_width_on_edu(lab_vm, jpath):
     assert w.rc != 0 and "read back 0xEDCBA987" in w.err, w
     assert busybox(vm, hex(bar + 4), 32) == "0xEDCBA987"
     rng = pp(vm, "devmem", hex(bar), "--range", "8", "--json", "-q", journal=jpath)
-    assert bytes.fromhex(json.loads(rng.out)["hex"])[:4] == struct.pack("<I", 0x010000ED)
+    assert bytes.fromhex(json.loads(rng.out)["data"])[:4] == struct.pack("<I", 0x010000ED)
 
 
 # -- bad input in the guest ---------------------------------------------------------------------
