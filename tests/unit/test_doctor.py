@@ -122,7 +122,7 @@ def test_kconfig_parser():
 
 def test_cli_report_lines(machine, capsys):
     machine("host-firecracker-6.18")
-    assert cli.main(["doctor"]) == 0
+    assert cli.main(["doctor"]) == 1  # /dev/mem is BLOCKED on this host
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("BLOCKED /dev/mem: ")
     assert out[1].startswith("        fix: ")
@@ -138,3 +138,17 @@ def test_lab_kernel_allows_ram(machine):
     assert checks["module signing"].status == "OK"
     assert checks["pyphys.ko"].status == "OK"
     assert not [c for c in checks.values() if c.status == "BLOCKED"]
+
+
+def test_exit_status_follows_blocked(machine, capsys):
+    """0 only when no line says BLOCKED, 1 as soon as one does; --json the same."""
+    import json
+
+    machine("lab-6.1")
+    rc = cli.main(["doctor", "--no-probe"])
+    text = capsys.readouterr().out
+    assert "BLOCKED" not in text and rc == 0
+    machine("host-firecracker-6.18")
+    rc = cli.main(["doctor", "--no-probe", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert any(c["status"] == "BLOCKED" for c in doc) and rc == 1
