@@ -150,6 +150,28 @@ def load_kallsyms() -> Kallsyms:
         raise from_oserror(err, f"read {path}", "needs CONFIG_KALLSYMS") from err
 
 
+def kallsyms_shows_addresses(lines: int = 16) -> bool | None:
+    """What this process sees in /proc/kallsyms: True if any of the first ``lines`` addresses is
+    non-zero, False if all are zero (hidden by kptr_restrict), None if unreadable or empty."""
+    seen = False
+    try:
+        with open(paths.proc("kallsyms"), errors="replace") as f:
+            for _, line in zip(range(lines), f):
+                field = line.split(maxsplit=1)[:1]
+                try:
+                    addr = int(field[0], 16) if field else None
+                except ValueError:
+                    continue
+                if addr is None:
+                    continue
+                if addr:
+                    return True
+                seen = True
+    except OSError:
+        return None
+    return False if seen else None
+
+
 def kptr_restrict() -> int | None:
     """/proc/sys/kernel/kptr_restrict (0, 1, 2), or None if unreadable."""
     try:
