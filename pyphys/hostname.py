@@ -59,7 +59,7 @@ def validate_name(name: str) -> bytes:
 def locate_nodename() -> tuple[int, int, str]:
     """(physical address, field length, source) of the kernel's nodename.
 
-    pyphys.ko's sysfs first (virt_to_phys in the kernel); without the module, the symbol
+    pyphys.ko's sysfs first (__pa_symbol in the kernel); without the module, the symbol
     init_uts_ns through ``pyphys.ksym`` (kallsyms + iomem, kcore). Raises ModuleNotLoadedError
     with the load hint when neither works.
     """
@@ -67,7 +67,7 @@ def locate_nodename() -> tuple[int, int, str]:
 
     try:
         info = kmod.info()
-        return info.nodename_phys, info.nodename_len, "pyphys.ko sysfs (virt_to_phys)"
+        return info.nodename_phys, info.nodename_len, "pyphys.ko sysfs (__pa_symbol)"
     except ModuleNotLoadedError as mod_err:
         try:
             from pyphys import ksym

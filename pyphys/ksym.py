@@ -3,7 +3,7 @@
 Sources:
 
 ``module``
-    pyphys.ko's ``nodename_phys`` (``virt_to_phys(init_uts_ns.name.nodename)`` computed in the
+    pyphys.ko's ``nodename_phys`` (``__pa_symbol(init_uts_ns.name.nodename)`` computed in the
     kernel). Only for ``nodename`` / ``init_uts_ns``.
 ``kallsyms+iomem``
     /proc/kallsyms gives the virtual address; the kernel image is mapped at
@@ -313,7 +313,7 @@ def _module_source(offset_in_nodename: int) -> Source:
         src.note = err.message
         return src
     src.phys = info.nodename_phys + offset_in_nodename
-    src.note = "sysfs nodename_phys (virt_to_phys in the kernel)"
+    src.note = "sysfs nodename_phys (__pa_symbol in the kernel)"
     return src
 
 

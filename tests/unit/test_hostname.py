@@ -52,7 +52,7 @@ def test_kmod_info_parses_sysfs(fake_sys):
         0x1ACBBA1,
         65,
     )
-    assert hostname.locate_nodename() == (0x1ACBBA1, 65, "pyphys.ko sysfs (virt_to_phys)")
+    assert hostname.locate_nodename() == (0x1ACBBA1, 65, "pyphys.ko sysfs (__pa_symbol)")
 
 
 def test_kmod_missing_module_says_how_to_load(tmp_path):

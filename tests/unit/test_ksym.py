@@ -1,7 +1,7 @@
 """ksym's sources on a canned tree captured from Debian's stock kernel in the lab guest.
 
 Ground truth from outside the code under test: pyphys.ko's nodename_phys (computed in the
-kernel with virt_to_phys) captured from the same boot as kallsyms, iomem and kcore headers.
+kernel with __pa_symbol) captured from the same boot as kallsyms, iomem and kcore headers.
 """
 
 from __future__ import annotations
@@ -119,3 +119,15 @@ def test_lab_kernel_sources_agree(tmp_path):
         paths.set_roots(**old)
     assert report.agree is True and len(report.physes) == 3
     assert report.phys == 0x1ACBBA1  # that boot's sys/kernel/pyphys/nodename_phys
+
+
+def test_module_label_names_the_helper_the_c_source_uses(stock):
+    """The module source's note names the kernel helper nodename_phys_show() really calls."""
+    src = (Path(ksym.__file__).parent / "kmod_src" / "pyphys.c").read_text()
+    body = src.split("nodename_phys_show(", 1)[1].split("\n}", 1)[0]
+    helper = next(h for h in ("__pa_symbol", "virt_to_phys", "__pa") if f"{h}(" in body)
+    mod = next(s for s in ksym.lookup("nodename").sources if s.name == "module")
+    assert f"({helper} in the kernel)" in mod.note
+    from pyphys import hostname
+
+    assert hostname.locate_nodename()[2] == f"pyphys.ko sysfs ({helper})"
