@@ -39,6 +39,7 @@ class HostnameResult:
     journal_id: int | None
     backend: str
     backend_reason: str
+    unchanged: bool = False  # NAME was already the hostname: nothing written, nothing journaled
 
 
 def validate_name(name: str) -> bytes:
@@ -122,6 +123,8 @@ def change(name: str, *, backend: str = "auto", dry_run: bool = False, journal=N
         _check_current(mem, p)
         before = os.uname().nodename
         record_id = None
+        if p.new == p.current.encode() + b"\0":  # _check_current read exactly these bytes there
+            return HostnameResult(p, before, before, None, mem.backend, mem.reason, unchanged=True)
         if not dry_run:
             record = journal_mod.journaled_write(
                 mem, p.phys, p.new, kind="phys", label=f"hostname {before!r} -> {name!r}", journal=journal
