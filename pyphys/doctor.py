@@ -242,14 +242,13 @@ def _check_kptr() -> Check:
     from pyphys import ksym
 
     level = ksym.kptr_restrict()
-    syslog = _has(capabilities(), CAP_SYSLOG)
-    if level is None:
-        return Check("kptr_restrict", INFO, "unknown")
-    if level == 0 or (level == 1 and syslog):
-        return Check(
-            "kptr_restrict", OK, f"={level}: /proc/kallsyms shows addresses" + (" (CAP_SYSLOG)" if level else "")
-        )
-    return Check("kptr_restrict", WARN, f"={level}: /proc/kallsyms shows zeros here", ksym.kptr_hint())
+    shown = ksym.kallsyms_shows_addresses()  # what this process reads, not what the sysctl implies
+    setting = "unknown" if level is None else f"={level}"
+    if shown:
+        return Check("kptr_restrict", OK, f"{setting}: /proc/kallsyms shows addresses to this process")
+    if shown is None:
+        return Check("kptr_restrict", INFO, f"{setting}: /proc/kallsyms unreadable (needs CONFIG_KALLSYMS)")
+    return Check("kptr_restrict", WARN, f"{setting}: /proc/kallsyms shows zeros to this process", ksym.kptr_hint())
 
 
 def _check_pagemap() -> Check:

@@ -68,6 +68,25 @@ class LabError(PyphysError):
     """The lab VM could not be built, booted or reached."""
 
 
+def _is_proc_pid(text: str) -> bool:
+    """True if ``text`` names a file under /proc/PID/ (or self, thread-self)."""
+    _, found, rest = text.partition("/proc/")
+    part = rest.split("/", 1)[0]
+    return bool(found) and "/" in rest and (part.isdigit() or part in ("self", "thread-self"))
+
+
+def _denied_hint(err: OSError, what: str) -> str:
+    """What to do about EACCES: sudo for a user; for root, what can still refuse it."""
+    if os.geteuid() != 0:
+        return "run as root (sudo)"
+    if _is_proc_pid(str(err.filename or "")) or _is_proc_pid(what):
+        return (
+            "already root: the kernel's ptrace access check refused (Yama kernel.yama.ptrace_scope, "
+            "or CAP_SYS_PTRACE missing, as in a container)"
+        )
+    return "already root: a missing capability, lockdown or a security module refused it; see `pyphys doctor`"
+
+
 def from_oserror(err: OSError, what: str, hint: str | None = None) -> PyphysError:
     """Turn an ``OSError`` raised while doing ``what`` into the matching PyphysError.
 
@@ -79,8 +98,11 @@ def from_oserror(err: OSError, what: str, hint: str | None = None) -> PyphysErro
     if code == errno.ENOENT:
         return NotFoundError(msg, hint or "it does not exist on this system")
     if code in (errno.EACCES,):
-        return PermissionDeniedError(msg, hint or "run as root (sudo)")
+        return PermissionDeniedError(msg, hint or _denied_hint(err, what))
     if code == errno.EPERM:
+        if hint is None and os.geteuid() == 0:
+            hint = "already root, so the kernel refused: a missing capability, lockdown or a security module"
+            hint += "; see `pyphys doctor`"
         return PermissionDeniedError(msg, hint or "the kernel refused: run as root, or see `pyphys doctor`")
     if code == errno.ESRCH:
         return ProcessGoneError(msg, hint)

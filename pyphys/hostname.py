@@ -34,7 +34,8 @@ class HostnamePlan(Record):
 class HostnameResult(Record):
     """What happened: the name before and after, as uname(2) reports it, and the journal id."""
 
-    __slots__ = ("plan", "before", "after", "journal_id", "backend", "backend_reason")
+    __slots__ = ("plan", "before", "after", "journal_id", "backend", "backend_reason", "unchanged")
+    _defaults = {"unchanged": False}
     _frozen = True
 
     plan: HostnamePlan
@@ -43,6 +44,7 @@ class HostnameResult(Record):
     journal_id: int | None
     backend: str
     backend_reason: str
+    unchanged: bool = False  # NAME was already the hostname: nothing written, nothing journaled
 
 
 def validate_name(name: str) -> bytes:
@@ -63,7 +65,7 @@ def validate_name(name: str) -> bytes:
 def locate_nodename() -> tuple[int, int, str]:
     """(physical address, field length, source) of the kernel's nodename.
 
-    pyphys.ko's sysfs first (virt_to_phys in the kernel); without the module, the symbol
+    pyphys.ko's sysfs first (__pa_symbol in the kernel); without the module, the symbol
     init_uts_ns through ``pyphys.ksym`` (kallsyms + iomem, kcore). Raises ModuleNotLoadedError
     with the load hint when neither works.
     """
@@ -71,7 +73,7 @@ def locate_nodename() -> tuple[int, int, str]:
 
     try:
         info = kmod.info()
-        return info.nodename_phys, info.nodename_len, "pyphys.ko sysfs (virt_to_phys)"
+        return info.nodename_phys, info.nodename_len, "pyphys.ko sysfs (__pa_symbol)"
     except ModuleNotLoadedError as mod_err:
         try:
             from pyphys import ksym
@@ -126,6 +128,8 @@ def change(name: str, *, backend: str = "auto", dry_run: bool = False, journal=N
         _check_current(mem, p)
         before = os.uname().nodename
         record_id = None
+        if p.new == p.current.encode() + b"\0":  # _check_current read exactly these bytes there
+            return HostnameResult(p, before, before, None, mem.backend, mem.reason, unchanged=True)
         if not dry_run:
             record = journal_mod.journaled_write(
                 mem, p.phys, p.new, kind="phys", label=f"hostname {before!r} -> {name!r}", journal=journal

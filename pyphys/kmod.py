@@ -1,6 +1,7 @@
 """The pyphys.ko sysfs interface: /sys/kernel/pyphys/ (ABI in kmod/ABI.md).
 
-The module publishes physical addresses it computed in the kernel with virt_to_phys():
+The module publishes physical addresses it computed in the kernel (virt_to_phys() for its
+buffer, __pa_symbol() for the nodename in the kernel image):
 ground truth from outside user space for the pagemap, /dev/mem and hostname features.
 """
 

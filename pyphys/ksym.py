@@ -3,7 +3,7 @@
 Sources:
 
 ``module``
-    pyphys.ko's ``nodename_phys`` (``virt_to_phys(init_uts_ns.name.nodename)`` computed in the
+    pyphys.ko's ``nodename_phys`` (``__pa_symbol(init_uts_ns.name.nodename)`` computed in the
     kernel). Only for ``nodename`` / ``init_uts_ns``.
 ``kallsyms+iomem``
     /proc/kallsyms gives the virtual address; the kernel image is mapped at
@@ -13,7 +13,10 @@ Sources:
     ``phys_base = code_start - (_text - __START_KERNEL_map)``.
 ``kcore``
     /proc/kcore's PT_LOAD program headers (fs/proc/kcore.c): ``p_paddr = __pa_symbol(addr)``
-    for the kernel text mapping and ``__pa(addr)`` for the direct map; read with pyelftools.
+    for the kernel text mapping, ``__pa(addr)`` for the direct map, -1 for the rest; read with
+    pyelftools. The virtual address comes from kallsyms, or, when kptr_restrict hides it, from
+    the VMCOREINFO note's ``SYMBOL(name)=`` line (kcore copies the note whatever kptr_restrict
+    says; opening /proc/kcore needs CAP_SYS_RAWIO).
 
 kallsyms addresses are all zeros when kptr_restrict hides them (lib/vsprintf.c ``%pK``):
 :attr:`Source.note` says so rather than reporting address 0.
@@ -22,6 +25,7 @@ kallsyms addresses are all zeros when kptr_restrict hides them (lib/vsprintf.c `
 from __future__ import annotations
 
 import bisect
+import errno
 import os
 from collections.abc import Iterable
 from typing import IO
@@ -36,6 +40,7 @@ START_KERNEL_MAP = 0xFFFFFFFF80000000  # arch/x86/include/asm/page_64_types.h __
 UTS_FIELD_LEN = 65
 NODENAME_OFFSET = UTS_FIELD_LEN  # struct uts_namespace starts with `struct new_utsname name`
 KCORE_NO_PADDR = 0xFFFFFFFFFFFFFFFF  # fs/proc/kcore.c: p_paddr = (elf_addr_t)-1 for vmalloc/modules
+KCORE_NOTES_MAX = 1 << 20  # read at most this much of a PT_NOTE (kcore's notes are a few pages)
 #: names accepted for the nodename string itself
 NODENAME_ALIASES = ("nodename", "init_uts_ns.name.nodename")
 
@@ -150,6 +155,28 @@ def load_kallsyms() -> Kallsyms:
         raise from_oserror(err, f"read {path}", "needs CONFIG_KALLSYMS") from err
 
 
+def kallsyms_shows_addresses(lines: int = 16) -> bool | None:
+    """What this process sees in /proc/kallsyms: True if any of the first ``lines`` addresses is
+    non-zero, False if all are zero (hidden by kptr_restrict), None if unreadable or empty."""
+    seen = False
+    try:
+        with open(paths.proc("kallsyms"), errors="replace") as f:
+            for _, line in zip(range(lines), f):
+                field = line.split(maxsplit=1)[:1]
+                try:
+                    addr = int(field[0], 16) if field else None
+                except ValueError:
+                    continue
+                if addr is None:
+                    continue
+                if addr:
+                    return True
+                seen = True
+    except OSError:
+        return None
+    return False if seen else None
+
+
 def kptr_restrict() -> int | None:
     """/proc/sys/kernel/kptr_restrict (0, 1, 2), or None if unreadable."""
     try:
@@ -233,19 +260,77 @@ class Segment(Record):
 
 def parse_kcore_segments(stream: IO[bytes]) -> list[Segment]:
     """PT_LOAD program headers of an ELF core (/proc/kcore) via pyelftools; PyphysError if not ELF."""
+    return _parse_kcore(stream)[0]
+
+
+def parse_kcore(stream: IO[bytes]) -> tuple[list[Segment], str]:
+    """PT_LOAD program headers and the VMCOREINFO note's text ('' if none) of an ELF core."""
+    return _parse_kcore(stream)
+
+
+def _parse_kcore(stream: IO[bytes]) -> tuple[list[Segment], str]:
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
 
     try:
         elf = ELFFile(stream)
-        segs = []
-        for seg in elf.iter_segments():  # headers only: segment data is never read
+        segs, notes = [], []
+        for seg in elf.iter_segments():  # headers only: PT_LOAD data is never read
             h = seg.header
             if h["p_type"] == "PT_LOAD":
                 segs.append(Segment(h["p_vaddr"], h["p_paddr"], h["p_memsz"], h["p_offset"]))
-        return segs
+            elif h["p_type"] == "PT_NOTE":
+                notes.append((h["p_offset"], h["p_filesz"]))
+        little = elf.little_endian
     except (ELFError, ValueError, OSError) as err:
         raise PyphysError(f"cannot parse kcore program headers: {err}") from None
+    info = ""
+    for off, size in notes:
+        try:
+            stream.seek(off)
+            data = stream.read(min(size, KCORE_NOTES_MAX))
+        except OSError:
+            continue
+        info = vmcoreinfo_from_notes(data, little) or info
+    return segs, info
+
+
+def vmcoreinfo_from_notes(data: bytes, little: bool = True) -> str:
+    """The desc text of the "VMCOREINFO" note in a PT_NOTE segment's bytes ('' if absent).
+
+    Elf64_Nhdr and Elf32_Nhdr are both three 32-bit words (namesz, descsz, type); name and desc
+    are padded to 4 bytes (fs/proc/kcore.c append_kcore_note). A desc cut short by the end of
+    ``data`` yields its complete lines.
+    """
+    import struct
+
+    fmt = "<III" if little else ">III"
+    pos = 0
+    while pos + 12 <= len(data):
+        namesz, descsz, _type = struct.unpack_from(fmt, data, pos)
+        name = data[pos + 12 : pos + 12 + namesz].rstrip(b"\0")
+        desc_at = pos + 12 + (namesz + 3) // 4 * 4
+        if name == b"VMCOREINFO":
+            desc = data[desc_at : desc_at + descsz]
+            if desc_at + descsz > len(data):  # truncated: keep whole lines only
+                desc = desc[: desc.rfind(b"\n") + 1]
+            return desc.decode("ascii", "replace")
+        if namesz == 0 and descsz == 0:
+            break
+        pos = desc_at + (descsz + 3) // 4 * 4
+    return ""
+
+
+def vmcoreinfo_symbol(info: str, name: str) -> int | None:
+    """``SYMBOL(name)=hex`` from VMCOREINFO text (kernel/vmcore_info.c VMCOREINFO_SYMBOL), or None."""
+    key = f"SYMBOL({name})="
+    for line in info.splitlines():
+        if line.startswith(key):
+            try:
+                return int(line[len(key) :].strip(), 16)
+            except ValueError:
+                return None
+    return None
 
 
 def kcore_translate(segments: list[Segment], virt: int) -> tuple[int | None, str]:
@@ -258,23 +343,39 @@ def kcore_translate(segments: list[Segment], virt: int) -> tuple[int | None, str
     return None, "no /proc/kcore PT_LOAD covers this address"
 
 
-def _kcore_source(virt: int | None) -> Source:
+def _kcore_source(virt: int | None, name: str = "", offset: int = 0) -> Source:
+    """kcore's PT_LOAD for ``virt`` (from kallsyms); without it, the virtual address of ``name``
+    from the VMCOREINFO note (``SYMBOL(name)``, shown whatever kptr_restrict says) plus ``offset``."""
     src = Source("kcore")
-    if virt is None:
-        src.note = "needs the virtual address from kallsyms"
-        return src
     path = paths.proc("kcore")
     try:
         with open(path, "rb") as f:
-            segs = parse_kcore_segments(f)
+            segs, info = parse_kcore(f)
     except OSError as err:
-        src.note = f"{path}: {os.strerror(err.errno) if err.errno else err} (needs root and CONFIG_PROC_KCORE)"
+        reason = os.strerror(err.errno) if err.errno else str(err)
+        if err.errno in (errno.EPERM, errno.EACCES):
+            src.note = f"{path}: {reason}: opening it needs CAP_SYS_RAWIO (fs/proc/kcore.c open_kcore)"
+        else:
+            src.note = f"{path}: {reason} (needs CONFIG_PROC_KCORE)"
         return src
     except PyphysError as err:
         src.note = str(err)
         return src
+    how = ""
+    if virt is None:
+        sym = vmcoreinfo_symbol(info, name) if name else None
+        if sym is None:
+            src.note = (
+                f"needs the virtual address from kallsyms (VMCOREINFO has no SYMBOL({name}))"
+                if info
+                else "needs the virtual address from kallsyms (no VMCOREINFO note)"
+            )
+            return src
+        virt = sym + offset
+        how = f"VMCOREINFO SYMBOL({name})={sym:#x}; "
     src.virt = virt
-    src.phys, src.note = kcore_translate(segs, virt)
+    src.phys, note = kcore_translate(segs, virt)
+    src.note = how + note
     return src
 
 
@@ -292,7 +393,7 @@ def _module_source(offset_in_nodename: int) -> Source:
         src.note = err.message
         return src
     src.phys = info.nodename_phys + offset_in_nodename
-    src.note = "sysfs nodename_phys (virt_to_phys in the kernel)"
+    src.note = "sysfs nodename_phys (__pa_symbol in the kernel)"
     return src
 
 
@@ -332,7 +433,7 @@ def lookup(symbol: str, *, use_kcore: bool = True) -> SymbolReport:
         raise UsageError(f"{symbol!r} is past the top of the 64-bit address space", "use a smaller offset")
     report.sources.append(kal)
     if use_kcore:
-        report.sources.append(_kcore_source(virt))
+        report.sources.append(_kcore_source(virt, kal_name, kal_offset))
     if module_offset is not None:
         report.sources.append(_module_source(module_offset))
     if any(s.phys is not None and s.phys > U64_MAX for s in report.sources):

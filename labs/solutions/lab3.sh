@@ -7,7 +7,7 @@ command -v pyphys >/dev/null 2>&1 || pyphys() { python3 -m pyphys "$@"; }
 NEW=${1:-NinjaNinja}
 
 OLD=$(uname -n)
-# step 1: where is the nodename? The module's virt_to_phys, and the independent sources
+# step 1: where is the nodename? The module's __pa_symbol, and the independent sources
 NODE=$(cat /sys/kernel/pyphys/nodename_phys)
 pyphys ksym nodename
 # step 2: which region of physical memory is that?

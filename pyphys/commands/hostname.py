@@ -32,6 +32,10 @@ def run(args) -> int:
     print(f"nodename: physical address {p.phys:#x}, {p.field_len} bytes (from {p.source})")
     print(f"backend:  {res.backend}" + (f" ({res.backend_reason})" if res.backend_reason else ""))
     print(f"before:   {res.before}")
+    if res.unchanged:
+        print(f"after:    {res.after}")
+        print(f"journal:  none; the hostname is already {res.before!r}, nothing written")
+        return 0
     if args.dry_run:
         print(f"would write {p.new!r} ({len(p.new)} bytes) at {p.phys:#x}; nothing written (--dry-run)")
         return 0

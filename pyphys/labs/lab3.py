@@ -18,7 +18,7 @@ def grade(g) -> None:
     g.expect(
         "nodename_phys",
         phys,
-        "(the module computed it with virt_to_phys)",
+        "(the module computed it with __pa_symbol)",
         "is not the nodename's address: `pyphys ksym nodename`",
         show=hex,
         slips=phys_slips(phys),

@@ -3,7 +3,7 @@
 These readers deliberately do NOT use the pyphys code a student uses to find the values
 (pyphys.pagemap, physmem, pci, dump): raw /proc/PID/pagemap words decoded per
 Documentation/admin-guide/mm/pagemap.rst, `busybox devmem`, the module's sysfs (computed in the
-kernel with virt_to_phys), uname(2), /proc/iomem, sysfs PCI ``resourceN`` mmaps with the
+kernel with virt_to_phys / __pa_symbol), uname(2), /proc/iomem, sysfs PCI ``resourceN`` mmaps with the
 device's documented register semantics (QEMU docs/specs/edu.rst), the LiME header layout as
 LiME documents it. Lab 9's page-table walk is the one exception: the checker runs
 `pyphys walk` itself (no other reader knows CR3), and accepts its answer only where the raw

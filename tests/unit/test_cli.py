@@ -98,3 +98,22 @@ def test_the_installed_command_is_the_plain_script():
     assert "import re" not in code and "from pyphys.cli import main" in code
     with open(os.path.join(TOP, "pyproject.toml")) as f:
         assert 'script-files = ["bin/pyphys"]' in f.read()
+
+
+def test_permission_hints_look_at_euid(monkeypatch):
+    """ "run as root" is advice for a user; root is told what else can refuse it."""
+    import errno
+
+    from pyphys import errors
+
+    denied = PermissionError(errno.EACCES, "Permission denied", "/proc/1/maps")
+    monkeypatch.setattr(errors.os, "geteuid", lambda: 1000)
+    assert errors.from_oserror(denied, "cannot read /proc/1/maps").hint == "run as root (sudo)"
+    monkeypatch.setattr(errors.os, "geteuid", lambda: 0)
+    hint = errors.from_oserror(denied, "cannot read /proc/1/maps").hint
+    assert "run as root" not in hint and "ptrace" in hint and "CAP_SYS_PTRACE" in hint
+    other = PermissionError(errno.EACCES, "Permission denied", "/sys/kernel/x")
+    hint = errors.from_oserror(other, "open /sys/kernel/x").hint
+    assert "run as root" not in hint and "already root" in hint
+    hint = errors.from_oserror(PermissionError(errno.EPERM, "Operation not permitted"), "open /dev/mem").hint
+    assert "run as root" not in hint and "already root" in hint

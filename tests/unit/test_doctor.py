@@ -86,10 +86,31 @@ def test_lockdown_integrity_blocks(machine):
     assert c.status == "BLOCKED" and "[integrity] (lockdown=integrity on the command line)" in c.detail
 
 
+def zero_kallsyms(root):
+    """Rewrite the canned /proc/kallsyms as a hidden reader sees it: every address 0."""
+    ks = root / "proc" / "kallsyms"
+    ks.write_text("".join("0000000000000000 " + line.split(" ", 1)[1] for line in ks.read_text().splitlines(True)))
+
+
+def test_kptr_reports_what_this_process_reads(machine):
+    """The sysctl alone does not decide: the check reads /proc/kallsyms."""
+    root = machine("stock-debian-6.1")
+    (root / "proc" / "sys" / "kernel" / "kptr_restrict").write_text("0\n")
+    c = by_name(doctor.run_checks(boot_dir=str(root / "boot"), probe=False))["kptr_restrict"]
+    assert c.status == "OK" and c.detail == "=0: /proc/kallsyms shows addresses to this process"
+    zero_kallsyms(root)
+    c = by_name(doctor.run_checks(boot_dir=str(root / "boot"), probe=False))["kptr_restrict"]
+    assert c.status == "WARN" and c.detail == "=0: /proc/kallsyms shows zeros to this process"
+    (root / "proc" / "kallsyms").unlink()
+    c = by_name(doctor.run_checks(boot_dir=str(root / "boot"), probe=False))["kptr_restrict"]
+    assert c.status == "INFO" and "unreadable" in c.detail
+
+
 def test_not_root(machine):
     root = machine("stock-debian-6.1")
     (root / "proc" / "self" / "status").write_text("CapEff:\t0000000000000000\n")
     (root / "proc" / "sys" / "kernel" / "kptr_restrict").write_text("1\n")
+    zero_kallsyms(root)  # what a reader without CAP_SYSLOG gets at kptr_restrict=1
     checks = by_name(doctor.run_checks(boot_dir=str(root / "boot"), probe=False))
     assert checks["CAP_SYS_RAWIO"].status == "BLOCKED"
     assert checks["CAP_SYS_ADMIN"].status == "WARN"
@@ -122,7 +143,7 @@ def test_kconfig_parser():
 
 def test_cli_report_lines(machine, capsys):
     machine("host-firecracker-6.18")
-    assert cli.main(["doctor"]) == 0
+    assert cli.main(["doctor"]) == 1  # /dev/mem is BLOCKED on this host
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("BLOCKED /dev/mem: ")
     assert out[1].startswith("        fix: ")
@@ -138,3 +159,17 @@ def test_lab_kernel_allows_ram(machine):
     assert checks["module signing"].status == "OK"
     assert checks["pyphys.ko"].status == "OK"
     assert not [c for c in checks.values() if c.status == "BLOCKED"]
+
+
+def test_exit_status_follows_blocked(machine, capsys):
+    """0 only when no line says BLOCKED, 1 as soon as one does; --json the same."""
+    import json
+
+    machine("lab-6.1")
+    rc = cli.main(["doctor", "--no-probe"])
+    text = capsys.readouterr().out
+    assert "BLOCKED" not in text and rc == 0
+    machine("host-firecracker-6.18")
+    rc = cli.main(["doctor", "--no-probe", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert any(c["status"] == "BLOCKED" for c in doc) and rc == 1

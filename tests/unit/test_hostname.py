@@ -52,7 +52,7 @@ def test_kmod_info_parses_sysfs(fake_sys):
         0x1ACBBA1,
         65,
     )
-    assert hostname.locate_nodename() == (0x1ACBBA1, 65, "pyphys.ko sysfs (virt_to_phys)")
+    assert hostname.locate_nodename() == (0x1ACBBA1, 65, "pyphys.ko sysfs (__pa_symbol)")
 
 
 def test_kmod_missing_module_says_how_to_load(tmp_path):
@@ -87,3 +87,53 @@ def test_cli_without_module_or_devmem_fails_in_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (tmp_path / "j").exists()
+
+
+@pytest.fixture
+def standin(tmp_path, monkeypatch):
+    """The stock Debian capture with a sparse dev/mem holding 'vm' at its nodename_phys, uname -n 'vm'."""
+    import shutil
+    import types
+    from pathlib import Path
+
+    root = tmp_path / "m"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "doctor" / "stock-debian-6.1", root)
+    phys = int((root / "sys" / "kernel" / "pyphys" / "nodename_phys").read_text(), 16)
+    (root / "dev").mkdir(exist_ok=True)
+    with open(root / "dev" / "mem", "wb") as f:
+        f.truncate(1 << 30)
+        f.seek(phys)
+        f.write(b"vm" + b"\0" * 63)
+    real = os.uname()
+    fields = {k: getattr(real, k) for k in ("sysname", "release", "version", "machine")}
+    monkeypatch.setattr(os, "uname", lambda: types.SimpleNamespace(nodename="vm", **fields))
+    journal = root / "journal.jsonl"
+    monkeypatch.setenv("PYPHYS_JOURNAL", str(journal))
+    old = paths.set_roots(proc=str(root / "proc"), sys=str(root / "sys"), dev=str(root / "dev"))
+    yield root, phys, journal
+    paths.set_roots(**old)
+
+
+def _peek(path, at, n):
+    with open(path, "rb") as f:
+        f.seek(at)
+        return f.read(n)
+
+
+def test_same_name_writes_and_journals_nothing(standin, capsys):
+    from pyphys import cli
+
+    root, phys, journal = standin
+    journal.write_text("")
+    mem_before = _peek(root / "dev" / "mem", phys, 65)
+    mtime = os.stat(root / "dev" / "mem").st_mtime_ns
+    assert cli.main(["hostname", "vm", "--backend", "rw"]) == 0
+    out = capsys.readouterr().out
+    assert "before:   vm" in out and "after:    vm" in out and "already 'vm'" in out and "entry" not in out
+    assert journal.read_text() == ""
+    assert _peek(root / "dev" / "mem", phys, 65) == mem_before
+    assert os.stat(root / "dev" / "mem").st_mtime_ns == mtime
+    # a different name does write and journal on the same stand-in (the set-up can see a write)
+    assert cli.main(["hostname", "ab", "--backend", "rw"]) == 0
+    assert "entry 1" in capsys.readouterr().out and journal.read_text().count("\n") >= 1
+    assert _peek(root / "dev" / "mem", phys, 3) == b"ab\0"

@@ -1,7 +1,7 @@
 """ksym's sources on a canned tree captured from Debian's stock kernel in the lab guest.
 
 Ground truth from outside the code under test: pyphys.ko's nodename_phys (computed in the
-kernel with virt_to_phys) captured from the same boot as kallsyms, iomem and kcore headers.
+kernel with __pa_symbol) captured from the same boot as kallsyms, iomem and kcore headers.
 """
 
 from __future__ import annotations
@@ -139,3 +139,109 @@ def test_lab_kernel_sources_agree(tmp_path):
         paths.set_roots(**old)
     assert report.agree is True and len(report.physes) == 3
     assert report.phys == 0x1ACBBA1  # that boot's sys/kernel/pyphys/nodename_phys
+
+
+def test_module_label_names_the_helper_the_c_source_uses(stock):
+    """The module source's note names the kernel helper nodename_phys_show() really calls."""
+    src = (Path(ksym.__file__).parent / "kmod_src" / "pyphys.c").read_text()
+    body = src.split("nodename_phys_show(", 1)[1].split("\n}", 1)[0]
+    helper = next(h for h in ("__pa_symbol", "virt_to_phys", "__pa") if f"{h}(" in body)
+    mod = next(s for s in ksym.lookup("nodename").sources if s.name == "module")
+    assert f"({helper} in the kernel)" in mod.note
+    from pyphys import hostname
+
+    assert hostname.locate_nodename()[2] == f"pyphys.ko sysfs ({helper})"
+
+
+# -- kcore's VMCOREINFO: the virtual address when kallsyms is hidden -------------------------------
+def hide_kallsyms_and_module(tree):
+    """kptr_restrict=2 and no pyphys.ko: every kallsyms address reads 0, no sysfs directory."""
+    ks = tree / "proc" / "kallsyms"
+    ks.write_text("".join("0000000000000000 " + ln.split(" ", 1)[1] for ln in ks.read_text().splitlines(True)))
+    (tree / "proc" / "sys" / "kernel" / "kptr_restrict").write_text("2\n")
+    shutil.rmtree(tree / "sys" / "kernel" / "pyphys")
+
+
+def synthetic_kcore(loads, vmcoreinfo: bytes) -> bytes:
+    """An ELF64 little-endian core: a PT_NOTE (CORE note, then VMCOREINFO) and PT_LOADs
+    (vaddr, paddr, size), laid out like fs/proc/kcore.c writes them."""
+    import struct
+
+    def note(name: bytes, ntype: int, desc: bytes) -> bytes:
+        pad = lambda b: b + b"\0" * (-len(b) % 4)  # noqa: E731
+        return struct.pack("<III", len(name) + 1, len(desc), ntype) + pad(name + b"\0") + pad(desc)
+
+    notes = note(b"CORE", 1, b"\0" * 336) + note(b"VMCOREINFO", 0, vmcoreinfo)
+    phnum = 1 + len(loads)
+    notes_at = 64 + 56 * phnum
+    ehdr = struct.pack(
+        "<4sBBBBB7sHHIQQQIHHHHHH", b"\x7fELF", 2, 1, 1, 0, 0, b"\0" * 7,
+        4, 62, 1, 0, 64, 0, 0, 64, 56, phnum, 0, 0, 0,
+    )  # fmt: skip
+    phdrs = struct.pack("<IIQQQQQQ", 4, 0, notes_at, 0, 0, len(notes), 0, 0)
+    for vaddr, paddr, size in loads:
+        phdrs += struct.pack("<IIQQQQQQ", 1, 7, vaddr - 0xFFFF800000000000, vaddr, paddr, size, size, 4096)
+    return ehdr + phdrs + notes
+
+
+def test_vmcoreinfo_gives_the_address_kallsyms_hides(tmp_path):
+    """A synthetic kcore: SYMBOL() mapped through the PT_LOAD holding it; -1 p_paddr gives none."""
+    tree = tmp_path / "m"
+    shutil.copytree(STOCK, tree)
+    hide_kallsyms_and_module(tree)
+    info = b"OSRELEASE=6.12.0\nPAGESIZE=4096\nSYMBOL(init_uts_ns)=ffffffff82a13be0\n"
+    info += b"SYMBOL(vmap_area_list)=ffffc90000123000\n"
+    loads = [
+        (0xFFFFFFFF81000000, 0x3E00000, 0x2000000),  # KCORE_TEXT: __pa_symbol
+        (0xFFFFC90000000000, ksym.KCORE_NO_PADDR, 0x100000),  # vmalloc: (elf_addr_t)-1
+        (0xFFFF888000100000, 0x100000, 0x3FF00000),  # KCORE_RAM: __pa
+    ]
+    (tree / "proc" / "kcore").write_bytes(synthetic_kcore(loads, info))
+    old = paths.set_roots(proc=str(tree / "proc"), sys=str(tree / "sys"), dev=str(tree / "dev"))
+    try:
+        report = ksym.lookup("nodename")
+        with pytest.raises(NotFoundError, match="no source knows"):
+            ksym.lookup("vmap_area_list")
+        with pytest.raises(NotFoundError, match=r"no SYMBOL\(jiffies_64\)"):
+            ksym.lookup("jiffies_64")
+    finally:
+        paths.set_roots(**old)
+    kcore = next(s for s in report.sources if s.name == "kcore")
+    assert kcore.virt == 0xFFFFFFFF82A13BE0 + 65
+    assert kcore.phys == 0x3E00000 + (0xFFFFFFFF82A13BE0 - 0xFFFFFFFF81000000) + 65
+    assert "VMCOREINFO SYMBOL(init_uts_ns)=0xffffffff82a13be0" in kcore.note
+    assert report.phys == kcore.phys
+
+
+def test_vmcoreinfo_on_the_lab_capture_matches_the_module(tmp_path, capsys):
+    """The lab kernel's captured /proc/kcore headers and notes, kallsyms hidden, module gone:
+    kcore alone finds init_uts_ns, and it is that boot's nodename_phys minus the field offset."""
+    tree = tmp_path / "lab"
+    shutil.copytree(STOCK.parent / "lab-6.1", tree)
+    nodename_phys = int((tree / "sys" / "kernel" / "pyphys" / "nodename_phys").read_text(), 16)
+    hide_kallsyms_and_module(tree)
+    old = paths.set_roots(proc=str(tree / "proc"), sys=str(tree / "sys"), dev=str(tree / "dev"))
+    try:
+        assert cli.main(["ksym", "init_uts_ns", "--json"]) == 0
+    finally:
+        paths.set_roots(**old)
+    import json
+
+    doc = json.loads(capsys.readouterr().out)
+    assert int(doc["phys"], 16) == nodename_phys - ksym.NODENAME_OFFSET == 0x1ACBB60
+
+
+def test_kcore_permission_names_cap_sys_rawio(stock, monkeypatch):
+    import builtins
+    import errno
+
+    real_open = builtins.open
+
+    def fake_open(path, *a, **kw):
+        if str(path).endswith("/kcore"):
+            raise PermissionError(errno.EPERM, "Operation not permitted", str(path))
+        return real_open(path, *a, **kw)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    kcore = next(s for s in ksym.lookup("init_uts_ns").sources if s.name == "kcore")
+    assert kcore.phys is None and "CAP_SYS_RAWIO" in kcore.note

@@ -212,6 +212,28 @@ def test_ksym_sources_agree_with_module(any_vm, jpath):
     assert all(int(s["phys"], 16) == sysfs(vm, "nodename_phys") for s in names.values())
 
 
+def test_ksym_from_kcore_vmcoreinfo_with_kallsyms_hidden_and_no_module(lab_vm, jpath):
+    """kptr_restrict=2 hides kallsyms even from root and pyphys.ko is gone: /proc/kcore's VMCOREINFO
+    note still names init_uts_ns, and its PT_LOAD gives the address the module reported."""
+    vm = lab_vm
+    truth = sysfs(vm, "nodename_phys") - 65  # __pa_symbol(init_uts_ns.name.nodename) - offsetof(name.nodename)
+    old = vm.run("cat /proc/sys/kernel/kptr_restrict")
+    assert old.rc == 0, old
+    try:
+        assert vm.run("echo 2 > /proc/sys/kernel/kptr_restrict").rc == 0
+        assert vm.unload_module().rc == 0
+        assert vm.run("head -1 /proc/kallsyms").out.startswith("0000000000000000 ")
+        res = pp(vm, "ksym", "init_uts_ns", "--json", journal=jpath)
+        assert res.rc == 0, res
+        doc = json.loads(res.out)
+        kcore = next(s for s in doc["sources"] if s["name"] == "kcore")
+        assert "VMCOREINFO SYMBOL(init_uts_ns)" in kcore["note"], kcore
+        assert int(doc["phys"], 16) == truth
+    finally:
+        vm.run(f"echo {old.out.strip()} > /proc/sys/kernel/kptr_restrict")
+        vm.load_module()
+
+
 def test_doctor_on_lab(lab_vm, jpath):
     res = pp(lab_vm, "doctor", journal=jpath)
     assert res.rc == 0, res
