@@ -25,6 +25,7 @@ PAGE = 1 << L.PAGE_SHIFT
 #: leaf level -> the name the summary uses
 LEVEL_NAMES = {"pte": "PTE 4K", "pmd": "PMD 2M", "pud": "PUD 1G"}
 PFNMAP_FLAGS = ("pf", "io")  # smaps VmFlags of VM_PFNMAP and VM_IO
+_PRESENT, _PS = 1 << L.P, 1 << L.PS
 
 
 class TableCache:
@@ -73,7 +74,7 @@ def walk_range(cache: TableCache, top: int, levels: int, lo: int, hi: int):
 
     def descend(table: int, depth: int, lo: int, hi: int):
         level, shift = lv[depth]
-        span = 1 << shift
+        span, pte = 1 << shift, level == "pte"
         ents = cache.entries(table)
         first, last = (lo >> shift) & 511, ((hi - 1) >> shift) & 511
         base = lo & ~((span << L.INDEX_BITS) - 1)  # the virtual address of this table's entry 0
@@ -83,6 +84,14 @@ def walk_range(cache: TableCache, top: int, levels: int, lo: int, hi: int):
                 continue
             va = base + i * span
             a, b = max(lo, va), min(hi, va + span)
+            if raw & _PRESENT and (pte or not raw & _PS):  # the common cases without decode()'s dict
+                frame = raw & L.ADDR_MASK
+                if not pte:
+                    yield from descend(frame, depth + 1, a, b)
+                    continue
+                pat = (raw >> L.PAT_4K & 1) << 2 | (raw >> L.PWT) & 3  # PAT<<2 | PCD<<1 | PWT
+                yield Leaf(a, level, raw, "page", 1, frame >> L.PAGE_SHIFT, pat, None, None)
+                continue
             kind, bits, _size = decode(raw, level)
             if kind == "table":
                 yield from descend(bits["frame"], depth + 1, a, b)

@@ -13,6 +13,7 @@ import struct
 from helpers import validate_json
 from test_walk import ACC, LINUX_PAT, PCD, PRESENT, PS, PWT, RW, USER, Memory, swp_pte, vaddr_of
 
+from pyphys import walk
 from pyphys.commands.walk import format_all
 from pyphys.walk_all import Result, TableCache, compare, walk_range
 
@@ -53,6 +54,10 @@ def run(t: Tables, lo: int, hi: int, pagemap, pfnmap: bool = False, res: Result 
     res = res or Result(pid=1, levels=4, top=0x1000, pat=LINUX_PAT)
     cache = cache or TableCache(t.read_page)
     leaves = list(walk_range(cache, 0x1000, 4, lo, hi))
+    for lf in leaves:  # each leaf is what the one-address walker, entry by entry, finds there
+        w = walk.walk_tables(t.mem.read_u64, 0x1000, lf.vaddr, 4, LINUX_PAT)
+        assert (lf.pfn, lf.pat_index) == (None if w.pfn is None else w.pfn, w.pat_index)
+        assert (lf.swap_type, lf.swap_offset, lf.level) == (w.swap_type, w.swap_offset, w.steps[-1].level)
     compare(res, leaves, lo, entries(pagemap), pfnmap)
     return res, leaves
 
