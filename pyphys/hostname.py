@@ -44,7 +44,7 @@ class HostnameResult(Record):
     journal_id: int | None
     backend: str
     backend_reason: str
-    unchanged: bool = False  # NAME was already the hostname: nothing written, nothing journaled
+    unchanged: bool  # NAME was already the hostname: nothing written, nothing journaled
 
 
 def validate_name(name: str) -> bytes:

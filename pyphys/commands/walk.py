@@ -21,7 +21,13 @@ def register(sub, name: str, help_text: str) -> None:
         ),
     )
     p.add_argument("process", metavar="PROCESS", help="pid, `self`, a process name, or `kernel` for a kernel address")
-    p.add_argument("address", metavar="ADDRESS", help="virtual address (decimal or 0x-hex)")
+    p.add_argument("address", metavar="ADDRESS", nargs="?", help="virtual address (decimal or 0x-hex)")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="walk every mapped page of PROCESS in one pass (every mapping of /proc/PID/maps), each checked "
+        "against pagemap: a summary, and every disagreement listed",
+    )
     p.add_argument(
         "--backend",
         default="auto",
@@ -34,7 +40,16 @@ def register(sub, name: str, help_text: str) -> None:
 
 def run(args) -> int:
     from pyphys import walk
+    from pyphys.errors import UsageError
 
+    if args.all:
+        if args.address is not None:
+            raise UsageError("give ADDRESS or --all, not both")
+        if args.process == "kernel":
+            raise UsageError("--all walks a process's mappings, not the kernel's", "give a pid or a process name")
+        return run_all(args)
+    if args.address is None:
+        raise UsageError("give an ADDRESS to walk, or --all for every mapped page")
     vaddr = parse_number(args.address, "address")
     if args.process == "kernel":
         w = walk.walk_kernel(vaddr, backend=args.backend)
@@ -47,6 +62,48 @@ def run(args) -> int:
     for n in w.notes:  # on stderr: stdout holds the walk alone (its notes are in --json's document too)
         (warn if "stale" in n else note)("walk", n)
     return 1 if w.check.get("agree") is False else 0
+
+
+def run_all(args) -> int:
+    from pyphys.walk_all import walk_process_all
+
+    r = walk_process_all(args.process, backend=args.backend)
+    if args.json:
+        emit_json(r.to_json())
+    else:
+        emit(format_all(r))
+    return 1 if r.disagreements else 0
+
+
+def format_all(r) -> str:
+    from pyphys.walk_all import LEVEL_NAMES
+
+    lines = [
+        f"pid {r.pid}, {r.levels}-level paging, walk starts at {r.top:#x}: {r.vmas} mappings, "
+        f"{r.pages} pages walked ({r.tables_read} page-table pages read)",
+        f"  present {r.present}, swap {r.swap}, none {r.none}",
+    ]
+    for lv, name in LEVEL_NAMES.items():
+        c = r.by_level[lv]
+        lines.append(f"  {name}: {c['leaves']} leaves, {c['pages']} pages")
+    if r.by_type:
+        lines.append("  memory types: " + ", ".join(f"{k} {v}" for k, v in sorted(r.by_type.items())))
+    lines.append(
+        f"check (pagemap): {r.agree} pages agree, {len(r.disagreements)} disagree"
+        + (f", {r.unchecked} unchecked (pagemap hides the frame)" if r.unchecked else "")
+        + (f", {r.pfnmap_pages} pfnmap, not checked" if r.pfnmap else "")
+    )
+    for a, b, path, n in r.pfnmap:
+        lines.append(
+            f"  pfnmap, not checked: {a:#x}-{b:#x} {path or '[anon]'}: {n} pages (pagemap skips VM_PFNMAP/VM_IO)"
+        )
+    for d in r.disagreements:
+        lines.append(
+            f"  DISAGREE {d.vaddr:#x} ({d.level}): walk {d.walk}, pagemap {d.pagemap}"
+            + (f"; {d.recheck}" if d.recheck else "")
+        )
+    lines.extend(f"note: {n}" for n in r.notes)
+    return "\n".join(lines)
 
 
 def format_walk(w) -> str:

@@ -228,6 +228,9 @@ CASES = [
     C("walk", "999999999", "0x1000", code=1, note="no such process"),
     C("walk", "self", "0x1000", "extra"),
     C("walk", "self", "0x1000", "--backend", "bogus"),
+    C("walk", "self", "0x1000", "--all", want="not both"),
+    C("walk", "kernel", "--all", want="not the kernel"),
+    C("walk", "999999999", "--all", code=1, note="no such process"),
     # -- ksym ------------------------------------------------------------------------------
     C("ksym"),
     C("ksym", ""),
