@@ -202,12 +202,15 @@ def _merge(counts, c, g: int) -> None:
 
 
 def _count_chunks(chunks, ft, counts, by_meta) -> None:
-    """The counting half of :func:`summary_counts`: ``chunks`` yields ``(data, pfns)`` with the
-    kpageflags windows of ``pfns`` already loaded (``pfns`` None without kpageflags)."""
+    """The counting half of :func:`summary_counts`: ``chunks`` yields blobs of pagemap entries.
+    Frames in runs are counted by run (:mod:`pyphys.pagemap._pfnruns`); scattered ones through
+    the PFN-indexed kpageflags table."""
     from collections import Counter
     from itertools import compress
 
-    for data, pfns in chunks:
+    from pyphys.pagemap._pfnruns import count_by_runs
+
+    for data in chunks:
         m = len(data) >> 3
         # the pagemap bits 55-63 of each entry, as one byte per page: bits 56-63 are byte 7;
         # soft-dirty (bit 55, top of byte 6) goes to bit 3 (entry bit 59, documented zero)
@@ -229,6 +232,13 @@ def _count_chunks(chunks, ft, counts, by_meta) -> None:
             for g in present_groups:
                 by_meta[g] += meta.count(g)
             continue
+        by_run = count_by_runs(data, ft.fd)
+        if by_run is not None:
+            for g, c in by_run.items():
+                _merge(counts, c, g)
+            continue
+        pfns = _pfn_lanes(data)
+        ft.load(_windows(pfns, len(data), ft.wsh))
         lanes = memoryview(pfns.to_bytes(len(data), "little")).cast("Q")
         table = repeat(ft.view)
         if len(present_groups) == 1:
@@ -245,12 +255,12 @@ def _count_chunks(chunks, ft, counts, by_meta) -> None:
 
 class _Loader:
     """Feeds :func:`summary_counts`: pagemap is read chunk by chunk in a thread, up to two
-    chunks ahead; the kpageflags windows of each chunk's frames are read as it is taken.
+    chunks ahead; the counting reads the kpageflags of each chunk's frames as it takes it.
 
     pread releases the GIL, so the pagemap walk overlaps the counting on a second CPU. The
     kpageflags reads stay in the caller's thread: there are thousands of them, and a thread
     re-taking the GIL after each one convoyed behind the counting (measured: slower).
-    Iterate for ``(data, pfns)``; errors in the thread are raised by the iteration. Call
+    Iterate for blobs of entries; errors in the thread are raised by the iteration. Call
     :meth:`close` before the scan's files are closed.
     """
 
@@ -286,19 +296,13 @@ class _Loader:
             self._put((self._END, err))
 
     def __iter__(self):
-        ft = self._ft
         while True:
             data, err = self._queue.get()
             if data is self._END:
                 if err is not None:
                     raise err
                 return
-            if ft is None:
-                yield data, None
-                continue
-            pfns = _pfn_lanes(data)
-            ft.load(_windows(pfns, len(data), ft.wsh))
-            yield data, pfns
+            yield data
 
     def close(self) -> None:
         self._stop = True
