@@ -141,13 +141,21 @@ def _by_ioctl(scan, pieces, categories: int):
         got = size
         try:
             for start, end in _regions(fd, lo, hi, categories, vec, addr):
-                data = pread(fd, (end - start) >> shift, start >> shift)
-                blob.append(data)
-                size += len(data)
-                if size >= BLOB_PAGES * 8:
-                    got -= size
-                    yield b"".join(blob)
-                    blob, size = [], 0
+                # a big region in blobs of BLOB_PAGES entries: the counting starts on the
+                # first while the next is read, and two counters can share the work
+                pos, stop = start >> shift, end >> shift
+                while pos < stop:
+                    n = min(stop - pos, BLOB_PAGES * 8 - size)
+                    data = pread(fd, n, pos)
+                    if not data:
+                        break  # the mapping went away during the scan: not present
+                    pos += len(data)
+                    blob.append(data)
+                    size += len(data)
+                    if size >= BLOB_PAGES * 8:
+                        got -= size
+                        yield b"".join(blob)
+                        blob, size = [], 0
         except OSError as err:
             raise from_oserror(err, f"cannot read /proc/{scan.pid}/pagemap") from err
         scan.skipped += (hi - lo) // ps - ((size - got) >> 3)
