@@ -2,21 +2,24 @@
 
 1. Whole-process flag summary of a child with 4 GiB of touched anonymous memory:
    ``pyphys pagemap PID --all --summary`` vs ``page-types -p PID`` (both read pagemap for every
-   page and kpageflags for every present frame). Target <= 1.0x.
+   page and kpageflags for every present frame). Target <= 0.8x (both CPUs may be used).
 2. One-address translation ``pyphys pagemap PID ADDR`` vs bare ``python -c pass`` start-up.
    Target <= 1.5x.
 3. Peak RSS of the summary over those 4 GiB (wait4 rusage of the process). Target <= 100 MiB.
 4. A sparse address space: a 64 GiB ``MAP_NORESERVE`` anonymous mapping with 16 384 touched
    pages (one every 4 MiB), ``pyphys pagemap PID --all --summary`` with the PAGEMAP_SCAN ioctl
    and with the chunked-read fallback (``PYPHYS_PAGEMAP_SCAN=ioctl|read``) vs ``page-types -p
-   PID``. Target <= 1.0x.
+   PID``. Target <= 0.1x. Python's own start-up (``python -c pass``) is printed as the floor a
+   Python command cannot go under, and the scan alone (``summarize`` timed inside one
+   process, the pagemap files opened anew each time) next to it.
 
 Wall times are the best of several alternating runs (the machine is shared); medians and CPU
 time (user+sys from wait4, less sensitive to other load) are in the notes. Python may cache
 bytecode (in a temporary PYTHONPYCACHEPREFIX), as an installed package does: `make` exports
 PYTHONDONTWRITEBYTECODE, which would otherwise recompile pyphys on every run. The command is
 the `pyphys` console script when it is installed next to this Python, else `python -m pyphys`.
-page-types: $PYPHYS_PAGE_TYPES, else the lab kernel tree's tools/vm/page-types.
+page-types: $PYPHYS_PAGE_TYPES, else the newest built by scripts/build-page-types.sh, else the
+lab kernel tree's tools/vm/page-types.
 Prints one JSON list of rows on stdout.
 """
 
@@ -66,6 +69,9 @@ def find_page_types() -> str | None:
     cache = os.environ.get("PYPHYS_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pyphys"
     )
+    built = [p for p in glob.glob(os.path.join(cache, "page-types-*", "page-types")) if os.access(p, os.X_OK)]
+    if built:
+        return max(built, key=os.path.getmtime)  # scripts/build-page-types.sh
     for tree in sorted(glob.glob(os.path.join(cache, "lab-*")), key=os.path.getmtime, reverse=True):
         for sub in ("tools/vm/page-types", "tools/mm/page-types"):
             path = os.path.join(tree, "linux", sub)
@@ -128,15 +134,53 @@ def sparse_rows(py: str, pt: str) -> list[dict]:
                     "page-types -p PID",
                     min(wb),
                     "s",
-                    "<= 1.0x",
+                    "<= 0.1x",
                     f"PYPHYS_PAGEMAP_SCAN={mode}; best of 5 alternating, pyphys incl. Python start-up; "
                     f"medians {med(wa):.3f} vs {med(wb):.3f} s; CPU best {min(ca):.3f} vs {min(cb):.3f} s",
                 )
             )
+        (wp, _rp, cp), (wb, _rb, cb) = alternate([py, "-c", "pass"], [pt, "-p", pid], 5)
+        rows.append(
+            row(
+                "sparse: floor, Python start-up alone",
+                min(wp),
+                "page-types -p PID",
+                min(wb),
+                "s",
+                "-",
+                "python -c pass: what any Python command pays before its first line",
+            )
+        )
+        env = dict(ENV, PYPHYS_PAGEMAP_SCAN="ioctl")
+        inproc = subprocess.run([py, "-c", INPROC, pid], capture_output=True, text=True, env=env, check=True)
+        wall, cpu = map(float, inproc.stdout.split())
+        rows.append(
+            row(
+                "sparse: the scan alone, in-process (ioctl)",
+                wall,
+                "page-types -p PID",
+                min(wb),
+                "s",
+                "-",
+                f"pyphys.pagemap.summarize(PID) timed inside one Python, best of 5; CPU {cpu:.3f} s",
+            )
+        )
     finally:
         child.kill()
         child.wait()
     return rows
+
+
+INPROC = r"""
+import sys, time
+from pyphys import pagemap
+best = []
+for _ in range(6):
+    t, c = time.perf_counter(), time.process_time()
+    pagemap.summarize(sys.argv[1])
+    best.append((time.perf_counter() - t, time.process_time() - c))
+print(min(b[0] for b in best[1:]), min(b[1] for b in best[1:]))
+"""
 
 
 def pyphys_cmd(py: str) -> list[str]:
@@ -182,7 +226,7 @@ def main() -> int:
                     "page-types -p PID",
                     min(wb),
                     "s",
-                    "<= 1.0x",
+                    "<= 0.8x",
                     f"best of 5 alternating, pyphys incl. Python start-up; medians {med(wa):.3f} vs "
                     f"{med(wb):.3f} s; CPU user+sys best {min(ca):.3f} vs {min(cb):.3f} s "
                     f"({min(ca) / min(cb):.2f}x)",
@@ -197,7 +241,7 @@ def main() -> int:
                     "pyphys": round(min(wa), 4),
                     "peer_name": "page-types (not built)",
                     "unit": "s",
-                    "target": "<= 1.0x",
+                    "target": "<= 0.8x",
                     "note": "run `make kernel` to build tools/vm/page-types",
                 }
             )

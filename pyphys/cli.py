@@ -5,9 +5,10 @@ Each subcommand lives in ``pyphys/commands/<name>.py`` and exposes
 Only the chosen subcommand's module is imported, so a one-shot call starts fast.
 Any :class:`~pyphys.errors.PyphysError` becomes one line on stderr and a non-zero exit.
 
-The first thing a student runs, ``pyphys pagemap PROCESS ADDRESS``, skips argparse (and the
-re, gettext and locale modules it imports): :func:`_fast_args` builds the same namespace the
-parser would, from the subcommand's own defaults. Anything else goes through argparse.
+The first thing a student runs, ``pyphys pagemap PROCESS ADDRESS``, and the page-types-like
+``pyphys pagemap PID --all --summary`` skip argparse (and the re, gettext and locale modules it
+imports): :func:`_fast_args` builds the same namespace the parser would, from the subcommand's
+own defaults. Anything else goes through argparse.
 """
 
 from __future__ import annotations
@@ -111,13 +112,40 @@ class _Args:
         self.__dict__.update(kw)
 
 
+# the options of `pyphys pagemap` the argparse-free path takes: flag -> (dest, value)
+_FAST_FLAGS = {
+    "--all": ("all", True),
+    "--count": ("count", True),
+    "--json": ("json", True),
+    "--pages": ("mode", "pages"),
+    "--runs": ("mode", "runs"),
+    "--summary": ("mode", "summary"),
+}
+
+
 def _fast_args(argv: list[str]):
-    """The parsed arguments of ``pagemap PROCESS ADDRESS`` (two plain words, no options), else
-    None. Equal to what the parser gives (tests/unit/test_cli.py checks it against argparse)."""
-    if len(argv) != 3 or argv[0] != "pagemap" or argv[1][:1] in ("-", "") or argv[2][:1] in ("-", ""):
+    """The parsed arguments of ``pagemap PROCESS [ADDRESS] [FLAG...]`` (plain words first, then
+    flags spelled in full among --all --count --json and one of --pages --runs --summary, each
+    once), else None. Equal to what the parser gives (tests/unit/test_cli.py checks it against
+    argparse)."""
+    if len(argv) < 2 or argv[0] != "pagemap":
         return None
+    words = 1
+    while words < len(argv) and argv[words][:1] not in ("-", ""):
+        words += 1
+    flags = argv[words:]
+    if words not in (2, 3) or (words == 2 and not flags) or len(set(flags)) != len(flags):
+        return None
+    kw: dict[str, object] = {}
+    for flag in flags:
+        dest_value = _FAST_FLAGS.get(flag)
+        if dest_value is None or dest_value[0] in kw:  # unknown, abbreviated, or two modes
+            return None
+        kw[dest_value[0]] = dest_value[1]
     cmd = _load("pagemap")
-    return _Args(command="pagemap", process=argv[1], address=argv[2], func=cmd.run, **cmd.DEFAULTS)
+    values = dict(cmd.DEFAULTS, **kw)
+    address = argv[2] if words == 3 else None
+    return _Args(command="pagemap", process=argv[1], address=address, func=cmd.run, **values)
 
 
 def main(argv: list[str] | None = None) -> int:

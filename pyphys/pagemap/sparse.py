@@ -26,7 +26,7 @@ from pyphys.layouts import pagemap as L
 
 MODES = ("auto", "ioctl", "read")
 BLOB_PAGES = 1 << 16  # entries per blob handed to the counting (as scanner.CHUNK_PAGES)
-_VEC_LEN = 4096  # page_region slots per ioctl call
+_VEC_LEN = 1 << 15  # page_region slots per ioctl call (768 KiB): 16 Ki scattered pages in one call
 
 _ARG = struct.Struct(L.PM_SCAN_ARG_FORMAT)
 _REGION = struct.Struct(L.PAGE_REGION_FORMAT)
@@ -72,30 +72,36 @@ def scan_categories(fd: int) -> int | None:
     return accepted
 
 
-def _regions(fd: int, lo: int, hi: int, categories: int, buf, addr: int):
-    """``(start, end)`` of the ranges in ``[lo, hi)`` with any of ``categories``."""
+def _regions(fd: int, lo: int, hi: int, categories: int, vec, addr: int):
+    """``(start, end)`` of the ranges in ``[lo, hi)`` with any of ``categories``, adjacent ones
+    merged. ``vec``: array('Q') of 3 * _VEC_LEN words at ``addr``, for the page_region slots."""
     import fcntl
 
+    pack, unpack, code = _ARG.pack, _ARG.unpack, L.PAGEMAP_SCAN
+    out: list[tuple[int, int]] = []
     pos = done = lo
     while pos < hi:
-        arg = bytearray(_ARG.pack(L.PM_SCAN_ARG_BYTES, 0, pos, hi, 0, addr, _VEC_LEN, 0, 0, 0, categories, categories))
+        arg = bytearray(pack(L.PM_SCAN_ARG_BYTES, 0, pos, hi, 0, addr, _VEC_LEN, 0, 0, 0, categories, categories))
         try:
-            n = fcntl.ioctl(fd, L.PAGEMAP_SCAN, arg)
+            n = fcntl.ioctl(fd, code, arg)
         except OSError as err:
             raise from_oserror(err, "PAGEMAP_SCAN ioctl on pagemap") from err
-        for i in range(n):
-            start, end, _cat = _REGION.unpack_from(buf, i * L.PAGE_REGION_BYTES)
+        for start, end in zip(vec[0 : 3 * n : 3], vec[1 : 3 * n : 3]):
             start = max(start, done)
             if start < end:
-                yield start, end
+                if out and out[-1][1] == start:
+                    out[-1] = (out[-1][0], end)  # present next to swapped: one read
+                else:
+                    out.append((start, end))
                 done = end
         # With the vector full, 6.18 was seen to report regions past the walk_end it wrote
         # back (a 64 GiB walk: walk_end 0x...4054e00000, last region ending 0x...40d4a01000),
         # and the next call from walk_end repeats them: continue after both, never twice.
-        walk_end = max(_ARG.unpack(arg)[L.PM_SCAN_WALK_END], done)
+        walk_end = max(unpack(arg)[L.PM_SCAN_WALK_END], done)
         if walk_end <= pos:
             break
         pos = walk_end
+    return out
 
 
 def populated(scan, pieces, mode: str | None = None):
@@ -117,11 +123,12 @@ def populated(scan, pieces, mode: str | None = None):
 
 
 def _by_ioctl(scan, pieces, categories: int):
-    import ctypes
+    from array import array
 
-    buf = ctypes.create_string_buffer(_VEC_LEN * L.PAGE_REGION_BYTES)
-    addr = ctypes.addressof(buf)
-    ps, fd = scan.page_size, scan.fd
+    vec = array("Q", bytes(_VEC_LEN * L.PAGE_REGION_BYTES))  # (no ctypes: buffer_info has the address)
+    addr = vec.buffer_info()[0]
+    ps, fd, pread = scan.page_size, scan.fd, os.pread
+    shift = ps.bit_length() - 1 - 3  # address -> offset of its entry in pagemap
     blob: list[bytes] = []
     size = 0
     for row, lo, hi in pieces:
@@ -131,19 +138,27 @@ def _by_ioctl(scan, pieces, categories: int):
             # [vsyscall]: listed in maps but above what pagemap (and the ioctl) covers
             yield from _by_reading(scan, [(row, lo, hi)])
             continue
-        got = 0
-        for start, end in _regions(fd, lo, hi, categories, buf, addr):
-            try:
-                data = os.pread(fd, (end - start) // ps * 8, start // ps * 8)
-            except OSError as err:
-                raise from_oserror(err, f"cannot read /proc/{scan.pid}/pagemap") from err
-            got += len(data) >> 3
-            blob.append(data)
-            size += len(data)
-            if size >= BLOB_PAGES * 8:
-                yield b"".join(blob)
-                blob, size = [], 0
-        scan.skipped += (hi - lo) // ps - got
+        got = size
+        try:
+            for start, end in _regions(fd, lo, hi, categories, vec, addr):
+                # a big region in blobs of BLOB_PAGES entries: the counting starts on the
+                # first while the next is read, and two counters can share the work
+                pos, stop = start >> shift, end >> shift
+                while pos < stop:
+                    n = min(stop - pos, BLOB_PAGES * 8 - size)
+                    data = pread(fd, n, pos)
+                    if not data:
+                        break  # the mapping went away during the scan: not present
+                    pos += len(data)
+                    blob.append(data)
+                    size += len(data)
+                    if size >= BLOB_PAGES * 8:
+                        got -= size
+                        yield b"".join(blob)
+                        blob, size = [], 0
+        except OSError as err:
+            raise from_oserror(err, f"cannot read /proc/{scan.pid}/pagemap") from err
+        scan.skipped += (hi - lo) // ps - ((size - got) >> 3)
     if blob:
         yield b"".join(blob)
 

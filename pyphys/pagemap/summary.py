@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from itertools import repeat
 from operator import getitem
 
@@ -129,7 +130,7 @@ def summarize(process, start: int | None = None, end: int | None = None) -> Summ
         by_meta: Counter = Counter()
         chunks = _Loader(s, ft, start, end)
         try:
-            _count_chunks(chunks, ft, counts, by_meta)
+            _count_in_parallel(chunks, ft, counts, by_meta)
         finally:
             chunks.close()
         if _ALIASED in counts:
@@ -186,13 +187,60 @@ def _merge(counts, c, g: int) -> None:
         counts[k | pme] += n
 
 
-def _count_chunks(chunks, ft, counts, by_meta) -> None:
-    """The counting half of :func:`summarize`: ``chunks`` yields ``(data, pfns)`` with the
-    kpageflags windows of ``pfns`` already loaded (``pfns`` None without kpageflags)."""
-    from collections import Counter
-    from itertools import compress
+class _NoLock:
+    """A lock for one thread: nothing to wait for."""
 
-    for data, pfns in chunks:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
+
+
+def _count_in_parallel(loader, ft, counts, by_meta) -> None:
+    """:func:`_count_chunks` in this thread and, on a machine with several CPUs, one more: the
+    kernel's kpageflags work (most of a dense scan) runs in pread, without the GIL, so two
+    counters keep two CPUs busy. Each counts into its own Counters, added up at the end."""
+    import threading
+    from collections import Counter
+
+    if (os.cpu_count() or 1) < 2 or ft is None:
+        _count_chunks(iter(loader), ft, counts, by_meta)
+        return
+    lock = threading.Lock()  # the PFN table (scattered frames) is filled by one thread at a time
+    theirs: tuple[Counter, Counter] = (Counter(), Counter())
+    failed: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            _count_chunks(iter(loader), ft, *theirs, lock)
+        except BaseException as err:  # raised here, in the caller's thread
+            failed.append(err)
+            loader._stop = True  # the caller's counter ends too
+
+    t = threading.Thread(target=other, name="pyphys-pagemap-count", daemon=True)
+    t.start()
+    try:
+        _count_chunks(iter(loader), ft, counts, by_meta, lock)
+    finally:
+        t.join()
+    if failed:
+        raise failed[0]
+    counts.update(theirs[0])
+    by_meta.update(theirs[1])
+
+
+def _count_chunks(chunks, ft, counts, by_meta, lock=None) -> None:
+    """The counting half of :func:`summarize`: ``chunks`` yields blobs of pagemap entries.
+    Frames in runs are counted by run (:mod:`pyphys.pagemap._pfnruns`); scattered ones through
+    the PFN-indexed kpageflags table."""
+    from pyphys.pagemap._pfnruns import count_by_runs
+
+    lock = lock or _NO_LOCK
+    for data in chunks:
         m = len(data) >> 3
         # the pagemap bits 55-63 of each entry, as one byte per page: bits 56-63 are byte 7;
         # soft-dirty (bit 55, top of byte 6) goes to bit 3 (entry bit 59, documented zero)
@@ -200,7 +248,8 @@ def _count_chunks(chunks, ft, counts, by_meta) -> None:
         sd = data[6::8].translate(_SOFT_DIRTY_TO_BIT3)
         if hi.translate(_BITS_59_60).count(0) != m:
             # the kernel set bits documented as zero: count exactly, the slow way
-            _count_slow(data, ft, counts)
+            with lock:
+                _count_slow(data, ft, counts)
             continue
         meta = (int.from_bytes(hi, "little") | int.from_bytes(sd, "little")).to_bytes(m, "little")
         groups = set(meta)
@@ -214,28 +263,44 @@ def _count_chunks(chunks, ft, counts, by_meta) -> None:
             for g in present_groups:
                 by_meta[g] += meta.count(g)
             continue
-        lanes = memoryview(pfns.to_bytes(len(data), "little")).cast("Q")
-        table = repeat(ft.view)
-        if len(present_groups) == 1:
-            # every lane without a frame reads slot 0, which is 0: take those out after
-            g = present_groups[0]
-            c = Counter(map(getitem, table, lanes))
-            c[0] -= m - meta.count(g)
-            _merge(counts, c, g)
-        else:
-            for g in present_groups:
-                sel = meta.translate(_select(g))
-                _merge(counts, Counter(map(getitem, table, compress(lanes, sel))), g)
+        by_run = count_by_runs(data, ft.fd)
+        if by_run is not None:
+            for g, c in by_run.items():
+                _merge(counts, c, g)
+            continue
+        with lock:
+            _count_in_table(data, meta, m, present_groups, ft, counts)
+
+
+def _count_in_table(data: bytes, meta: bytes, m: int, present_groups: list, ft, counts) -> None:
+    """Count a blob's present pages through the PFN-indexed kpageflags table."""
+    from collections import Counter
+    from itertools import compress
+
+    pfns = _pfn_lanes(data)
+    ft.load(_windows(pfns, len(data), ft.wsh))
+    lanes = memoryview(pfns.to_bytes(len(data), "little")).cast("Q")
+    table = repeat(ft.view)
+    if len(present_groups) == 1:
+        # every lane without a frame reads slot 0, which is 0: take those out after
+        g = present_groups[0]
+        c = Counter(map(getitem, table, lanes))
+        c[0] -= m - meta.count(g)
+        _merge(counts, c, g)
+    else:
+        for g in present_groups:
+            sel = meta.translate(_select(g))
+            _merge(counts, Counter(map(getitem, table, compress(lanes, sel))), g)
 
 
 class _Loader:
     """Feeds :func:`summarize`: pagemap is read chunk by chunk in a thread, up to two
-    chunks ahead; the kpageflags windows of each chunk's frames are read as it is taken.
+    chunks ahead; the counting reads the kpageflags of each chunk's frames as it takes it.
 
     pread releases the GIL, so the pagemap walk overlaps the counting on a second CPU. The
     kpageflags reads stay in the caller's thread: there are thousands of them, and a thread
     re-taking the GIL after each one convoyed behind the counting (measured: slower).
-    Iterate for ``(data, pfns)``; errors in the thread are raised by the iteration. Call
+    Iterate for blobs of entries; errors in the thread are raised by the iteration. Call
     :meth:`close` before the scan's files are closed.
     """
 
@@ -247,6 +312,7 @@ class _Loader:
 
         self._queue = queue.Queue(maxsize=2)
         self._full = queue.Full
+        self._empty = queue.Empty
         self._stop = False
         self._scan, self._ft, self._range = scan, ft, (start, end)
         self._thread = threading.Thread(target=self._run, name="pyphys-pagemap", daemon=True)
@@ -271,19 +337,21 @@ class _Loader:
             self._put((self._END, err))
 
     def __iter__(self):
-        ft = self._ft
+        """The blobs; several threads may iterate at once, each taking different blobs."""
+        empty = self._empty
         while True:
-            data, err = self._queue.get()
+            try:
+                data, err = self._queue.get(timeout=0.1)
+            except empty:
+                if self._stop:
+                    return  # closed while counting (another counter failed)
+                continue
             if data is self._END:
+                self._queue.put((data, err))  # for the other counters (a slot is free: just taken)
                 if err is not None:
                     raise err
                 return
-            if ft is None:
-                yield data, None
-                continue
-            pfns = _pfn_lanes(data)
-            ft.load(_windows(pfns, len(data), ft.wsh))
-            yield data, pfns
+            yield data
 
     def close(self) -> None:
         self._stop = True

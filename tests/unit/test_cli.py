@@ -25,6 +25,15 @@ TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
         ["pagemap", "1234", "0x10-0x20"],
         ["pagemap", "bash", "4096"],
         ["pagemap", "self", "0x7f00+0x2000"],
+        ["pagemap", "self", "--summary"],
+        ["pagemap", "1234", "--all", "--summary"],
+        ["pagemap", "1234", "--summary", "--all", "--json"],
+        ["pagemap", "1234", "--all", "--pages", "--count"],
+        ["pagemap", "1234", "0x10-0x20", "--runs", "--json"],
+        ["pagemap", "1234", "0x10", "--count"],
+        ["pagemap", "1234", "--all"],
+        ["pagemap", "self", "0x1000", "--json"],
+        ["pagemap", "self", "0x1000", "--all"],
     ],
 )
 def test_fast_namespace_is_what_argparse_gives(argv):
@@ -37,9 +46,15 @@ def test_fast_namespace_is_what_argparse_gives(argv):
 @pytest.mark.parametrize(
     "argv",
     [
-        ["pagemap", "self", "0x1000", "--json"],
         ["pagemap", "--all", "self"],
-        ["pagemap", "self", "--summary"],
+        ["pagemap", "self", "--summary", "--runs"],
+        ["pagemap", "self", "--all", "--all"],
+        ["pagemap", "self", "--sum"],
+        ["pagemap", "self", "--all", "--view", "raw"],
+        ["pagemap", "self", "--all", "0x1000"],
+        ["pagemap", "self", "0x1000", "0x2000"],
+        ["pagemap", "self", "--all", "--"],
+        ["pagemap", "self", "--all", "-h"],
         ["pagemap", "-h"],
         ["pagemap", "self"],
         ["pagemap", "self", "-5"],
@@ -82,7 +97,7 @@ def test_fast_path_imports_neither_argparse_nor_re():
     code = (
         "import sys; before = set(sys.modules); buf = bytearray(64)\n"
         "from pyphys.cli import main\n"
-        "rc = main(['pagemap', 'self', hex(id(buf))])\n"
+        "rc = main(['pagemap', 'self', hex(id(buf))]) + main(['pagemap', 'self', '--all', '--summary'])\n"
         "print(rc, sorted({'re', 'argparse', 'gettext'} & (set(sys.modules) - before)), file=sys.stderr)\n"
     )
     res = subprocess.run(

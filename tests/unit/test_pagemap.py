@@ -203,6 +203,32 @@ def test_summary_matches_per_page_scan(proc):
     assert counts == {r.flags: r.pages for r in s.rows()}
 
 
+@pytest.mark.parametrize("cpus", [1, 2])
+def test_summary_same_with_one_or_two_counters(proc, monkeypatch, cpus):
+    """Two counting threads (several CPUs) give what the per-page scan gives."""
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    want: dict[int, int] = {}
+    for r in pagemap.scan(4242):
+        if r.entry >> 62:
+            want[r.flags] = want.get(r.flags, 0) + 1
+    assert {r.flags: r.pages for r in pagemap.summarize(4242).rows()} == want
+
+
+def test_summary_counter_error_is_raised_not_hung(proc, monkeypatch):
+    """A read error in either counting thread ends the summary with that error."""
+    from pyphys.errors import PyphysError
+    from pyphys.pagemap import _pfnruns, summary
+
+    def broken(*a, **k):
+        raise PyphysError("cannot read /proc/kpageflags: Input/output error")
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    for module, name in ((_pfnruns, "count_by_runs"), (summary, "_count_slow"), (summary, "_count_in_table")):
+        monkeypatch.setattr(module, name, broken)
+    with pytest.raises(PyphysError, match="kpageflags"):
+        pagemap.summarize(4242)
+
+
 def test_summary_of_a_range_and_bad_ranges(proc):
     s = pagemap.summarize(4242, 0x10000, 0x14000)
     assert (s.present, s.not_present) == (3, 1)
