@@ -21,26 +21,26 @@ BUFFER=$(printf '%#x' "$(state buffer)"); HUGE=$(printf '%#x' "$(state huge)")
 SHARED=$(printf '%#x' "$(state shared)"); COW=$(printf '%#x' "$(state cow)")
 
 echo '== step 2: the buffer: PFN, physical address, and its text through /dev/mem'
-set -- $(pm "$PID" "$BUFFER" "d['pfn']" "d['phys_addr']")
+set -- $(pm "$PID" "$BUFFER" "hex(d['pfn'])" "d['phys']")
 BUFFER_PFN=$1 BUFFER_PHYS=$2
 BUFFER_TEXT=$(pyphys devmem "$BUFFER_PHYS" --range 64 --json -q | python3 -c "
-import json,sys; d=json.load(sys.stdin); print(bytes.fromhex(d['hex']).split(b'\0')[0].decode())")
+import json,sys; d=json.load(sys.stdin); print(bytes.fromhex(d['data']).split(b'\0')[0].decode())")
 
 echo '== step 3: the huge page'
-set -- $(pm "$PID" "$HUGE" "d['pfn']" "d['huge']['pages']")
+set -- $(pm "$PID" "$HUGE" "hex(d['pfn'])" "d['huge']['pages']")
 HUGE_PFN=$1 HUGE_PAGES=$2
 
 echo '== step 4: fork: the shared page in both processes'
-set -- $(pm "$PID" "$SHARED" "d['pfn']" "'yes' if d['entry']['exclusive'] else 'no'")
+set -- $(pm "$PID" "$SHARED" "hex(d['pfn'])" "'yes' if d['entry']['exclusive'] else 'no'")
 SHARED_PFN=$1 SHARED_EXCL=$2
-[ "$SHARED_PFN" = "$(pm "$CHILD" "$SHARED" "d['pfn']")" ]
+[ "$SHARED_PFN" = "$(pm "$CHILD" "$SHARED" "hex(d['pfn'])")" ]
 
 echo '== step 5: copy-on-write'
-COW_BEFORE=$(pm "$PID" "$COW" "d['pfn']")
-[ "$COW_BEFORE" = "$(pm "$CHILD" "$COW" "d['pfn']")" ]
+COW_BEFORE=$(pm "$PID" "$COW" "hex(d['pfn'])")
+[ "$COW_BEFORE" = "$(pm "$CHILD" "$COW" "hex(d['pfn'])")" ]
 kill -USR1 "$CHILD"
 i=0
-while set -- $(pm "$CHILD" "$COW" "d['pfn']" "'yes' if d['entry']['exclusive'] else 'no'"); [ "$1" = "$COW_BEFORE" ]; do
+while set -- $(pm "$CHILD" "$COW" "hex(d['pfn'])" "'yes' if d['entry']['exclusive'] else 'no'"); [ "$1" = "$COW_BEFORE" ]; do
     i=$((i+1)); [ $i -lt 50 ] || exit 1; sleep 0.2
 done
 COW_AFTER=$1 COW_EXCL=$2

@@ -21,7 +21,7 @@ hexdump -C -s $((POKE_OFFSET)) -n 4 /sys/kernel/pyphys/buffer
 MESSAGE_OFFSET=0x100
 printf 'hello from the kernel side\0' | dd of=/sys/kernel/pyphys/buffer bs=1 seek=$((MESSAGE_OFFSET)) conv=notrunc 2>/dev/null
 MESSAGE=$(pyphys devmem "$(printf '%#x' $((BUF + MESSAGE_OFFSET)))" --range 64 --json -q | python3 -c "
-import json,sys; print(bytes.fromhex(json.load(sys.stdin)['hex']).split(b'\0')[0].decode())")
+import json,sys; print(bytes.fromhex(json.load(sys.stdin)['data']).split(b'\0')[0].decode())")
 
 cat > /tmp/lab2.txt <<RESULTS
 buffer_phys = $BUF

@@ -11,7 +11,7 @@ OLD=$(uname -n)
 NODE=$(cat /sys/kernel/pyphys/nodename_phys)
 pyphys ksym nodename
 # step 2: which region of physical memory is that?
-REGION=$(pyphys iomem "$NODE" --json | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['chain'][-1]['name'])")
+REGION=$(pyphys iomem "$NODE" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['results'][0]['chain'][-1]['name'])")
 pyphys devmem "$NODE" --range 16
 # step 3: patch it
 pyphys hostname "$NEW"

@@ -22,7 +22,7 @@ PID=$!
 while [ ! -s /tmp/lab8-process.out ]; do sleep 0.1; done
 VADDR=$(python3 -c "import json; print(hex(json.load(open('/tmp/lab8-process.json'))['vaddr']))")
 pyphys pagemap "$PID" "$VADDR"
-PFN_BEFORE=$(field "['pfn']")
+PFN_BEFORE=$(field "['pfn']" | python3 -c 'import sys; print(hex(int(sys.stdin.read())))')
 
 # step 3: page it out; the entry now names a swap slot
 kill -USR1 "$PID"
@@ -39,7 +39,7 @@ echo "on $DEV at page $OFFSET: $TEXT"
 # step 5: read it back; it comes back into some frame
 kill -USR2 "$PID"
 while ! grep -q 'read back' /tmp/lab8-process.out; do sleep 0.1; done
-PFN_AFTER=$(field "['pfn']")
+PFN_AFTER=$(field "['pfn']" | python3 -c 'import sys; print(hex(int(sys.stdin.read())))')
 
 cat > /tmp/lab8.txt <<RESULTS
 swap_device = $DEV

@@ -372,7 +372,8 @@ def test_config_decode_and_forced_write_undo(vm):
     edu = find(vm, EDU)
     cfg = json.loads(ok(pp(vm, "pci", "config", EDU, "--json")))
     sysfs = ok(vm.run(f"cd /sys/bus/pci/devices/{edu['address']} && cat vendor device")).split()
-    assert (cfg["vendor"], cfg["device"]) == (int(sysfs[0], 16), int(sysfs[1], 16))
+    assert (int(cfg["vendor_id"], 16), int(cfg["device_id"], 16)) == (int(sysfs[0], 16), int(sysfs[1], 16))
+    assert cfg["slot"] == edu["address"]
     assert [c["id"] for c in cfg["capabilities"]] == [0x05]  # edu: MSI only
     assert cfg["bars"][0]["address"] == bar_start(edu, 0)
 

@@ -101,7 +101,7 @@ def test_walk_frame_is_pagemaps_frame(process, kind):
     w = _json(vm, "walk", str(pid), hex(addr))
     pm = _json(vm, "pagemap", str(pid), hex(addr))
     assert pm["entry"]["present"] and pm["pfn"] is not None
-    assert w["phys_addr"] == pm["phys_addr"], (w, pm)
+    assert w["phys_addr"] == pm["phys"], (w, pm)
     assert w["check"]["agree"] is True and w["check"]["source"] == "pagemap"
     levels = int(vm.run("grep -qw la57 /proc/cpuinfo && echo 5 || echo 4").out)
     assert (
