@@ -5,7 +5,7 @@ PY      := .venv/bin/python
 PYTEST  := $(PY) -m pytest
 
 
-.PHONY: all setup lint kernel module demo test test-host test-vm bench lab-times shell shell-stock checkpatch clean
+.PHONY: all setup lint kernel module demo test test-host test-install test-vm bench lab-times shell shell-stock checkpatch clean
 
 all: demo
 
@@ -32,6 +32,10 @@ test: kernel lint
 
 test-host: setup
 	@$(PYTEST) -ra --ignore=tests/vm $(PYTEST_ARGS)
+
+# pyphys module install (DKMS) inside both stock guests: tens of minutes under TCG, so not in `test`.
+test-install: setup
+	@CI=true PYPHYS_INSTALL_TESTS=1 $(PYTEST) -ra tests/vm -m install $(PYTEST_ARGS)
 
 test-vm: kernel
 	@$(PYTEST) -ra tests/vm $(PYTEST_ARGS)
