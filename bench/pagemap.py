@@ -25,7 +25,6 @@ Prints one JSON list of rows on stdout.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import statistics
@@ -60,24 +59,6 @@ sys.stdout.write("ready\n")
 sys.stdout.flush()
 time.sleep(3600)
 """
-
-
-def find_page_types() -> str | None:
-    env = os.environ.get("PYPHYS_PAGE_TYPES")
-    if env:
-        return env if os.access(env, os.X_OK) else None
-    cache = os.environ.get("PYPHYS_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pyphys"
-    )
-    built = [p for p in glob.glob(os.path.join(cache, "page-types-*", "page-types")) if os.access(p, os.X_OK)]
-    if built:
-        return max(built, key=os.path.getmtime)  # scripts/build-page-types.sh
-    for tree in sorted(glob.glob(os.path.join(cache, "lab-*")), key=os.path.getmtime, reverse=True):
-        for sub in ("tools/vm/page-types", "tools/mm/page-types"):
-            path = os.path.join(tree, "linux", sub)
-            if os.path.exists(os.path.join(tree, ".complete")) and os.access(path, os.X_OK):
-                return path
-    return None
 
 
 ENV = dict(
@@ -206,7 +187,10 @@ def row(bench, pyphys, peer_name, peer, unit, target, note, ratio="auto"):
 def main() -> int:
     rows = []
     py = sys.executable
-    pt = find_page_types()
+    sys.path.insert(0, TOP)
+    from pyphys import kernels
+
+    pt = kernels.host_page_types()
     if os.geteuid() != 0:
         print(json.dumps([{"bench": "pagemap: skipped", "note": "needs root (PFNs, /proc/kpageflags)"}]))
         return 0

@@ -158,8 +158,8 @@ def resolve(name: str, quiet: bool = False) -> Kernel:
 
 def host_page_types() -> str | None:
     """page-types for reading THIS machine's pagemap (host tests and benches): ``$PYPHYS_PAGE_TYPES``
-    when set (None if it is not executable), else the one built with the newest cached lab kernel
-    tree (nothing is built here; ``make kernel`` builds it)."""
+    when set (None if it is not executable), else the newest one scripts/build-page-types.sh
+    built, else the one in the newest cached lab kernel tree (nothing is built here)."""
     env = os.environ.get("PYPHYS_PAGE_TYPES")
     if env:
         return env if os.access(env, os.X_OK) else None
@@ -167,7 +167,11 @@ def host_page_types() -> str | None:
 
     from pyphys import paths
 
-    trees = glob.glob(os.path.join(paths.cache_dir(create=False), "lab-*"))
+    cache = paths.cache_dir(create=False)
+    built = [p for p in glob.glob(os.path.join(cache, "page-types-*", "page-types")) if os.access(p, os.X_OK)]
+    if built:  # scripts/build-page-types.sh, for the stock kernels' sources
+        return max(built, key=os.path.getmtime)
+    trees = glob.glob(os.path.join(cache, "lab-*"))
     for tree in sorted((t for t in trees if os.path.isdir(t)), key=os.path.getmtime, reverse=True):
         for sub in ("tools/vm/page-types", "tools/mm/page-types"):
             path = os.path.join(tree, "linux", sub)

@@ -10,7 +10,6 @@ are handled by reading page-types before and after pyphys: pyphys must match one
 from __future__ import annotations
 
 import ctypes
-import glob
 import json
 import os
 import re
@@ -22,7 +21,7 @@ import uuid
 
 import pytest
 
-from pyphys import pagemap, procmaps
+from pyphys import kernels, pagemap, procmaps
 from pyphys.errors import ProcessGoneError, UsageError
 
 pytestmark = pytest.mark.host_root
@@ -138,25 +137,10 @@ def require_root():
         pytest.skip("needs root: PFNs and /proc/kpageflags")
 
 
-def find_page_types() -> str | None:
-    env = os.environ.get("PYPHYS_PAGE_TYPES")
-    if env:
-        return env if os.access(env, os.X_OK) else None
-    cache = os.environ.get("PYPHYS_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pyphys"
-    )
-    for tree in sorted(glob.glob(os.path.join(cache, "lab-*")), key=os.path.getmtime, reverse=True):
-        for sub in ("tools/vm/page-types", "tools/mm/page-types"):
-            path = os.path.join(tree, "linux", sub)
-            if os.path.exists(os.path.join(tree, ".complete")) and os.access(path, os.X_OK):
-                return path
-    return None
-
-
 @pytest.fixture(scope="module")
 def page_types():
     require_root()
-    path = find_page_types()
+    path = kernels.host_page_types()
     if path is None:
         pytest.skip(
             "page-types not built: set PYPHYS_PAGE_TYPES or run `make kernel` "
