@@ -46,6 +46,11 @@ def _warn_if_disabled(dev, bar, value: int, width: int) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
+def _bar_doc(dev, index: int, offset: int, width: int, via: str) -> dict:
+    """The keys every BAR read/write document starts with (docs/json.md)."""
+    return {"slot": dev.address, "bar": index, "offset": f"{offset:#x}", "width": width, "via": via}
+
+
 def run_read(args) -> int:
     from pyphys import pci_access
 
@@ -61,17 +66,7 @@ def run_read(args) -> int:
         data = pci_access.read_bar_range(dev, index, offset, length, width, via=args.via)
         if args.json:
             print(
-                json.dumps(
-                    {
-                        "slot": dev.address,
-                        "bar": index,
-                        "offset": f"{offset:#x}",
-                        "length": len(data),
-                        "width": width,
-                        "via": args.via,
-                        "data": data.hex(),
-                    }
-                )
+                json.dumps({**_bar_doc(dev, index, offset, width, args.via), "length": len(data), "data": data.hex()})
             )
         else:
             print(hexdump(data, offset))
@@ -87,18 +82,7 @@ def run_read(args) -> int:
     with pci_access.BarAccess(dev, bar, args.via) as acc:
         value = acc.read_word(offset, width)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "slot": dev.address,
-                    "bar": index,
-                    "offset": f"{offset:#x}",
-                    "width": width,
-                    "via": args.via,
-                    "value": json_value(value, width),
-                }
-            )
-        )
+        print(json.dumps({**_bar_doc(dev, index, offset, width, args.via), "value": json_value(value, width)}))
     else:
         print(fmt_value(value, width))
     _warn_if_disabled(dev, bar, value, width)
@@ -135,11 +119,7 @@ def run_write(args) -> int:
         print(
             json.dumps(
                 {
-                    "slot": dev.address,
-                    "bar": index,
-                    "offset": f"{offset:#x}",
-                    "width": width,
-                    "via": args.via,
+                    **_bar_doc(dev, index, offset, width, args.via),
                     **written_json(rec.old, rec.new, rec.after, width),
                     "journal_id": rec.record_id,
                 }
