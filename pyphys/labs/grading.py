@@ -270,7 +270,7 @@ class Grader:
 
 
 # -- recognisable slips: {wrong answer: what it is} -----------------------------------------------
-def _slips(*pairs: tuple[int | None, str]) -> dict[int, str]:
+def slips_of(*pairs: tuple[int | None, str]) -> dict[int, str]:
     out: dict[int, str] = {}
     for value, why in pairs:
         if value is not None:
@@ -280,7 +280,7 @@ def _slips(*pairs: tuple[int | None, str]) -> dict[int, str]:
 
 def pfn_slips(pfn: int, vaddr: int | None = None) -> dict[int, str]:
     """The wrong answers to "which PFN?" that are a known slip, and what each is."""
-    return _slips(
+    return slips_of(
         (pfn * PAGE_SIZE, "that is the physical address; the PFN is the address divided by the page size"),
         (
             None if vaddr is None else vaddr // PAGE_SIZE,
@@ -292,7 +292,7 @@ def pfn_slips(pfn: int, vaddr: int | None = None) -> dict[int, str]:
 
 def phys_slips(phys: int, vaddr: int | None = None) -> dict[int, str]:
     """The wrong answers to "which physical address?" that are a known slip, and what each is."""
-    return _slips(
+    return slips_of(
         (phys // PAGE_SIZE, f"that is the PFN: physical address = PFN x {PAGE_SIZE} + offset in the page"),
         (vaddr, "that is the virtual address"),
         (

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from pyphys.labs import probes
-from pyphys.labs.grading import _slips, phys_slips
+from pyphys.labs.grading import phys_slips, slips_of
 from pyphys.labs.probes import PAGE_SIZE, ProbeError
 from pyphys.layouts import pagetable as L
 from pyphys.walk import PAGE_OFFSET_L4
@@ -173,7 +173,7 @@ def _direct(g) -> None:
         "(the module's buffer pointer minus its virt_to_phys)",
         "is not where the direct map starts: `pyphys devmem sym:page_offset_base 64`",
         show=hex,
-        slips=_slips(
+        slips=slips_of(
             (probes.kallsyms_address("page_offset_base"), "that is where the variable lives; read the 8 bytes there"),
             (PAGE_OFFSET_L4, "that is the base without KASLR: this kernel randomizes it, read page_offset_base"),
             (phys, "that is the buffer's physical address; the base is the value of page_offset_base"),
@@ -195,5 +195,5 @@ def _direct(g) -> None:
         size,
         f"bytes: the walk ends at the {where} level (PS set)" if where != "pte" else "bytes: a 4 KiB page",
         "is not the size of the page that maps the buffer in the direct map: `pyphys walk kernel DIRECT_VADDR`",
-        slips=_slips((size // PAGE_SIZE, "that counts 4 KiB pages; give bytes"), (size >> 20 or None, "give bytes")),
+        slips=slips_of((size // PAGE_SIZE, "that counts 4 KiB pages; give bytes"), (size >> 20 or None, "give bytes")),
     )
