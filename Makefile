@@ -28,7 +28,7 @@ lint: setup
 
 # Every test, host and VM (each kernel booted once). Under CI=true a skipped VM test fails.
 test: kernel lint
-	@$(PYTEST) -ra $(PYTEST_ARGS)
+	@$(PYTEST) -ra --durations=30 $(PYTEST_ARGS)
 
 test-host: setup
 	@$(PYTEST) -ra --ignore=tests/vm $(PYTEST_ARGS)

@@ -73,7 +73,10 @@ def main() -> int:
             for s in guest:
                 name = os.path.basename(s)[:-3]
                 print(f"[bench] guest: {name} ...", file=sys.stderr, flush=True)
-                r = vm.run(f"cd {shlex.quote(TOP)} && {shlex.quote(sys.executable)} {shlex.quote(s)}", timeout=3000)
+                # PYPHYS_BENCH_* settings of this shell reach the guest's bench scripts
+                env = " ".join(shlex.quote(f"{k}={v}") for k, v in os.environ.items() if k.startswith("PYPHYS_BENCH_"))
+                cmd = f"cd {shlex.quote(TOP)} && env {env} {shlex.quote(sys.executable)} {shlex.quote(s)}"
+                r = vm.run(cmd, timeout=3000)
                 rows += [("guest (TCG)", x) for x in parse_rows(name, r.rc, r.out, r.err)]
     header = ["where", "bench", "pyphys", "peer", "peer value", "ratio", "target", "note"]
     table = [header]

@@ -26,12 +26,15 @@ from pyphys.errors import LabError
 # user-half page tables) and keeps PAT active (lab boots otherwise get nopat: labvm.lab_append).
 # The stock boots may write (in throw-away overlays) where `pyphys module install` puts things:
 # DKMS's source tree and state, and the kernel's module directory.
+# The test guests get 512 MiB (a lab started by hand gets 1 GiB): every whole-RAM dump test
+# reads all of it through 9p at a few MB/s under TCG, so RAM size is most of their time.
 INSTALL_DIRS = ("/usr/src", "/var/lib/dkms", "/usr/lib/modules")
+MEMORY = os.environ.get("PYPHYS_TEST_VM_MEMORY", "512M")
 BOOTS = {
-    "lab": dict(kernel="lab", cpu="max,la57=off"),
-    "stock": dict(kernel="stock", cpu="max,la57=off", overlays=INSTALL_DIRS),
-    "stock-6.12": dict(kernel="stock-6.12", cpu="max,la57=off", overlays=INSTALL_DIRS),
-    "la57": dict(kernel="lab", cpu="max,la57=on", append=["pti=on"], label="la57", pat=True),
+    "lab": dict(kernel="lab", cpu="max,la57=off", memory=MEMORY),
+    "stock": dict(kernel="stock", cpu="max,la57=off", overlays=INSTALL_DIRS, memory=MEMORY),
+    "stock-6.12": dict(kernel="stock-6.12", cpu="max,la57=off", overlays=INSTALL_DIRS, memory=MEMORY),
+    "la57": dict(kernel="lab", cpu="max,la57=on", append=["pti=on"], label="la57", pat=True, memory=MEMORY),
 }
 MATRIX = ("lab", "stock", "stock-6.12")
 _vms: dict = {}
