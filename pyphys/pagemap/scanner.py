@@ -404,7 +404,41 @@ def scan(
 ) -> Iterator[PageRecord]:
     """One :class:`PageRecord` per virtual page of every mapping (or of ``[start, end)``,
     END exclusive), lazily: iterate, or ``list()`` a small range."""
-    for c in scan_chunks(process, start, end, kpagecount=kpagecount):
+    yield from _records_of(scan_chunks(process, start, end, kpagecount=kpagecount))
+
+
+class PageScan(Record):
+    """A scan opened by :func:`scan_pages`: the process, the ranges it covers (every mapping,
+    or ``[start, end)``), and ``items``, an iterator of :class:`PageRecord` (or :class:`PageRun`)
+    to consume once; ``notes`` grows while it runs."""
+
+    __slots__ = ("pid", "process", "page_size", "ranges", "pfns_hidden", "items", "notes")
+
+
+def scan_pages(
+    process, start: int | None = None, end: int | None = None, *, kpagecount: bool = False, runs: bool = False
+) -> PageScan:
+    """:func:`scan` (or, with ``runs``, :func:`runs`) with what a document about it says first:
+    the process is opened and the range checked now, so a bad one raises before any page."""
+    _parse_process_and_range(start, end)
+    s = _Scan(process, kpagecount=kpagecount, whole=start is None)
+    try:
+        s.pieces(start, end)  # an unmapped range raises here
+    except BaseException:
+        s.close()
+        raise
+    ranges = [(start, end)] if start is not None else [(r[0], r[1]) for r in s.rows]
+    items = (_runs_of if runs else _records_of)(_closing_chunks(s, start, end))
+    return PageScan(s.pid, s.name, s.page_size, ranges, not s.visible, items, s.notes)
+
+
+def _closing_chunks(s: _Scan, start: int | None, end: int | None) -> Iterator[PageChunk]:
+    with s:
+        yield from s.chunks(start, end)
+
+
+def _records_of(chunks) -> Iterator[PageRecord]:
+    for c in chunks:
         kf, kc, m, ps = c.kpageflags, c.kpagecount, c.mapping, c.page_size
         for i, e in enumerate(c.entries):
             yield PageRecord(
@@ -420,9 +454,13 @@ def runs(process, start: int | None = None, end: int | None = None, *, kpagecoun
     """:class:`PageRun` for each stretch of pages on consecutive frames (ascending, as
     page-types -l merges them, or descending, as the page allocator often hands them out), or
     consecutive swap slots, or with no page, with equal pagemap bits, kpageflags and kpagecount."""
+    yield from _runs_of(scan_chunks(process, start, end, kpagecount=kpagecount))
+
+
+def _runs_of(chunks) -> Iterator[PageRun]:
     cur = None  # [vaddr, pages, entry, kflags, kcount, mapping, next vaddr, last frame, step]
     ps = PAGE_SIZE
-    for c in scan_chunks(process, start, end, kpagecount=kpagecount):
+    for c in chunks:
         kf, kc, m = c.kpageflags, c.kpagecount, c.mapping
         ps = c.page_size
         va = c.vaddr

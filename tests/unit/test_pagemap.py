@@ -303,7 +303,11 @@ def test_cli_pages_runs_summary(proc, capsys):
     rc, out, _ = run_cli(capsys, "4242", "--all", "--json", "--view", "well-known")
     assert json.loads(out)["total"] == 526
     rc, out, _ = run_cli(capsys, "4242", "0x10000-0x18000", "--pages", "--json")
-    assert [p["pfn"] for p in json.loads(out)][:2] == [0x100, 0x101]
+    assert [p["pfn"] for p in json.loads(out)["pages"]][:2] == [0x100, 0x101]
+    rc, out, _ = run_cli(capsys, "4242", "0x10000-0x18000", "--runs", "--json")
+    doc = json.loads(out)
+    assert [(r["start"], r["end"], r["pfn"], r["last_pfn"]) for r in doc["runs"]][0] == ("0x10000", "0x12000", 0x100, 0x101)
+    assert sum(r["pages"] for r in doc["runs"]) == 8 and doc["notes"] == []
 
 
 @pytest.mark.parametrize(
@@ -396,6 +400,9 @@ GOLDEN = [
     ("proc", ["4242", "--all", "--json", "--view", "raw"]),
     ("proc", ["4242", "0x10000-0x18000", "--summary", "--json"]),
     ("proc-hidden", ["4242", "--all", "--json"]),
+    ("proc", ["4242", "0x10000-0x18000", "--pages", "--json"]),
+    ("proc", ["4242", "0x10000-0x18000", "--runs", "--count", "--json"]),
+    ("proc-hidden", ["4242", "0x10000-0x18000", "--pages", "--json"]),
 ]
 
 
