@@ -306,7 +306,8 @@ def test_cli_pages_runs_summary(proc, capsys):
     assert [p["pfn"] for p in json.loads(out)["pages"]][:2] == [0x100, 0x101]
     rc, out, _ = run_cli(capsys, "4242", "0x10000-0x18000", "--runs", "--json")
     doc = json.loads(out)
-    assert [(r["start"], r["end"], r["pfn"], r["last_pfn"]) for r in doc["runs"]][0] == ("0x10000", "0x12000", 0x100, 0x101)
+    first = doc["runs"][0]
+    assert (first["start"], first["end"], first["pfn"], first["last_pfn"]) == ("0x10000", "0x12000", 0x100, 0x101)
     assert sum(r["pages"] for r in doc["runs"]) == 8 and doc["notes"] == []
 
 
