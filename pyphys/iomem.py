@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 
 from pyphys import TYPE_CHECKING, paths
-from pyphys.errors import PyphysError, UsageError, from_oserror
+from pyphys.errors import NO_ADMIN, PyphysError, UsageError, from_oserror, root_hint
 from pyphys.record import Record
 
 if TYPE_CHECKING:
@@ -20,7 +20,13 @@ if TYPE_CHECKING:
     from typing import IO
 
 SYSTEM_RAM = "System RAM"
-HIDDEN_HINT = "the kernel shows /proc/iomem addresses as zeros without CAP_SYS_ADMIN: run as root"
+
+
+def hidden_hint() -> str:
+    """Why /proc/iomem shows zeros (kernel/resource.c shows addresses to CAP_SYS_ADMIN only)."""
+    return "the kernel shows /proc/iomem addresses as zeros without CAP_SYS_ADMIN: " + root_hint(
+        NO_ADMIN, "run as root"
+    )
 
 
 class Region(Record):
@@ -94,7 +100,7 @@ class IomemTree:
     def describe(self, addr: int) -> str:
         """'System RAM > Kernel data', or 'a hole (no region in /proc/iomem)'."""
         if self.hidden:
-            return "unknown region (/proc/iomem hidden: not root)"
+            return f"unknown region (/proc/iomem hidden: {root_hint('no CAP_SYS_ADMIN', 'not root')})"
         chain = self.region_of(addr)
         if not chain:
             return "a hole (no region in /proc/iomem)"
@@ -206,5 +212,5 @@ def load() -> IomemTree:
 def require_visible(tree: IomemTree) -> IomemTree:
     """Return ``tree``; PyphysError if the kernel hid the addresses (not root)."""
     if tree.hidden:
-        raise PyphysError("/proc/iomem shows every address as 0", HIDDEN_HINT)
+        raise PyphysError("/proc/iomem shows every address as 0", hidden_hint())
     return tree

@@ -21,7 +21,7 @@ def run(args) -> int:
     addrs = [parse_number(a, "address") for a in args.addrs]
     tree = iomem.load()
     if tree.hidden:
-        print(f"pyphys iomem: warning: {iomem.HIDDEN_HINT}", file=sys.stderr)
+        print(f"pyphys iomem: warning: {iomem.hidden_hint()}", file=sys.stderr)
     if addrs:
         iomem.require_visible(tree)
         rows = []

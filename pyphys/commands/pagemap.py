@@ -11,7 +11,7 @@ import sys
 from pyphys import dialect
 from pyphys.commands._common import note
 from pyphys.dialect import fmt_size, parse_number
-from pyphys.errors import UsageError
+from pyphys.errors import NO_ADMIN, UsageError, root_hint
 from pyphys.layouts import pagemap as L  # constants only: cheap
 
 DESCRIPTION = """\
@@ -193,7 +193,8 @@ def format_translation(t) -> str:
     ]
     if e.present:
         if e.pfn_hidden:
-            lines.append("    PFN              hidden (the kernel zeroes it without CAP_SYS_ADMIN: run as root)")
+            why = root_hint(NO_ADMIN, "run as root")
+            lines.append(f"    PFN              hidden (the kernel zeroes it without CAP_SYS_ADMIN: {why})")
             lines.append("    physical address hidden")
         else:
             lines.append(f"    PFN              {e.pfn:#x}")

@@ -8,7 +8,7 @@ from itertools import repeat
 from operator import getitem, setitem  # vectorcall: cheaper per element than bound __getitem__
 
 from pyphys import TYPE_CHECKING
-from pyphys.errors import UsageError, from_oserror
+from pyphys.errors import NO_ADMIN, UsageError, from_oserror, root_hint
 from pyphys.layouts import pagemap as L
 from pyphys.pagemap.decode import PagemapEntry, _bit, decode_entry, expand_flags, flag_names
 from pyphys.pagemap.translation import (
@@ -276,7 +276,7 @@ class _Scan:
         if not self.visible:
             self.notes.append(
                 "PFNs hidden: the kernel zeroes them for readers without CAP_SYS_ADMIN "
-                "(pagemap.rst); kpageflags and kpagecount need a PFN -- run as root"
+                "(pagemap.rst); kpageflags and kpagecount need a PFN -- " + root_hint(NO_ADMIN, "run as root")
             )
         else:
             if kpageflags:
