@@ -108,6 +108,23 @@ def _hint_doctor_caps(monkeypatch):
     return " ".join(c.fix for c in doctor._check_caps())
 
 
+def _hint_pci_short_read(monkeypatch):
+    from pyphys import pci_devices, pci_show
+
+    monkeypatch.setenv("PYPHYS_PCI_IDS", "")
+    base = os.path.join(os.path.dirname(FIX), "pci", "host")
+    old = paths.set_roots(sys=os.path.join(base, "sys"), proc=os.path.join(base, "proc"))
+    try:
+        dev = next(d for d in pci_devices.scan() if d.vendor == 0x1AF4)
+        real_read_all = pci_show.ConfigSpace.read_all
+        # what a reader without CAP_SYS_ADMIN gets: the file says 256 bytes, a read returns 64
+        monkeypatch.setattr(pci_show.ConfigSpace, "read_all", lambda self: real_read_all(self)[:64])
+        notes = pci_show.show(dev, 2).notes
+    finally:
+        paths.set_roots(**old)
+    return next(n for n in notes if "only 64 of 256 bytes" in n)
+
+
 def _hint_oserror_eperm(monkeypatch):
     return errors.from_oserror(PermissionError(errno.EPERM, "x"), "open /sys/x").hint
 
@@ -126,6 +143,7 @@ SITES = [
     (_hint_devmem_no_iomem, "CAP_SYS_ADMIN"),
     (_hint_probe_pfn, "CAP_SYS_ADMIN"),
     (_hint_doctor_caps, "CAP_SYS_RAWIO"),
+    (_hint_pci_short_read, "CAP_SYS_ADMIN"),
     (_hint_oserror_eperm, "capability"),
 ]
 
