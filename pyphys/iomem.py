@@ -173,7 +173,7 @@ def parse(stream: IO[str]) -> IomemTree:
             continue
         body = line.rstrip("\n")
         indent = len(body) - len(body.lstrip(" "))
-        rng, sep, name = body.strip().partition(" : ")
+        rng, sep, name = body.lstrip(" ").partition(" : ")
         lo, dash, hi = rng.partition("-")
         try:
             if not sep or not dash:
@@ -187,7 +187,7 @@ def parse(stream: IO[str]) -> IomemTree:
         if start or end:
             all_zero = False
         depth = indent // 2
-        region = Region(start, end, name.strip(), depth=depth)
+        region = Region(start, end, name.strip(" "), depth=depth)  # control characters stay: names are verbatim
         while stack and stack[-1].depth >= depth:
             stack.pop()
         if stack:
@@ -202,8 +202,9 @@ def load() -> IomemTree:
     """Parse the running kernel's /proc/iomem (through paths.proc); PyphysError if unreadable."""
     path = paths.proc("iomem")
     try:
-        # names are the drivers' bytes: never let one undecodable byte stop every command
-        with open(path, encoding="utf-8", errors="replace") as f:
+        # names are the drivers' bytes: never let one undecodable byte stop every command; lines
+        # end at \n only (the kernel's), so a \r inside a name stays in the name
+        with open(path, encoding="utf-8", errors="replace", newline="\n") as f:
             return parse(f)
     except OSError as err:
         raise from_oserror(err, f"read {path}") from err
