@@ -11,6 +11,13 @@ from __future__ import annotations
 import errno
 import os
 
+from pyphys import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    _T = TypeVar("_T")
+
 
 class PyphysError(Exception):
     """Base class: ``message`` says what failed, ``hint`` what to try."""
@@ -163,3 +170,28 @@ class oserrors:  # noqa: N801  (used like a function: `with oserrors("read x"):`
                 return func(*args, **kwargs)
 
         return wrapper
+
+
+class FileHolder:
+    """For the objects that hold a device file open in ``_fd`` (physical memory, config space,
+    a BAR): :meth:`close` runs :meth:`_release` (what must go first: mappings) and closes the
+    file once; ``with obj:`` closes it at the end. Lives here, beside :class:`oserrors`, because
+    every such object already imports this module for its errors."""
+
+    __slots__ = ()
+    _fd: int | None
+
+    def _release(self) -> None:
+        """Undo what depends on the open file (unmap windows); nothing by default."""
+
+    def close(self) -> None:
+        self._release()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self: _T) -> _T:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
