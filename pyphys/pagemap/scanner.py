@@ -43,25 +43,16 @@ _WSH = 6
 _WSH_RANGE = 3
 
 
-class PageRecord(Record):
-    """One virtual page of a scan."""
+class _Decoded:
+    """What a page and a run derive from their raw ``entry`` and ``kpageflags``."""
 
-    __slots__ = ("vaddr", "entry", "kpageflags", "kpagecount", "mapping")
-    _frozen = True
-
-    vaddr: int
-    entry: int  # raw pagemap entry
-    kpageflags: int | None  # raw kernel word (None: not present, hidden, unreadable)
-    kpagecount: int | None
-    mapping: Mapping
+    __slots__ = ()
+    entry: int
+    kpageflags: int | None
 
     @property
     def decoded(self) -> PagemapEntry:
         return decode_entry(self.entry, pfn_visible=None)
-
-    @property
-    def present(self) -> bool:
-        return bool(self.entry & L.PM_PRESENT)
 
     @property
     def pfn(self) -> int | None:
@@ -77,7 +68,24 @@ class PageRecord(Record):
         return flag_names(self.flags)
 
 
-class PageRun(Record):
+class PageRecord(_Decoded, Record):
+    """One virtual page of a scan."""
+
+    __slots__ = ("vaddr", "entry", "kpageflags", "kpagecount", "mapping")
+    _frozen = True
+
+    vaddr: int
+    entry: int  # raw pagemap entry
+    kpageflags: int | None  # raw kernel word (None: not present, hidden, unreadable)
+    kpagecount: int | None
+    mapping: Mapping
+
+    @property
+    def present(self) -> bool:
+        return bool(self.entry & L.PM_PRESENT)
+
+
+class PageRun(_Decoded, Record):
     """Consecutive virtual pages on consecutive frames (or consecutive swap slots, or all not
     present) with the same pagemap bits, kpageflags and (if read) kpagecount."""
 
@@ -103,22 +111,6 @@ class PageRun(Record):
         """PFN of the run's last page (first + (pages - 1) * step)."""
         p = self.pfn
         return None if p is None else p + (self.pages - 1) * self.step
-
-    @property
-    def decoded(self) -> PagemapEntry:
-        return decode_entry(self.entry, pfn_visible=None)
-
-    @property
-    def pfn(self) -> int | None:
-        return self.decoded.pfn
-
-    @property
-    def flags(self) -> int:
-        return expand_flags(self.kpageflags or 0, self.entry)
-
-    @property
-    def flag_names(self) -> tuple[str, ...]:
-        return flag_names(self.flags)
 
     @property
     def huge(self) -> str | None:
