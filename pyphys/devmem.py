@@ -12,7 +12,7 @@ The ``pyphys devmem`` command parses its arguments, calls these, and formats the
 from __future__ import annotations
 
 from pyphys.dialect import check_aligned, fmt_value, parse_number, parse_value, parse_width
-from pyphys.errors import PyphysError, RegionError, UsageError, VerifyError
+from pyphys.errors import NO_ADMIN, PyphysError, RegionError, UsageError, VerifyError, root_hint
 from pyphys.record import Record
 
 MAX_RANGE = 64 << 20
@@ -149,7 +149,7 @@ def check_access(pm, resolver: Resolver, op: Op, force: bool) -> None:
         if op.kind == "w":
             raise RegionError(
                 f"cannot tell which region {what} is in (/proc/iomem unreadable or hidden)",
-                "run as root, or add --force if you are sure",
+                root_hint(NO_ADMIN, "run as root") + ", or add --force if you are sure",
             )
         return
     holes = tree.holes(op.addr, op.size)

@@ -247,6 +247,24 @@ def fmt_size(size: int, exact: bool = False) -> str:
     return str(size)
 
 
+def printable(text: str) -> str:
+    r"""``text`` safe to put on a terminal: what the kernel hands over verbatim (a device name
+    can hold anything) must not move the cursor or send escape sequences. Characters that are
+    not printable (ESC, CR, NUL, DEL and other control or invisible ones) are written C-style,
+    ``\xNN`` (``\uNNNN`` above U+00FF), a backslash as ``\\``, so :func:`decode_escapes`
+    reads an ASCII name back; the rest, U+FFFD for undecodable bytes included, as is."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(c if c.isprintable() and c != "\\" else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    if c == "\\":
+        return "\\\\"
+    n = ord(c)
+    return f"\\x{n:02x}" if n <= 0xFF else (f"\\u{n:04x}" if n <= 0xFFFF else f"\\U{n:08x}")
+
+
 def hexdump(data: bytes, base: int = 0) -> str:
     """``hexdump -C``'s layout with ``base`` as the first offset: 16 bytes a line in two groups
     of 8, printable ASCII between bars, identical lines squeezed to ``*``, the end offset last

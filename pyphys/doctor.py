@@ -16,7 +16,7 @@ import stat
 from typing import IO
 
 from pyphys import paths
-from pyphys.errors import PyphysError
+from pyphys.errors import FILE_MODE, NO_ADMIN, PyphysError, no_cap, root_hint
 from pyphys.record import Record
 
 OK, BLOCKED, WARN, INFO = "OK", "BLOCKED", "WARN", "INFO"
@@ -120,7 +120,7 @@ def _check_devmem(cfg: dict | None) -> Check:
     rw = os.access(path, os.R_OK | os.W_OK)
     detail = f"{path} present ({kind}, {mode}, uid {st.st_uid} gid {st.st_gid})"
     if not rw:
-        return Check("/dev/mem", BLOCKED, detail + ": not readable+writable by this user", "run as root (sudo)")
+        return Check("/dev/mem", BLOCKED, detail + ": not readable+writable by this user", root_hint(FILE_MODE))
     return Check("/dev/mem", OK, detail)
 
 
@@ -223,7 +223,7 @@ def _check_caps() -> list[Check]:
                 "CAP_SYS_RAWIO",
                 OK if raw else BLOCKED,
                 "present" if raw else "missing: opening /dev/mem returns EPERM",
-                "" if raw else "run as root (sudo)",
+                "" if raw else root_hint(no_cap("CAP_SYS_RAWIO")),
             )
         )
     if admin is not None:
@@ -232,7 +232,7 @@ def _check_caps() -> list[Check]:
                 "CAP_SYS_ADMIN",
                 OK if admin else WARN,
                 "present" if admin else "missing: pagemap PFNs and /proc/iomem addresses read as zero",
-                "" if admin else "run as root (sudo)",
+                "" if admin else root_hint(NO_ADMIN),
             )
         )
     return out
@@ -277,7 +277,7 @@ def _check_pagemap() -> Check:
         return Check("pagemap PFNs", OK, "visible (a present page has a non-zero PFN)")
     if entry >> 63 & 1:
         return Check(
-            "pagemap PFNs", WARN, "hidden: PFNs read as 0 without CAP_SYS_ADMIN (pagemap.rst)", "run as root (sudo)"
+            "pagemap PFNs", WARN, "hidden: PFNs read as 0 without CAP_SYS_ADMIN (pagemap.rst)", root_hint(NO_ADMIN)
         )
     return Check("pagemap PFNs", INFO, "test page not present")
 
@@ -290,7 +290,7 @@ def _check_iomem() -> Check:
     except PyphysError as err:
         return Check("/proc/iomem", WARN, str(err))
     if tree.hidden:
-        return Check("/proc/iomem", WARN, "addresses shown as zeros", iomem.HIDDEN_HINT)
+        return Check("/proc/iomem", WARN, "addresses shown as zeros", iomem.hidden_hint())
     return Check("/proc/iomem", OK, f"visible; System RAM ends at {tree.ram_end:#x}")
 
 

@@ -11,6 +11,13 @@ from __future__ import annotations
 import errno
 import os
 
+from pyphys import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    _T = TypeVar("_T")
+
 
 class PyphysError(Exception):
     """Base class: ``message`` says what failed, ``hint`` what to try."""
@@ -75,16 +82,39 @@ def _is_proc_pid(text: str) -> bool:
     return bool(found) and "/" in rest and (part.isdigit() or part in ("self", "thread-self"))
 
 
+#: what still refuses root: the check root's usual rights do not pass (for :func:`root_hint`)
+PTRACE_CHECK = (
+    "the kernel's ptrace access check refused (Yama kernel.yama.ptrace_scope, "
+    "or CAP_SYS_PTRACE missing, as in a container)"
+)
+FILE_MODE = (
+    "root passes a file's mode only with CAP_DAC_OVERRIDE or CAP_DAC_READ_SEARCH, which this process lacks "
+    "(a container, or a dropped capability), or a security module refused it; see `pyphys doctor`"
+)
+
+
+def no_cap(cap: str) -> str:
+    """For :func:`root_hint`: root that still lacks capability ``cap``."""
+    return f"this process lacks {cap} (a container, or a dropped capability; see `pyphys doctor`)"
+
+
+NO_ADMIN = no_cap("CAP_SYS_ADMIN")
+REFUSED = "a missing capability, lockdown or a security module refused it; see `pyphys doctor`"
+
+
+def root_hint(root: str, user: str = "run as root (sudo)") -> str:
+    """The advice for a refusal that root's rights usually lift, the one place pyphys chooses it
+    by euid: ``user`` for an ordinary user (default: run as root); for a process that already
+    runs as root, ``root``: the check that still refuses (a capability it lacks, the ptrace
+    access check, lockdown, kptr_restrict, STRICT_DEVMEM, a file mode, a security module)."""
+    return user if os.geteuid() != 0 else f"already root: {root}"
+
+
 def _denied_hint(err: OSError, what: str) -> str:
     """What to do about EACCES: sudo for a user; for root, what can still refuse it."""
-    if os.geteuid() != 0:
-        return "run as root (sudo)"
     if _is_proc_pid(str(err.filename or "")) or _is_proc_pid(what):
-        return (
-            "already root: the kernel's ptrace access check refused (Yama kernel.yama.ptrace_scope, "
-            "or CAP_SYS_PTRACE missing, as in a container)"
-        )
-    return "already root: a missing capability, lockdown or a security module refused it; see `pyphys doctor`"
+        return root_hint(PTRACE_CHECK)
+    return root_hint(REFUSED)
 
 
 def from_oserror(err: OSError, what: str, hint: str | None = None) -> PyphysError:
@@ -100,10 +130,9 @@ def from_oserror(err: OSError, what: str, hint: str | None = None) -> PyphysErro
     if code in (errno.EACCES,):
         return PermissionDeniedError(msg, hint or _denied_hint(err, what))
     if code == errno.EPERM:
-        if hint is None and os.geteuid() == 0:
-            hint = "already root, so the kernel refused: a missing capability, lockdown or a security module"
-            hint += "; see `pyphys doctor`"
-        return PermissionDeniedError(msg, hint or "the kernel refused: run as root, or see `pyphys doctor`")
+        return PermissionDeniedError(
+            msg, hint or root_hint(REFUSED, "the kernel refused: run as root, or see `pyphys doctor`")
+        )
     if code == errno.ESRCH:
         return ProcessGoneError(msg, hint)
     if code in (errno.EBUSY, errno.EWOULDBLOCK):
@@ -141,3 +170,28 @@ class oserrors:  # noqa: N801  (used like a function: `with oserrors("read x"):`
                 return func(*args, **kwargs)
 
         return wrapper
+
+
+class FileHolder:
+    """For the objects that hold a device file open in ``_fd`` (physical memory, config space,
+    a BAR): :meth:`close` runs :meth:`_release` (what must go first: mappings) and closes the
+    file once; ``with obj:`` closes it at the end. Lives here, beside :class:`oserrors`, because
+    every such object already imports this module for its errors."""
+
+    __slots__ = ()
+    _fd: int | None
+
+    def _release(self) -> None:
+        """Undo what depends on the open file (unmap windows); nothing by default."""
+
+    def close(self) -> None:
+        self._release()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self: _T) -> _T:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 
 from pyphys import TYPE_CHECKING, paths
-from pyphys.errors import PyphysError, UsageError, from_oserror
+from pyphys.errors import NO_ADMIN, PyphysError, UsageError, from_oserror, root_hint
 from pyphys.record import Record
 
 if TYPE_CHECKING:
@@ -20,7 +20,13 @@ if TYPE_CHECKING:
     from typing import IO
 
 SYSTEM_RAM = "System RAM"
-HIDDEN_HINT = "the kernel shows /proc/iomem addresses as zeros without CAP_SYS_ADMIN: run as root"
+
+
+def hidden_hint() -> str:
+    """Why /proc/iomem shows zeros (kernel/resource.c shows addresses to CAP_SYS_ADMIN only)."""
+    return "the kernel shows /proc/iomem addresses as zeros without CAP_SYS_ADMIN: " + root_hint(
+        NO_ADMIN, "run as root"
+    )
 
 
 class Region(Record):
@@ -94,7 +100,7 @@ class IomemTree:
     def describe(self, addr: int) -> str:
         """'System RAM > Kernel data', or 'a hole (no region in /proc/iomem)'."""
         if self.hidden:
-            return "unknown region (/proc/iomem hidden: not root)"
+            return f"unknown region (/proc/iomem hidden: {root_hint('no CAP_SYS_ADMIN', 'not root')})"
         chain = self.region_of(addr)
         if not chain:
             return "a hole (no region in /proc/iomem)"
@@ -167,7 +173,7 @@ def parse(stream: IO[str]) -> IomemTree:
             continue
         body = line.rstrip("\n")
         indent = len(body) - len(body.lstrip(" "))
-        rng, sep, name = body.strip().partition(" : ")
+        rng, sep, name = body.lstrip(" ").partition(" : ")
         lo, dash, hi = rng.partition("-")
         try:
             if not sep or not dash:
@@ -181,7 +187,7 @@ def parse(stream: IO[str]) -> IomemTree:
         if start or end:
             all_zero = False
         depth = indent // 2
-        region = Region(start, end, name.strip(), depth=depth)
+        region = Region(start, end, name.strip(" "), depth=depth)  # control characters stay: names are verbatim
         while stack and stack[-1].depth >= depth:
             stack.pop()
         if stack:
@@ -196,8 +202,9 @@ def load() -> IomemTree:
     """Parse the running kernel's /proc/iomem (through paths.proc); PyphysError if unreadable."""
     path = paths.proc("iomem")
     try:
-        # names are the drivers' bytes: never let one undecodable byte stop every command
-        with open(path, encoding="utf-8", errors="replace") as f:
+        # names are the drivers' bytes: never let one undecodable byte stop every command; lines
+        # end at \n only (the kernel's), so a \r inside a name stays in the name
+        with open(path, encoding="utf-8", errors="replace", newline="\n") as f:
             return parse(f)
     except OSError as err:
         raise from_oserror(err, f"read {path}") from err
@@ -206,5 +213,5 @@ def load() -> IomemTree:
 def require_visible(tree: IomemTree) -> IomemTree:
     """Return ``tree``; PyphysError if the kernel hid the addresses (not root)."""
     if tree.hidden:
-        raise PyphysError("/proc/iomem shows every address as 0", HIDDEN_HINT)
+        raise PyphysError("/proc/iomem shows every address as 0", hidden_hint())
     return tree

@@ -11,7 +11,7 @@ import errno
 import os
 
 from pyphys import paths
-from pyphys.errors import ModuleNotLoadedError, PermissionDeniedError, PyphysError, from_oserror
+from pyphys.errors import FILE_MODE, ModuleNotLoadedError, PermissionDeniedError, PyphysError, from_oserror, root_hint
 from pyphys.record import Record
 
 SYSFS_DIR = ("kernel", "pyphys")
@@ -55,7 +55,8 @@ def _read(name: str) -> str:
     except PermissionError as err:
         # Address files are 0400: physical addresses are secrets (like kptr_restrict).
         raise PermissionDeniedError(
-            f"cannot read {path}: {os.strerror(err.errno)}", "physical addresses are root-only (mode 0400): run as root"
+            f"cannot read {path}: {os.strerror(err.errno)}",
+            root_hint(FILE_MODE, "physical addresses are root-only (mode 0400): run as root"),
         ) from err
     except OSError as err:
         raise from_oserror(err, f"reading {path}") from err

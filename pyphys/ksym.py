@@ -32,7 +32,7 @@ from typing import IO
 
 from pyphys import paths
 from pyphys.dialect import U64_MAX, parse_number
-from pyphys.errors import NotFoundError, PyphysError, UsageError, from_oserror
+from pyphys.errors import NotFoundError, PyphysError, UsageError, from_oserror, root_hint
 from pyphys.record import Record
 
 START_KERNEL_MAP = 0xFFFFFFFF80000000  # arch/x86/include/asm/page_64_types.h __START_KERNEL_map
@@ -190,9 +190,11 @@ def kptr_hint() -> str:
     level = kptr_restrict()
     if level == 2:
         return "kptr_restrict=2 hides kernel addresses even from root: sysctl kernel.kptr_restrict=1 (as root)"
-    return (
-        f"kptr_restrict={level if level is not None else '?'} hides kernel addresses from users without "
-        "CAP_SYSLOG (lib/vsprintf.c %pK): run as root"
+    setting = f"kptr_restrict={level if level is not None else '?'}"
+    return f"{setting} hides kernel addresses from users without CAP_SYSLOG (lib/vsprintf.c %pK): " + root_hint(
+        "%pK also wants the real and effective IDs equal: this process lacks CAP_SYSLOG (a container, or a "
+        "dropped capability) or runs set-uid",
+        "run as root",
     )
 
 
@@ -236,7 +238,7 @@ def _kallsyms_source(name: str, syms: Kallsyms | None, offset: int) -> tuple[Sou
         src.note = f"/proc/iomem unreadable: {err}"
         return src, src.virt
     if tree.hidden:
-        src.note = f"/proc/iomem addresses hidden: {iomem.HIDDEN_HINT}"
+        src.note = f"/proc/iomem addresses hidden: {iomem.hidden_hint()}"
         return src, src.virt
     code = tree.find("Kernel code")
     if not code:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 
-from pyphys.errors import PyphysError, UsageError
+from pyphys.errors import NO_ADMIN, PyphysError, UsageError, root_hint
 from pyphys.record import Record
 
 KINDS = ("code", "file data", "heap", "stack", "anonymous", "huge page (THP)")
@@ -141,7 +141,8 @@ def layout(pid: int | str) -> Layout:
         )
     if not columns:
         raise PyphysError(
-            f"process {info.pid} has no page with a visible frame", "PFNs need root (CAP_SYS_ADMIN): run as root"
+            f"process {info.pid} has no page with a visible frame",
+            root_hint(NO_ADMIN, "PFNs need root (CAP_SYS_ADMIN): run as root"),
         )
     ordered = sorted(columns.values(), key=lambda c: c.spans[0][0])
     return Layout(info.pid, info.name, ps, ordered)

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from pyphys import paths
 from pyphys.errors import (
     DevMemBlockedError,
+    FileHolder,
     NotFoundError,
     PermissionDeniedError,
     PyphysError,
@@ -172,7 +173,7 @@ def explain_bar_error(err: OSError, dev: PciDevice, bar: Bar, op: str, path: str
 # ----------------------------------------------------------------------------------------------
 # BAR access
 # ----------------------------------------------------------------------------------------------
-class BarAccess:
+class BarAccess(FileHolder):
     """Open BAR ``bar`` of ``dev`` for exact-width accesses at offsets relative to the BAR.
 
     ``via="resource"``: mmap of sysfs ``resourceN`` (memory BARs) or pread/pwrite of it (I/O BARs,
@@ -320,22 +321,16 @@ class BarAccess:
             "via": self.via,
         }
 
-    def close(self) -> None:
+    def _release(self) -> None:
         if self._win is not None:
             self._win.close()
             self._win = None
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+
+    def close(self) -> None:
+        super().close()  # the window, then the resource file
         if self._pm is not None:
             self._pm.close()
             self._pm = None
-
-    def __enter__(self) -> BarAccess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _pieces(off: int, n: int, widest: int) -> list[tuple[int, int]]:
@@ -375,7 +370,7 @@ def read_bar_range(dev: PciDevice, index: int, offset: int, length: int, width: 
 # ----------------------------------------------------------------------------------------------
 # config space
 # ----------------------------------------------------------------------------------------------
-class ConfigSpace:
+class ConfigSpace(FileHolder):
     """A device's configuration space through sysfs ``config`` (or /proc/bus/pci/BB/DD.F).
 
     An aligned 1/2/4-byte pread/pwrite is ONE config access of that width (pci_read_config()
@@ -445,17 +440,6 @@ class ConfigSpace:
 
     def describe(self) -> dict:
         return {"space": "config", "address": self.dev.address, "vendor": self.dev.vendor, "device": self.dev.device}
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> ConfigSpace:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _lockdown_active() -> bool:

@@ -10,6 +10,7 @@ about what could not be read, and the JSON form. Line formats follow pciutils' l
 from __future__ import annotations
 
 from pyphys.dialect import fmt_size
+from pyphys.errors import NO_ADMIN, root_hint
 from pyphys.layouts import pci as L
 from pyphys.pci_access import ConfigSpace
 from pyphys.pci_config import ConfigHeader, decode_config
@@ -155,7 +156,7 @@ def show(dev: PciDevice, verbose: int = 0) -> ShowReport:
             0,
             f"only {len(data)} of {size} bytes of {dev.short_address}'s config space are readable "
             f"({len(data):#x}-{size - 1:#x} missing: {missing}); reading past the 64-byte header needs "
-            "CAP_SYS_ADMIN: run as root",
+            "CAP_SYS_ADMIN: " + root_hint(NO_ADMIN, "run as root"),
         )
     lines = [_title(dev, hdr)]
     if verbose >= 1:

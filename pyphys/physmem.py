@@ -32,6 +32,7 @@ import os
 from pyphys import TYPE_CHECKING, paths
 from pyphys.errors import (
     DevMemBlockedError,
+    FileHolder,
     NotFoundError,
     PermissionDeniedError,
     PyphysError,
@@ -137,7 +138,7 @@ class _Regions:
         return tree.first_ram_page(PAGE_SIZE, above=_LOW_ZERO_LIMIT)
 
 
-class PhysMem:
+class PhysMem(FileHolder):
     """Physical memory through one backend; use :func:`open_physmem` to get one.
 
     Implements the journal's target protocol: ``read``, ``write``, ``describe``.
@@ -436,20 +437,11 @@ class PhysMem:
         """JSON-able description the journal stores to reopen this target for undo."""
         return {"backend": self.backend}
 
-    def close(self) -> None:
-        """Unmap all windows and close the device."""
+    def _release(self) -> None:
+        """Unmap all windows (:meth:`close` then closes the device)."""
         for win in self._windows.values():
             win.close()
         self._windows.clear()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> PhysMem:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _check_addr(addr: int, length: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 
 from pyphys.errors import (
+    FILE_MODE,
     DevMemBlockedError,
     ModuleNotLoadedError,
     NotFoundError,
@@ -16,6 +17,8 @@ from pyphys.errors import (
     PyphysError,
     RegionError,
     from_oserror,
+    no_cap,
+    root_hint,
 )
 from pyphys.physmem import (
     IO_STRICT_HINT,
@@ -35,7 +38,7 @@ def explain_open(err: OSError, path: str, module: bool) -> PyphysError:
             return ModuleNotLoadedError(f"{path} does not exist", NO_MODULE_DEV_HINT)
         return NotFoundError(f"{path} does not exist", NO_DEVMEM_HINT)
     if code == errno.EACCES:
-        return PermissionDeniedError(f"open {path}: permission denied", "run as root (sudo)")
+        return PermissionDeniedError(f"open {path}: permission denied", root_hint(FILE_MODE))
     if code == errno.EPERM:
         mode = lockdown_mode()
         if not module and mode in ("integrity", "confidentiality"):
@@ -46,7 +49,10 @@ def explain_open(err: OSError, path: str, module: bool) -> PyphysError:
             )
         return PermissionDeniedError(
             f"open {path}: operation not permitted",
-            "it needs root with CAP_SYS_RAWIO (drivers/char/mem.c open_port); see `pyphys doctor`",
+            root_hint(
+                no_cap("CAP_SYS_RAWIO") + ", which drivers/char/mem.c open_port checks",
+                "it needs root with CAP_SYS_RAWIO (drivers/char/mem.c open_port); see `pyphys doctor`",
+            ),
         )
     if code in (errno.EBUSY, errno.EWOULDBLOCK):
         return PyphysError(f"open {path}: device busy", "another process holds it; try again")

@@ -17,6 +17,8 @@ import os
 
 from pyphys import paths
 from pyphys.errors import (
+    FILE_MODE,
+    NO_ADMIN,
     ModuleNotLoadedError,
     NotFoundError,
     PermissionDeniedError,
@@ -25,6 +27,7 @@ from pyphys.errors import (
     RegionError,
     UsageError,
     from_oserror,
+    root_hint,
 )
 from pyphys.layouts import pagetable as L
 from pyphys.record import Record
@@ -271,7 +274,8 @@ def read_start(pid: int) -> Start:
         raise ModuleNotLoadedError(f"pyphys.ko is not loaded (no {path})", LOAD_HINT) from None
     except PermissionError as err:
         raise PermissionDeniedError(
-            f"cannot open {path}: {os.strerror(err.errno)}", "page-table addresses are root-only: run as root"
+            f"cannot open {path}: {os.strerror(err.errno)}",
+            root_hint(FILE_MODE, "page-table addresses are root-only: run as root"),
         ) from err
     except OSError as err:
         raise from_oserror(err, f"opening {path}") from err
@@ -284,7 +288,9 @@ def read_start(pid: int) -> Start:
         if err.errno == errno.EINVAL:
             raise UsageError(f"process {pid} is a kernel thread: it has no page table of its own") from None
         if err.errno == errno.EPERM:
-            raise PermissionDeniedError(f"{path}: the page-table ioctl needs CAP_SYS_ADMIN", "run as root") from None
+            raise PermissionDeniedError(
+                f"{path}: the page-table ioctl needs CAP_SYS_ADMIN", root_hint(NO_ADMIN, "run as root")
+            ) from None
         if err.errno == errno.ENOTTY:
             raise ModuleNotLoadedError(
                 f"{path} does not know the page-table ioctl: an older pyphys.ko is loaded",

@@ -29,6 +29,7 @@ from pyphys.dialect import (
     parse_size,
     parse_value,
     parse_width,
+    printable,
     written_json,
 )
 from pyphys.errors import UsageError
@@ -37,7 +38,8 @@ BACKENDS = ("auto", "mmap", "rw", "module")
 
 
 def _note(args, text: str) -> None:
-    note("devmem", text, args.quiet)
+    # region names come from /proc/iomem verbatim: C-style, so none reaches the terminal raw
+    note("devmem", printable(text), args.quiet)
 
 
 def _op(args, resolver, mode: str | None):

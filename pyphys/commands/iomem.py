@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from pyphys.dialect import fmt_size, parse_number
+from pyphys.dialect import fmt_size, parse_number, printable
 
 
 def run(args) -> int:
@@ -21,7 +21,7 @@ def run(args) -> int:
     addrs = [parse_number(a, "address") for a in args.addrs]
     tree = iomem.load()
     if tree.hidden:
-        print(f"pyphys iomem: warning: {iomem.HIDDEN_HINT}", file=sys.stderr)
+        print(f"pyphys iomem: warning: {iomem.hidden_hint()}", file=sys.stderr)
     if addrs:
         iomem.require_visible(tree)
         rows = []
@@ -39,7 +39,7 @@ def run(args) -> int:
             print(json.dumps({"results": rows}))
         else:
             for row in rows:
-                print(f"{row['phys']}: {row['region']}")
+                print(f"{row['phys']}: {printable(row['region'])}")  # names are the kernel's verbatim
         return 0
     # --ram: the top-level System RAM regions and what they contain, in text and JSON alike
     tops = [r for r in tree.regions if not args.ram_only or r.name == iomem.SYSTEM_RAM]
@@ -52,7 +52,8 @@ def run(args) -> int:
 
     def show(regions, depth):
         for r in regions:
-            print(f"{'  ' * depth}0x{r.start:0{width}x}-0x{r.end + 1:0{width}x}  {fmt_size(r.size):>6}  {r.name}")
+            span = f"0x{r.start:0{width}x}-0x{r.end + 1:0{width}x}"
+            print(f"{'  ' * depth}{span}  {fmt_size(r.size):>6}  {printable(r.name)}")  # names: the kernel's, verbatim
             show(r.children, depth + 1)
 
     show(tops, 0)

@@ -11,7 +11,7 @@ import sys
 from pyphys import dialect
 from pyphys.commands._common import note
 from pyphys.dialect import fmt_size, parse_number
-from pyphys.errors import UsageError
+from pyphys.errors import NO_ADMIN, UsageError, root_hint
 from pyphys.layouts import pagemap as L  # constants only: cheap
 
 DESCRIPTION = """\
@@ -115,22 +115,11 @@ def run(args) -> int:
         # straight from the chunk arrays: one line per page without a record object per page
         write_pages(pagemap.scan_chunks(args.process, start, end, kpagecount=args.count), out, PAGE_HEADER)
         return 0
-    if mode == "pages":
-        items, js = pagemap.scan(args.process, start, end, kpagecount=args.count), page_dict
-    else:
-        items, js = pagemap.runs(args.process, start, end, kpagecount=args.count), run_dict
     if args.json:
-        import json
-
-        sep, lines = "[\n", []
-        for item in items:
-            lines.append(sep + json.dumps(js(item)))
-            sep = ",\n"
-            if len(lines) >= 4096:
-                out.write("".join(lines))
-                lines.clear()
-        out.write("".join(lines) + ("\n]\n" if sep != "[\n" else "[]\n"))
+        scan = pagemap.scan_pages(args.process, start, end, kpagecount=args.count, runs=mode == "runs")
+        write_scan_json(scan, "pages" if mode == "pages" else "runs", page_dict if mode == "pages" else run_dict, out)
         return 0
+    items = pagemap.runs(args.process, start, end, kpagecount=args.count)
     mapping = None
     # the header goes out with the first row: a range that fails to scan prints nothing
     lines: list[str] = []  # written in blocks: one write per line is slow when stdout is unbuffered
@@ -148,6 +137,33 @@ def run(args) -> int:
             lines.clear()
     out.write("".join(lines))
     return 0
+
+
+def write_scan_json(scan, key: str, js, out) -> None:
+    """A :class:`pyphys.pagemap.PageScan` as one document (docs/json.md): the process and
+    ranges, then ``key`` with one record a line, written in blocks as the scan goes (memory
+    stays bounded), then the notes. Nothing is written before the first block is full (or the
+    scan ends), so a scan that fails early prints nothing."""
+    import json
+
+    head = {
+        "pid": scan.pid,
+        "process": scan.process,
+        "page_size": scan.page_size,
+        "ranges": [[hex(a), hex(b)] for a, b in scan.ranges],
+        "pfns_hidden": scan.pfns_hidden,
+    }
+    lines = [json.dumps(head, indent=2)[:-2] + f',\n  "{key}": [']
+    sep = "\n    "
+    for item in scan.items:
+        lines.append(sep + json.dumps(js(item)))
+        sep = ",\n    "
+        if len(lines) >= 4096:
+            out.write("".join(lines))
+            lines.clear()
+    lines.append("]" if sep == "\n    " else "\n  ]")  # [] when the scan found no page
+    lines.append(f',\n  "notes": {json.dumps(list(scan.notes))}\n}}\n')
+    out.write("".join(lines))
 
 
 def _notes(notes) -> None:
@@ -177,7 +193,8 @@ def format_translation(t) -> str:
     ]
     if e.present:
         if e.pfn_hidden:
-            lines.append("    PFN              hidden (the kernel zeroes it without CAP_SYS_ADMIN: run as root)")
+            why = root_hint(NO_ADMIN, "run as root")
+            lines.append(f"    PFN              hidden (the kernel zeroes it without CAP_SYS_ADMIN: {why})")
             lines.append("    physical address hidden")
         else:
             lines.append(f"    PFN              {e.pfn:#x}")
@@ -307,7 +324,7 @@ def _page_size() -> int:
 def lookup_doc(doc: dict) -> dict:
     """The lookup's document by docs/json.md, the same keys as --pages: ``phys``, ``pfn`` an
     integer, ``flags`` the list of names, ``flags_raw`` the expanded flags word."""
-    out = dict(doc)
+    out = {("virt" if k == "vaddr" else k): v for k, v in doc.items()}
     word = out.pop("flags")
     out["pfn"] = _int(out["pfn"])
     out["phys"] = out.pop("phys_addr")
@@ -320,8 +337,8 @@ def lookup_doc(doc: dict) -> dict:
 def page_dict(r) -> dict:
     d = r.decoded
     return {
-        "vaddr": hex(r.vaddr),
-        "entry": f"{r.entry:#018x}",
+        "virt": hex(r.vaddr),
+        "raw": f"{r.entry:#018x}",
         "kind": d.kind,
         "pfn": d.pfn,
         "phys": None if d.pfn is None else hex(d.pfn * _page_size()),
@@ -339,10 +356,10 @@ def page_dict(r) -> dict:
 def run_dict(r) -> dict:
     d = r.decoded
     return {
-        "vaddr": hex(r.vaddr),
+        "start": hex(r.vaddr),
         "end": hex(r.end),
         "pages": r.pages,
-        "entry": f"{r.entry:#018x}",
+        "raw": f"{r.entry:#018x}",
         "kind": d.kind,
         "pfn": d.pfn,
         "step": r.step,

@@ -21,7 +21,7 @@ import os
 import struct
 
 from pyphys import paths
-from pyphys.errors import PyphysError, oserrors
+from pyphys.errors import NO_ADMIN, PyphysError, oserrors, root_hint
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -88,7 +88,9 @@ def present_pfn(pid: int, vaddr: int) -> tuple[int, int]:
         raise ProbeError(f"the page at {vaddr:#x} of process {pid} is not present")
     pfn = e & PM_PFN_MASK
     if pfn == 0:
-        raise ProbeError("pagemap PFNs read as 0: the checker needs root (CAP_SYS_ADMIN, pagemap.rst)")
+        raise ProbeError(
+            "pagemap PFNs read as 0 (pagemap.rst): " + root_hint(NO_ADMIN, "the checker needs root (CAP_SYS_ADMIN)")
+        )
     return pfn, e
 
 
@@ -230,7 +232,7 @@ def innermost_region(addr: int) -> str | None:
         if lo <= addr <= hi and (best is None or depth >= best[0]):
             best = (depth, name)
     if best is not None and best[0] == 0 and regions and all(lo == 0 and hi == 0 for _, lo, hi, _ in regions):
-        raise ProbeError("/proc/iomem shows zeros: the checker needs root")
+        raise ProbeError("/proc/iomem shows zeros: " + root_hint(NO_ADMIN, "the checker needs root"))
     return None if best is None else best[1]
 
 

@@ -12,7 +12,8 @@ the scan engine.
   kpageflags names (with the ones page-types expands), kpagecount, huge page, mapping.
 * :func:`scan` / :func:`runs` / :func:`summarize` -- a range or every mapping, per page, per run
   of physically contiguous pages with equal flags, or page counts by flag set (page-types'
-  summary), streaming: memory stays bounded however large the process is.
+  summary), streaming: memory stays bounded however large the process is. :func:`scan_pages`
+  is :func:`scan` or :func:`runs` with the process and ranges known before the first page.
 
 Everything returns records (:mod:`pyphys.record`: ``to_json()`` is each one's JSON form) and
 never prints. Honest answers: a PFN the kernel zeroed because the reader lacks CAP_SYS_ADMIN
@@ -50,9 +51,11 @@ _WHERE = {
     "PageChunk": "scanner",
     "PageRecord": "scanner",
     "PageRun": "scanner",
+    "PageScan": "scanner",
     "runs": "scanner",
     "scan": "scanner",
     "scan_chunks": "scanner",
+    "scan_pages": "scanner",
     "FlagCount": "summary",
     "Summary": "summary",
     "huge_page_counts": "summary",

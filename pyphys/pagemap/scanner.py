@@ -8,7 +8,7 @@ from itertools import repeat
 from operator import getitem, setitem  # vectorcall: cheaper per element than bound __getitem__
 
 from pyphys import TYPE_CHECKING
-from pyphys.errors import UsageError, from_oserror
+from pyphys.errors import NO_ADMIN, UsageError, from_oserror, root_hint
 from pyphys.layouts import pagemap as L
 from pyphys.pagemap.decode import PagemapEntry, _bit, decode_entry, expand_flags, flag_names
 from pyphys.pagemap.translation import (
@@ -43,25 +43,16 @@ _WSH = 6
 _WSH_RANGE = 3
 
 
-class PageRecord(Record):
-    """One virtual page of a scan."""
+class _Decoded:
+    """What a page and a run derive from their raw ``entry`` and ``kpageflags``."""
 
-    __slots__ = ("vaddr", "entry", "kpageflags", "kpagecount", "mapping")
-    _frozen = True
-
-    vaddr: int
-    entry: int  # raw pagemap entry
-    kpageflags: int | None  # raw kernel word (None: not present, hidden, unreadable)
-    kpagecount: int | None
-    mapping: Mapping
+    __slots__ = ()
+    entry: int
+    kpageflags: int | None
 
     @property
     def decoded(self) -> PagemapEntry:
         return decode_entry(self.entry, pfn_visible=None)
-
-    @property
-    def present(self) -> bool:
-        return bool(self.entry & L.PM_PRESENT)
 
     @property
     def pfn(self) -> int | None:
@@ -77,7 +68,24 @@ class PageRecord(Record):
         return flag_names(self.flags)
 
 
-class PageRun(Record):
+class PageRecord(_Decoded, Record):
+    """One virtual page of a scan."""
+
+    __slots__ = ("vaddr", "entry", "kpageflags", "kpagecount", "mapping")
+    _frozen = True
+
+    vaddr: int
+    entry: int  # raw pagemap entry
+    kpageflags: int | None  # raw kernel word (None: not present, hidden, unreadable)
+    kpagecount: int | None
+    mapping: Mapping
+
+    @property
+    def present(self) -> bool:
+        return bool(self.entry & L.PM_PRESENT)
+
+
+class PageRun(_Decoded, Record):
     """Consecutive virtual pages on consecutive frames (or consecutive swap slots, or all not
     present) with the same pagemap bits, kpageflags and (if read) kpagecount."""
 
@@ -103,22 +111,6 @@ class PageRun(Record):
         """PFN of the run's last page (first + (pages - 1) * step)."""
         p = self.pfn
         return None if p is None else p + (self.pages - 1) * self.step
-
-    @property
-    def decoded(self) -> PagemapEntry:
-        return decode_entry(self.entry, pfn_visible=None)
-
-    @property
-    def pfn(self) -> int | None:
-        return self.decoded.pfn
-
-    @property
-    def flags(self) -> int:
-        return expand_flags(self.kpageflags or 0, self.entry)
-
-    @property
-    def flag_names(self) -> tuple[str, ...]:
-        return flag_names(self.flags)
 
     @property
     def huge(self) -> str | None:
@@ -276,7 +268,7 @@ class _Scan:
         if not self.visible:
             self.notes.append(
                 "PFNs hidden: the kernel zeroes them for readers without CAP_SYS_ADMIN "
-                "(pagemap.rst); kpageflags and kpagecount need a PFN -- run as root"
+                "(pagemap.rst); kpageflags and kpagecount need a PFN -- " + root_hint(NO_ADMIN, "run as root")
             )
         else:
             if kpageflags:
@@ -404,7 +396,41 @@ def scan(
 ) -> Iterator[PageRecord]:
     """One :class:`PageRecord` per virtual page of every mapping (or of ``[start, end)``,
     END exclusive), lazily: iterate, or ``list()`` a small range."""
-    for c in scan_chunks(process, start, end, kpagecount=kpagecount):
+    yield from _records_of(scan_chunks(process, start, end, kpagecount=kpagecount))
+
+
+class PageScan(Record):
+    """A scan opened by :func:`scan_pages`: the process, the ranges it covers (every mapping,
+    or ``[start, end)``), and ``items``, an iterator of :class:`PageRecord` (or :class:`PageRun`)
+    to consume once; ``notes`` grows while it runs."""
+
+    __slots__ = ("pid", "process", "page_size", "ranges", "pfns_hidden", "items", "notes")
+
+
+def scan_pages(
+    process, start: int | None = None, end: int | None = None, *, kpagecount: bool = False, runs: bool = False
+) -> PageScan:
+    """:func:`scan` (or, with ``runs``, :func:`runs`) with what a document about it says first:
+    the process is opened and the range checked now, so a bad one raises before any page."""
+    _parse_process_and_range(start, end)
+    s = _Scan(process, kpagecount=kpagecount, whole=start is None)
+    try:
+        s.pieces(start, end)  # an unmapped range raises here
+    except BaseException:
+        s.close()
+        raise
+    ranges = [(start, end)] if start is not None else [(r[0], r[1]) for r in s.rows]
+    items = (_runs_of if runs else _records_of)(_closing_chunks(s, start, end))
+    return PageScan(s.pid, s.name, s.page_size, ranges, not s.visible, items, s.notes)
+
+
+def _closing_chunks(s: _Scan, start: int | None, end: int | None) -> Iterator[PageChunk]:
+    with s:
+        yield from s.chunks(start, end)
+
+
+def _records_of(chunks) -> Iterator[PageRecord]:
+    for c in chunks:
         kf, kc, m, ps = c.kpageflags, c.kpagecount, c.mapping, c.page_size
         for i, e in enumerate(c.entries):
             yield PageRecord(
@@ -420,9 +446,13 @@ def runs(process, start: int | None = None, end: int | None = None, *, kpagecoun
     """:class:`PageRun` for each stretch of pages on consecutive frames (ascending, as
     page-types -l merges them, or descending, as the page allocator often hands them out), or
     consecutive swap slots, or with no page, with equal pagemap bits, kpageflags and kpagecount."""
+    yield from _runs_of(scan_chunks(process, start, end, kpagecount=kpagecount))
+
+
+def _runs_of(chunks) -> Iterator[PageRun]:
     cur = None  # [vaddr, pages, entry, kflags, kcount, mapping, next vaddr, last frame, step]
     ps = PAGE_SIZE
-    for c in scan_chunks(process, start, end, kpagecount=kpagecount):
+    for c in chunks:
         kf, kc, m = c.kpageflags, c.kpagecount, c.mapping
         ps = c.page_size
         va = c.vaddr

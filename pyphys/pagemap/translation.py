@@ -8,12 +8,15 @@ import os
 
 from pyphys import paths
 from pyphys.errors import (
+    NO_ADMIN,
+    PTRACE_CHECK,
     NotFoundError,
     PermissionDeniedError,
     ProcessGoneError,
     RegionError,
     UsageError,
     from_oserror,
+    root_hint,
 )
 from pyphys.layouts import pagemap as L
 from pyphys.pagemap.decode import (
@@ -141,7 +144,7 @@ def _open_pagemap(pid: int) -> int:
     except PermissionError as err:
         raise PermissionDeniedError(
             f"cannot read {path}: {os.strerror(err.errno)}",
-            "reading another user's page tables needs root (ptrace read access)",
+            root_hint(PTRACE_CHECK, "reading another user's page tables needs root (ptrace read access)"),
         ) from err
     except OSError as err:
         raise from_oserror(err, f"cannot open {path}") from err
@@ -346,7 +349,10 @@ def translate(process: int | str | ProcessInfo, vaddr: int) -> Translation:
         )
     e = decode_entry(raw, pfn_visible=pfns_visible() if raw & L.PM_PFRAME_MASK == 0 else None)
     if e.pfn_hidden:
-        notes.append("PFN hidden: the kernel zeroes it for readers without CAP_SYS_ADMIN (pagemap.rst); run as root")
+        notes.append(
+            "PFN hidden: the kernel zeroes it for readers without CAP_SYS_ADMIN (pagemap.rst); "
+            + root_hint(NO_ADMIN, "run as root")
+        )
     if e.unknown_bits:
         notes.append(f"bits 59-60 are set ({e.unknown_bits:#x}); pagemap.rst documents them as zero")
     pfn = e.pfn

@@ -107,6 +107,16 @@ def test_mmio_read_reports_owner(lab, capsys):
     assert rc == 0 and "PCI Bus 0000:00 > 0000:00:03.0 > edu" in err
 
 
+def test_region_names_reach_stderr_escaped(lab, capsys):
+    """A driver's name with ESC and CR (the kernel prints names verbatim): the note on stderr
+    shows them as \\xNN; --json keeps the name as it is (JSON escapes it)."""
+    (lab / "proc" / "iomem").write_bytes(IOMEM.replace("edu", "e\x1b[2Jd\ru").encode())
+    rc, out, err = pyphys(capsys, "devmem", "0x8004")
+    assert rc == 0 and "0000:00:03.0 > e\\x1b[2Jd\\x0du" in err and "\x1b" not in err and "\r" not in err
+    rc, out, err = pyphys(capsys, "devmem", "0x8004", "--json")
+    assert rc == 0 and json.loads(out)["region"].endswith("0000:00:03.0 > e\x1b[2Jd\ru")
+
+
 def test_range_hexdump_layout(lab, capsys):
     rc, out, _ = pyphys(capsys, "devmem", hex(BUF), "--range", "0x24", "-q")
     assert rc == 0

@@ -179,6 +179,44 @@ def test_non_utf8_names_do_not_stop_commands(tmp_path, capsys):
         paths.set_roots(**old)
 
 
+def test_control_characters_in_names_are_escaped_in_text(tmp_path, capsys):
+    """A device name is whatever its driver passed the kernel: ESC, CR, NUL, DEL, a backslash.
+    Text output writes them C-style (\\xNN, \\\\) so nothing reaches the terminal raw; the tree
+    parses the line whole (the CR does not end it); JSON keeps the name, JSON-escaped."""
+    from pyphys import cli
+
+    evil = b"ev\x1b[2Jil\rdev\x00ice\x7f\\x"
+    (tmp_path / "iomem").write_bytes(b"00000000-00000fff : " + evil + b"\n" + STOCK.read_bytes().split(b"\n", 1)[1])
+    old = paths.set_roots(proc=str(tmp_path))
+    try:
+        assert iomem.load().regions[0].name == evil.decode()
+        assert cli.main(["iomem"]) == 0
+        out, err = capsys.readouterr()
+        first = out.splitlines()[0]
+        assert first.endswith("  ev\\x1b[2Jil\\x0ddev\\x00ice\\x7f\\\\x"), first
+        assert not any(c in out for c in "\x1b\r\x00\x7f") and "Traceback" not in err
+        assert cli.main(["iomem", "0x10"]) == 0
+        assert capsys.readouterr().out == "0x10: ev\\x1b[2Jil\\x0ddev\\x00ice\\x7f\\\\x\n"
+        assert cli.main(["iomem", "--json"]) == 0
+        out = capsys.readouterr().out
+        assert json.loads(out)["regions"][0]["name"] == evil.decode() and "\x1b" not in out
+        assert cli.main(["iomem", "0x10", "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["results"][0]["region"] == doc["results"][0]["chain"][0]["name"] == evil.decode()
+    finally:
+        paths.set_roots(**old)
+
+
+def test_printable_reads_back_through_decode_escapes():
+    from pyphys.dialect import decode_escapes, printable
+
+    name = "a\x1b[31mb\rc\x00d\\e\x85f\u202eg"
+    shown = printable(name)
+    assert shown.isprintable() and shown == "a\\x1b[31mb\\x0dc\\x00d\\\\e\\x85f\\u202eg"
+    assert printable("PCI Bus 0000:00 Res\ufffdved") == "PCI Bus 0000:00 Res\ufffdved"  # as is
+    assert decode_escapes(printable("a\x1b\r\x00\\")) == b"a\x1b\r\x00\\"
+
+
 def test_cli_ram_filters_json_as_text(tmp_path, capsys):
     """--ram keeps the top-level System RAM regions (with their children) in --json as in text:
     the stock guest's /proc/iomem has two of them."""

@@ -153,8 +153,13 @@ def test_pagemap_json_lookup_and_pages_agree_by_the_doc(proc, capsys):
     rc, out, _ = run(capsys, "pagemap", "4242", "0x10234", "--json")
     one = json.loads(out)
     rc2, out, _ = run(capsys, "pagemap", "4242", "0x10000+4K", "--pages", "--json")
-    (page,) = json.loads(out)
+    doc = json.loads(out)
+    (page,) = doc["pages"]  # a list of results under a plural key, in an object
     assert rc == rc2 == 0
+    assert (doc["pid"], doc["ranges"], doc["page_size"]) == (4242, [["0x10000", "0x11000"]], 4096)
+    assert one["virt"] == "0x10234" and page["virt"] == "0x10000"  # docs/json.md: virtual address
+    assert page["raw"] == f"{entry:#018x}" and one["entry"]["raw"] == page["raw"]
+    assert "vaddr" not in one and "vaddr" not in page and "entry" not in page
     assert "phys_addr" not in one and "flag_names" not in one
     assert one["pfn"] == page["pfn"] == pfn  # an integer, as docs/json.md says
     assert one["phys"] == hex(pfn * 4096 + 0x234) and page["phys"] == hex(pfn * 4096)
@@ -188,3 +193,5 @@ def test_json_documents_follow_the_schemas(machine, capsys):
         validate_json(json.loads(out), "pagemap")
         rc, out, _ = run(capsys, "pagemap", "4242", "0x10000-0x18000", "--pages", "--json")
         validate_json(json.loads(out), "pagemap-pages")
+        rc, out, _ = run(capsys, "pagemap", "4242", "0x10000-0x18000", "--runs", "--json")
+        validate_json(json.loads(out), "pagemap-runs")

@@ -303,7 +303,12 @@ def test_cli_pages_runs_summary(proc, capsys):
     rc, out, _ = run_cli(capsys, "4242", "--all", "--json", "--view", "well-known")
     assert json.loads(out)["total"] == 526
     rc, out, _ = run_cli(capsys, "4242", "0x10000-0x18000", "--pages", "--json")
-    assert [p["pfn"] for p in json.loads(out)][:2] == [0x100, 0x101]
+    assert [p["pfn"] for p in json.loads(out)["pages"]][:2] == [0x100, 0x101]
+    rc, out, _ = run_cli(capsys, "4242", "0x10000-0x18000", "--runs", "--json")
+    doc = json.loads(out)
+    first = doc["runs"][0]
+    assert (first["start"], first["end"], first["pfn"], first["last_pfn"]) == ("0x10000", "0x12000", 0x100, 0x101)
+    assert sum(r["pages"] for r in doc["runs"]) == 8 and doc["notes"] == []
 
 
 @pytest.mark.parametrize(
@@ -396,11 +401,15 @@ GOLDEN = [
     ("proc", ["4242", "--all", "--json", "--view", "raw"]),
     ("proc", ["4242", "0x10000-0x18000", "--summary", "--json"]),
     ("proc-hidden", ["4242", "--all", "--json"]),
+    ("proc", ["4242", "0x10000-0x18000", "--pages", "--json"]),
+    ("proc", ["4242", "0x10000-0x18000", "--runs", "--count", "--json"]),
+    ("proc-hidden", ["4242", "0x10000-0x18000", "--pages", "--json"]),
 ]
 
 
 @pytest.mark.parametrize("root,argv", GOLDEN, ids=[" ".join(a) for _r, a in GOLDEN])
-def test_cli_output_is_unchanged(capsys, root, argv):
+def test_cli_output_is_unchanged(capsys, monkeypatch, root, argv):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # the recorded hints are a user's (root's: test_root_hints)
     name = "_".join([root, *[a.lstrip("-") for a in argv]]) + ".out"
     with open(os.path.join(FIX, "cli", name), encoding="utf-8") as f:
         want = f.read()
