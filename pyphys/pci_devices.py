@@ -54,14 +54,14 @@ class Bar(Record):
         return text + (" prefetchable" if self.prefetchable else "")
 
     def to_json(self) -> dict:
-        """JSON-able dict."""
+        """docs/json.md: ``start``/``end`` as ``0x`` strings (END exclusive), ``size`` in bytes."""
         return {
             "index": self.index,
             "type": self.kind,
             "bits": None if self.kind == "io" else (64 if self.is_64bit else 32),
             "prefetchable": self.prefetchable,
-            "start": self.start,
-            "end": self.end,
+            "start": f"{self.start:#x}",
+            "end": f"{self.start + self.size:#x}",
             "size": self.size,
         }
 
@@ -141,15 +141,16 @@ class PciDevice(Record):
         raise NotFoundError(f"{self.short_address} ({self.ids}) has no BAR{index}", f"its BARs: {have}")
 
     def to_json(self) -> dict:
-        """JSON-able dict (numbers as integers)."""
+        """docs/json.md: the address under ``slot``, IDs and the class as ``0x`` strings (as
+        ``pci config --json`` writes them), null where the source does not say."""
         return {
-            "address": self.address,
-            "vendor": self.vendor,
-            "device": self.device,
-            "class": self.class_code,
+            "slot": self.address,
+            "vendor_id": f"{self.vendor:#06x}",
+            "device_id": f"{self.device:#06x}",
+            "class": None if self.class_code is None else f"{self.class_code:#08x}",
             "revision": self.revision,
-            "subsystem_vendor": self.subsystem_vendor,
-            "subsystem_device": self.subsystem_device,
+            "subsystem_vendor_id": None if self.subsystem_vendor is None else f"{self.subsystem_vendor:#06x}",
+            "subsystem_device_id": None if self.subsystem_device is None else f"{self.subsystem_device:#06x}",
             "driver": self.driver,
             "irq": self.irq,
             "bars": [b.to_json() for b in self.bars],

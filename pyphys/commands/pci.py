@@ -177,7 +177,7 @@ def run_list(args) -> int:
                 "present: " + (", ".join(d.summary() for d in everything) or "none"),
             )
     if args.json:
-        print(json.dumps([d.to_json() for d in devices], indent=2))
+        print(json.dumps({"devices": [d.to_json() for d in devices]}, indent=2))
         return 0
     print("\n".join(format_device(d) for d in devices))
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -242,9 +243,49 @@ def test_cli_list_and_json(tree, capsys):
     for d in tree.devices:
         assert d.short_address in out and f"[{d.ids}]" in out
     rc, out, _ = run(capsys, "list", "--json")
-    assert [d["address"] for d in json.loads(out)] == [d.address for d in tree.devices]
+    assert [d["slot"] for d in json.loads(out)["devices"]] == [d.address for d in tree.devices]
     rc, out, _ = run(capsys, "list", "--source", "procfs", "1af4:1110")
     assert rc == 0 and "BAR2  mem 64-bit prefetchable" in out
+
+
+def _lspci_nmm() -> dict[str, tuple[str, ...]]:
+    """The fixture's `lspci -Dnmm` (captured in the guest): slot -> (class, vendor, device, subsystem IDs)."""
+    rows = {}
+    with open(os.path.join(FIX, "lspci-Dnmm.txt")) as f:
+        for line in f:
+            m = re.match(r'(\S+) "(\w+)" "(\w+)" "(\w+)"(?: -r\w+)?(?: -p\w+)? "(\w*)" "(\w*)"', line)
+            rows[m.group(1)] = m.group(2, 3, 4, 5, 6)
+    return rows
+
+
+def test_cli_list_and_show_json_agree_with_lspci(tree, capsys):
+    """docs/json.md: `slot`, IDs as 0x strings, the devices under `devices`; the values are what
+    lspci -Dnmm printed in the guest the fixture was captured in."""
+    from helpers import validate_json
+
+    rc, out, _ = run(capsys, "list", "--json")
+    doc = json.loads(out)
+    validate_json(doc, "pci-list")
+    truth = _lspci_nmm()
+    assert rc == 0 and sorted(d["slot"] for d in doc["devices"]) == sorted(truth)
+    for d in doc["devices"]:
+        cls, ven, dev, sv, sd = truth[d["slot"]]
+        assert (d["vendor_id"], d["device_id"]) == (f"0x{ven}", f"0x{dev}")
+        assert d["class"][:6] == f"0x{cls}" and len(d["class"]) == 8
+        assert (d["subsystem_vendor_id"], d["subsystem_device_id"]) == (f"0x{sv}", f"0x{sd}")
+        assert not {"address", "vendor", "device", "subsystem_vendor"} & set(d)
+        for b in d["bars"]:
+            assert int(b["end"], 16) - int(b["start"], 16) == b["size"]  # END exclusive
+    rc, out, _ = run(capsys, "show", "1234:11e8", "--json")
+    show = json.loads(out)
+    validate_json(show, "pci-show")
+    listed = next(d for d in doc["devices"] if d["device_id"] == "0x11e8")
+    assert {k: show[k] for k in listed if k not in ("bars", "source")} == {
+        k: v for k, v in listed.items() if k not in ("bars", "source")
+    }
+    assert [(b["index"], b["start"], b["size"]) for b in show["config"]["bars"]] == [
+        (b["index"], b["start"], b["size"]) for b in listed["bars"]
+    ]
 
 
 def test_cli_read_write_seed_flags(tree, capsys):
