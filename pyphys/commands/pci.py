@@ -21,9 +21,11 @@ PCI devices without a driver, through the kernel's own files (sysfs, /proc/bus/p
   pyphys pci config DEVICE REG[+OFF][.b|.w|.l][=VALUE]   setpci's syntax: COMMAND, 04.w, CAP_EXP+0x10.w
   pyphys pci bar-size DEVICE BAR [--force]    size a BAR: write all ones, read back, restore (journaled)
 
-DEVICE is an address (0000:00:04.0, 00:04.0) or vendor:device IDs (1af4:1110), or is left out
-when options name it as lspci's do: -s [[domain:]bus:]slot.func, -d [vendor]:[device][:class]
-(hexadecimal; an empty part or * matches any), or -V vendor, -D device, --subsystem-vendor,
+DEVICE is an address (0000:00:04.0, 00:04.0) or else what lspci's -d takes:
+[vendor]:[device][:class[:prog-if]], hexadecimal, an empty part or * matching any (1af4:1110;
+1234: is every device of vendor 0x1234; ::0200 every Ethernet controller; an x digit of the class
+matches any, ::06xx every bridge). It is left out when options name it as lspci's do:
+-s [[domain:]bus:]slot.func, -d as above, or -V vendor, -D device, --subsystem-vendor,
 --subsystem-device. WIDTH is 8, 16, 32 or 64 bits, or setpci's letters b=8, w=16, l=32; default 32. Memory BARs are
 reached through an mmap of sysfs resourceN (default) or /dev/mem at the BAR address (--via
 devmem); I/O-port BARs through read/write of resourceN. Writes are journaled: `pyphys undo`
@@ -36,7 +38,12 @@ def register(sub, name: str, help_text: str) -> None:
     psub = p.add_subparsers(dest="pci_command", metavar="ACTION")
 
     q = psub.add_parser("list", help="list devices with their BARs (like lspci -nn, with a BAR table)")
-    q.add_argument("device", nargs="?", metavar="DEVICE", help="only devices matching this address or vendor:device")
+    q.add_argument(
+        "device",
+        nargs="?",
+        metavar="DEVICE",
+        help="only devices matching this address or [vendor]:[device][:class[:prog-if]] (as lspci -d)",
+    )
     q.add_argument(
         "--source",
         choices=("auto", "sysfs", "procfs"),
