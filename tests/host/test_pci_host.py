@@ -196,7 +196,8 @@ def test_selection_lspci_refuses_pyphys_refuses(value):
 SETPCI_READS = [
     "VENDOR_ID", "DEVICE_ID", "COMMAND", "STATUS", "REVISION", "CLASS_DEVICE", "HEADER_TYPE",
     "CAPABILITIES", "04.w", "0x0e.b", "0.l", "CAP_PM+2.w", "CAP_MSI.w", "CAP_MSIX+2.w", "CAP_EXP+2.w",
-    "CAP_VNDR.b", "ECAP_AER+4.l", "ECAP_DSN+4.l",
+    "CAP_VNDR.b", "ECAP_AER+4.l", "ECAP_DSN+4.l", "CAP_VNDR+3.b@0", "CAP_VNDR+3.b@1", "CAP_VNDR+3.b@4",
+    "CAP_VNDR+3.b@9", "CAP_MSIX.w@1", "ECAP_AER+4.l@1",
 ]  # fmt: skip
 
 

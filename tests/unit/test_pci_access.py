@@ -554,3 +554,70 @@ def test_cli_json_follows_the_conventions(tree, capsys):
     doc = json.loads(run(capsys, "config", "1234:11e8", "0x3c.b", "9", "--force", "--json")[1])
     validate_json(doc, "pci-config")
     assert (doc["old"], doc["new"], doc["offset"]) == (f"0x{cfg[0x3C]:02x}", "0x09", "0x3c")
+
+
+# ---------------------------------------------------------------------------------------------
+# setpci's VALUE:MASK writes and CAP_xxx@N instances
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "argv, offset, size, value, mask",
+    [
+        (["COMMAND=0x404:0x404"], 0x04, 2, 0x404, 0x404),  # set bits 2 and 10 alone
+        (["COMMAND=0:0x2"], 0x04, 2, 0, 0x2),  # clear memory decoding alone
+        (["0x4", "16", "0xffff:0x400"], 0x04, 2, 0x400, 0x400),  # VALUE outside MASK is dropped, as setpci
+        (["0x3c.b=0x5a:0xf0"], 0x3C, 1, 0x50, 0xF0),
+        (["BASE_ADDRESS_0=0xffffffff:0xffffffff"], 0x10, 4, 0xFFFFFFFF, 0xFFFFFFFF),  # a full mask: plain write
+    ],
+)
+def test_cli_masked_config_write_changes_the_mask_bits_alone_and_undoes(tree, capsys, argv, offset, size, value, mask):
+    """setpci.c exec_op(): x = (read & ~mask) | (value & mask), written whole; undo puts back the old register."""
+    path = tree.root / "sys/bus/pci/devices" / tree.dev("1234:11e8").address / "config"
+    before = content(path)
+    old = int.from_bytes(before[offset : offset + size], "little")
+    want = (old & ~mask & (1 << 8 * size) - 1) | (value & mask)
+    assert want != old  # the write changes the register ...
+    assert want != value or mask == (1 << 8 * size) - 1  # ... and, with a partial mask, not to VALUE alone
+    rc, out, err = run(capsys, "config", "1234:11e8", *argv, "--force", "--json")
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert (doc["old"], doc["new"]) == (f"0x{old:0{2 * size}x}", f"0x{want:0{2 * size}x}")
+    after = content(path)
+    assert after[offset : offset + size] == want.to_bytes(size, "little")
+    assert after[:offset] + after[offset + size :] == before[:offset] + before[offset + size :]
+    (entry,) = journal_entries(tree)
+    assert (entry.addr, entry.old, entry.new) == (offset, before[offset : offset + size], want.to_bytes(size, "little"))
+    journal.Journal(str(tree.journal)).undo()
+    assert content(path) == before
+
+
+def _vendor_caps(cfg: bytes) -> list[int]:
+    """The offsets of the CAP_VNDR (0x09) capabilities, walked by hand from the raw bytes."""
+    found, pos = [], cfg[0x34] & ~3
+    while pos:
+        if cfg[pos] == 0x09:
+            found.append(pos)
+        pos = cfg[pos + 1] & ~3
+    return found
+
+
+def test_cli_capability_instances_count_from_zero(tree, capsys):
+    """setpci's CAP_xxx@N: the N-th capability of that ID in list order, from 0 (pci_find_cap_nr)."""
+    dev = next(d for d in tree.devices if len(_vendor_caps(_cfg_bytes(tree, d.ids))) > 1)
+    cfg = _cfg_bytes(tree, dev.ids)
+    caps = _vendor_caps(cfg)
+    for n, pos in enumerate(caps):
+        rc, out, _ = run(capsys, "config", dev.address, f"CAP_VNDR+3.b@{n}")
+        assert rc == 0 and int(out, 16) == cfg[pos + 3], n
+    assert (
+        run(capsys, "config", dev.address, "CAP_VNDR+3.b")[1] == run(capsys, "config", dev.address, "CAP_VNDR+3.b@0")[1]
+    )
+    rc, _, err = run(capsys, "config", dev.address, f"CAP_VNDR.b@{len(caps)}")
+    assert rc == 1 and f"it has {len(caps)}" in err and len(err.splitlines()) == 1
+    # a masked write into the second instance, and its undo
+    path = tree.root / "sys/bus/pci/devices" / dev.address / "config"
+    pos = caps[1] + 3
+    rc, _, err = run(capsys, "config", dev.address, "CAP_VNDR+3.b@1=0x80:0x80", "--force")
+    assert rc == 0, err
+    assert content(path, pos, 1) == bytes([cfg[pos] | 0x80]) and content(path)[:pos] == cfg[:pos]
+    journal.Journal(str(tree.journal)).undo()
+    assert content(path) == cfg
