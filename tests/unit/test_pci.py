@@ -574,3 +574,18 @@ def test_list_sizes_read_back_as_lspci_vv_sizes(machine):
             assert int(m[2], 16) == parse_size(m[3]) == want, (d.address, m[0])
             seen += 1
     assert seen
+
+
+def test_config_header_is_declared_once():
+    """layouts.pci.CONFIG_HEADER names the decoded header's fields, their JSON keys and the layout
+    fields they are read from: the record's fields and its JSON keys are exactly those."""
+    decl = L.CONFIG_HEADER
+    assert pci_config.ConfigHeader._fields == tuple(a for a, _k, form, _s, _d in decl if form != "derived")
+    layouts = (L.HEADER_NORMAL, L.HEADER_BRIDGE, L.HEADER_CARDBUS)
+    assert all(any(src in lay.names for lay in layouts) for _a, _k, _f, src, _d in decl if src)
+    hdr = pci_config.decode_config(config_of("lab-guest", 0x1234, 0x11E8))
+    raw = config_of("lab-guest", 0x1234, 0x11E8)
+    assert list(hdr.to_json()) == [k for _a, k, _f, _s, _d in decl]
+    # values read straight from the layout are the bytes at the kernel's offsets (pci_regs.h)
+    assert hdr.vendor == int.from_bytes(raw[0:2], "little") and hdr.interrupt_pin == raw[0x3D]
+    assert hdr.to_json()["subsystem_device_id"] == f"0x{int.from_bytes(raw[0x2E:0x30], 'little'):04x}"
