@@ -388,6 +388,22 @@ def test_config_decode_and_forced_write_undo(vm):
     assert line_byte() == before
 
 
+def test_config_masked_write_changes_the_mask_bits_alone_and_undo_restores(vm):
+    """setpci's VALUE:MASK: COMMAND=0x400:0x400 sets INTx Disable (bit 10) alone; the shell's od
+    reads the register before and after; undo puts the whole old register back."""
+    edu = find(vm, EDU)
+
+    def command() -> int:
+        return config_dwords(vm, edu["slot"], 0x4, 1)[0] & 0xFFFF
+
+    before = command()
+    value = 0 if before & 0x400 else 0x400
+    ok(pp(vm, "pci", "config", EDU, f"COMMAND={value:#x}:0x400", "--force"))
+    assert command() == (before & ~0x400) | value
+    ok(pp(vm, "undo"))
+    assert command() == before
+
+
 # ---------------------------------------------------------------------------------------------
 # bad input: one line, exit != 0, nothing written
 # ---------------------------------------------------------------------------------------------
