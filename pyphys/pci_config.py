@@ -9,6 +9,7 @@ note saying where.
 
 from __future__ import annotations
 
+from pyphys.dialect import json_id
 from pyphys.errors import PyphysError
 from pyphys.layouts import pci as L
 from pyphys.record import Record, encode
@@ -74,11 +75,7 @@ class Capability(Record):
         }
 
 
-def _id(value: int | None) -> str | None:
-    return None if value is None else f"{value:#06x}"
-
-
-_JSON_FORMS = {"id": _id, "class": lambda v: f"{v:#08x}"}
+_JSON_FORMS = {"id": json_id, "class": lambda v: json_id(v, 24)}
 
 
 class ConfigHeader(Record):

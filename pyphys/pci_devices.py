@@ -15,6 +15,7 @@ import os
 import re
 
 from pyphys import paths
+from pyphys.dialect import json_id
 from pyphys.errors import NotFoundError, PyphysError, UsageError, from_oserror
 from pyphys.layouts import pci as L
 from pyphys.record import Record
@@ -145,12 +146,12 @@ class PciDevice(Record):
         ``pci config --json`` writes them), null where the source does not say."""
         return {
             "slot": self.address,
-            "vendor_id": f"{self.vendor:#06x}",
-            "device_id": f"{self.device:#06x}",
-            "class": None if self.class_code is None else f"{self.class_code:#08x}",
+            "vendor_id": json_id(self.vendor),
+            "device_id": json_id(self.device),
+            "class": json_id(self.class_code, 24),
             "revision": self.revision,
-            "subsystem_vendor_id": None if self.subsystem_vendor is None else f"{self.subsystem_vendor:#06x}",
-            "subsystem_device_id": None if self.subsystem_device is None else f"{self.subsystem_device:#06x}",
+            "subsystem_vendor_id": json_id(self.subsystem_vendor),
+            "subsystem_device_id": json_id(self.subsystem_device),
             "driver": self.driver,
             "irq": self.irq,
             "bars": [b.to_json() for b in self.bars],
