@@ -224,6 +224,11 @@ def json_value(value: int, width: int) -> str:
     return f"0x{value:0{width // 4}x}"
 
 
+def json_id(value: int | None, bits: int = 16) -> str | None:
+    """A PCI ID (16 bits) or class code (24) in JSON (docs/json.md), ``null`` when unknown."""
+    return None if value is None else json_value(value, bits)
+
+
 def written_json(old: bytes, new: bytes, readback: bytes, width: int | None) -> dict:
     """A write's before/after in JSON: ``old``/``new``/``readback`` as values for a ``width``-bit
     write; for a byte string (width None) the blobs ``old_data``/``data``/``readback_data``."""

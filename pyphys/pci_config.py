@@ -9,9 +9,10 @@ note saying where.
 
 from __future__ import annotations
 
+from pyphys.dialect import json_id
 from pyphys.errors import PyphysError
 from pyphys.layouts import pci as L
-from pyphys.record import Record
+from pyphys.record import Record, encode
 
 
 class BarRegister(Record):
@@ -74,62 +75,20 @@ class Capability(Record):
         }
 
 
+_JSON_FORMS = {"id": json_id, "class": lambda v: json_id(v, 24)}
+
+
 class ConfigHeader(Record):
     """The decoded configuration header and capability lists.
 
-    ``registers`` holds every field of the header's layout by its name (the JSON's
-    ``registers``); the attributes below are the ones decoders and formatters use.
+    Its fields, their JSON keys and forms and the layout fields they come from are declared once,
+    in :data:`pyphys.layouts.pci.CONFIG_HEADER`; ``registers`` holds every field of the header's
+    layout by its name.
     """
 
-    __slots__ = (
-        "length",
-        "vendor",
-        "device",
-        "command",
-        "status",
-        "revision",
-        "class_code",
-        "header_type",
-        "multifunction",
-        "cache_line_size",
-        "latency_timer",
-        "bist",
-        "bars",
-        "subsystem_vendor",
-        "subsystem_device",
-        "rom_address",
-        "interrupt_line",
-        "interrupt_pin",
-        "capabilities",
-        "notes",
-        "bridge_buses",
-        "registers",
-    )
+    __slots__ = tuple(attr for attr, _key, form, _src, _dflt in L.CONFIG_HEADER if form != "derived")
     _frozen = True
     _defaults = {"notes": (), "bridge_buses": None, "registers": {}}
-
-    length: int  # bytes decoded from (64 for a reader without CAP_SYS_ADMIN)
-    vendor: int
-    device: int
-    command: int
-    status: int
-    revision: int
-    class_code: int
-    header_type: int
-    multifunction: bool
-    cache_line_size: int
-    latency_timer: int
-    bist: int
-    bars: tuple[BarRegister, ...]
-    subsystem_vendor: int | None
-    subsystem_device: int | None
-    rom_address: int | None
-    interrupt_line: int
-    interrupt_pin: int
-    capabilities: tuple[Capability, ...]
-    notes: tuple[str, ...]
-    bridge_buses: tuple[int, int, int] | None  # primary, secondary, subordinate
-    registers: dict
 
     @property
     def command_flags(self) -> list[str]:
@@ -140,31 +99,10 @@ class ConfigHeader(Record):
         return [name for bit, name in L.STATUS_BITS if self.status & bit]
 
     def to_json(self) -> dict:
+        """Every field of :data:`~pyphys.layouts.pci.CONFIG_HEADER` under its key, in its form."""
         return {
-            "length": self.length,
-            "vendor_id": f"{self.vendor:#06x}",
-            "device_id": f"{self.device:#06x}",
-            "command": self.command,
-            "command_flags": self.command_flags,
-            "status": self.status,
-            "status_flags": self.status_flags,
-            "revision": self.revision,
-            "class": f"{self.class_code:#08x}",
-            "header_type": self.header_type,
-            "multifunction": self.multifunction,
-            "cache_line_size": self.cache_line_size,
-            "latency_timer": self.latency_timer,
-            "bist": self.bist,
-            "bars": [b.to_json() for b in self.bars],
-            "subsystem_vendor_id": None if self.subsystem_vendor is None else f"{self.subsystem_vendor:#06x}",
-            "subsystem_device_id": None if self.subsystem_device is None else f"{self.subsystem_device:#06x}",
-            "rom_address": self.rom_address,
-            "interrupt_line": self.interrupt_line,
-            "interrupt_pin": self.interrupt_pin,
-            "capabilities": [c.to_json() for c in self.capabilities],
-            "bridge_buses": list(self.bridge_buses) if self.bridge_buses else None,
-            "registers": self.registers,
-            "notes": list(self.notes),
+            key: _JSON_FORMS[form](getattr(self, attr)) if form in _JSON_FORMS else encode(getattr(self, attr))
+            for attr, key, form, _src, _dflt in L.CONFIG_HEADER
         }
 
 
@@ -303,27 +241,18 @@ def decode_config(data: bytes) -> ConfigHeader:
     buses = None
     if htype == L.PCI_HEADER_TYPE_BRIDGE:
         buses = (regs["primary_bus"], regs["secondary_bus"], regs["subordinate_bus"])
+    # the fields read straight from the layout, as CONFIG_HEADER names them; the rest computed here
+    read = {attr: regs.get(src, dflt) for attr, _key, _form, src, dflt in L.CONFIG_HEADER if src}
     return ConfigHeader(
         length=len(data),
-        vendor=common["vendor"],
-        device=common["device"],
-        command=common["command"],
-        status=common["status"],
-        revision=common["revision"],
         class_code=common["base_class"] << 16 | common["subclass"] << 8 | common["prog_if"],
         header_type=htype,
         multifunction=bool(common["header_type"] & L.PCI_HEADER_TYPE_MULTIFUNCTION),
-        cache_line_size=common["cache_line_size"],
-        latency_timer=common["latency_timer"],
-        bist=common["bist"],
         bars=decode_bar_registers(data, L.BARS_PER_HEADER_TYPE.get(htype, 0)),
-        subsystem_vendor=regs.get("subsystem_vendor"),
-        subsystem_device=regs.get("subsystem_device"),
         rom_address=regs.get("rom_address") or None,
-        interrupt_line=regs.get("interrupt_line", 0),
-        interrupt_pin=regs.get("interrupt_pin", 0),
         capabilities=caps,
         notes=tuple(notes),
         bridge_buses=buses,
         registers=regs,
+        **read,
     )

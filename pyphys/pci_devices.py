@@ -15,6 +15,7 @@ import os
 import re
 
 from pyphys import paths
+from pyphys.dialect import json_id
 from pyphys.errors import NotFoundError, PyphysError, UsageError, from_oserror
 from pyphys.layouts import pci as L
 from pyphys.record import Record
@@ -54,14 +55,14 @@ class Bar(Record):
         return text + (" prefetchable" if self.prefetchable else "")
 
     def to_json(self) -> dict:
-        """JSON-able dict."""
+        """docs/json.md: ``start``/``end`` as ``0x`` strings (END exclusive), ``size`` in bytes."""
         return {
             "index": self.index,
             "type": self.kind,
             "bits": None if self.kind == "io" else (64 if self.is_64bit else 32),
             "prefetchable": self.prefetchable,
-            "start": self.start,
-            "end": self.end,
+            "start": f"{self.start:#x}",
+            "end": f"{self.start + self.size:#x}",
             "size": self.size,
         }
 
@@ -141,15 +142,16 @@ class PciDevice(Record):
         raise NotFoundError(f"{self.short_address} ({self.ids}) has no BAR{index}", f"its BARs: {have}")
 
     def to_json(self) -> dict:
-        """JSON-able dict (numbers as integers)."""
+        """docs/json.md: the address under ``slot``, IDs and the class as ``0x`` strings (as
+        ``pci config --json`` writes them), null where the source does not say."""
         return {
-            "address": self.address,
-            "vendor": self.vendor,
-            "device": self.device,
-            "class": self.class_code,
+            "slot": self.address,
+            "vendor_id": json_id(self.vendor),
+            "device_id": json_id(self.device),
+            "class": json_id(self.class_code, 24),
             "revision": self.revision,
-            "subsystem_vendor": self.subsystem_vendor,
-            "subsystem_device": self.subsystem_device,
+            "subsystem_vendor_id": json_id(self.subsystem_vendor),
+            "subsystem_device_id": json_id(self.subsystem_device),
             "driver": self.driver,
             "irq": self.irq,
             "bars": [b.to_json() for b in self.bars],

@@ -1,10 +1,15 @@
 """Config-space registers as setpci names them: ``COMMAND``, ``04.w``, ``CAP_EXP+0x10.w``.
 
-A register is ``BASE[+OFFSET][.WIDTH]`` as in setpci(8): BASE is an offset, one of setpci's
+A register is ``BASE[+OFFSET][.WIDTH][@N]`` as in setpci(8): BASE is an offset, one of setpci's
 register names (each carries the width of its register, and the header types it exists in), or
 a capability, ``CAP_xxx`` (the classic list) or ``ECAP_xxx`` (the PCI Express extended list at
-0x100), found by walking the device's list. WIDTH is setpci's letter: ``b`` 8, ``w`` 16,
-``l`` 32 bits.
+0x100), found by walking the device's list; ``@N`` picks the N-th capability of that ID,
+counting from 0 (setpci.c exec_op() through pciutils' pci_find_cap_nr()): ``CAP_VNDR+2.b@1``
+is byte 2 of the second vendor-specific capability. WIDTH is setpci's letter: ``b`` 8,
+``w`` 16, ``l`` 32 bits.
+
+A value written may be setpci's ``VALUE:MASK`` (:func:`parse_masked_value`): only the bits set
+in MASK change, the others keep what the register reads just before the write.
 
 Numbers are pyphys's: decimal or ``0x`` hex. setpci reads every number as hex, so a bare
 number inside setpci's syntax that reads differently in the two (``10.l``, ``CAP_EXP+10``) is
@@ -112,8 +117,8 @@ class Register(Record):
     space (no cap) or of the capability, ``width`` in bits or None (none given or named);
     ``setpci_form``: a name, a +OFFSET or a .WIDTH was given (setpci's syntax)."""
 
-    __slots__ = ("text", "offset", "width", "cap", "cap_id", "extended", "header_mask", "setpci_form")
-    _defaults = {"cap": None, "cap_id": None, "extended": False, "header_mask": 0, "setpci_form": False}
+    __slots__ = ("text", "offset", "width", "cap", "cap_id", "extended", "header_mask", "setpci_form", "instance")
+    _defaults = {"cap": None, "cap_id": None, "extended": False, "header_mask": 0, "setpci_form": False, "instance": 0}
     _frozen = True
 
 
@@ -130,10 +135,15 @@ def _number(text: str, whole: str, what: str) -> int:
 
 
 def parse_register(text: str) -> Register:
-    """``BASE[+OFFSET][.b|.w|.l]``; UsageError for anything else (nothing is read yet)."""
+    """``BASE[+OFFSET][.b|.w|.l][@N]``; UsageError for anything else (nothing is read yet)."""
     whole = text.strip()
-    body, width = whole, None
-    head, dot, tail = whole.rpartition(".")
+    # setpci splits at the first '@': all after it is the instance number
+    spec, at, number = whole.partition("@")
+    if at and not number.strip():
+        raise UsageError(f"register {whole!r}: @ needs an instance number (@0 is the first capability of that ID)")
+    instance = _number(number, whole, "capability instance") if at else 0
+    body, width = spec, None
+    head, dot, tail = spec.rpartition(".")
     if dot and tail.lower() in SETPCI_WIDTHS:
         body, width = head, SETPCI_WIDTHS[tail.lower()]
     elif dot and head:
@@ -145,8 +155,9 @@ def parse_register(text: str) -> Register:
     setpci_form = bool(plus or dot)
     if name in REGISTERS:
         off, natural, mask = REGISTERS[name]
-        if plus:
-            raise UsageError(f"register {whole!r}: +OFFSET goes after a capability (CAP_xxx, ECAP_xxx), not {name}")
+        if plus or at:
+            what = "+OFFSET" if plus else "@N"
+            raise UsageError(f"register {whole!r}: {what} goes after a capability (CAP_xxx, ECAP_xxx), not {name}")
         return Register(whole, off, width or natural, header_mask=mask, setpci_form=True)
     for prefix, table, extended in (("ECAP_", ECAPS, True), ("CAP_", CAPS, False)):
         if name.startswith(prefix):
@@ -154,12 +165,14 @@ def parse_register(text: str) -> Register:
             if cap_id is None:
                 known = ", ".join(prefix + k for k in table)
                 raise UsageError(f"unknown capability {base.strip()!r}", f"setpci's names: {known}")
-            return Register(whole, extra, width, name, cap_id, extended, setpci_form=True)
+            return Register(whole, extra, width, name, cap_id, extended, setpci_form=True, instance=instance)
     if base[:1].isalpha() and not base.lower().startswith("0x"):
         raise UsageError(
             f"unknown register {base.strip()!r}",
             "setpci's names (COMMAND, STATUS, BASE_ADDRESS_0 ...), CAP_xxx, ECAP_xxx, or an offset",
         )
+    if at:
+        raise UsageError(f"register {whole!r}: @N selects an instance of a capability (CAP_xxx@1), not of an offset")
     if setpci_form:
         return Register(whole, _number(base, whole, "offset") + extra, width, setpci_form=True)
     return Register(whole, parse_number(base, "offset"), width)
@@ -185,10 +198,34 @@ def locate(reg: Register, config: bytes) -> int:
         status = int.from_bytes(config[6:8], "little") if len(config) >= 8 else 0
         first = L.PCI_CB_CAPABILITY_LIST if htype == L.PCI_HEADER_TYPE_CARDBUS else L.PCI_CAPABILITY_LIST
         caps = pci_config.walk_capabilities(config, first)[0] if status & L.PCI_STATUS_CAP_LIST else ()
-    for cap in caps:
-        if cap.cap_id == reg.cap_id:
-            return cap.offset + reg.offset
+    found = [cap for cap in caps if cap.cap_id == reg.cap_id]
+    if reg.instance < len(found):
+        return found[reg.instance].offset + reg.offset
     hint = None
     if reg.extended and len(config) <= L.PCI_CFG_SPACE_SIZE:
         hint = f"only {len(config)} bytes of config space are readable: the extended list starts at 0x100"
-    raise NotFoundError(f"device has no {reg.cap} capability", hint)
+    if not found:
+        raise NotFoundError(f"device has no {reg.cap} capability", hint)
+    raise NotFoundError(
+        f"device has no {reg.cap} capability @{reg.instance}: it has {len(found)}",
+        f"instances count from 0: @0 to @{len(found) - 1}" + (f"; {hint}" if hint else ""),
+    )
+
+
+def parse_masked_value(text: str, width: int) -> tuple[int, int]:
+    """setpci's ``VALUE`` or ``VALUE:MASK`` for a ``width``-bit register -> (value, mask); a plain
+    VALUE has the full mask. As setpci, bits of VALUE outside MASK are dropped (value &= mask).
+    UsageError for an empty side, a number that is not one, or anything wider than ``width``."""
+    full = (1 << width) - 1
+    value_text, colon, mask_text = text.partition(":")
+    if colon and (not value_text.strip() or not mask_text.strip()):
+        raise UsageError(f"value {text!r}: VALUE:MASK needs both (e.g. 0x4:0x4 sets bit 2 alone)")
+    value = parse_number(value_text, "value")
+    if value >> width:
+        raise UsageError(f"value {value_text!r} is too wide for a {width}-bit write")
+    if not colon:
+        return value, full
+    mask = parse_number(mask_text, "mask")
+    if mask >> width:
+        raise UsageError(f"mask {mask_text!r} is too wide for a {width}-bit register")
+    return value & mask, mask

@@ -4,10 +4,14 @@ lspci's meanings (pciutils lib/filter.c, lspci(8)):
 
 - ``-s [[[[domain]:]bus]:][slot][.[func]]``: each part hexadecimal, empty or ``*`` for any;
   ``-s 04`` is slot 4 on any bus, ``-s 01:`` every device on bus 1, ``-s .1`` every function 1.
-- ``-d [vendor]:[device][:class]``: hexadecimal IDs, empty or ``*`` for any; the class is the
-  16-bit base class and subclass (``0200`` for an Ethernet controller).
+- ``-d [vendor]:[device][:class[:prog-if]]`` (pciutils 3.8 and later): hexadecimal, each part
+  empty or ``*`` for any (``1af4:`` is every device of vendor 0x1af4, ``:`` every device); the
+  class is the 16-bit base class and subclass (``0200`` for an Ethernet controller) in which an
+  ``x`` digit matches any (``06xx``: every bridge); prog-if is the class code's low byte. Leading
+  zeros are allowed (lspci bounds the value, not the digits).
 
-A positional DEVICE is a full address (``0000:00:04.0``, ``00:04.0``) or ``vendor:device``.
+A positional DEVICE is a full address (``0000:00:04.0``, ``00:04.0``) or else means what
+``-d`` means (``1234:11e8``, ``1234:``).
 Subsystem IDs have long options only (``--subsystem-vendor``, ``--subsystem-device``).
 """
 
@@ -19,7 +23,6 @@ from pyphys.errors import NotFoundError, UsageError
 from pyphys.pci_devices import PciDevice, normalize_address, scan
 from pyphys.record import Record
 
-_IDS_RE = re.compile(r"^([0-9a-fA-F]{1,4})?:([0-9a-fA-F]{1,4})?$")
 _HEX_RE = re.compile(r"^[0-9a-fA-F]+$")
 HOW_TO_NAME = (
     "name a device: an address (00:04.0), vendor:device (1af4:1110), -s [[domain:]bus:]slot.func or -d vendor:device"
@@ -36,6 +39,8 @@ class Selector(Record):
         "subsystem_vendor",
         "subsystem_device",
         "class_code",
+        "class_mask",
+        "prog_if",
         "domain",
         "bus",
         "slot",
@@ -49,6 +54,8 @@ class Selector(Record):
         "subsystem_vendor": None,
         "subsystem_device": None,
         "class_code": None,
+        "class_mask": 0xFFFF,
+        "prog_if": None,
         "domain": None,
         "bus": None,
         "slot": None,
@@ -61,6 +68,8 @@ class Selector(Record):
     subsystem_vendor: int | None
     subsystem_device: int | None
     class_code: int | None  # 16 bits: base class << 8 | subclass (lspci -d's third part)
+    class_mask: int  # the bits of class_code that must match (an x digit clears its four)
+    prog_if: int | None  # the class code's low byte (lspci -d's fourth part)
     domain: int | None
     bus: int | None
     slot: int | None
@@ -68,13 +77,16 @@ class Selector(Record):
 
     @property
     def empty(self) -> bool:
-        return all(getattr(self, f) is None for f in self._fields)
+        return all(getattr(self, f) is None for f in self._fields if f != "class_mask")
 
     def matches(self, dev: PciDevice) -> bool:
         domain, bus, rest = dev.address.split(":")
         slot, func = rest.split(".")
         where = (int(domain, 16), int(bus, 16), int(slot, 16), int(func))
         cls = dev.class_code >> 8 if dev.class_code is not None else None
+        prog_if = dev.class_code & 0xFF if dev.class_code is not None else None
+        if self.class_code is not None and (cls is None or (cls ^ self.class_code) & self.class_mask):
+            return False
         return all(
             want is None or want == have
             for want, have in (
@@ -83,7 +95,7 @@ class Selector(Record):
                 (self.device, dev.device),
                 (self.subsystem_vendor, dev.subsystem_vendor),
                 (self.subsystem_device, dev.subsystem_device),
-                (self.class_code, cls),
+                (self.prog_if, prog_if),
                 (self.domain, where[0]),
                 (self.bus, where[1]),
                 (self.slot, where[2]),
@@ -103,16 +115,24 @@ class Selector(Record):
             parts.append(
                 f"-s {part(self.domain, '04x')}:{part(self.bus, '02x')}:{part(self.slot, '02x')}.{part(self.func, 'x')}"
             )
-        if self.vendor is not None or self.device is not None or self.class_code is not None:
+        if any(v is not None for v in (self.vendor, self.device, self.class_code, self.prog_if)):
             v = f"{self.vendor:04x}" if self.vendor is not None else "*"
             d = f"{self.device:04x}" if self.device is not None else "*"
-            cls = f":{self.class_code:04x}" if self.class_code is not None else ""
+            cls = ""
+            if self.class_code is not None or self.prog_if is not None:
+                cls = ":" + (_class_text(self.class_code, self.class_mask) if self.class_code is not None else "*")
+            if self.prog_if is not None:
+                cls += f":{self.prog_if:02x}"
             parts.append(f"{v}:{d}{cls}")
         if self.subsystem_vendor is not None or self.subsystem_device is not None:
             v = f"{self.subsystem_vendor:04x}" if self.subsystem_vendor is not None else "*"
             d = f"{self.subsystem_device:04x}" if self.subsystem_device is not None else "*"
             parts.append(f"subsystem {v}:{d}")
         return " ".join(parts) or "any device"
+
+
+def _class_text(value: int, mask: int) -> str:
+    return "".join("x" if not (mask >> s) & 0xF else f"{(value >> s) & 0xF:x}" for s in (12, 8, 4, 0))
 
 
 def _hex_part(text: str, what: str, maximum: int, option: str) -> int | None:
@@ -125,6 +145,23 @@ def _hex_part(text: str, what: str, maximum: int, option: str) -> int | None:
     if value > maximum:
         raise UsageError(f"{option}: {what} {text!r} is above the maximum {maximum:#x}")
     return value
+
+
+def _class_part(text: str, option: str) -> tuple[int | None, int]:
+    """lspci's class part: hex digits, each ``x`` matching any; (value, mask) as pciutils'
+    parse_hex_field() computes them (the value bounded to 16 bits, an ``x`` counted as 1)."""
+    if text in ("", "*"):
+        return None, 0xFFFF
+    if not re.match(r"^[0-9a-fA-FxX]+$", text):
+        raise UsageError(f"{option}: class {text!r} is not hexadecimal (an x digit matches any)")
+    value = bound = 0
+    mask = 0xFFFF  # the digits left of those given must be zero, as in pciutils
+    for c in text.lower():
+        value, mask = value << 4 | (0 if c == "x" else int(c, 16)), mask << 4 | (0 if c == "x" else 0xF)
+        bound = bound << 4 | (1 if c == "x" else int(c, 16))
+        if bound > 0xFFFF:
+            raise UsageError(f"{option}: class {text!r} is above the maximum 0xffff")
+    return value & 0xFFFF, mask & 0xFFFF
 
 
 def parse_slot_filter(text: str) -> dict[str, int | None]:
@@ -147,24 +184,22 @@ def parse_slot_filter(text: str) -> dict[str, int | None]:
     }
 
 
-def parse_id_filter(text: str) -> dict[str, int | None]:
-    """lspci ``-d [vendor]:[device][:class]`` -> {vendor, device, class_code} (None = any)."""
-    opt = f"-d {text!r}"
+def parse_id_filter(text: str, opt: str | None = None) -> dict[str, int | None]:
+    """lspci ``-d [vendor]:[device][:class[:prog-if]]`` -> {vendor, device, class_code,
+    class_mask, prog_if} (None = any), as pciutils' pci_filter_parse_id() reads it."""
+    opt = opt or f"-d {text!r}"
     parts = text.split(":")
-    if len(parts) not in (2, 3):
-        raise UsageError(f"{opt} is not [vendor]:[device][:class]")
+    if not 2 <= len(parts) <= 4:
+        raise UsageError(f"{opt} is not [vendor]:[device][:class[:prog-if]]")
+    parts += [""] * (4 - len(parts))
+    class_code, class_mask = _class_part(parts[2], opt)
     return {
         "vendor": _hex_part(parts[0], "vendor ID", 0xFFFF, opt),
         "device": _hex_part(parts[1], "device ID", 0xFFFF, opt),
-        "class_code": _hex_part(parts[2], "class", 0xFFFF, opt) if len(parts) == 3 else None,
+        "class_code": class_code,
+        "class_mask": class_mask if class_code is not None else None,
+        "prog_if": _hex_part(parts[3], "prog-if", 0xFF, opt),
     }
-
-
-def _parse_id(text: str, what: str) -> int:
-    value = int(text, 16)  # the regular expression let only 1-4 hex digits through
-    if not 0 <= value <= 0xFFFF:
-        raise UsageError(f"{what} {text!r} does not fit in 16 bits")
-    return value
 
 
 def _merge(values: dict, name: str, given: int | None, source: str) -> None:
@@ -188,8 +223,8 @@ def parse_selector(
 ) -> Selector:
     """Build a Selector from a positional DEVICE ``text``, lspci's ``-s``/``-d`` and ID values.
 
-    ``text`` is an address ``[[domain:]bus:]slot.func`` (the dot tells it apart) or
-    ``vendor:device`` in hex like ``lspci -d`` (either side may be empty: ``1af4:``).
+    ``text`` is an address ``[[domain:]bus:]slot.func`` (the dot tells it apart) or else an
+    lspci ``-d`` filter (``1af4:1110``, ``1af4:`` for any device of the vendor, ``::0200``).
     Raises UsageError when ``text`` is neither, or the parts contradict each other.
     """
     values: dict = {}
@@ -197,14 +232,11 @@ def parse_selector(
     if text is not None and text != "":
         address = normalize_address(text)
         if address is None:
-            m = _IDS_RE.match(text.strip())
-            if not m or (m.group(1) is None and m.group(2) is None):
-                raise UsageError(
-                    f"device {text!r} is neither an address like 0000:00:04.0 / 00:04.0 "
-                    "nor vendor:device IDs like 1af4:1110"
-                )
-            _merge(values, "vendor", _parse_id(m.group(1), "vendor ID") if m.group(1) else None, repr(text))
-            _merge(values, "device", _parse_id(m.group(2), "device ID") if m.group(2) else None, repr(text))
+            neither = f"device {text!r} is neither an address like 0000:00:04.0 / 00:04.0 nor IDs like 1af4:1110"
+            if ":" not in text or "." in text or text.count(":") > 3:  # no ID filter has a dot
+                raise UsageError(neither, "IDs as lspci -d takes them: [vendor]:[device][:class[:prog-if]]")
+            for name, value in parse_id_filter(text.strip(), neither).items():
+                _merge(values, name, value, repr(text))
     for name, value in (
         ("vendor", vendor),
         ("device", device),

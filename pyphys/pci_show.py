@@ -53,7 +53,9 @@ class ShowReport(Record):
         bars = []
         for reg in self.header.bars:
             bar = sizes.get(reg.index)
-            bars.append({**reg.to_json(), "start": bar.start if bar else None, "size": bar.size if bar else None})
+            bars.append(
+                {**reg.to_json(), "start": f"{bar.start:#x}" if bar else None, "size": bar.size if bar else None}
+            )
         return {
             **self.device.to_json(),
             "config_size": self.config_size,

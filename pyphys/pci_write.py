@@ -77,9 +77,18 @@ def write_bar(
         return _journaled(acc, offset, bytes(data), f"pci {dev.address} BAR{index}+{offset:#x} via {via}", journal)
 
 
-def write_config(dev: PciDevice, offset: int, width: int, value: int, *, force: bool = False, journal=None) -> PciWrite:
+def write_config(
+    dev: PciDevice, offset: int, width: int, value: int, *, mask: int | None = None, force: bool = False, journal=None
+) -> PciWrite:
     """Journaled ``width``-bit config-space write; UsageError unless ``force`` (a bad config write can
-    hang the bus or make the device vanish)."""
+    hang the bus or make the device vanish).
+
+    ``mask`` (setpci's VALUE:MASK): only the bits set in it change; the register is read and
+    ``(old & ~mask) | (value & mask)`` written whole, journaled like any write, so undo puts the
+    whole old register back. A full mask is a plain write."""
+    full = (1 << width) - 1
+    if mask is not None and (mask < 0 or mask > full):
+        raise UsageError(f"mask {mask:#x} is too wide for a {width}-bit register")
     with ConfigSpace(dev) as probe:
         size = check_access(f"{dev.short_address} config space", probe.size, offset, width, value, widths=(8, 16, 32))
     if not force:
@@ -88,6 +97,9 @@ def write_config(dev: PciDevice, offset: int, width: int, value: int, *, force: 
             "a wrong command/BAR value can disable the device or hang the machine",
         )
     with ConfigSpace(dev, writable=True) as cfg:
+        if mask is not None and mask != full:
+            old = int.from_bytes(cfg.read(offset, size), "little")
+            value = (old & ~mask & full) | (value & mask)
         return _journaled(cfg, offset, value.to_bytes(size, "little"), f"pci {dev.address} config+{offset:#x}", journal)
 
 

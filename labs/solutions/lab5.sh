@@ -3,12 +3,12 @@
 # Run in `pyphys lab start 5` from the repository root: sh labs/solutions/lab5.sh ; pyphys lab check 5
 set -eu
 command -v pyphys >/dev/null 2>&1 || pyphys() { python3 -m pyphys "$@"; }
-list() { pyphys pci list "$1" --json | python3 -c "import json,sys; d=json.load(sys.stdin)[0]; print(eval(sys.argv[1]))" "$2"; }
+list() { pyphys pci list "$1" --json | python3 -c "import json,sys; d=json.load(sys.stdin)['devices'][0]; print(eval(sys.argv[1]))" "$2"; }
 
 # step 1: find the devices
 pyphys pci list
-EDU=$(list 1234:11e8 "d['address']")
-IVSHMEM=$(list 1af4:1110 "d['address']")
+EDU=$(list 1234:11e8 "d['slot']")
+IVSHMEM=$(list 1af4:1110 "d['slot']")
 BAR2_SIZE=$(list 1af4:1110 "hex([b for b in d['bars'] if b['index'] == 2][0]['size'])")
 
 # step 2: edu's registers (QEMU docs/specs/edu.rst)

@@ -9,7 +9,7 @@ put() { printf '%s' "$2" | dd of=$BUFFER bs=1 seek=$(($1)) conv=notrunc status=n
 get() { dd if=$BUFFER bs=1 skip=$(($1)) count=$2 status=none; }
 
 # step 1: the device and the buffer
-EDU=$(pyphys pci list 1234:11e8 --json | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['address'])")
+EDU=$(pyphys pci list 1234:11e8 --json | python3 -c "import json,sys; print(json.load(sys.stdin)['devices'][0]['slot'])")
 BUF=$(cat /sys/kernel/pyphys/buffer_phys)
 
 # step 2: bus mastering is off until someone turns it on; pyphys refuses and says why

@@ -18,16 +18,22 @@ PCI devices without a driver, through the kernel's own files (sysfs, /proc/bus/p
   pyphys pci write DEVICE BAR OFFSET [WIDTH] VALUE
   pyphys pci write DEVICE BAR OFFSET --string 'Dunia,vipi?\\r'
   pyphys pci config DEVICE [OFFSET [WIDTH [VALUE --force]]] [-x]
-  pyphys pci config DEVICE REG[+OFF][.b|.w|.l][=VALUE]   setpci's syntax: COMMAND, 04.w, CAP_EXP+0x10.w
+  pyphys pci config DEVICE REG[+OFF][.b|.w|.l][@N][=VALUE[:MASK]]   setpci's syntax: COMMAND, 04.w,
+                                              CAP_EXP+0x10.w, CAP_VNDR+2.b@1 (the 2nd CAP_VNDR), COMMAND=0x4:0x4
   pyphys pci bar-size DEVICE BAR [--force]    size a BAR: write all ones, read back, restore (journaled)
 
-DEVICE is an address (0000:00:04.0, 00:04.0) or vendor:device IDs (1af4:1110), or is left out
-when options name it as lspci's do: -s [[domain:]bus:]slot.func, -d [vendor]:[device][:class]
-(hexadecimal; an empty part or * matches any), or -V vendor, -D device, --subsystem-vendor,
+DEVICE is an address (0000:00:04.0, 00:04.0) or else what lspci's -d takes:
+[vendor]:[device][:class[:prog-if]], hexadecimal, an empty part or * matching any (1af4:1110;
+1234: is every device of vendor 0x1234; ::0200 every Ethernet controller; an x digit of the class
+matches any, ::06xx every bridge). It is left out when options name it as lspci's do:
+-s [[domain:]bus:]slot.func, -d as above, or -V vendor, -D device, --subsystem-vendor,
 --subsystem-device. WIDTH is 8, 16, 32 or 64 bits, or setpci's letters b=8, w=16, l=32; default 32. Memory BARs are
 reached through an mmap of sysfs resourceN (default) or /dev/mem at the BAR address (--via
 devmem); I/O-port BARs through read/write of resourceN. Writes are journaled: `pyphys undo`
-restores the old bytes.
+restores the old bytes. A config VALUE may be setpci's VALUE:MASK: only the bits set in MASK
+change (the register is read, merged and written whole; bits of VALUE outside MASK are ignored,
+as setpci ignores them), and undo restores the whole old register. @N counts capabilities of the
+same ID from 0, as setpci does.
 """
 
 
@@ -36,7 +42,12 @@ def register(sub, name: str, help_text: str) -> None:
     psub = p.add_subparsers(dest="pci_command", metavar="ACTION")
 
     q = psub.add_parser("list", help="list devices with their BARs (like lspci -nn, with a BAR table)")
-    q.add_argument("device", nargs="?", metavar="DEVICE", help="only devices matching this address or vendor:device")
+    q.add_argument(
+        "device",
+        nargs="?",
+        metavar="DEVICE",
+        help="only devices matching this address or [vendor]:[device][:class[:prog-if]] (as lspci -d)",
+    )
     q.add_argument(
         "--source",
         choices=("auto", "sysfs", "procfs"),
@@ -91,7 +102,8 @@ def register(sub, name: str, help_text: str) -> None:
         nargs="*",
         metavar="ARG",
         help="DEVICE [OFFSET [WIDTH [VALUE]]], or DEVICE REG[+OFF][.b|.w|.l][=VALUE] as setpci: "
-        "a register name (COMMAND, STATUS, BASE_ADDRESS_0 ...; its own width), CAP_xxx or ECAP_xxx",
+        "a register name (COMMAND, STATUS, BASE_ADDRESS_0 ...; its own width), CAP_xxx or ECAP_xxx "
+        "(@N: the N-th of that ID, from 0); VALUE may be VALUE:MASK (only MASK's bits change)",
     )
     q.add_argument("-x", "--hexdump", action="store_true", help="hexdump the readable config space")
     q.add_argument("--force", action="store_true", help="allow a config-space write (can disable the device)")
@@ -177,7 +189,7 @@ def run_list(args) -> int:
                 "present: " + (", ".join(d.summary() for d in everything) or "none"),
             )
     if args.json:
-        print(json.dumps([d.to_json() for d in devices], indent=2))
+        print(json.dumps({"devices": [d.to_json() for d in devices]}, indent=2))
         return 0
     print("\n".join(format_device(d) for d in devices))
     return 0

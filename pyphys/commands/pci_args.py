@@ -10,7 +10,13 @@ def add_selection(q) -> None:
     """The device-selection options every action takes (lspci's -s and -d, and ID options)."""
     g = q.add_argument_group("device selection (as lspci's -s and -d)")
     g.add_argument("-s", dest="slot", metavar="[[DOMAIN:]BUS:]SLOT[.FUNC]", help="lspci's -s: e.g. 00:04.0, 04, 01:")
-    g.add_argument("-d", dest="ids", metavar="[VENDOR]:[DEVICE][:CLASS]", help="lspci's -d: e.g. 1af4:1110, 1af4:")
+    g.add_argument(
+        "-d",
+        dest="ids",
+        metavar="[VENDOR]:[DEVICE][:CLASS[:PROGIF]]",
+        help="lspci's -d, hexadecimal, an empty part or * for any: 1af4:1110, 1af4: (any device of "
+        "the vendor), ::0200 (a class), ::06xx (x: any digit)",
+    )
     g.add_argument("-V", "--vendor", dest="vendor_id", metavar="ID", help="vendor ID, e.g. 0x1af4")
     g.add_argument("-D", "--device", dest="device_id", metavar="ID", help="device ID, e.g. 0x1110")
     g.add_argument("--subsystem-vendor", dest="subsystem_vendor_id", metavar="ID", help="subsystem vendor ID")

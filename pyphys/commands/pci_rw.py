@@ -204,7 +204,10 @@ def format_config(dev, hdr) -> str:
     return "\n".join(lines)
 
 
-CONFIG_USAGE = "usage: pyphys pci config DEVICE [OFFSET [WIDTH [VALUE --force]]] or DEVICE REG[.b|.w|.l][=VALUE]"
+CONFIG_USAGE = (
+    "usage: pyphys pci config DEVICE [OFFSET [WIDTH [VALUE[:MASK] --force]]] "
+    "or DEVICE REG[+OFF][.b|.w|.l][@N][=VALUE[:MASK]]"
+)
 
 
 def _config_register(rest: list[str]):
@@ -234,9 +237,7 @@ def run_config(args) -> int:
 
     device_text, rest = split_device(args, args.args)
     reg, width, value_text = _config_register(rest)
-    value = parse_number(value_text, "value") if value_text is not None else None
-    if value is not None and value >> width:
-        raise UsageError(f"value {value_text!r} is too wide for a {width}-bit write")
+    value, mask = pci_regs.parse_masked_value(value_text, width) if value_text is not None else (None, None)
     if value is not None and not args.force:
         raise UsageError(
             "refusing to write config space without --force",
@@ -248,7 +249,7 @@ def run_config(args) -> int:
         located = reg.cap is not None or reg.header_mask
         offset = pci_regs.locate(reg, pci_access.read_config(dev)) if located else reg.offset
     if value is not None:
-        rec = pci_write.write_config(dev, offset, width, value, force=args.force)
+        rec = pci_write.write_config(dev, offset, width, value, mask=mask, force=args.force)
         back = int.from_bytes(rec.after, "little")
         if args.json:
             print(
@@ -263,9 +264,10 @@ def run_config(args) -> int:
                 )
             )
         else:
+            old, new = (fmt_value(int.from_bytes(b, "little"), width) for b in (rec.old, rec.new))
             print(
-                f"{dev.short_address} config+{offset:#x}: {fmt_value(int.from_bytes(rec.old, 'little'), width)} -> "
-                f"{fmt_value(value, width)} (reads back {fmt_value(back, width)}); journal entry {rec.record_id}"
+                f"{dev.short_address} config+{offset:#x}: {old} -> {new} "
+                f"(reads back {fmt_value(back, width)}); journal entry {rec.record_id}"
             )
         return 0
     if offset is not None:

@@ -152,6 +152,39 @@ HEADER_LAYOUTS = {
     PCI_HEADER_TYPE_CARDBUS: HEADER_CARDBUS,
 }
 
+# The decoded header (pyphys.pci_config.ConfigHeader), declared once, in its JSON order:
+# (attribute, JSON key, JSON form, the layout field it is read from, its value when the device's
+# layout has no such field). JSON forms: None, the value as it is (lists and records by their
+# own JSON form); "id", a 16-bit ID as 0x and 4 digits (docs/json.md); "class", the 24-bit
+# class code as 0x and 6 digits. A field "derived" is a property of the decoded header, and a
+# field without a layout field is computed by the decoder (pci_config.decode_config).
+CONFIG_HEADER: tuple[tuple[str, str, str | None, str | None, object], ...] = (
+    ("length", "length", None, None, None),
+    ("vendor", "vendor_id", "id", "vendor", None),
+    ("device", "device_id", "id", "device", None),
+    ("command", "command", None, "command", None),
+    ("command_flags", "command_flags", "derived", None, None),
+    ("status", "status", None, "status", None),
+    ("status_flags", "status_flags", "derived", None, None),
+    ("revision", "revision", None, "revision", None),
+    ("class_code", "class", "class", None, None),  # base_class, subclass, prog_if
+    ("header_type", "header_type", None, None, None),  # the layout's header_type without bit 7
+    ("multifunction", "multifunction", None, None, None),  # header_type bit 7
+    ("cache_line_size", "cache_line_size", None, "cache_line_size", None),
+    ("latency_timer", "latency_timer", None, "latency_timer", None),
+    ("bist", "bist", None, "bist", None),
+    ("bars", "bars", None, None, None),
+    ("subsystem_vendor", "subsystem_vendor_id", "id", "subsystem_vendor", None),
+    ("subsystem_device", "subsystem_device_id", "id", "subsystem_device", None),
+    ("rom_address", "rom_address", None, None, None),  # the layout's rom_address, None when 0
+    ("interrupt_line", "interrupt_line", None, "interrupt_line", 0),
+    ("interrupt_pin", "interrupt_pin", None, "interrupt_pin", 0),
+    ("capabilities", "capabilities", None, None, None),
+    ("bridge_buses", "bridge_buses", None, None, None),  # primary, secondary, subordinate
+    ("registers", "registers", None, None, None),  # every field of the device's layout
+    ("notes", "notes", None, None, None),
+)
+
 assert HEADER_NORMAL.size == HEADER_BRIDGE.size == PCI_STD_HEADER_SIZEOF
 assert (PCI_SUBSYSTEM_ID, PCI_CAPABILITY_LIST, PCI_ROM_ADDRESS1, PCI_CB_SUBSYSTEM_ID) == (0x2E, 0x34, 0x38, 0x42)
 

@@ -159,25 +159,45 @@ def test_unprivileged_show_decodes_the_header_and_says_what_is_missing():
         ("-d", "::0200"),
         ("-d", "*:*:ffff"),
         ("-d", "8086:"),
+        ("-d", ":"),
+        ("-d", "::0x00"),
+        ("-d", "::06xx"),
+        ("-d", "::x"),
+        ("-d", "::0ffff"),
+        ("-d", "1af4:*:*:00"),
+        ("-d", "01af4:1041"),
+        ("-d", "1af4:1041:0200:"),
     ],
 )
 def test_selection_means_what_it_means_to_lspci(option, value):
-    """`pyphys pci list -s/-d` selects exactly the devices `lspci -D -s/-d` lists."""
+    """`pyphys pci list -s/-d` selects exactly the devices `lspci -D -s/-d` lists, and a
+    positional DEVICE that is no address means what -d means."""
     ref = run("lspci", "-D", option, value)
-    assert ref.returncode == 0, ref
+    assert ref.returncode == 0 and not ref.stderr, ref
     want = sorted(line.split()[0] for line in ref.stdout.splitlines() if line.strip())
-    res = pyphys("pci", "list", option, value, "--json")
-    if not want:
-        assert res.returncode == 1 and "no PCI device matches" in res.stderr, res
-        return
-    assert res.returncode == 0, res
-    assert sorted(d["address"] for d in json.loads(res.stdout)) == want
+    for argv in [[option, value]] + ([[value]] if option == "-d" else []):
+        res = pyphys("pci", "list", *argv, "--json")
+        if not want:
+            assert res.returncode == 1 and "no PCI device matches" in res.stderr, res
+            continue
+        assert res.returncode == 0, res
+        assert sorted(d["slot"] for d in json.loads(res.stdout)["devices"]) == want, argv
+
+
+@pytest.mark.parametrize("value", ["", "1af4", "1af4:1041:0200:00:", "::fffff", "zz:", "1af4:10000", "::0200:100"])
+def test_selection_lspci_refuses_pyphys_refuses(value):
+    """What `lspci -d` calls invalid (it prints `lspci: -d: ...`), pyphys refuses: one line, exit 2."""
+    ref = run("lspci", "-D", "-d", value)
+    assert ref.stderr.startswith("lspci: -d: ") and not ref.stdout, ref
+    res = pyphys("pci", "list", "-d", value, "--json")
+    assert res.returncode == 2 and len(res.stderr.splitlines()) == 1 and not res.stdout, res
 
 
 SETPCI_READS = [
     "VENDOR_ID", "DEVICE_ID", "COMMAND", "STATUS", "REVISION", "CLASS_DEVICE", "HEADER_TYPE",
     "CAPABILITIES", "04.w", "0x0e.b", "0.l", "CAP_PM+2.w", "CAP_MSI.w", "CAP_MSIX+2.w", "CAP_EXP+2.w",
-    "CAP_VNDR.b", "ECAP_AER+4.l", "ECAP_DSN+4.l",
+    "CAP_VNDR.b", "ECAP_AER+4.l", "ECAP_DSN+4.l", "CAP_VNDR+3.b@0", "CAP_VNDR+3.b@1", "CAP_VNDR+3.b@4",
+    "CAP_VNDR+3.b@9", "CAP_MSIX.w@1", "ECAP_AER+4.l@1",
 ]  # fmt: skip
 
 

@@ -187,6 +187,24 @@ def test_json_documents_follow_the_schemas(machine, capsys):
     assert doc["results"][0]["phys"] == "0x1000" and doc["results"][0]["chain"][0]["end"] == "0x9fc00"
     rc, out, _ = run(capsys, "ksym", "init_uts_ns", "--no-kcore", "--json")
     validate_json(json.loads(out), "ksym")
+    sysfs = machine / "sys" / "bus" / "pci" / "devices"
+    slots = sorted(os.listdir(sysfs))
+    rc, out, _ = run(capsys, "pci", "list", "--json")
+    doc = json.loads(out)
+    validate_json(doc, "pci-list")
+    assert rc == 0 and [d["slot"] for d in doc["devices"]] == slots
+    # lspci -d 1234: is every device of vendor 0x1234, whatever its device ID (pciutils lib/filter.c)
+    want = [s for s in slots if (sysfs / s / "vendor").read_text().strip() == "0x1234"]
+    rc, out, _ = run(capsys, "pci", "list", "1234:", "--json")
+    doc = json.loads(out)
+    validate_json(doc, "pci-list")
+    assert rc == 0 and want and [d["slot"] for d in doc["devices"]] == want
+    for slot in slots:
+        rc, out, _ = run(capsys, "pci", "show", slot, "--json")
+        assert rc == 0
+        validate_json(json.loads(out), "pci-show")
+        rc, out, _ = run(capsys, "pci", "config", slot, "--json")
+        validate_json(json.loads(out), "pci-config")
     paths.set_roots(proc=os.path.join(FIX, "pagemap", "proc"))
     if pagemap.PAGE_SIZE == 4096:
         rc, out, _ = run(capsys, "pagemap", "4242", "0x10234", "--json")

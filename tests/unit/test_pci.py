@@ -206,7 +206,56 @@ def test_several_matches_list_them(machine):
     assert all(c in err.value.message for c in consoles)
 
 
-@pytest.mark.parametrize("text", ["zz", "1:2:3:4", "12345:1", "00:20.0", "00:04.8", ":"])
+def _lspci_nmm(machine: str) -> dict[str, tuple[int, int, int, int]]:
+    """The fixture's `lspci -Dnmm`: slot -> (vendor, device, class 16 bits, prog-if)."""
+    rows = {}
+    with open(os.path.join(FIX, machine, "lspci-Dnmm.txt")) as f:
+        for line in f:
+            m = re.match(r'(\S+) "(\w+)" "(\w+)" "(\w+)"(?: -r\w+)?(?: -p(\w+))?', line)
+            rows[m.group(1)] = (
+                int(m.group(3), 16),
+                int(m.group(4), 16),
+                int(m.group(2), 16),
+                int(m.group(5) or "0", 16),
+            )
+    return rows
+
+
+def _lspci_d(rows: dict, text: str) -> list[str]:
+    """What `lspci -d TEXT` lists, by pciutils' lib/filter.c read by hand: every part empty or *
+    is any; an x digit of the class matches any; the fourth part is the prog-if."""
+    parts = (text.split(":") + ["", "", ""])[:4]
+
+    def ok(part: str, have: int, width: int) -> bool:
+        if part in ("", "*"):
+            return True
+        part = part.rjust(width, "0")[-width:]
+        return all(c == "x" or int(c, 16) == (have >> (4 * (width - 1 - i))) & 0xF for i, c in enumerate(part))
+
+    return sorted(
+        slot
+        for slot, (ven, dev, cls, prog) in rows.items()
+        if ok(parts[0], ven, 4) and ok(parts[1], dev, 4) and ok(parts[2], cls, 4) and ok(parts[3], prog, 2)
+    )
+
+
+@pytest.mark.parametrize("machine", ["lab-guest"], indirect=True)
+@pytest.mark.parametrize(
+    "text",
+    ["1234:", "1af4:", ":1003", ":", "*:*", "::0780", "::06xx", "::x", "8086::0601", "1af4:*:*:00", "01af4:1003"],
+)
+def test_device_text_means_what_lspci_d_means(machine, text):
+    """A positional DEVICE and -d select what `lspci -d` would in the captured guest."""
+    devices = pci_devices.scan()
+    want = _lspci_d(_lspci_nmm("lab-guest"), text)
+    assert want  # every case matches something in the guest
+    for sel in (pci_select.parse_selector(text), pci_select.parse_selector(None, ids=text)):
+        assert sorted(d.address for d in pci_select.find_devices(sel, devices)) == want, (text, str(sel))
+
+
+@pytest.mark.parametrize(
+    "text", ["zz", "12345:1", "00:20.0", "00:04.8", "1:2:3:4:5", "1:2:3:100", "1:2:fffff", "1:g", "1:2:3:4:"]
+)
 def test_bad_selector_text(text):
     with pytest.raises(UsageError):
         pci_select.parse_selector(text)
@@ -525,3 +574,18 @@ def test_list_sizes_read_back_as_lspci_vv_sizes(machine):
             assert int(m[2], 16) == parse_size(m[3]) == want, (d.address, m[0])
             seen += 1
     assert seen
+
+
+def test_config_header_is_declared_once():
+    """layouts.pci.CONFIG_HEADER names the decoded header's fields, their JSON keys and the layout
+    fields they are read from: the record's fields and its JSON keys are exactly those."""
+    decl = L.CONFIG_HEADER
+    assert pci_config.ConfigHeader._fields == tuple(a for a, _k, form, _s, _d in decl if form != "derived")
+    layouts = (L.HEADER_NORMAL, L.HEADER_BRIDGE, L.HEADER_CARDBUS)
+    assert all(any(src in lay.names for lay in layouts) for _a, _k, _f, src, _d in decl if src)
+    hdr = pci_config.decode_config(config_of("lab-guest", 0x1234, 0x11E8))
+    raw = config_of("lab-guest", 0x1234, 0x11E8)
+    assert list(hdr.to_json()) == [k for _a, k, _f, _s, _d in decl]
+    # values read straight from the layout are the bytes at the kernel's offsets (pci_regs.h)
+    assert hdr.vendor == int.from_bytes(raw[0:2], "little") and hdr.interrupt_pin == raw[0x3D]
+    assert hdr.to_json()["subsystem_device_id"] == f"0x{int.from_bytes(raw[0x2E:0x30], 'little'):04x}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -242,9 +243,49 @@ def test_cli_list_and_json(tree, capsys):
     for d in tree.devices:
         assert d.short_address in out and f"[{d.ids}]" in out
     rc, out, _ = run(capsys, "list", "--json")
-    assert [d["address"] for d in json.loads(out)] == [d.address for d in tree.devices]
+    assert [d["slot"] for d in json.loads(out)["devices"]] == [d.address for d in tree.devices]
     rc, out, _ = run(capsys, "list", "--source", "procfs", "1af4:1110")
     assert rc == 0 and "BAR2  mem 64-bit prefetchable" in out
+
+
+def _lspci_nmm() -> dict[str, tuple[str, ...]]:
+    """The fixture's `lspci -Dnmm` (captured in the guest): slot -> (class, vendor, device, subsystem IDs)."""
+    rows = {}
+    with open(os.path.join(FIX, "lspci-Dnmm.txt")) as f:
+        for line in f:
+            m = re.match(r'(\S+) "(\w+)" "(\w+)" "(\w+)"(?: -r\w+)?(?: -p\w+)? "(\w*)" "(\w*)"', line)
+            rows[m.group(1)] = m.group(2, 3, 4, 5, 6)
+    return rows
+
+
+def test_cli_list_and_show_json_agree_with_lspci(tree, capsys):
+    """docs/json.md: `slot`, IDs as 0x strings, the devices under `devices`; the values are what
+    lspci -Dnmm printed in the guest the fixture was captured in."""
+    from helpers import validate_json
+
+    rc, out, _ = run(capsys, "list", "--json")
+    doc = json.loads(out)
+    validate_json(doc, "pci-list")
+    truth = _lspci_nmm()
+    assert rc == 0 and sorted(d["slot"] for d in doc["devices"]) == sorted(truth)
+    for d in doc["devices"]:
+        cls, ven, dev, sv, sd = truth[d["slot"]]
+        assert (d["vendor_id"], d["device_id"]) == (f"0x{ven}", f"0x{dev}")
+        assert d["class"][:6] == f"0x{cls}" and len(d["class"]) == 8
+        assert (d["subsystem_vendor_id"], d["subsystem_device_id"]) == (f"0x{sv}", f"0x{sd}")
+        assert not {"address", "vendor", "device", "subsystem_vendor"} & set(d)
+        for b in d["bars"]:
+            assert int(b["end"], 16) - int(b["start"], 16) == b["size"]  # END exclusive
+    rc, out, _ = run(capsys, "show", "1234:11e8", "--json")
+    show = json.loads(out)
+    validate_json(show, "pci-show")
+    listed = next(d for d in doc["devices"] if d["device_id"] == "0x11e8")
+    assert {k: show[k] for k in listed if k not in ("bars", "source")} == {
+        k: v for k, v in listed.items() if k not in ("bars", "source")
+    }
+    assert [(b["index"], b["start"], b["size"]) for b in show["config"]["bars"]] == [
+        (b["index"], b["start"], b["size"]) for b in listed["bars"]
+    ]
 
 
 def test_cli_read_write_seed_flags(tree, capsys):
@@ -513,3 +554,70 @@ def test_cli_json_follows_the_conventions(tree, capsys):
     doc = json.loads(run(capsys, "config", "1234:11e8", "0x3c.b", "9", "--force", "--json")[1])
     validate_json(doc, "pci-config")
     assert (doc["old"], doc["new"], doc["offset"]) == (f"0x{cfg[0x3C]:02x}", "0x09", "0x3c")
+
+
+# ---------------------------------------------------------------------------------------------
+# setpci's VALUE:MASK writes and CAP_xxx@N instances
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "argv, offset, size, value, mask",
+    [
+        (["COMMAND=0x404:0x404"], 0x04, 2, 0x404, 0x404),  # set bits 2 and 10 alone
+        (["COMMAND=0:0x2"], 0x04, 2, 0, 0x2),  # clear memory decoding alone
+        (["0x4", "16", "0xffff:0x400"], 0x04, 2, 0x400, 0x400),  # VALUE outside MASK is dropped, as setpci
+        (["0x3c.b=0x5a:0xf0"], 0x3C, 1, 0x50, 0xF0),
+        (["BASE_ADDRESS_0=0xffffffff:0xffffffff"], 0x10, 4, 0xFFFFFFFF, 0xFFFFFFFF),  # a full mask: plain write
+    ],
+)
+def test_cli_masked_config_write_changes_the_mask_bits_alone_and_undoes(tree, capsys, argv, offset, size, value, mask):
+    """setpci.c exec_op(): x = (read & ~mask) | (value & mask), written whole; undo puts back the old register."""
+    path = tree.root / "sys/bus/pci/devices" / tree.dev("1234:11e8").address / "config"
+    before = content(path)
+    old = int.from_bytes(before[offset : offset + size], "little")
+    want = (old & ~mask & (1 << 8 * size) - 1) | (value & mask)
+    assert want != old  # the write changes the register ...
+    assert want != value or mask == (1 << 8 * size) - 1  # ... and, with a partial mask, not to VALUE alone
+    rc, out, err = run(capsys, "config", "1234:11e8", *argv, "--force", "--json")
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert (doc["old"], doc["new"]) == (f"0x{old:0{2 * size}x}", f"0x{want:0{2 * size}x}")
+    after = content(path)
+    assert after[offset : offset + size] == want.to_bytes(size, "little")
+    assert after[:offset] + after[offset + size :] == before[:offset] + before[offset + size :]
+    (entry,) = journal_entries(tree)
+    assert (entry.addr, entry.old, entry.new) == (offset, before[offset : offset + size], want.to_bytes(size, "little"))
+    journal.Journal(str(tree.journal)).undo()
+    assert content(path) == before
+
+
+def _vendor_caps(cfg: bytes) -> list[int]:
+    """The offsets of the CAP_VNDR (0x09) capabilities, walked by hand from the raw bytes."""
+    found, pos = [], cfg[0x34] & ~3
+    while pos:
+        if cfg[pos] == 0x09:
+            found.append(pos)
+        pos = cfg[pos + 1] & ~3
+    return found
+
+
+def test_cli_capability_instances_count_from_zero(tree, capsys):
+    """setpci's CAP_xxx@N: the N-th capability of that ID in list order, from 0 (pci_find_cap_nr)."""
+    dev = next(d for d in tree.devices if len(_vendor_caps(_cfg_bytes(tree, d.ids))) > 1)
+    cfg = _cfg_bytes(tree, dev.ids)
+    caps = _vendor_caps(cfg)
+    for n, pos in enumerate(caps):
+        rc, out, _ = run(capsys, "config", dev.address, f"CAP_VNDR+3.b@{n}")
+        assert rc == 0 and int(out, 16) == cfg[pos + 3], n
+    assert (
+        run(capsys, "config", dev.address, "CAP_VNDR+3.b")[1] == run(capsys, "config", dev.address, "CAP_VNDR+3.b@0")[1]
+    )
+    rc, _, err = run(capsys, "config", dev.address, f"CAP_VNDR.b@{len(caps)}")
+    assert rc == 1 and f"it has {len(caps)}" in err and len(err.splitlines()) == 1
+    # a masked write into the second instance, and its undo
+    path = tree.root / "sys/bus/pci/devices" / dev.address / "config"
+    pos = caps[1] + 3
+    rc, _, err = run(capsys, "config", dev.address, "CAP_VNDR+3.b@1=0x80:0x80", "--force")
+    assert rc == 0, err
+    assert content(path, pos, 1) == bytes([cfg[pos] | 0x80]) and content(path)[:pos] == cfg[:pos]
+    journal.Journal(str(tree.journal)).undo()
+    assert content(path) == cfg

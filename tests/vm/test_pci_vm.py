@@ -71,18 +71,25 @@ _LISTS: dict[int, list] = {}
 def listing(vm) -> list[dict]:
     """`pyphys pci list --json`, once per guest (addresses do not move while it runs)."""
     if id(vm) not in _LISTS:
-        _LISTS[id(vm)] = json.loads(ok(pp(vm, "pci", "list", "--json")))
+        _LISTS[id(vm)] = json.loads(ok(pp(vm, "pci", "list", "--json")))["devices"]
     return _LISTS[id(vm)]
 
 
+def ids_of(d: dict) -> tuple:
+    """(class, vendor, device, subsystem vendor, subsystem device) of a listed device, as integers
+    (docs/json.md writes them as 0x strings; null where the source has none)."""
+    keys = ("class", "vendor_id", "device_id", "subsystem_vendor_id", "subsystem_device_id")
+    return tuple(None if d[k] is None else int(d[k], 16) for k in keys)
+
+
 def find(vm, ids: str) -> dict:
-    found = [d for d in listing(vm) if f"{d['vendor']:04x}:{d['device']:04x}" == ids]
+    found = [d for d in listing(vm) if f"{d['vendor_id'][2:]}:{d['device_id'][2:]}" == ids]
     assert len(found) == 1, (ids, listing(vm))
     return found[0]
 
 
 def bar_start(dev: dict, index: int) -> int:
-    return next(b["start"] for b in dev["bars"] if b["index"] == index)
+    return next(int(b["start"], 16) for b in dev["bars"] if b["index"] == index)
 
 
 def devmem(vm, addr: int, width: int = 32, value: int | None = None) -> str:
@@ -101,7 +108,7 @@ def read(vm, ids: str, bar: int, offset: int, width: int = 32, via: str = "resou
 # list
 # ---------------------------------------------------------------------------------------------
 def test_list_agrees_with_sysfs(vm):
-    listed = {d["address"]: d for d in json.loads(ok(pp(vm, "pci", "list", "--json")))}
+    listed = {d["slot"]: d for d in json.loads(ok(pp(vm, "pci", "list", "--json")))["devices"]}
     script = (
         "for d in /sys/bus/pci/devices/*; do "
         "printf '%s %s %s %s %s %s |%s\\n' ${d##*/} $(cat $d/vendor $d/device $d/class $d/subsystem_vendor "
@@ -115,21 +122,16 @@ def test_list_agrees_with_sysfs(vm):
     assert sorted(listed) == sorted(shell)
     resources = shell_resources(vm)
     for addr, d in listed.items():
-        assert (
-            d["vendor"],
-            d["device"],
-            d["class"],
-            d["subsystem_vendor"],
-            d["subsystem_device"],
-            d["driver"],
-        ) == shell[addr]
-        assert {b["index"]: (b["start"], b["size"]) for b in d["bars"]} == resources[addr], addr
+        cls, ven, dev, sv, sd = ids_of(d)
+        assert (ven, dev, cls, sv, sd, d["driver"]) == shell[addr]
+        assert {b["index"]: (int(b["start"], 16), b["size"]) for b in d["bars"]} == resources[addr], addr
+        assert all(int(b["end"], 16) == int(b["start"], 16) + b["size"] for b in d["bars"]), addr
 
 
 def test_list_agrees_with_lspci(vm):
     """busybox lspci when the busybox build has the applet (Debian's busybox-static 1.35 has not),
     else pciutils' lspci — both read the devices independently of pyphys."""
-    listed = {d["address"]: d for d in listing(vm)}
+    listed = {d["slot"]: d for d in listing(vm)}
     bb = vm.run("busybox lspci -mk")
     if bb.rc == 0 and bb.out.strip():
         # PCI_SLOT_NAME "Class CCCC" "VVVV" "DDDD" "SVVV" "SDDD" ["driver"]
@@ -139,14 +141,8 @@ def test_list_agrees_with_lspci(vm):
             assert m, line
             rows[m.group(1)] = tuple(int(x, 16) for x in m.group(2, 3, 4, 5, 6)) + (m.group(7) or None,)
         for addr, d in listed.items():
-            assert rows[addr] == (
-                d["class"] >> 8,
-                d["vendor"],
-                d["device"],
-                d["subsystem_vendor"],
-                d["subsystem_device"],
-                d["driver"],
-            )
+            cls, *rest = ids_of(d)
+            assert rows[addr] == (cls >> 8, *rest, d["driver"])
         assert sorted(rows) == sorted(listed)
         return
     lspci = vm.run("lspci -Dnmm")
@@ -160,19 +156,20 @@ def test_list_agrees_with_lspci(vm):
         rows[addr] = (int(cls, 16), int(ven, 16), int(dev, 16), int(sv or "0", 16), int(sd or "0", 16))
     assert sorted(rows) == sorted(listed)
     for addr, d in listed.items():
-        assert rows[addr] == (d["class"] >> 8, d["vendor"], d["device"], d["subsystem_vendor"], d["subsystem_device"])
+        cls, *rest = ids_of(d)
+        assert rows[addr] == (cls >> 8, *rest)
 
 
 def test_procfs_fallback_agrees_with_proc_file(vm):
     """upci's source: /proc/bus/pci/devices, parsed here by awk-free shell splitting."""
-    listed = json.loads(ok(pp(vm, "pci", "list", "--json", "--source", "procfs")))
+    listed = json.loads(ok(pp(vm, "pci", "list", "--json", "--source", "procfs")))["devices"]
     lines = ok(vm.run("cat /proc/bus/pci/devices")).splitlines()
     assert len(lines) == len(listed)
     for line, d in zip(lines, listed):
         f = line.split("\t")
         bus, devfn = int(f[0][:2], 16), int(f[0][2:], 16)
-        assert d["address"] == f"0000:{bus:02x}:{devfn >> 3:02x}.{devfn & 7}"
-        assert int(f[1], 16) == d["vendor"] << 16 | d["device"]
+        assert d["slot"] == f"0000:{bus:02x}:{devfn >> 3:02x}.{devfn & 7}"
+        assert int(f[1], 16) == int(d["vendor_id"], 16) << 16 | int(d["device_id"], 16)
         sizes = {i: int(f[10 + i].strip(), 16) for i in range(6) if int(f[10 + i].strip(), 16)}
         assert {b["index"]: b["size"] for b in d["bars"]} == sizes
 
@@ -321,12 +318,12 @@ def test_io_bar_owned_by_a_driver_virtio_legacy_status(vm):
     legacy = [
         d
         for d in devices
-        if d["vendor"] == 0x1AF4
+        if d["vendor_id"] == "0x1af4"
         and d["driver"] == "virtio-pci"
         and any(b["index"] == 0 and b["type"] == "io" for b in d["bars"])
     ]
     assert legacy, devices
-    addr = legacy[0]["address"]
+    addr = legacy[0]["slot"]
     status = ok(vm.run(f"cat /sys/bus/pci/devices/{addr}/virtio*/status")).strip()
     assert read(vm, addr, 0, 0x12, 8) == int(status, 16) & 0xFF
 
@@ -371,14 +368,14 @@ def test_claimed_bar_per_kernel(vm, via):
 def test_config_decode_and_forced_write_undo(vm):
     edu = find(vm, EDU)
     cfg = json.loads(ok(pp(vm, "pci", "config", EDU, "--json")))
-    sysfs = ok(vm.run(f"cd /sys/bus/pci/devices/{edu['address']} && cat vendor device")).split()
+    sysfs = ok(vm.run(f"cd /sys/bus/pci/devices/{edu['slot']} && cat vendor device")).split()
     assert (int(cfg["vendor_id"], 16), int(cfg["device_id"], 16)) == (int(sysfs[0], 16), int(sysfs[1], 16))
-    assert cfg["slot"] == edu["address"]
+    assert cfg["slot"] == edu["slot"]
     assert [c["id"] for c in cfg["capabilities"]] == [0x05]  # edu: MSI only
     assert cfg["bars"][0]["address"] == bar_start(edu, 0)
 
     def line_byte() -> int:
-        out = ok(vm.run(f"busybox hexdump -s 60 -n 1 -e '1/1 \"%u\"' /sys/bus/pci/devices/{edu['address']}/config"))
+        out = ok(vm.run(f"busybox hexdump -s 60 -n 1 -e '1/1 \"%u\"' /sys/bus/pci/devices/{edu['slot']}/config"))
         return int(out)
 
     before = line_byte()
@@ -389,6 +386,22 @@ def test_config_decode_and_forced_write_undo(vm):
     assert line_byte() == new
     ok(pp(vm, "undo"))
     assert line_byte() == before
+
+
+def test_config_masked_write_changes_the_mask_bits_alone_and_undo_restores(vm):
+    """setpci's VALUE:MASK: COMMAND=0x400:0x400 sets INTx Disable (bit 10) alone; the shell's od
+    reads the register before and after; undo puts the whole old register back."""
+    edu = find(vm, EDU)
+
+    def command() -> int:
+        return config_dwords(vm, edu["slot"], 0x4, 1)[0] & 0xFFFF
+
+    before = command()
+    value = 0 if before & 0x400 else 0x400
+    ok(pp(vm, "pci", "config", EDU, f"COMMAND={value:#x}:0x400", "--force"))
+    assert command() == (before & ~0x400) | value
+    ok(pp(vm, "undo"))
+    assert command() == before
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,7 +475,7 @@ def config_dwords(vm, address: str, offset: int, count: int) -> list[int]:
 @pytest.mark.parametrize("ids, bar", [(EDU, 0), (IVSHMEM, 2)])
 def test_bar_size_matches_sysfs_and_restores_the_register(any_vm, ids, bar):
     dev = find(any_vm, ids)
-    addr = dev["address"]
+    addr = dev["slot"]
     info = next(b for b in dev["bars"] if b["index"] == bar)
     n = 2 if info["bits"] == 64 else 1
     before = config_dwords(any_vm, addr, 0x10 + 4 * bar, n)
