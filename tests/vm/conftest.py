@@ -26,10 +26,12 @@ from pyphys.errors import LabError
 # user-half page tables) and keeps PAT active (lab boots otherwise get nopat: labvm.lab_append).
 # The stock boots may write (in throw-away overlays) where `pyphys module install` puts things:
 # DKMS's source tree and state, and the kernel's module directory.
-# The test guests get 512 MiB (a lab started by hand gets 1 GiB): every whole-RAM dump test
-# reads all of it through 9p at a few MB/s under TCG, so RAM size is most of their time.
+# The test guests get 640 MiB (a lab started by hand gets 1 GiB): every whole-RAM dump test
+# reads all of it through 9p at a few MB/s under TCG, so RAM size is most of their time. Not
+# 512 MiB: below 512 MiB of managed RAM the kernel turns THP off at boot (mm/huge_memory.c,
+# hugepage_init), and labs 1, 7 and 9 need a 2 MiB THP.
 INSTALL_DIRS = ("/usr/src", "/var/lib/dkms", "/usr/lib/modules")
-MEMORY = os.environ.get("PYPHYS_TEST_VM_MEMORY", "512M")
+MEMORY = os.environ.get("PYPHYS_TEST_VM_MEMORY", "640M")
 BOOTS = {
     "lab": dict(kernel="lab", cpu="max,la57=off", memory=MEMORY),
     "stock": dict(kernel="stock", cpu="max,la57=off", overlays=INSTALL_DIRS, memory=MEMORY),
