@@ -138,7 +138,7 @@ def read_maps_rows(pid: int) -> list[tuple[int, int, str, int, str, int, str]]:
     """The rows of /proc/PID/maps as tuples (what :func:`read_maps` wraps in :class:`Mapping`)."""
     path = paths.proc(pid, "maps")
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="\n") as f:
             return [parse_maps_row(line, n) for n, line in enumerate(f, 1) if line.strip()]
     except FileNotFoundError as err:
         raise ProcessGoneError(f"process {pid} no longer exists ({path})") from err

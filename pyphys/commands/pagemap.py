@@ -130,7 +130,7 @@ def run(args) -> int:
             header = ""
         if item.mapping is not mapping:
             mapping = item.mapping
-            lines.append(f"# {mapping.maps_line()}\n")
+            lines.append(f"# {dialect.printable(mapping.maps_line())}\n")
         lines.append(format_run(item))
         if len(lines) >= 4096:
             out.write("".join(lines))
@@ -186,7 +186,7 @@ def format_translation(t) -> str:
     e, m, h = t.entry, t.mapping, t.huge
     lines = [
         f"pid {t.pid} ({t.process}), virtual address {t.vaddr:#x}",
-        f"  mapping            {m.maps_line()}",
+        f"  mapping            {dialect.printable(m.maps_line())}",
         f"  virtual page       {t.vpage:#x} + offset {t.offset:#x} (page size {t.page_size})",
         f"  pagemap entry      {e.raw:#018x}: {entry_kind(e.raw)}",
         f"    present          {_yn(e.present)}",
@@ -279,7 +279,7 @@ def write_pages(chunks, out, header: str = "") -> None:
         header = ""
         if c.mapping is not mapping:
             mapping = c.mapping
-            lines.append(f"# {mapping.maps_line()}\n")
+            lines.append(f"# {dialect.printable(mapping.maps_line())}\n")
         kf, kc, va, ps = c.kpageflags, c.kpagecount, c.vaddr, c.page_size
         for i, e in enumerate(c.entries):
             present = e >> 63

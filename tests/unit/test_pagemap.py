@@ -520,3 +520,21 @@ def test_cli_huge_page_size_reads_back_as_its_frames(proc, capsys):
     m = re.search(r"THP, (\S+) \((\d+) pages\)", line)
     assert m and int(m[2]) == 512, line
     assert parse_size(m[1]) == 512 * 4096
+
+
+def test_cli_text_escapes_control_characters_in_mapping_paths(tmp_path, capsys):
+    # a file name may hold anything but "/" and NUL; the kernel escapes only "\n" in maps
+    import shutil
+
+    shutil.copytree(os.path.join(FIX, "proc"), tmp_path / "proc", symlinks=True)
+    maps = tmp_path / "proc" / "4242" / "maps"
+    maps.write_text(maps.read_text().replace("/opt/fake prog/bin", "/opt/fake\x1b[31mprog\r/bin"))
+    old = paths.set_roots(proc=str(tmp_path / "proc"))
+    try:
+        for argv in (("4242", "0x10234"), ("4242", "0x10000-0x11000"), ("4242", "0x10000-0x11000", "--runs")):
+            rc, out, err = run_cli(capsys, *argv)
+            assert rc == 0, err
+            assert "\x1b" not in out and "\r" not in out, out
+            assert "/opt/fake\\x1b[31mprog\\x0d/bin" in out, out
+    finally:
+        paths.set_roots(**old)
