@@ -39,7 +39,8 @@ def _swapped(g, st: dict, entry: int | None) -> None:
             raise ProbeError("the page has not been paged out yet: swapon, then kill -USR1 PID")
         if not entry & PM_SWAP:
             raise ProbeError(
-                "after MADV_PAGEOUT the page was not in swap (no swap area was on?): swapon, then kill -USR1 PID again"
+                "after MADV_PAGEOUT the page was not in swap (no swap area on, or reclaim skipped a page "
+                "it had not queued yet): swapon if needed, then kill -USR1 PID again"
             )
         frame = entry & PM_PFN_MASK
         swap_type, offset = frame & ((1 << PM_SWAP_TYPE_BITS) - 1), frame >> PM_SWAP_TYPE_BITS
