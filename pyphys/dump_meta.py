@@ -184,7 +184,7 @@ def _kallsyms():
     from pyphys.errors import PyphysError
 
     try:
-        syms = ksym.load_kallsyms()
+        syms = ksym.load_kallsyms(("_text", "_stext", "page_offset_base"))
     except PyphysError:
         return None
     return None if syms.hidden else syms

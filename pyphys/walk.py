@@ -435,7 +435,7 @@ def _kernel_check(vaddr: int, levels: int, pm) -> dict:
     from pyphys import iomem, ksym
 
     try:
-        syms = ksym.load_kallsyms()
+        syms = ksym.load_kallsyms(("_text",))
         text = syms.lookup("_text")
         code = iomem.load().find("Kernel code")
     except PyphysError as err:

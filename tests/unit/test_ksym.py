@@ -245,3 +245,30 @@ def test_kcore_permission_names_cap_sys_rawio(stock, monkeypatch):
     monkeypatch.setattr(builtins, "open", fake_open)
     kcore = next(s for s in ksym.lookup("init_uts_ns").sources if s.name == "kcore")
     assert kcore.phys is None and "CAP_SYS_RAWIO" in kcore.note
+
+
+# -- a few symbols picked by name: what the full parse says, at a fraction of its cost -------------
+WANTED = ("_text", "_stext", "page_offset_base", "init_uts_ns", "no_such_symbol")
+
+
+@pytest.mark.parametrize("source", ["captured", "host"])
+def test_wanted_symbols_are_the_full_parses(stock, source):
+    path = stock / "proc" / "kallsyms" if source == "captured" else Path("/proc/kallsyms")
+    try:
+        text = path.read_text()
+    except OSError as err:
+        pytest.skip(f"{path}: {err}")
+    full = ksym.parse_kallsyms(io.StringIO(text))
+    picked = ksym.parse_kallsyms(io.StringIO(text), WANTED)
+    assert picked.hidden == full.hidden
+    assert {n: picked.lookup(n) for n in WANTED} == {n: full.lookup(n) for n in WANTED}
+    if not full.hidden:
+        assert picked.lookup("_text") and picked.lookup("no_such_symbol") is None
+
+
+def test_wanted_symbols_skip_modules_and_see_hidden():
+    text = "0000000000000000 A fixed_percpu_data\nffffffff81000000 T _text\nffffffffc0001000 t _stext\t[mod]\n"
+    picked = ksym.parse_kallsyms(io.StringIO(text), ["_text", "_stext"])
+    assert (picked.lookup("_text"), picked.lookup("_stext"), picked.hidden) == (0xFFFFFFFF81000000, None, False)
+    zeros = text.replace("ffffffff81000000", "0" * 16).replace("ffffffffc0001000", "0" * 16)
+    assert ksym.parse_kallsyms(io.StringIO(zeros), ["_text"]).hidden is True
