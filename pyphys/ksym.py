@@ -107,14 +107,17 @@ class SymbolReport(Record):
 class Kallsyms(Record):
     """Parsed /proc/kallsyms: sorted (addr, name) of the core kernel; ``hidden`` if all zero."""
 
-    __slots__ = ("addrs", "names", "by_name", "hidden")
+    __slots__ = ("addrs", "names", "by_name", "hidden", "wanted")
 
     addrs: list[int]
     names: list[str]
     by_name: dict[str, int]
     hidden: bool
+    wanted: frozenset[str] | None  # parsed for these names only (None: every symbol)
 
     def lookup(self, name: str) -> int | None:
+        if self.wanted is not None and name not in self.wanted:
+            raise ValueError(f"kallsyms was parsed for {sorted(self.wanted)}, not {name!r}")  # a caller's bug
         return self.by_name.get(name)
 
     def size_of(self, name: str) -> int | None:
@@ -150,7 +153,9 @@ def parse_kallsyms(stream: IO[str], wanted: Iterable[str] | None = None) -> Kall
         by_name.setdefault(name, addr)
         pairs.append((addr, name))
     pairs.sort()
-    return Kallsyms([a for a, _ in pairs], [n for _, n in pairs], by_name, hidden=bool(pairs) and not nonzero)
+    return Kallsyms(
+        [a for a, _ in pairs], [n for _, n in pairs], by_name, hidden=bool(pairs) and not nonzero, wanted=None
+    )
 
 
 def _pick_kallsyms(text: str, wanted: Iterable[str]) -> Kallsyms:
@@ -164,7 +169,7 @@ def _pick_kallsyms(text: str, wanted: Iterable[str]) -> Kallsyms:
     # hidden (kptr_restrict): every address reads zero, the wanted ones and the first lines alike
     first = re.findall(r"^([0-9a-fA-F]+) ", text[:4096], re.M)
     hidden = bool(first) and not any(by_name.values()) and not any(int(a, 16) for a in first)
-    return Kallsyms([a for a, _ in pairs], [n for _, n in pairs], by_name, hidden=hidden)
+    return Kallsyms([a for a, _ in pairs], [n for _, n in pairs], by_name, hidden=hidden, wanted=frozenset(names))
 
 
 def load_kallsyms(wanted: Iterable[str] | None = None) -> Kallsyms:

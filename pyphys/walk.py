@@ -435,7 +435,7 @@ def _kernel_check(vaddr: int, levels: int, pm) -> dict:
     from pyphys import iomem, ksym
 
     try:
-        syms = ksym.load_kallsyms(("_text",))
+        syms = ksym.load_kallsyms(("_text", "_end", "page_offset_base"))
         text = syms.lookup("_text")
         code = iomem.load().find("Kernel code")
     except PyphysError as err:

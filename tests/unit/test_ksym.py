@@ -272,3 +272,21 @@ def test_wanted_symbols_skip_modules_and_see_hidden():
     assert (picked.lookup("_text"), picked.lookup("_stext"), picked.hidden) == (0xFFFFFFFF81000000, None, False)
     zeros = text.replace("ffffffff81000000", "0" * 16).replace("ffffffffc0001000", "0" * 16)
     assert ksym.parse_kallsyms(io.StringIO(zeros), ["_text"]).hidden is True
+
+
+def test_walks_kernel_check_on_the_captured_boot(stock):
+    """walk's check of a kernel address, from that boot's kallsyms (_text, _end) and iomem."""
+    from pyphys import walk
+
+    text = 0xFFFFFFFF9D200000  # _text of the captured kallsyms; "Kernel code" starts at 0x20c00000
+    image = walk._kernel_check(text + 0x1234, 4, None)
+    assert (image["note"], image["expected"]) == ("kernel image", 0x20C00000 + 0x1234)
+    direct = walk._kernel_check(walk.PAGE_OFFSET_L4 + 0x5000, 4, None)  # no page_offset_base: fixed base
+    assert (direct["note"], direct["expected"]) == ("direct map", 0x5000)
+    assert walk._kernel_check(0xFFFFFFFFA0630000 + 0x1000, 4, None)["expected"] is None  # past _end
+
+
+def test_a_symbol_not_asked_for_is_a_bug_not_a_miss():
+    picked = ksym.parse_kallsyms(io.StringIO("ffffffff81000000 T _text\n"), ["_text"])
+    with pytest.raises(ValueError, match="not '_end'"):
+        picked.lookup("_end")
