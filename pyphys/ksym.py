@@ -123,7 +123,7 @@ class Kallsyms(Record):
     def size_of(self, name: str) -> int | None:
         """Distance to the next higher symbol (kallsyms has no sizes): an upper bound."""
         addr = self.by_name.get(name)
-        if addr is None or self.hidden:
+        if addr is None or self.hidden or self.wanted is not None:  # a picked parse has no neighbours
             return None
         i = bisect.bisect_right(self.addrs, addr)
         return self.addrs[i] - addr if i < len(self.addrs) else None

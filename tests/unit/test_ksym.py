@@ -264,6 +264,7 @@ def test_wanted_symbols_are_the_full_parses(stock, source):
     assert {n: picked.lookup(n) for n in WANTED} == {n: full.lookup(n) for n in WANTED}
     if not full.hidden:
         assert picked.lookup("_text") and picked.lookup("no_such_symbol") is None
+        assert full.size_of("_text") and picked.size_of("_text") is None  # no neighbours, no false bound
 
 
 def test_wanted_symbols_skip_modules_and_see_hidden():
