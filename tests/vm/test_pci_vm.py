@@ -497,7 +497,8 @@ def test_bar_size_matches_sysfs_and_restores_the_register(any_vm, ids, bar):
     assert res["size"] == resource[1] == info["size"]
     assert res["is_64bit"] == (n == 2) and res["restored"]
     assert config_dwords(any_vm, addr, 0x10 + 4 * bar, n) == before  # the register, restored
-    assert res["original"] == sum(d << (32 * i) for i, d in enumerate(before))
+    assert int(res["original"], 16) == sum(d << (32 * i) for i, d in enumerate(before))
+    assert res["offset"] == hex(0x10 + 4 * bar) and res["slot"] == addr
     entries = ok(pp(any_vm, "journal", "--all", "--json"))
     sizing = [e for e in json.loads(entries) if e.get("id") == res["journal_id"]]
     assert sizing and sizing[0].get("undone"), entries
