@@ -342,3 +342,46 @@ def describe(data: bytes, cap: Capability, header_type: int) -> Capability:
     regs.pop("id", None)
     regs.pop("next", None)
     return cap.replace(summary=summary, details=tuple(details), fields=regs, raw=raw)
+
+
+# -- JSON (docs/json.md) ---------------------------------------------------------------------------
+# the layout whose widths the registers of a capability have (MSI: the 64-bit one, a superset)
+_FIELD_LAYOUTS = {
+    L.PCI_CAP_ID_PM: L.CAP_PM,
+    L.PCI_CAP_ID_MSI: L.CAP_MSI64,
+    L.PCI_CAP_ID_MSIX: L.CAP_MSIX,
+    L.PCI_CAP_ID_EXP: L.CAP_EXP,
+    L.PCI_CAP_ID_VNDR: L.CAP_VNDR,
+}
+_INTEGER = ("table_size", "table_bar", "pba_bar", "port_type", "link_cap_width", "link_width", "bar_location")
+_INTEGER += ("vsec_rev", "vsec_length", "length")  # counts, sizes, indexes, codes
+_OFFSETS = ("table_offset", "pba_offset", "bar_offset")
+_RENAMED = {  # JSON keys: docs/json.md's names for IDs; `flags` there is a list of names, not a register
+    "flags": "flags_register",
+    "subsystem_vendor": "subsystem_vendor_id",
+    "subsystem_device": "subsystem_device_id",
+}
+_IDS = ("subsystem_vendor", "subsystem_device", "vsec_id")
+
+
+def fields_json(cap: Capability) -> dict:
+    """A capability's decoded fields in JSON: register values as 0x strings of the register's
+    width, IDs as 0x and 4 digits, offsets as 0x strings, counts/sizes/codes integers, speeds text;
+    the register the kernel calls ``..._FLAGS`` under ``flags_register``."""
+    layout = L.CAP_HEADER if cap.extended else _FIELD_LAYOUTS.get(cap.cap_id, L.CAP_HEADER)
+    out: dict = {}
+    for key, value in cap.fields.items():
+        if isinstance(value, str) or key in _INTEGER:
+            form = value
+        elif key in _OFFSETS:
+            form = f"{value:#x}"
+        elif key in _IDS:
+            form = f"0x{value:04x}"
+        elif key == "serial":
+            form = f"0x{value:016x}"
+        elif key in layout.names:
+            form = f"0x{value:0{2 * layout.width(key)}x}"
+        else:
+            raise AssertionError(f"capability field {key!r} has no JSON form")
+        out[_RENAMED.get(key, key)] = form
+    return out

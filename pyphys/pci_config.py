@@ -9,7 +9,7 @@ note saying where.
 
 from __future__ import annotations
 
-from pyphys.dialect import json_id
+from pyphys.dialect import json_id, json_value
 from pyphys.errors import PyphysError
 from pyphys.layouts import pci as L
 from pyphys.record import Record, encode
@@ -30,14 +30,16 @@ class BarRegister(Record):
     address: int
 
     def to_json(self) -> dict:
+        """docs/json.md: the register's offset and value (32 bits, 64 for a 64-bit pair) and the
+        address it decodes as 0x strings."""
         return {
             "index": self.index,
-            "offset": self.offset,
-            "raw": self.raw,
+            "offset": f"{self.offset:#x}",
+            "value": json_value(self.raw, 64 if self.raw >> 32 or self.is_64bit else 32),
             "type": self.kind,
             "is_64bit": self.is_64bit,
             "prefetchable": self.prefetchable,
-            "address": self.address,
+            "address": f"{self.address:#x}",
         }
 
 
@@ -63,19 +65,43 @@ class Capability(Record):
     raw: bytes
 
     def to_json(self) -> dict:
+        """docs/json.md: offset and ID (8 bits, 16 for an extended one) as 0x strings, the
+        decoded registers as :func:`pyphys.pci_caps.fields_json` writes them, the bytes of a
+        vendor-specific capability as ``data``."""
+        from pyphys.pci_caps import fields_json
+
         return {
-            "offset": self.offset,
-            "id": self.cap_id,
+            "offset": f"{self.offset:#x}",
+            "id": json_value(self.cap_id, 16 if self.extended else 8),
             "name": self.name,
             "extended": self.extended,
             "version": self.version,
             "summary": self.summary,
-            "fields": self.fields,
-            "raw": self.raw.hex() if self.raw else None,
+            "fields": fields_json(self),
+            "data": self.raw.hex() if self.raw else None,
         }
 
 
-_JSON_FORMS = {"id": json_id, "class": lambda v: json_id(v, 24)}
+def _register_json(value: int, bits: tuple[tuple[int, str, str], ...], width: int = 16) -> dict:
+    """A register with named bits: its value and the pci_regs.h names of the bits set (docs/json.md)."""
+    return {"value": json_value(value, width), "flags": [name for bit, _text, name in bits if value & bit]}
+
+
+def _registers_json(hdr: ConfigHeader) -> dict:
+    layout = L.HEADER_LAYOUTS.get(hdr.header_type, L.HEADER_COMMON)
+    return {name: json_value(v, 8 * layout.width(name)) for name, v in hdr.registers.items()}
+
+
+_JSON_FORMS = {
+    "id": lambda hdr, v: json_id(v),
+    "id8": lambda hdr, v: json_id(v, 8),
+    "class": lambda hdr, v: json_id(v, 24),
+    "value8": lambda hdr, v: json_id(v, 8),
+    "value32": lambda hdr, v: json_id(v, 32),
+    "command": lambda hdr, v: _register_json(v, L.COMMAND_BITS),
+    "status": lambda hdr, v: _register_json(v, L.STATUS_BITS),
+    "registers": lambda hdr, v: _registers_json(hdr),
+}
 
 
 class ConfigHeader(Record):
@@ -86,22 +112,22 @@ class ConfigHeader(Record):
     layout by its name.
     """
 
-    __slots__ = tuple(attr for attr, _key, form, _src, _dflt in L.CONFIG_HEADER if form != "derived")
+    __slots__ = tuple(attr for attr, _key, _form, _src, _dflt in L.CONFIG_HEADER)
     _frozen = True
     _defaults = {"notes": (), "bridge_buses": None, "registers": {}}
 
     @property
     def command_flags(self) -> list[str]:
-        return [name for bit, name in L.COMMAND_BITS if self.command & bit]
+        return [name for bit, name, _json in L.COMMAND_BITS if self.command & bit]
 
     @property
     def status_flags(self) -> list[str]:
-        return [name for bit, name in L.STATUS_BITS if self.status & bit]
+        return [name for bit, name, _json in L.STATUS_BITS if self.status & bit]
 
     def to_json(self) -> dict:
         """Every field of :data:`~pyphys.layouts.pci.CONFIG_HEADER` under its key, in its form."""
         return {
-            key: _JSON_FORMS[form](getattr(self, attr)) if form in _JSON_FORMS else encode(getattr(self, attr))
+            key: _JSON_FORMS[form](self, getattr(self, attr)) if form else encode(getattr(self, attr))
             for attr, key, form, _src, _dflt in L.CONFIG_HEADER
         }
 

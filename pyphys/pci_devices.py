@@ -142,14 +142,14 @@ class PciDevice(Record):
         raise NotFoundError(f"{self.short_address} ({self.ids}) has no BAR{index}", f"its BARs: {have}")
 
     def to_json(self) -> dict:
-        """docs/json.md: the address under ``slot``, IDs and the class as ``0x`` strings (as
+        """docs/json.md: the address under ``slot``, IDs, revision and class as ``0x`` strings (as
         ``pci config --json`` writes them), null where the source does not say."""
         return {
             "slot": self.address,
             "vendor_id": json_id(self.vendor),
             "device_id": json_id(self.device),
             "class": json_id(self.class_code, 24),
-            "revision": self.revision,
+            "revision": json_id(self.revision, 8),
             "subsystem_vendor_id": json_id(self.subsystem_vendor),
             "subsystem_device_id": json_id(self.subsystem_device),
             "driver": self.driver,

@@ -124,7 +124,7 @@ def _verbose_header(dev: PciDevice, hdr: ConfigHeader, verbose: int) -> list[str
             flags.append(f"IRQ {irq}")
         lines.append("Flags: " + ", ".join(flags))
     else:
-        lines.append("Control: " + _flags(hdr.command, tuple((name, bit) for bit, name in L.COMMAND_BITS)))
+        lines.append("Control: " + _flags(hdr.command, tuple((name, bit) for bit, name, _json in L.COMMAND_BITS)))
         devsel = L.DEVSEL_NAMES[hdr.status & L.PCI_STATUS_DEVSEL_MASK]
         lines.append(f"Status: {_flags(hdr.status, STATUS_FLAGS)} DEVSEL={devsel} {_flags(hdr.status, STATUS_ERRORS)}")
         if hdr.command & 0x4:

@@ -7,6 +7,7 @@ the journal's table of openers names.
 
 from __future__ import annotations
 
+from pyphys.dialect import json_value
 from pyphys.errors import NotFoundError, PyphysError, UsageError
 from pyphys.layouts import pci as L
 from pyphys.pci_access import BarAccess, ConfigSpace, check_access, check_range
@@ -169,17 +170,21 @@ class BarSizing(Record):
         return self.after == self.original
 
     def to_json(self) -> dict:
+        """docs/schema/pci-bar-size.json: the device under ``slot``, the register's offset and its
+        values (32 bits, 64 for a 64-bit BAR) as 0x strings, the size in bytes."""
+        width = 64 if self.is_64bit else 32
         return {
-            "device": self.address,
+            "slot": self.address,
             "bar": self.index,
-            "offset": self.offset,
+            "offset": f"{self.offset:#x}",
             "type": self.kind,
             "is_64bit": self.is_64bit,
             "prefetchable": self.prefetchable,
-            "original": self.original,
-            "readback": self.readback,
+            "width": width,
+            "original": json_value(self.original, width),
+            "readback": json_value(self.readback, width),
             "size": self.size,
-            "after": self.after,
+            "after": json_value(self.after, width),
             "restored": self.restored,
             "journal_id": self.journal_id,
             "decoding": self.decoding,

@@ -154,34 +154,35 @@ HEADER_LAYOUTS = {
 
 # The decoded header (pyphys.pci_config.ConfigHeader), declared once, in its JSON order:
 # (attribute, JSON key, JSON form, the layout field it is read from, its value when the device's
-# layout has no such field). JSON forms: None, the value as it is (lists and records by their
-# own JSON form); "id", a 16-bit ID as 0x and 4 digits (docs/json.md); "class", the 24-bit
-# class code as 0x and 6 digits. A field "derived" is a property of the decoded header, and a
-# field without a layout field is computed by the decoder (pci_config.decode_config).
+# layout has no such field). JSON forms (docs/json.md): None, the value as it is (integers are
+# quantities; lists and records by their own JSON form); "id", a 16-bit ID as 0x and 4 digits;
+# "id8", an 8-bit ID (the revision) as 0x and 2 digits; "class", the 24-bit class code as 0x
+# and 6 digits; "value8"/"value32", a register value as 0x and 2/8 digits (null when absent);
+# "command"/"status", the register as {"value", "flags"} (flags: pci_regs.h's names of the bits
+# set, lower-case); "registers", every field of the layout as a value of its own width. A field
+# without a layout field is computed by the decoder (pci_config.decode_config).
 CONFIG_HEADER: tuple[tuple[str, str, str | None, str | None, object], ...] = (
     ("length", "length", None, None, None),
     ("vendor", "vendor_id", "id", "vendor", None),
     ("device", "device_id", "id", "device", None),
-    ("command", "command", None, "command", None),
-    ("command_flags", "command_flags", "derived", None, None),
-    ("status", "status", None, "status", None),
-    ("status_flags", "status_flags", "derived", None, None),
-    ("revision", "revision", None, "revision", None),
+    ("command", "command", "command", "command", None),
+    ("status", "status", "status", "status", None),
+    ("revision", "revision", "id8", "revision", None),
     ("class_code", "class", "class", None, None),  # base_class, subclass, prog_if
     ("header_type", "header_type", None, None, None),  # the layout's header_type without bit 7
     ("multifunction", "multifunction", None, None, None),  # header_type bit 7
     ("cache_line_size", "cache_line_size", None, "cache_line_size", None),
     ("latency_timer", "latency_timer", None, "latency_timer", None),
-    ("bist", "bist", None, "bist", None),
+    ("bist", "bist", "value8", "bist", None),
     ("bars", "bars", None, None, None),
     ("subsystem_vendor", "subsystem_vendor_id", "id", "subsystem_vendor", None),
     ("subsystem_device", "subsystem_device_id", "id", "subsystem_device", None),
-    ("rom_address", "rom_address", None, None, None),  # the layout's rom_address, None when 0
+    ("rom_address", "rom_address", "value32", None, None),  # the layout's rom_address, None when 0
     ("interrupt_line", "interrupt_line", None, "interrupt_line", 0),
     ("interrupt_pin", "interrupt_pin", None, "interrupt_pin", 0),
     ("capabilities", "capabilities", None, None, None),
     ("bridge_buses", "bridge_buses", None, None, None),  # primary, secondary, subordinate
-    ("registers", "registers", None, None, None),  # every field of the device's layout
+    ("registers", "registers", "registers", None, None),  # every field of the device's layout
     ("notes", "notes", None, None, None),
 )
 
@@ -211,36 +212,36 @@ PCI_ROM_ADDRESS_MASK = ~0x7FF
 PCI_REGION_FLAG_MASK = 0x0F
 
 # --- command and status registers -------------------------------------------------------------
-COMMAND_BITS = (
-    (0x001, "I/O"),  # PCI_COMMAND_IO: respond in I/O space
-    (0x002, "Mem"),  # PCI_COMMAND_MEMORY: respond in memory space (BARs reachable)
-    (0x004, "BusMaster"),
-    (0x008, "SpecCycle"),
-    (0x010, "MemWINV"),
-    (0x020, "VGASnoop"),
-    (0x040, "ParErr"),
-    (0x080, "Stepping"),
-    (0x100, "SERR"),
-    (0x200, "FastB2B"),
-    (0x400, "DisINTx"),
+COMMAND_BITS = (  # (bit, lspci's name, pci_regs.h's name without PCI_COMMAND_, lower-case: for JSON)
+    (0x001, "I/O", "io"),  # PCI_COMMAND_IO: respond in I/O space
+    (0x002, "Mem", "memory"),  # PCI_COMMAND_MEMORY: respond in memory space (BARs reachable)
+    (0x004, "BusMaster", "master"),
+    (0x008, "SpecCycle", "special"),
+    (0x010, "MemWINV", "invalidate"),
+    (0x020, "VGASnoop", "vga_palette"),
+    (0x040, "ParErr", "parity"),
+    (0x080, "Stepping", "wait"),
+    (0x100, "SERR", "serr"),
+    (0x200, "FastB2B", "fast_back"),
+    (0x400, "DisINTx", "intx_disable"),
 )
 PCI_COMMAND_IO = 0x001
 PCI_COMMAND_MEMORY = 0x002
 
 PCI_STATUS_CAP_LIST = 0x10
-STATUS_BITS = (
-    (0x0001, "ImmReady"),
-    (0x0008, "INTx"),
-    (0x0010, "Cap"),
-    (0x0020, "66MHz"),
-    (0x0040, "UDF"),
-    (0x0080, "FastB2B"),
-    (0x0100, "ParErr"),
-    (0x0800, ">TAbort"),
-    (0x1000, "<TAbort"),
-    (0x2000, "<MAbort"),
-    (0x4000, ">SERR"),
-    (0x8000, "DetParErr"),
+STATUS_BITS = (  # (bit, lspci's name, pci_regs.h's name without PCI_STATUS_, lower-case: for JSON)
+    (0x0001, "ImmReady", "imm_ready"),
+    (0x0008, "INTx", "interrupt"),
+    (0x0010, "Cap", "cap_list"),
+    (0x0020, "66MHz", "66mhz"),
+    (0x0040, "UDF", "udf"),
+    (0x0080, "FastB2B", "fast_back"),
+    (0x0100, "ParErr", "parity"),
+    (0x0800, ">TAbort", "sig_target_abort"),
+    (0x1000, "<TAbort", "rec_target_abort"),
+    (0x2000, "<MAbort", "rec_master_abort"),
+    (0x4000, ">SERR", "sig_system_error"),
+    (0x8000, "DetParErr", "detected_parity"),
 )
 PCI_STATUS_DEVSEL_MASK = 0x600
 DEVSEL_NAMES = {0x000: "fast", 0x200: "medium", 0x400: "slow", 0x600: "reserved"}

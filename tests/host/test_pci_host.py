@@ -76,13 +76,14 @@ def test_json_agrees_with_lspci_n_and_sysfs():
     for addr in addresses():
         doc = json.loads(pyphys("pci", "show", "--json", addr).stdout)
         ref = truth[addr]
-        assert [c["offset"] for c in doc["config"]["capabilities"]] == [c["offset"] for c in ref["caps"]], addr
+        caps = doc["config"]["capabilities"]
+        assert [int(c["offset"], 16) for c in caps] == [c["offset"] for c in ref["caps"]], addr
         sub = [x for x in ref["lines"] if x.startswith("Subsystem:")]
         if sub:
             sv, sd = (int(doc["config"][k], 16) for k in ("subsystem_vendor_id", "subsystem_device_id"))
             assert sub[0] == f"Subsystem: {sv:04x}:{sd:04x}", addr
         for cap in doc["config"]["capabilities"]:
-            m = next((c for c in ref["caps"] if c["offset"] == cap["offset"]), None)
+            m = next((c for c in ref["caps"] if c["offset"] == int(cap["offset"], 16)), None)
             count = re.search(r"MSI-X: .*Count=(\d+)", m["text"]) if m else None
             if count:
                 assert cap["fields"]["table_size"] == int(count.group(1)), addr

@@ -146,3 +146,31 @@ def test_bar_size_refused_while_decoding_then_sized_and_restored(tmp_path, monke
             pci_write.size_bar(virtio, upper, force=True)
     finally:
         paths.set_roots(**old)
+
+
+def test_bar_size_json_follows_the_dialect(tmp_path, monkeypatch, capsys):
+    """docs/schema/pci-bar-size.json: the device under slot, offset and register values as 0x
+    strings of the BAR's width, the size an integer; the values are the config file's bytes."""
+    import json
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+    from helpers import validate_json
+
+    root = tmp_path / "lab"
+    shutil.copytree(os.path.join(FIX, "lab-guest"), root, symlinks=True)
+    monkeypatch.setenv("PYPHYS_JOURNAL", str(tmp_path / "journal.jsonl"))
+    old = use("lab-guest", str(root))
+    try:
+        edu = next(d for d in pci_devices.scan() if d.ids == "1234:11e8")
+        before = (root / "sys" / "bus" / "pci" / "devices" / edu.address / "config").read_bytes()
+        rc = cli.main(["pci", "bar-size", edu.address, "0", "--force", "--json"])
+        doc = json.loads(capsys.readouterr().out)
+    finally:
+        paths.set_roots(**old)
+    assert rc == 0
+    validate_json(doc, "pci-bar-size")
+    reg = int.from_bytes(before[0x10:0x14], "little")
+    assert (doc["slot"], doc["offset"], doc["width"]) == (edu.address, "0x10", 32)
+    assert (doc["original"], doc["readback"], doc["after"]) == (f"0x{reg:08x}", "0xffffffff", f"0x{reg:08x}")
+    assert doc["size"] == 0x10 and doc["restored"] is True

@@ -371,8 +371,11 @@ def test_config_decode_and_forced_write_undo(vm):
     sysfs = ok(vm.run(f"cd /sys/bus/pci/devices/{edu['slot']} && cat vendor device")).split()
     assert (int(cfg["vendor_id"], 16), int(cfg["device_id"], 16)) == (int(sysfs[0], 16), int(sysfs[1], 16))
     assert cfg["slot"] == edu["slot"]
-    assert [c["id"] for c in cfg["capabilities"]] == [0x05]  # edu: MSI only
-    assert cfg["bars"][0]["address"] == bar_start(edu, 0)
+    assert [int(c["id"], 16) for c in cfg["capabilities"]] == [0x05]  # edu: MSI only
+    assert int(cfg["bars"][0]["address"], 16) == bar_start(edu, 0)
+    command = config_dwords(vm, edu["slot"], 0x4, 1)[0] & 0xFFFF  # read by od, not by pyphys
+    assert cfg["command"]["value"] == f"0x{command:04x}"
+    assert ("memory" in cfg["command"]["flags"]) == bool(command & 0x2)
 
     def line_byte() -> int:
         out = ok(vm.run(f"busybox hexdump -s 60 -n 1 -e '1/1 \"%u\"' /sys/bus/pci/devices/{edu['slot']}/config"))
@@ -494,7 +497,8 @@ def test_bar_size_matches_sysfs_and_restores_the_register(any_vm, ids, bar):
     assert res["size"] == resource[1] == info["size"]
     assert res["is_64bit"] == (n == 2) and res["restored"]
     assert config_dwords(any_vm, addr, 0x10 + 4 * bar, n) == before  # the register, restored
-    assert res["original"] == sum(d << (32 * i) for i, d in enumerate(before))
+    assert int(res["original"], 16) == sum(d << (32 * i) for i, d in enumerate(before))
+    assert res["offset"] == hex(0x10 + 4 * bar) and res["slot"] == addr
     entries = ok(pp(any_vm, "journal", "--all", "--json"))
     sizing = [e for e in json.loads(entries) if e.get("id") == res["journal_id"]]
     assert sizing and sizing[0].get("undone"), entries
