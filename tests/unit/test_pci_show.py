@@ -120,35 +120,43 @@ def test_short_read_decodes_header_and_says_what_is_missing(tmp_path, capsys, mo
     assert "only 64 of 256 bytes" in err and "0x40-0xff missing" in err and "root" in err
 
 
-def test_bar_size_refused_while_decoding_then_sized_and_restored(tmp_path, monkeypatch):
-    """Regular files stand in for config space: all ones read back as all ones (a 16-byte
-    memory BAR), and the restore must leave the file as it was, with the entry undone."""
+@pytest.fixture
+def lab_guest_copy(tmp_path, monkeypatch):
+    """A writable copy of the lab guest's sysfs/procfs capture, made the roots pyphys reads, with
+    a journal of its own; yields the copy's root."""
     root = tmp_path / "lab"
     shutil.copytree(os.path.join(FIX, "lab-guest"), root, symlinks=True)
     monkeypatch.setenv("PYPHYS_JOURNAL", str(tmp_path / "journal.jsonl"))
     old = use("lab-guest", str(root))
     try:
-        edu = next(d for d in pci_devices.scan() if d.ids == "1234:11e8")
-        cfg = root / "sys" / "bus" / "pci" / "devices" / edu.address / "config"
-        before = cfg.read_bytes()
-        assert before[4] & 2  # Mem+
-        with pytest.raises(UsageError, match="decodes memory space"):
-            pci_write.size_bar(edu, 0)
-        assert cfg.read_bytes() == before and not (tmp_path / "journal.jsonl").exists()
-        res = pci_write.size_bar(edu, 0, force=True)
-        assert cfg.read_bytes() == before
-        assert res.restored and res.readback == 0xFFFFFFFF and res.size == 0x10 and res.decoding
-        (entry,) = journal.Journal().entries()
-        assert entry.id == res.journal_id and entry.undone and entry.old == before[0x10:0x14]
-        with pytest.raises(UsageError, match="upper half"):
-            virtio = next(d for d in pci_devices.scan() if d.vendor == 0x1AF4 and any(b.is_64bit for b in d.bars))
-            upper = next(b.index for b in virtio.bars if b.is_64bit) + 1
-            pci_write.size_bar(virtio, upper, force=True)
+        yield root
     finally:
         paths.set_roots(**old)
 
 
-def test_bar_size_json_follows_the_dialect(tmp_path, monkeypatch, capsys):
+def test_bar_size_refused_while_decoding_then_sized_and_restored(tmp_path, lab_guest_copy):
+    """Regular files stand in for config space: all ones read back as all ones (a 16-byte
+    memory BAR), and the restore must leave the file as it was, with the entry undone."""
+    root = lab_guest_copy
+    edu = next(d for d in pci_devices.scan() if d.ids == "1234:11e8")
+    cfg = root / "sys" / "bus" / "pci" / "devices" / edu.address / "config"
+    before = cfg.read_bytes()
+    assert before[4] & 2  # Mem+
+    with pytest.raises(UsageError, match="decodes memory space"):
+        pci_write.size_bar(edu, 0)
+    assert cfg.read_bytes() == before and not (tmp_path / "journal.jsonl").exists()
+    res = pci_write.size_bar(edu, 0, force=True)
+    assert cfg.read_bytes() == before
+    assert res.restored and res.readback == 0xFFFFFFFF and res.size == 0x10 and res.decoding
+    (entry,) = journal.Journal().entries()
+    assert entry.id == res.journal_id and entry.undone and entry.old == before[0x10:0x14]
+    with pytest.raises(UsageError, match="upper half"):
+        virtio = next(d for d in pci_devices.scan() if d.vendor == 0x1AF4 and any(b.is_64bit for b in d.bars))
+        upper = next(b.index for b in virtio.bars if b.is_64bit) + 1
+        pci_write.size_bar(virtio, upper, force=True)
+
+
+def test_bar_size_json_follows_the_dialect(lab_guest_copy, capsys):
     """docs/schema/pci-bar-size.json: the device under slot, offset and register values as 0x
     strings of the BAR's width, the size an integer; the values are the config file's bytes."""
     import json
@@ -157,17 +165,10 @@ def test_bar_size_json_follows_the_dialect(tmp_path, monkeypatch, capsys):
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
     from helpers import validate_json
 
-    root = tmp_path / "lab"
-    shutil.copytree(os.path.join(FIX, "lab-guest"), root, symlinks=True)
-    monkeypatch.setenv("PYPHYS_JOURNAL", str(tmp_path / "journal.jsonl"))
-    old = use("lab-guest", str(root))
-    try:
-        edu = next(d for d in pci_devices.scan() if d.ids == "1234:11e8")
-        before = (root / "sys" / "bus" / "pci" / "devices" / edu.address / "config").read_bytes()
-        rc = cli.main(["pci", "bar-size", edu.address, "0", "--force", "--json"])
-        doc = json.loads(capsys.readouterr().out)
-    finally:
-        paths.set_roots(**old)
+    edu = next(d for d in pci_devices.scan() if d.ids == "1234:11e8")
+    before = (lab_guest_copy / "sys" / "bus" / "pci" / "devices" / edu.address / "config").read_bytes()
+    rc = cli.main(["pci", "bar-size", edu.address, "0", "--force", "--json"])
+    doc = json.loads(capsys.readouterr().out)
     assert rc == 0
     validate_json(doc, "pci-bar-size")
     reg = int.from_bytes(before[0x10:0x14], "little")
