@@ -224,6 +224,11 @@ def json_value(value: int, width: int) -> str:
     return f"0x{value:0{width // 4}x}"
 
 
+def json_raw(value: int | None) -> str | None:
+    """A raw 64-bit word in JSON (docs/json.md: pagemap entries, flags words): 16 digits, ``null`` when unknown."""
+    return None if value is None else json_value(value, 64)
+
+
 def json_id(value: int | None, bits: int = 16) -> str | None:
     """A PCI ID (16 bits) or class code (24) in JSON (docs/json.md), ``null`` when unknown."""
     return None if value is None else json_value(value, bits)

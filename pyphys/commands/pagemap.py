@@ -10,7 +10,7 @@ import sys
 
 from pyphys import dialect
 from pyphys.commands._common import note
-from pyphys.dialect import fmt_size, parse_number
+from pyphys.dialect import fmt_size, json_raw, parse_number
 from pyphys.errors import NO_ADMIN, UsageError, root_hint
 from pyphys.layouts import pagemap as L  # constants only: cheap
 
@@ -90,7 +90,7 @@ def run(args) -> int:
             if args.json:
                 import json
 
-                json.dump(lookup_doc(t.to_json()), out, indent=2)
+                json.dump(t.to_json(), out, indent=2)
                 out.write("\n")
             else:
                 out.write(format_translation(t))
@@ -306,49 +306,27 @@ def format_run(r) -> str:
     return f"{span:<34} {r.pages:>10}  {_frame(r.entry, r.pages, r.step):<25}  {_names(r)}{huge}{count}\n"
 
 
-def _word(v: int | None) -> str | None:
-    """A raw word as docs/json.md writes it: 0x and 16 hex digits."""
-    return None if v is None else f"{v:#018x}"
-
-
-def _int(v: str | int | None) -> int | None:
-    return int(v, 16) if isinstance(v, str) else v
-
-
 def _page_size() -> int:
     from pyphys.pagemap import PAGE_SIZE
 
     return PAGE_SIZE
 
 
-def lookup_doc(doc: dict) -> dict:
-    """The lookup's document by docs/json.md, the same keys as --pages: ``phys``, ``pfn`` an
-    integer, ``flags`` the list of names, ``flags_raw`` the expanded flags word."""
-    out = {("virt" if k == "vaddr" else k): v for k, v in doc.items()}
-    word = out.pop("flags")
-    out["pfn"] = _int(out["pfn"])
-    out["phys"] = out.pop("phys_addr")
-    out["flags"] = out.pop("flag_names")
-    out["flags_raw"] = _word(_int(word))
-    out["kpageflags"] = _word(_int(out["kpageflags"]))
-    return out
-
-
 def page_dict(r) -> dict:
     d = r.decoded
     return {
         "virt": hex(r.vaddr),
-        "raw": f"{r.entry:#018x}",
+        "raw": json_raw(r.entry),
         "kind": d.kind,
         "pfn": d.pfn,
         "phys": None if d.pfn is None else hex(d.pfn * _page_size()),
         "pfn_hidden": d.pfn_hidden,
         "swap_type": d.swap_type,
         "swap_offset": None if d.swap_offset is None else hex(d.swap_offset),
-        "kpageflags": _word(r.kpageflags),
+        "kpageflags": json_raw(r.kpageflags),
         "kpagecount": r.kpagecount,
         "flags": list(r.flag_names),
-        "flags_raw": _word(r.flags),
+        "flags_raw": json_raw(r.flags),
         "mapping": r.mapping.label,
     }
 
@@ -359,16 +337,16 @@ def run_dict(r) -> dict:
         "start": hex(r.vaddr),
         "end": hex(r.end),
         "pages": r.pages,
-        "raw": f"{r.entry:#018x}",
+        "raw": json_raw(r.entry),
         "kind": d.kind,
         "pfn": d.pfn,
         "step": r.step,
         "last_pfn": r.last_pfn,
         "pfn_hidden": d.pfn_hidden,
-        "kpageflags": _word(r.kpageflags),
+        "kpageflags": json_raw(r.kpageflags),
         "kpagecount": r.kpagecount,
         "flags": list(r.flag_names),
-        "flags_raw": _word(r.flags),
+        "flags_raw": json_raw(r.flags),
         "huge": r.huge,
         "mapping": r.mapping.label,
     }

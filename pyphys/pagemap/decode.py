@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from pyphys import paths
+from pyphys.dialect import json_raw
 from pyphys.errors import UsageError
 from pyphys.layouts import pagemap as L
 from pyphys.record import Record
@@ -35,9 +36,12 @@ class PagemapEntry(Record):
         return entry_kind(self.raw)
 
     def to_json(self) -> dict:
-        """The fields (``raw`` as a 16-digit hex string), plus ``kind``."""
+        """The fields by docs/json.md: ``raw`` and ``unknown_bits`` 16-digit hex words, ``pfn`` an
+        integer, ``swap_offset`` a 0x string (an offset), plus ``kind``."""
         out = {f: getattr(self, f) for f in self._fields}
-        out["raw"] = f"{self.raw:#018x}"
+        out["raw"] = json_raw(self.raw)
+        out["unknown_bits"] = json_raw(self.unknown_bits)
+        out["swap_offset"] = None if self.swap_offset is None else f"{self.swap_offset:#x}"
         out["kind"] = entry_kind(self.raw)
         return out
 

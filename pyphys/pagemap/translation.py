@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 from pyphys import paths
+from pyphys.dialect import json_raw
 from pyphys.errors import (
     NO_ADMIN,
     PTRACE_CHECK,
@@ -212,7 +213,6 @@ class HugePage(Record):
 
     __slots__ = ("kind", "head_pfn", "pages", "index", "size")
     _frozen = True
-    _json = {"head_pfn": "hex"}
 
 
 class Translation(Record):
@@ -248,21 +248,22 @@ class Translation(Record):
         return flag_names(expand_flags(0, self.entry.raw) if self.flags is None else self.flags)
 
     def to_json(self) -> dict:
-        """The JSON form (docs/json.md): addresses as hex strings, plus the derived ``vpage``,
-        ``offset``, ``pfn``, ``flag_names`` and the entry's ``kind``."""
+        """The JSON form (docs/json.md, schema/pagemap.json): addresses and offsets as 0x strings,
+        ``pfn`` an integer, ``flags`` the list of names, ``flags_raw`` the expanded flags word and
+        ``kpageflags`` the kernel's, both 16-digit words; plus the derived ``vpage`` and ``offset``."""
         return {
             "pid": self.pid,
             "process": self.process,
-            "vaddr": encode(self.vaddr, "hex"),
+            "virt": encode(self.vaddr, "hex"),
             "vpage": encode(self.vpage, "hex"),
             "offset": encode(self.offset, "hex"),
             "page_size": self.page_size,
             "entry": self.entry.to_json(),
-            "pfn": encode(self.pfn, "hex"),
-            "phys_addr": encode(self.phys_addr, "hex"),
-            "kpageflags": encode(self.kpageflags, "hex"),
-            "flags": encode(self.flags, "hex"),
-            "flag_names": list(self.flag_names),
+            "pfn": self.pfn,
+            "phys": encode(self.phys_addr, "hex"),
+            "kpageflags": json_raw(self.kpageflags),
+            "flags": list(self.flag_names),
+            "flags_raw": json_raw(self.flags),
             "kpagecount": self.kpagecount,
             "huge": encode(self.huge),
             "mapping": self.mapping.to_json(),

@@ -140,9 +140,18 @@ def test_translate_hidden_pfn(hidden):
 
 
 def test_translation_to_json_is_json(proc):
+    """docs/json.md: a PFN is an integer (the THP's head too), addresses and offsets 0x strings,
+    raw words 16 digits; validated against schema/pagemap.json."""
     d = json.loads(json.dumps(pagemap.translate(4242, 0x201010).to_json()))
-    assert d["pfn"] == "0x401" and d["phys_addr"] == "0x401010" and d["huge"]["kind"] == "THP"
-    assert d["entry"]["exclusive"] is True and "thp" in d["flag_names"]
+    from helpers import validate_json
+
+    assert d["pfn"] == 0x401 and d["phys"] == "0x401010" and d["huge"]["kind"] == "THP"
+    assert (d["virt"], d["vpage"], d["offset"]) == ("0x201010", "0x201000", "0x10")
+    assert d["huge"]["head_pfn"] == 0x400 and d["huge"]["index"] == 1
+    assert d["entry"]["exclusive"] is True and "thp" in d["flags"]
+    assert d["entry"]["raw"] == f"{pagemap.translate(4242, 0x201010).entry.raw:#018x}"
+    assert d["entry"]["unknown_bits"] == "0x0000000000000000" and d["entry"]["swap_offset"] is None
+    validate_json(d, "pagemap")
 
 
 # ---------------------------------------------------------------------------- scans
