@@ -16,6 +16,7 @@ import errno
 import os
 
 from pyphys import paths
+from pyphys.dialect import json_raw
 from pyphys.errors import (
     FILE_MODE,
     NO_ADMIN,
@@ -112,26 +113,26 @@ class Walk(Record):
         s = self.start
         return {
             "pid": self.pid,
-            "vaddr": hx(self.vaddr),
+            "virt": hx(self.vaddr),
             "levels": self.levels,
             "top": hx(self.top),
             "pgd_phys": hx(s.pgd_phys) if s else None,
             "user_pgd_phys": hx(s.user_pgd_phys) if s else None,
-            "pat_msr": hx(s.pat) if s else None,
+            "pat_msr": json_raw(s.pat) if s else None,
             "steps": [
                 {
                     "level": st.level,
                     "index": st.index,
                     "entry_phys": hx(st.entry_phys),
-                    "raw": hx(st.raw),
+                    "raw": json_raw(st.raw),
                     "kind": st.kind,
                     "bits": {k: (hx(v) if k == "frame" else v) for k, v in st.bits.items()},
                     "page_size": st.page_size,
                 }
                 for st in self.steps
             ],
-            "phys_addr": hx(self.phys_addr),
-            "pfn": hx(self.pfn),
+            "phys": hx(self.phys_addr),
+            "pfn": self.pfn,
             "page_size": self.page_size,
             "pat_index": self.pat_index,
             "memory_type": self.memory_type,

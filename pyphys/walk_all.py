@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 
+from pyphys.dialect import json_raw
 from pyphys.layouts import pagemap as PM
 from pyphys.layouts import pagetable as L
 from pyphys.record import Record
@@ -115,7 +116,7 @@ class Disagreement(Record):
             "level": self.level,
             "walk": self.walk,
             "pagemap": self.pagemap,
-            "raw": f"{self.pagemap_raw:#018x}",
+            "raw": json_raw(self.pagemap_raw),
             "recheck": self.recheck,
         }
 
@@ -148,7 +149,7 @@ class Result(Record):
             "pid": self.pid,
             "levels": self.levels,
             "top": hex(self.top),
-            "pat_msr": None if self.pat is None else hex(self.pat),
+            "pat_msr": json_raw(self.pat),
             "vmas": self.vmas,
             "pages": self.pages,
             "present": self.present,
@@ -177,7 +178,7 @@ def _leaf_json(lf: Leaf, check: str, pat: int | None) -> dict:
         "page_size": lf.page_size,
         "count": lf.pages,
         "kind": lf.kind,
-        "raw": f"{lf.raw:#018x}",
+        "raw": json_raw(lf.raw),
         "pfn": lf.pfn,
         "memory_type": None if lf.pat_index is None else memory_type(pat, lf.pat_index),
         "swap_type": lf.swap_type,

@@ -202,8 +202,12 @@ def test_text_and_json_name_every_level():
     for needle in ("pgd", "pud", "pmd", "pte", "0x5123", "WB", "XD"):
         assert needle in text
     d = w.to_json()
-    assert d["phys_addr"] == "0x5123" and d["steps"][-1]["bits"]["XD"] is True
-    assert d["steps"][0]["entry_phys"] == "0x1008"
+    assert d["phys"] == "0x5123" and d["pfn"] == 5 and d["steps"][-1]["bits"]["XD"] is True
+    assert d["steps"][0]["entry_phys"] == "0x1008" and d["virt"] == hex(v)
+    assert d["steps"][-1]["raw"] == f"{0x5000 | PRESENT | RW | NX:#018x}"
+    from helpers import validate_json
+
+    validate_json(d, "walk")
 
 
 def test_the_ioctl_number_and_struct_match_the_module():

@@ -101,7 +101,7 @@ def test_walk_frame_is_pagemaps_frame(process, kind):
     w = _json(vm, "walk", str(pid), hex(addr))
     pm = _json(vm, "pagemap", str(pid), hex(addr))
     assert pm["entry"]["present"] and pm["pfn"] is not None
-    assert w["phys_addr"] == pm["phys"], (w, pm)
+    assert w["phys"] == pm["phys"], (w, pm)
     assert w["check"]["agree"] is True and w["check"]["source"] == "pagemap"
     levels = int(vm.run("grep -qw la57 /proc/cpuinfo && echo 5 || echo 4").out)
     assert (
@@ -124,12 +124,12 @@ def test_module_buffer_and_nodename_walk_to_the_modules_addresses(walk_vm):
     virt = int(res.out, 16)
     buffer_phys = int(vm.run("cat /sys/kernel/pyphys/buffer_phys").out, 16)
     w = _json(vm, "walk", "kernel", hex(virt))
-    assert int(w["phys_addr"], 16) == buffer_phys
+    assert int(w["phys"], 16) == buffer_phys
     assert w["check"]["agree"] is True and "direct map" in w["check"]["source"]
     sym = vm.run("grep -w init_uts_ns /proc/kallsyms").out.split()
     nodename = int(sym[0], 16) + 65  # struct uts_namespace starts with struct new_utsname name
     w = _json(vm, "walk", "kernel", hex(nodename))
-    assert int(w["phys_addr"], 16) == int(vm.run("cat /sys/kernel/pyphys/nodename_phys").out, 16)
+    assert int(w["phys"], 16) == int(vm.run("cat /sys/kernel/pyphys/nodename_phys").out, 16)
     assert w["check"]["agree"] is True and "__pa_symbol" in w["check"]["source"]
 
 
