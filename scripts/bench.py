@@ -74,7 +74,10 @@ def main() -> int:
                 name = os.path.basename(s)[:-3]
                 print(f"[bench] guest: {name} ...", file=sys.stderr, flush=True)
                 # PYPHYS_BENCH_* settings of this shell reach the guest's bench scripts
-                env = " ".join(shlex.quote(f"{k}={v}") for k, v in os.environ.items() if k.startswith("PYPHYS_BENCH_"))
+                pass_on = {k: v for k, v in os.environ.items() if k.startswith("PYPHYS_BENCH_")}
+                if vm.page_types:  # the booted kernel's own page-types, for the guest's pagemap peers
+                    pass_on["PYPHYS_PAGE_TYPES"] = vm.page_types
+                env = " ".join(shlex.quote(f"{k}={v}") for k, v in pass_on.items())
                 cmd = f"cd {shlex.quote(TOP)} && env {env} {shlex.quote(sys.executable)} {shlex.quote(s)}"
                 r = vm.run(cmd, timeout=3000)
                 rows += [("guest (TCG)", x) for x in parse_rows(name, r.rc, r.out, r.err)]
