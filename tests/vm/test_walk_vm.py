@@ -115,6 +115,10 @@ def test_walk_frame_is_pagemaps_frame(process, kind):
         assert w["page_size"] == 2 << 20 and leaf["level"] == "pmd" and leaf["bits"]["PS"]
     if kind == "file":
         assert not leaf["bits"]["RW"]
+    if kind == "anon":  # the text form names the same frame; shown by `pytest -rA` as a real walk
+        res = vm.pyphys("walk", str(pid), hex(addr))
+        assert res.rc == 0 and pm["phys"] in res.out, res
+        print(f"{vm.label}:\n{res.out}")
 
 
 def test_module_buffer_and_nodename_walk_to_the_modules_addresses(walk_vm):
