@@ -20,6 +20,7 @@
 - ``physmem_window``: shared mappings of physical memory with exact-width accesses.
 - ``devmem``: devmem's library: named addresses, the write policy, journaled batches.
 - ``journal``: the write journal: every byte pyphys writes can be undone.
+- ``journal_format``: the journal's line format: entries and markers parsed and checked.
 - ``journal_undo``: undo: restore journaled writes, newest first, all or nothing.
 - ``hostname``: change the kernel's nodename by patching init_uts_ns through physical memory.
 - ``ksym``: a kernel symbol's virtual and physical address from independent sources.

@@ -15,7 +15,10 @@ Later facts about an entry are appended as marker lines ``{"ref": 7, "event": E,
 ``undone`` (restored by ``pyphys undo``: undo is not a new write), ``aborted`` (the write
 failed, memory untouched), ``actual`` (read-back differed: ``"hex"`` holds what was read), and
 ``old`` (batch mode: the bytes found just before the write differed from the journaled guess;
-``"hex"`` holds the real ones). :meth:`Journal.entries` folds them into :class:`Entry`.
+``"hex"`` holds the real ones). :meth:`Journal.entries` folds them into :class:`Entry`. Entries
+appended together as one group (``"group"``: the id of the group's first entry) are undone
+together by ``pyphys undo`` (the last write), newest first. :mod:`pyphys.journal_format` reads
+the lines.
 
 Every append first checks the whole file (:meth:`Journal.check`): a line that is not UTF-8,
 not JSON, not an entry or marker of the shapes above (ids and refs integers from 1 to 2**63-1,
@@ -51,6 +54,7 @@ import time
 
 from pyphys import TYPE_CHECKING, paths
 from pyphys.errors import JournalError, UsageError, VerifyError, from_oserror
+from pyphys.journal_format import MAX_ID, Entry, parse_line
 from pyphys.record import Record
 
 if TYPE_CHECKING:
@@ -64,9 +68,6 @@ OPENERS = {
     "pci": "pyphys.pci_write:reopen",
 }
 _REGISTERED: dict = {}  # kind -> opener added at run time by register_target
-MAX_ID = (1 << 63) - 1
-EVENTS = ("undone", "aborted", "actual", "old")
-_HEXDIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 def register_target(kind: str, opener: Callable[[dict], Any]) -> None:
@@ -109,47 +110,6 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
 
 
-class Entry(Record):
-    """One journaled write, with the facts appended about it since.
-
-    Fields: id, time, kind, target (dict), addr, old, new (bytes), label, undone, undone_time,
-    aborted, actual (read-back bytes when they differed), width (bits, for word writes).
-    """
-
-    __slots__ = (
-        "id", "time", "kind", "target", "addr", "old", "new", "label", "undone", "undone_time", "aborted", "actual",
-        "width",
-    )  # fmt: skip
-    _defaults = {"label": "", "undone": False, "undone_time": None, "aborted": False, "actual": None, "width": None}
-
-    @property
-    def active(self) -> bool:
-        """True if the write happened and has not been undone."""
-        return not self.undone and not self.aborted
-
-    def to_json(self) -> dict:
-        """JSON-able form, as `pyphys journal --json` prints it."""
-        out = {
-            "id": self.id,
-            "time": self.time,
-            "kind": self.kind,
-            "target": self.target,
-            "addr": f"{self.addr:#x}",
-            "old": self.old.hex(),
-            "new": self.new.hex(),
-            "label": self.label,
-            "undone": self.undone,
-            "aborted": self.aborted,
-        }
-        if self.undone_time:
-            out["undone_time"] = self.undone_time
-        if self.actual is not None:
-            out["actual"] = self.actual.hex()
-        if self.width:
-            out["width"] = self.width
-        return out
-
-
 class WriteRecord(Record):
     """What :func:`journaled_write` did: entry ``id``, ``addr``, ``old``, ``new``, ``readback``, ``verified``."""
 
@@ -166,74 +126,6 @@ class UndoResult(Record):
 
     __slots__ = ("id", "addr", "kind", "target", "restored", "status", "label", "readback")
     _defaults = {"label": "", "readback": None}
-
-
-class Mark(Record):
-    """A marker line: ``event`` (one of :data:`EVENTS`) about entry ``ref``; ``data`` its bytes."""
-
-    __slots__ = ("ref", "event", "time", "data")
-
-
-def _int(obj: dict, key: str) -> int:
-    value = obj.get(key)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{key!r} is {json.dumps(value)[:40]}, not an integer")
-    if not 1 <= value <= MAX_ID:
-        raise ValueError(f"{key!r} {value} is out of range (1..2**63-1)")
-    return value
-
-
-def _hex(obj: dict, key: str) -> bytes:
-    try:
-        return bytes.fromhex(obj.get(key))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError(f"{key!r} is not hex bytes") from None
-
-
-def parse_line(raw: bytes) -> Entry | Mark:
-    """One journal line -> :class:`Entry` or :class:`Mark`; ValueError saying what is wrong."""
-    try:
-        obj = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ValueError("it is not UTF-8 text") from None
-    except (ValueError, RecursionError):
-        raise ValueError("it is not JSON") from None
-    if not isinstance(obj, dict):
-        raise ValueError("it is not a JSON object")
-    if ("id" in obj) == ("ref" in obj):
-        raise ValueError('it has neither or both of "id" and "ref"')
-    for key in ("time", "label"):
-        if not isinstance(obj.get(key, ""), str):
-            raise ValueError(f"{key!r} is not a string")
-    if "ref" in obj:
-        event = obj.get("event")
-        if event not in EVENTS:
-            raise ValueError(f"unknown event {json.dumps(event)[:40]}")
-        data = _hex(obj, "hex") if event in ("actual", "old") else None
-        return Mark(_int(obj, "ref"), event, obj.get("time"), data)
-    kind, target, addr, width = obj.get("kind"), obj.get("target") or {}, obj.get("addr"), obj.get("width")
-    if not isinstance(kind, str) or not kind:
-        raise ValueError('"kind" is not a name')
-    if not isinstance(target, dict):
-        raise ValueError('"target" is not an object')
-    if not isinstance(addr, str) or addr[:2] != "0x" or not 2 < len(addr) <= 18 or not set(addr[2:]) <= _HEXDIGITS:
-        raise ValueError('"addr" is not a 0x-hex address')
-    if width not in (None, 8, 16, 32, 64) or isinstance(width, bool):
-        raise ValueError('"width" is not 8, 16, 32 or 64')
-    old, new = _hex(obj, "old"), _hex(obj, "new")
-    if len(old) != len(new):
-        raise ValueError('"old" and "new" differ in length')
-    return Entry(
-        id=_int(obj, "id"),
-        time=obj.get("time", ""),
-        kind=kind,
-        target=target,
-        addr=int(addr, 16),
-        old=old,
-        new=new,
-        label=obj.get("label", ""),
-        width=width,
-    )
 
 
 class _Lock:
@@ -423,10 +315,11 @@ class Journal:
         if ids and self._last is not None:
             self._last = max(ids)
 
-    def record_many(self, items: Sequence[tuple]) -> list[int]:
+    def record_many(self, items: Sequence[tuple], *, group: bool = False) -> list[int]:
         """Append entries (kind, target, addr, old, new, label[, width]) with ONE fsync; returns their ids.
 
         ``width`` (bits) marks a word write: undo then restores with one store of that width.
+        ``group``: the entries are one group (each names the first's id), undone together.
         JournalError (nothing appended) if the journal holds a bad line.
         """
         with self.locked():
@@ -449,6 +342,8 @@ class Journal:
                 }
                 if len(item) > 6 and item[6]:
                     obj["width"] = int(item[6])
+                if group:
+                    obj["group"] = first
                 objs.append(obj)
             self._append(objs)
             return [o["id"] for o in objs]

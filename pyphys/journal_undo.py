@@ -46,8 +46,9 @@ def select(jr: Journal, which: str | int | Sequence[int] = "last", count: int | 
         chosen = active[-count:]
     elif which == "all":
         chosen = active
-    elif which == "last":
-        chosen = active[-1:]
+    elif which == "last":  # the last write: all of it when it was one group (setpci's REG=V1,V2)
+        group = active[-1].group if active else None
+        chosen = [e for e in active if e.group == group] if group is not None else active[-1:]
     elif isinstance(which, str):
         raise UsageError(f"undo {which!r}: give entry ids, 'last' or 'all'")
     else:

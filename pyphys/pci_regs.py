@@ -8,8 +8,18 @@ counting from 0 (setpci.c exec_op() through pciutils' pci_find_cap_nr()): ``CAP_
 is byte 2 of the second vendor-specific capability. WIDTH is setpci's letter: ``b`` 8,
 ``w`` 16, ``l`` 32 bits.
 
+A capability may also be given by number, as setpci's ``CAPxx`` (a classic capability ID below
+0x100: ``CAP10`` is PCI Express, CAP_EXP) and ``ECAPxxx`` (an extended one below 0x1000:
+``ECAP001`` is AER, ECAP_AER). The digits after CAP/ECAP are ALWAYS hex, as in setpci, with or
+without 0x: ``CAP10`` is ID 0x10, never 10 (the one place pyphys reads bare digits as hex, as
+nothing else could be meant; an ``+OFFSET`` after them follows the rule below). setpci gives
+these no natural width, so they need ``.b``, ``.w`` or ``.l``; they take ``+OFFSET`` and ``@N``
+like the names.
+
 A value written may be setpci's ``VALUE:MASK`` (:func:`parse_masked_value`): only the bits set
-in MASK change, the others keep what the register reads just before the write.
+in MASK change, the others keep what the register reads just before the write. A list
+``V1,V2,...`` (:func:`parse_values`, each element with its own ``:MASK``) writes consecutive
+registers of the width given: value i at REG + i * width (setpci.c exec_op()).
 
 Numbers are pyphys's: decimal or ``0x`` hex. setpci reads every number as hex, so a bare
 number inside setpci's syntax that reads differently in the two (``10.l``, ``CAP_EXP+10``) is
@@ -134,6 +144,30 @@ def _number(text: str, whole: str, what: str) -> int:
     return parse_number(t, f"{what} in {whole!r}" if t != whole else what)
 
 
+def _numbered_cap(name: str, whole: str) -> tuple[int, bool] | None:
+    """setpci's ``CAPxx`` / ``ECAPxxx`` (``name`` upper-cased): (capability ID, extended), or None
+    when ``name`` is not of that form. The digits are hex, as setpci's parse_x32() reads them."""
+    for prefix, limit, extended in (("ECAP", 0x1000, True), ("CAP", 0x100, False)):
+        digits = name[len(prefix) :]
+        if not name.startswith(prefix) or digits.startswith("_"):
+            continue
+        digits = digits[2:] if digits.startswith("0X") else digits
+        try:  # isalnum(): no sign, space or underscore, which int() would take
+            cap_id = int(digits, 16) if digits.isascii() and digits.isalnum() else None
+        except ValueError:
+            cap_id = None
+        if cap_id is None:
+            return None
+        if cap_id >= limit:
+            kind = "extended capability IDs (ECAPxxx)" if extended else "capability IDs (CAPxx)"
+            raise UsageError(
+                f"register {whole!r}: capability ID {cap_id:#x} is too big: {kind} are below {limit:#x}",
+                "the digits after CAP/ECAP are hex" + ("" if extended else "; an extended capability is ECAPxxx"),
+            )
+        return cap_id, extended
+    return None
+
+
 def parse_register(text: str) -> Register:
     """``BASE[+OFFSET][.b|.w|.l][@N]``; UsageError for anything else (nothing is read yet)."""
     whole = text.strip()
@@ -159,6 +193,17 @@ def parse_register(text: str) -> Register:
             what = "+OFFSET" if plus else "@N"
             raise UsageError(f"register {whole!r}: {what} goes after a capability (CAP_xxx, ECAP_xxx), not {name}")
         return Register(whole, off, width or natural, header_mask=mask, setpci_form=True)
+    numbered = _numbered_cap(name, whole)
+    if numbered is not None:
+        cap_id, extended = numbered
+        if width is None:
+            raise UsageError(
+                f"register {whole!r}: a capability by number has no natural width (setpci's 'Missing width')",
+                f"give one: {base.strip()}{'+' + rest.strip() if plus else ''}.w (or .b, .l)",
+            )
+        named = [k for k, v in (ECAPS if extended else CAPS).items() if v == cap_id]
+        label = f"{name} ({'ECAP_' if extended else 'CAP_'}{named[0]})" if named else name
+        return Register(whole, extra, width, label, cap_id, extended, setpci_form=True, instance=instance)
     for prefix, table, extended in (("ECAP_", ECAPS, True), ("CAP_", CAPS, False)):
         if name.startswith(prefix):
             cap_id = table.get(name[len(prefix) :])
@@ -169,7 +214,8 @@ def parse_register(text: str) -> Register:
     if base[:1].isalpha() and not base.lower().startswith("0x"):
         raise UsageError(
             f"unknown register {base.strip()!r}",
-            "setpci's names (COMMAND, STATUS, BASE_ADDRESS_0 ...), CAP_xxx, ECAP_xxx, or an offset",
+            "setpci's names (COMMAND, STATUS, BASE_ADDRESS_0 ...), CAP_xxx, ECAP_xxx, "
+            "CAPxx or ECAPxxx (hex IDs), or an offset",
         )
     if at:
         raise UsageError(f"register {whole!r}: @N selects an instance of a capability (CAP_xxx@1), not of an offset")
@@ -229,3 +275,18 @@ def parse_masked_value(text: str, width: int) -> tuple[int, int]:
     if mask >> width:
         raise UsageError(f"mask {mask_text!r} is too wide for a {width}-bit register")
     return value & mask, mask
+
+
+def parse_values(text: str, width: int) -> list[tuple[int, int]]:
+    """setpci's ``V1[:M1],V2[:M2],...`` for consecutive ``width``-bit registers -> [(value, mask)],
+    each as :func:`parse_masked_value`; one value is a list of one. UsageError for an empty
+    element (``1,,2``, a trailing comma) naming its position, and for any bad element."""
+    items = text.split(",")
+    for i, item in enumerate(items):
+        if not item.strip():
+            where = "the element after the last comma" if i == len(items) - 1 and i else f"element {i + 1}"
+            raise UsageError(
+                f"value list {text!r}: {where} is empty",
+                "setpci's VALUE,VALUE,... writes one register per value: give each one",
+            )
+    return [parse_masked_value(item, width) for item in items]

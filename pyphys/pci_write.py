@@ -8,7 +8,7 @@ the journal's table of openers names.
 from __future__ import annotations
 
 from pyphys.dialect import json_value
-from pyphys.errors import NotFoundError, PyphysError, UsageError
+from pyphys.errors import NotFoundError, PyphysError, RegionError, UsageError
 from pyphys.layouts import pci as L
 from pyphys.pci_access import BarAccess, ConfigSpace, check_access, check_range
 from pyphys.pci_devices import PciDevice, normalize_address
@@ -102,6 +102,95 @@ def write_config(
             old = int.from_bytes(cfg.read(offset, size), "little")
             value = (old & ~mask & full) | (value & mask)
         return _journaled(cfg, offset, value.to_bytes(size, "little"), f"pci {dev.address} config+{offset:#x}", journal)
+
+
+def write_config_list(
+    dev: PciDevice,
+    offset: int,
+    width: int,
+    values: list[tuple[int, int]],
+    *,
+    force: bool = False,
+    journal=None,
+) -> list[PciWrite]:
+    """setpci's ``REG.W=V1,V2,...``: value i (a ``(value, mask)`` pair, as
+    :func:`pyphys.pci_regs.parse_values` gives) into the ``width``-bit register at
+    ``offset + i * width / 8``, in order, journaled as ONE group: ``pyphys undo`` puts every
+    register back, last first. Returns one PciWrite per register.
+
+    Every register is checked (aligned, inside config space: the list ends at or below the
+    config file's size, 0x100 or 0x1000) and read before any is written; UsageError/RegionError
+    and nothing written otherwise. A partial mask keeps the other bits as read just before."""
+    from pyphys import journal as jmod
+
+    if not values:
+        raise UsageError("no values to write")
+    full, size = (1 << width) - 1, width // 8
+    what = f"{dev.short_address} config space"
+    with ConfigSpace(dev) as probe:
+        limit = min(probe.size, L.PCI_CFG_SPACE_EXP_SIZE)  # setpci: the list must end by 0x1000
+    offsets = [offset + i * size for i in range(len(values))]
+    end = offset + len(values) * size
+    if offset < limit < end:
+        raise RegionError(
+            f"{len(values)} {width}-bit registers from {offset:#x} end at {end:#x}, past the end of {what} "
+            f"({limit:#x} bytes): nothing written",
+            f"room for {(limit - offset) // size} {width}-bit register(s) from {offset:#x}",
+        )
+    for off, (value, mask) in zip(offsets, values):
+        if mask < 0 or mask > full:
+            raise UsageError(f"mask {mask:#x} is too wide for a {width}-bit register")
+        check_access(what, limit, off, width, value, widths=(8, 16, 32))
+    if not force:
+        raise UsageError(
+            f"refusing to write config space of {dev.short_address} without --force",
+            "a wrong command/BAR value can disable the device or hang the machine",
+        )
+    own = journal is None
+    jr = journal if journal is not None else jmod.Journal()
+    try:
+        with ConfigSpace(dev, writable=True) as cfg, jr.locked():
+            olds = [cfg.read(off, size) for off in offsets]  # every register read before any write
+            news = []
+            for old, (value, mask) in zip(olds, values):
+                word = (int.from_bytes(old, "little") & ~mask & full) | (value & mask)
+                news.append(word.to_bytes(size, "little"))
+            target = cfg.describe()
+            ids = jr.record_many(
+                [
+                    (JOURNAL_KIND, target, off, old, new, f"pci {dev.address} config+{off:#x} ({i + 1}/{len(offsets)})")
+                    for i, (off, old, new) in enumerate(zip(offsets, olds, news))
+                ],
+                group=True,
+            )
+            done: list[PciWrite] = []
+            pending = list(ids)  # marked aborted if the list stops: their registers were not written
+            try:
+                for entry_id, off, old, new in zip(ids, offsets, olds, news):
+                    try:
+                        cfg.write(off, new)
+                    except BaseException:
+                        try:
+                            now = cfg.read(off, size)
+                        except Exception:
+                            now = None
+                        if now != old:  # it reached the register after all, or may have: undo checks
+                            pending.remove(entry_id)
+                            if now is not None:
+                                jr.mark(entry_id, "actual", now)
+                        raise
+                    pending.remove(entry_id)
+                    back = cfg.read(off, size)
+                    if back != new:  # a register's read-back may differ by design (see _journaled)
+                        jr.mark(entry_id, "actual", back)
+                    done.append(PciWrite(entry_id, f"pci {dev.address} config+{off:#x}", off, old, new, back))
+            finally:
+                if pending:
+                    jr.mark_many(pending, "aborted")
+            return done
+    finally:
+        if own:
+            jr.close()
 
 
 def reopen(description: dict, writable: bool = True):

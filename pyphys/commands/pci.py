@@ -18,8 +18,9 @@ PCI devices without a driver, through the kernel's own files (sysfs, /proc/bus/p
   pyphys pci write DEVICE BAR OFFSET [WIDTH] VALUE
   pyphys pci write DEVICE BAR OFFSET --string 'Dunia,vipi?\\r'
   pyphys pci config DEVICE [OFFSET [WIDTH [VALUE --force]]] [-x]
-  pyphys pci config DEVICE REG[+OFF][.b|.w|.l][@N][=VALUE[:MASK]]   setpci's syntax: COMMAND, 04.w,
-                                              CAP_EXP+0x10.w, CAP_VNDR+2.b@1 (the 2nd CAP_VNDR), COMMAND=0x4:0x4
+  pyphys pci config DEVICE REG[+OFF][.b|.w|.l][@N][=VALUE[:MASK][,...]]   setpci's syntax: COMMAND, 04.w,
+                                              CAP_EXP+0x10.w, CAP_VNDR+2.b@1 (the 2nd CAP_VNDR), COMMAND=0x4:0x4,
+                                              CAP10+2.w and ECAP001.l (capability IDs in hex), 0x40.b=1,2,3
   pyphys pci bar-size DEVICE BAR [--force]    size a BAR: write all ones, read back, restore (journaled)
 
 DEVICE is an address (0000:00:04.0, 00:04.0) or else what lspci's -d takes:
@@ -33,7 +34,11 @@ devmem); I/O-port BARs through read/write of resourceN. Writes are journaled: `p
 restores the old bytes. A config VALUE may be setpci's VALUE:MASK: only the bits set in MASK
 change (the register is read, merged and written whole; bits of VALUE outside MASK are ignored,
 as setpci ignores them), and undo restores the whole old register. @N counts capabilities of the
-same ID from 0, as setpci does.
+same ID from 0, as setpci does. CAPxx and ECAPxxx name a capability by its ID, whose digits are
+ALWAYS hex, as in setpci (CAP10 is 0x10, PCI Express; ECAP001 is AER), and need a width (.w).
+REG.W=V1,V2,... writes consecutive registers of that width from REG (value i at REG + i*W, each
+with its own :MASK if any): every register is checked and read first, the list must end inside
+config space, and it is one journal group that `pyphys undo` restores whole, last register first.
 """
 
 
@@ -102,8 +107,10 @@ def register(sub, name: str, help_text: str) -> None:
         nargs="*",
         metavar="ARG",
         help="DEVICE [OFFSET [WIDTH [VALUE]]], or DEVICE REG[+OFF][.b|.w|.l][=VALUE] as setpci: "
-        "a register name (COMMAND, STATUS, BASE_ADDRESS_0 ...; its own width), CAP_xxx or ECAP_xxx "
-        "(@N: the N-th of that ID, from 0); VALUE may be VALUE:MASK (only MASK's bits change)",
+        "a register name (COMMAND, STATUS, BASE_ADDRESS_0 ...; its own width), CAP_xxx or ECAP_xxx, "
+        "CAPxx or ECAPxxx (the ID, always hex as in setpci; a width needed) "
+        "(@N: the N-th of that ID, from 0); VALUE may be VALUE:MASK (only MASK's bits change), "
+        "or V1,V2,... for consecutive registers (one journal group)",
     )
     q.add_argument("-x", "--hexdump", action="store_true", help="hexdump the readable config space")
     q.add_argument("--force", action="store_true", help="allow a config-space write (can disable the device)")

@@ -205,8 +205,8 @@ def format_config(dev, hdr) -> str:
 
 
 CONFIG_USAGE = (
-    "usage: pyphys pci config DEVICE [OFFSET [WIDTH [VALUE[:MASK] --force]]] "
-    "or DEVICE REG[+OFF][.b|.w|.l][@N][=VALUE[:MASK]]"
+    "usage: pyphys pci config DEVICE [OFFSET [WIDTH [VALUE[:MASK][,...] --force]]] "
+    "or DEVICE REG[+OFF][.b|.w|.l][@N][=VALUE[:MASK][,VALUE[:MASK]...]]"
 )
 
 
@@ -232,12 +232,35 @@ def _config_register(rest: list[str]):
     return reg, width, rest[2] if len(rest) == 3 else None
 
 
+def _print_config_writes(args, dev, width: int, recs) -> None:
+    """A list's writes: one line a register, as a single write prints it; JSON under ``writes``."""
+    from pyphys.commands._common import note
+
+    if args.json:
+        writes = [
+            {"offset": f"{r.offset:#x}", **written_json(r.old, r.new, r.after, width), "journal_id": r.record_id}
+            for r in recs
+        ]
+        print(json.dumps({"slot": dev.address, "width": width, "writes": writes}))
+        return
+    for r in recs:
+        old, new, back = (fmt_value(int.from_bytes(b, "little"), width) for b in (r.old, r.new, r.after))
+        print(
+            f"{dev.short_address} config+{r.offset:#x}: {old} -> {new} (reads back {back}); journal entry {r.record_id}"
+        )
+    first, last = recs[0].record_id, recs[-1].record_id
+    note(
+        "pci config", f"journal entries {first}..{last} are one group: `pyphys undo` restores all {len(recs)} registers"
+    )
+
+
 def run_config(args) -> int:
     from pyphys import pci_access, pci_config, pci_regs, pci_write
 
     device_text, rest = split_device(args, args.args)
     reg, width, value_text = _config_register(rest)
-    value, mask = pci_regs.parse_masked_value(value_text, width) if value_text is not None else (None, None)
+    values = pci_regs.parse_values(value_text, width) if value_text is not None else None
+    value, mask = values[0] if values else (None, None)
     if value is not None and not args.force:
         raise UsageError(
             "refusing to write config space without --force",
@@ -248,6 +271,10 @@ def run_config(args) -> int:
     if reg is not None:
         located = reg.cap is not None or reg.header_mask
         offset = pci_regs.locate(reg, pci_access.read_config(dev)) if located else reg.offset
+    if values is not None and len(values) > 1:
+        recs = pci_write.write_config_list(dev, offset, width, values, force=args.force)
+        _print_config_writes(args, dev, width, recs)
+        return 0
     if value is not None:
         rec = pci_write.write_config(dev, offset, width, value, mask=mask, force=args.force)
         back = int.from_bytes(rec.after, "little")

@@ -1,6 +1,6 @@
 """``pyphys undo`` and ``pyphys journal``: restore and list journaled writes.
 
-    pyphys undo            # the most recent write still in effect
+    pyphys undo            # the most recent write still in effect (all of a group: REG=V1,V2,...)
     pyphys undo 7 9        # entries 7 and 9 (newest first)
     pyphys undo --last 3   # the three most recent
     pyphys undo --all      # every write still in effect, newest first
@@ -121,7 +121,12 @@ def register(sub, name: str, help_text: str) -> None:
         description="Restore the bytes pyphys overwrote, newest first; refuses (writing nothing) "
         "where memory no longer holds what pyphys wrote.",
     )
-    p.add_argument("ids", nargs="*", metavar="ID", help="journal entry ids, or last / all (default: the last write)")
+    p.add_argument(
+        "ids",
+        nargs="*",
+        metavar="ID",
+        help="journal entry ids, or last / all (default: the last write, a whole group of them)",
+    )
     p.add_argument("--last", metavar="N", help="the N most recent writes still in effect")
     p.add_argument("--all", action="store_true", help="every write still in effect")
     p.add_argument("--dry-run", action="store_true", help="check and show, write nothing")

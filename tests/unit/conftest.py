@@ -31,3 +31,25 @@ def fake(tmp_path, memfile):
     old = paths.set_roots(dev=str(tmp_path / "dev"), proc=str(tmp_path / "proc"), sys=str(tmp_path / "sys"))
     yield tmp_path / "out"
     paths.set_roots(**old)
+
+
+# -- pci: a writable copy of a captured guest (tests/unit/test_pci_*.py) ----------------------
+
+
+@pytest.fixture
+def lab_guest_copy(tmp_path, monkeypatch):
+    """A writable copy of the lab guest's sysfs/procfs capture, made the roots pyphys reads, with
+    a journal of its own; yields the copy's root."""
+    import shutil
+
+    from pyphys import paths
+
+    root = tmp_path / "lab"
+    shutil.copytree(os.path.join(os.path.dirname(__file__), "..", "fixtures", "pci", "lab-guest"), root, symlinks=True)
+    monkeypatch.setenv("PYPHYS_JOURNAL", str(tmp_path / "journal.jsonl"))
+    monkeypatch.setenv("PYPHYS_PCI_IDS", "")
+    old = paths.set_roots(sys=str(root / "sys"), proc=str(root / "proc"))
+    try:
+        yield root
+    finally:
+        paths.set_roots(**old)

@@ -243,6 +243,22 @@ def test_record_many_one_fsync(fake, monkeypatch):
     assert len(calls) <= 2  # the entries, plus the directory on first creation
 
 
+def test_a_group_is_undone_whole_by_the_last_undo(fake):
+    """record_many(group=True): every entry names the first's id; undo() (the last write) takes
+    them all, newest first, and leaves older entries alone."""
+    write(0xC00, b"AB")
+    jr = journal.Journal()
+    before = raw(fake, 0xC10, 3)
+    items = [("phys", {"backend": "mmap"}, 0xC10 + i, before[i : i + 1], b"Z", "") for i in range(3)]
+    ids = jr.record_many(items, group=True)
+    poke(fake, 0xC10, b"ZZZ")
+    assert [e.group for e in jr.entries()] == [None, ids[0], ids[0], ids[0]]
+    done = jr.undo()
+    assert [r.id for r in done] == ids[::-1] and raw(fake, 0xC10, 3) == before
+    assert [e.undone for e in jr.entries()] == [False, True, True, True]
+    jr.close()
+
+
 # -- the journal cannot be bypassed ------------------------------------------------------------------
 BAD_LINES = [
     (b'{"id":"x","kind":"phys","addr":"0x0","old":"00","new":"01"}\n', "'id' is \"x\", not an integer"),
@@ -263,6 +279,8 @@ BAD_LINES = [
     (b"[" * 100000 + b"\n", "not JSON"),
     (b"[1, 2]\n", "not a JSON object"),
     (b'{"time":"2026"}\n', "neither or both"),
+    (b'{"id":2,"kind":"phys","addr":"0x0","old":"00","new":"01","group":3}\n', "after the entry itself"),
+    (b'{"id":2,"kind":"phys","addr":"0x0","old":"00","new":"01","group":"1"}\n', "'group' is"),
 ]
 
 

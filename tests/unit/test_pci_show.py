@@ -120,20 +120,6 @@ def test_short_read_decodes_header_and_says_what_is_missing(tmp_path, capsys, mo
     assert "only 64 of 256 bytes" in err and "0x40-0xff missing" in err and "root" in err
 
 
-@pytest.fixture
-def lab_guest_copy(tmp_path, monkeypatch):
-    """A writable copy of the lab guest's sysfs/procfs capture, made the roots pyphys reads, with
-    a journal of its own; yields the copy's root."""
-    root = tmp_path / "lab"
-    shutil.copytree(os.path.join(FIX, "lab-guest"), root, symlinks=True)
-    monkeypatch.setenv("PYPHYS_JOURNAL", str(tmp_path / "journal.jsonl"))
-    old = use("lab-guest", str(root))
-    try:
-        yield root
-    finally:
-        paths.set_roots(**old)
-
-
 def test_bar_size_refused_while_decoding_then_sized_and_restored(tmp_path, lab_guest_copy):
     """Regular files stand in for config space: all ones read back as all ones (a 16-byte
     memory BAR), and the restore must leave the file as it was, with the entry undone."""
