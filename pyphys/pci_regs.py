@@ -258,26 +258,29 @@ def locate(reg: Register, config: bytes) -> int:
     )
 
 
-def parse_masked_value(text: str, width: int) -> tuple[int, int]:
+def parse_masked_value(text: str, width: int, setpci: bool = False) -> tuple[int, int]:
     """setpci's ``VALUE`` or ``VALUE:MASK`` for a ``width``-bit register -> (value, mask); a plain
     VALUE has the full mask. As setpci, bits of VALUE outside MASK are dropped (value &= mask).
+    ``setpci``: the register was written in setpci's form, so a bare number that setpci would
+    read as hex and pyphys as decimal (``COMMAND=10``) is refused with both readings.
     UsageError for an empty side, a number that is not one, or anything wider than ``width``."""
     full = (1 << width) - 1
     value_text, colon, mask_text = text.partition(":")
     if colon and (not value_text.strip() or not mask_text.strip()):
         raise UsageError(f"value {text!r}: VALUE:MASK needs both (e.g. 0x4:0x4 sets bit 2 alone)")
-    value = parse_number(value_text, "value")
+    number = (lambda t, what: _number(t, text, what)) if setpci else parse_number
+    value = number(value_text, "value")
     if value >> width:
         raise UsageError(f"value {value_text!r} is too wide for a {width}-bit write")
     if not colon:
         return value, full
-    mask = parse_number(mask_text, "mask")
+    mask = number(mask_text, "mask")
     if mask >> width:
         raise UsageError(f"mask {mask_text!r} is too wide for a {width}-bit register")
     return value & mask, mask
 
 
-def parse_values(text: str, width: int) -> list[tuple[int, int]]:
+def parse_values(text: str, width: int, setpci: bool = False) -> list[tuple[int, int]]:
     """setpci's ``V1[:M1],V2[:M2],...`` for consecutive ``width``-bit registers -> [(value, mask)],
     each as :func:`parse_masked_value`; one value is a list of one. UsageError for an empty
     element (``1,,2``, a trailing comma) naming its position, and for any bad element."""
@@ -289,4 +292,4 @@ def parse_values(text: str, width: int) -> list[tuple[int, int]]:
                 f"value list {text!r}: {where} is empty",
                 "setpci's VALUE,VALUE,... writes one register per value: give each one",
             )
-    return [parse_masked_value(item, width) for item in items]
+    return [parse_masked_value(item, width, setpci) for item in items]

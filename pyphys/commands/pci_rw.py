@@ -259,7 +259,9 @@ def run_config(args) -> int:
 
     device_text, rest = split_device(args, args.args)
     reg, width, value_text = _config_register(rest)
-    values = pci_regs.parse_values(value_text, width) if value_text is not None else None
+    # a value after a register in setpci's form is read as setpci's: no bare number it reads as hex
+    setpci = reg is not None and reg.setpci_form
+    values = pci_regs.parse_values(value_text, width, setpci) if value_text is not None else None
     value, mask = values[0] if values else (None, None)
     if value is not None and not args.force:
         raise UsageError(
