@@ -407,6 +407,30 @@ def test_config_masked_write_changes_the_mask_bits_alone_and_undo_restores(vm):
     assert command() == before
 
 
+def test_config_value_list_writes_consecutive_registers_and_one_undo_restores_them(vm):
+    """setpci's REG.b=V1,V2: 0x3c.b=V,0x7 writes INTERRUPT_LINE (a scratch byte the kernel keeps
+    for drivers) and INTERRUPT_PIN, which the PCI spec makes read-only (edu: INTA, 1). The shell's
+    od is the peer; one `pyphys undo` puts the line back, as the journal group promises."""
+    edu = find(vm, EDU)
+
+    def line_pin() -> tuple[int, int]:
+        word = config_dwords(vm, edu["slot"], 0x3C, 1)[0]
+        return word & 0xFF, (word >> 8) & 0xFF
+
+    line, pin = line_pin()
+    new = 0x0B if line != 0x0B else 0x0C
+    doc = json.loads(ok(pp(vm, "pci", "config", EDU, f"0x3c.b={new:#x},0x7", "--force", "--json")))
+    assert doc["slot"] == edu["slot"] and doc["width"] == 8
+    got = [(w["offset"], w["old"], w["new"], w["readback"]) for w in doc["writes"]]
+    assert got == [
+        ("0x3c", f"0x{line:02x}", f"0x{new:02x}", f"0x{new:02x}"),
+        ("0x3d", f"0x{pin:02x}", "0x07", f"0x{pin:02x}"),  # read-only: reads back what it was
+    ]
+    assert line_pin() == (new, pin)
+    ok(pp(vm, "undo"))
+    assert line_pin() == (line, pin)
+
+
 # ---------------------------------------------------------------------------------------------
 # bad input: one line, exit != 0, nothing written
 # ---------------------------------------------------------------------------------------------
