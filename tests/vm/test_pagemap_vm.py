@@ -164,26 +164,26 @@ def test_text_output_names_the_frame(lab_vm, mlocked):
 def test_whole_process_matches_page_types_in_guest(lab_vm, mlocked):
     pid, _addr = mlocked
     # The scanning Python maps the same library files as the helper, which raises their map
-    # count (and clears "exclusive") only while it runs; page-types is C. A Python that imports
-    # the same modules and stays alive across all three reads keeps the counts equal.
-    keeper = lab_vm.run(
-        f"setsid {PY} -c 'import json, array, mmap, ctypes, signal, time; "
-        "from pyphys import pagemap; time.sleep(900)' </dev/null >/dev/null 2>&1 & echo $!"
-    )
-    assert keeper.rc == 0, keeper
-    time.sleep(3)
-    try:
-        _compare_whole_process(lab_vm, pid)
-    finally:
-        lab_vm.run(f"kill {keeper.out.strip()}")
-
-
-def _compare_whole_process(lab_vm, pid):
+    # count (and clears "exclusive") only while it runs; page-types is C. A Python that runs the
+    # same scan once (so it has imported every extension module the scan loads, lazily ones
+    # included) and stays alive across all three reads keeps the counts equal.
     code = (
         "import json; from pyphys import pagemap; print(json.dumps({r.vaddr // 4096: "
         "[r.decoded.pfn if r.present else r.decoded.swap_offset, pagemap.symbolic_flags(r.flags)] "
         f"for r in pagemap.scan({pid}) if r.entry >> 62}}))"
     )
+    ready = f"/tmp/pyphys-keeper-{uuid.uuid4().hex[:8]}"
+    keeper_code = f"import time, ctypes, mmap, signal\n{code}\nopen({ready!r}, 'w').write('ready\\n')\ntime.sleep(900)"
+    keeper = lab_vm.run(f"setsid {PY} -c {shlex.quote(keeper_code)} </dev/null >/dev/null 2>&1 & echo $!")
+    assert keeper.rc == 0, keeper
+    try:
+        wait_lines(lab_vm, ready, {"ready"}, timeout=300)
+        _compare_whole_process(lab_vm, pid, code)
+    finally:
+        lab_vm.run(f"kill {keeper.out.strip()}; rm -f {ready}")
+
+
+def _compare_whole_process(lab_vm, pid, code):
     for _attempt in range(3):
         before = page_types_pages(lab_vm, pid, "-r")
         res = lab_vm.python(code, timeout=600)
