@@ -42,6 +42,14 @@ def cache_dir() -> str:
     return paths.cache_dir(create=False)
 
 
+def file_bytes(path, off: int = 0, n: int | None = None) -> bytes:
+    """``n`` bytes of the file at ``path`` from offset ``off`` (without ``n``: to its end), read
+    directly, not through pyphys."""
+    with open(path, "rb") as f:
+        f.seek(off)
+        return f.read() if n is None else f.read(n)
+
+
 def page_types(series: str = "6.12") -> str | None:
     """page-types built from linux-source-SERIES (scripts/build-page-types.sh), or None."""
     import subprocess
@@ -84,9 +92,7 @@ def dump_ram_ranges(text: str = DUMP_IOMEM) -> list[tuple[int, int]]:
 
 def dump_mem(start: int, end: int, memfile) -> bytes:
     """Bytes ``start``..``end`` (exclusive) of the stand-in memory file."""
-    with open(memfile, "rb") as f:
-        f.seek(start)
-        return f.read(end - start)
+    return file_bytes(memfile, start, end - start)
 
 
 def dump_env(tmp_path) -> dict:
@@ -120,3 +126,25 @@ def one_line_error(proc, command: str = "dump") -> str:
     assert "Traceback" not in err and err.count("\n") == 1, err
     assert err.startswith(f"pyphys {command}: ") or err.startswith("pyphys: "), err
     return err
+
+
+# -- pci: the pci_tree fixture's stand-in machine (tests/unit/test_pci_*access.py) ----------------
+def pci_cli(capsys, *argv) -> tuple[int, str, str]:
+    """``pyphys pci ARGV`` in-process: (exit status, stdout, stderr)."""
+    from pyphys import cli
+
+    rc = cli.main(["pci", *argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def pci_journal(tree) -> list:
+    """The entries of the ``pci_tree`` fixture's journal ([] before the first write)."""
+    from pyphys import journal
+
+    return journal.Journal(str(tree.journal)).entries() if tree.journal.exists() else []
+
+
+def pci_config_bytes(tree, ids) -> bytes:
+    """The config file of device ``ids`` in the ``pci_tree`` fixture, read directly."""
+    return file_bytes(tree.root / "sys/bus/pci/devices" / tree.dev(ids).address / "config")

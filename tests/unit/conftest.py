@@ -53,3 +53,32 @@ def lab_guest_copy(tmp_path, monkeypatch):
         yield root
     finally:
         paths.set_roots(**old)
+
+
+@pytest.fixture
+def pci_tree(lab_guest_copy):
+    """``lab_guest_copy`` with a sparse 'device memory' file of its BAR's size as each
+    resourceN, edu's identification register set in BAR0, and /dev under the copy (empty until
+    a test makes /dev/mem). Yields a namespace: root, files {(ids, BAR index): path}, devices,
+    journal (its path) and dev(ids) (the device)."""
+    from pyphys import paths, pci_devices
+
+    root = lab_guest_copy
+    old = paths.set_roots(dev=str(root / "dev"))
+    devices = pci_devices.scan()
+    files = {}
+    for d in devices:
+        for b in d.bars:
+            path = root / "sys/bus/pci/devices" / d.address / f"resource{b.index}"
+            with open(path, "wb") as f:
+                f.truncate(b.size)
+            files[(d.ids, b.index)] = path
+    with open(files[("1234:11e8", 0)], "r+b") as f:
+        f.write((0x010000ED).to_bytes(4, "little"))  # edu.rst: identification register
+    ns = type("Tree", (), {})()
+    ns.root, ns.files, ns.devices, ns.journal = root, files, devices, root.parent / "journal.jsonl"
+    ns.dev = lambda ids: next(d for d in devices if d.ids == ids)
+    try:
+        yield ns
+    finally:
+        paths.set_roots(**old)
