@@ -42,7 +42,7 @@ test-vm: kernel
 
 # Performance against the peers named in the issues, side by side in one run.
 bench: kernel
-	@$(PY) scripts/bench.py
+	@$(PY) scripts/bench.py $(BENCH)
 
 # Each classroom lab as a student runs it (lab start, solution, check): time to prompt, pass/fail.
 lab-times: kernel

@@ -53,6 +53,8 @@ SPARSE_CHILD = r"""
 import mmap, sys, time
 n = 64 << 30
 m = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x4000)  # MAP_NORESERVE
+# 4 KiB pages: with THP "always" (the lab kernel) each touch would fault in 2 MiB, 32 GiB in all
+m.madvise(mmap.MADV_NOHUGEPAGE)
 for off in range(0, n, n // 16384):
     m[off] = 1
 sys.stdout.write("ready\n")
@@ -102,7 +104,8 @@ def sparse_rows(py: str, pt: str) -> list[dict]:
     rows = []
     child = subprocess.Popen([py, "-c", SPARSE_CHILD], stdout=subprocess.PIPE, text=True)
     try:
-        child.stdout.readline()
+        if child.stdout.readline() != "ready\n":
+            raise SystemExit(f"the sparse child exited ({child.wait()}) before touching its 16384 pages")
         pid = str(child.pid)
         summary = pyphys_cmd(py) + ["pagemap", pid, "--all", "--summary"]
         for mode in ("ioctl", "read"):

@@ -1,4 +1,5 @@
-"""`make bench`: every bench/*.py in one run, one table of ratios against the named peers.
+"""`make bench`: every bench/*.py in one run, one table of ratios against the named peers
+(``python scripts/bench.py NAME ...``, or ``make bench BENCH="NAME ..."``: only bench/NAME.py).
 
 Each bench script declares ``WHERE = "host"`` or ``"guest"`` and prints one JSON list of rows
 ({bench, pyphys, peer_name, peer, unit, ratio, target, note}). Host benches run here; guest
@@ -45,9 +46,15 @@ def fmt(v, unit: str = "") -> str:
     return f"{v} {unit}".strip()
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
     scripts = sorted(glob.glob(os.path.join(TOP, "bench", "*.py")))
     scripts = [s for s in scripts if not os.path.basename(s).startswith("_")]
+    if argv:  # `make bench BENCH="walk dump"`: those bench/NAME.py alone
+        unknown = sorted(set(argv) - {os.path.basename(s)[:-3] for s in scripts})
+        if unknown:
+            print(f"bench: no bench/{unknown[0]}.py", file=sys.stderr)
+            return 2
+        scripts = [s for s in scripts if os.path.basename(s)[:-3] in argv]
     if not scripts:
         print("no bench/*.py scripts", file=sys.stderr)
         return 1
@@ -110,4 +117,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
