@@ -22,8 +22,9 @@ in MASK change, the others keep what the register reads just before the write. A
 registers of the width given: value i at REG + i * width (setpci.c exec_op()).
 
 Numbers are pyphys's: decimal or ``0x`` hex. setpci reads every number as hex, so a bare
-number inside setpci's syntax that reads differently in the two (``10.l``, ``CAP_EXP+10``) is
-refused with both readings; ``04.w`` (one significant digit) means 4 to both.
+number inside setpci's syntax that reads differently in the two (``10.l``, ``CAP_EXP+10``, a
+value or mask after such a register: ``COMMAND=10``, ``0x40.w=1,12``) is refused with both
+readings; ``04.w`` (one significant digit) means 4 to both.
 """
 
 from __future__ import annotations
