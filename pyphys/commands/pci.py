@@ -39,6 +39,8 @@ ALWAYS hex, as in setpci (CAP10 is 0x10, PCI Express; ECAP001 is AER), and need 
 REG.W=V1,V2,... writes consecutive registers of that width from REG (value i at REG + i*W, each
 with its own :MASK if any): every register is checked and read first, the list must end inside
 config space, and it is one journal group that `pyphys undo` restores whole, last register first.
+Numbers are decimal or 0x hex; in setpci's REG forms a bare number that setpci would read as hex
+(10.l, CAP_EXP+10, COMMAND=10) is refused with both readings: write 0x10 or 16.
 """
 
 
