@@ -423,6 +423,31 @@ def _short(data: bytes, limit: int = 16) -> str:
     return text + ("..." if len(data) > limit else "")
 
 
+def write_recorded(
+    jr: Journal, entry_id: int, target: Any, addr: int, old: bytes, data: bytes, width: int | None = None
+) -> bytes:
+    """Write ``data`` at ``addr`` of ``target`` for the entry ``entry_id``, already recorded with
+    ``old`` (under ``jr``'s lock), and mark what happened: a write that fails and leaves ``old``
+    is "aborted"; one that fails having changed something (a page crossing), or reads back other
+    bytes, records them as "actual", so undo knows what memory holds. Returns the read-back."""
+    try:
+        _put(target, addr, data, width)
+    except BaseException:
+        try:
+            now = _get(target, addr, len(data), width)
+        except Exception:
+            now = None
+        if now == old:
+            jr.mark(entry_id, "aborted")
+        elif now is not None:
+            jr.mark(entry_id, "actual", now)
+        raise
+    back = _get(target, addr, len(data), width)
+    if back != data:
+        jr.mark(entry_id, "actual", back)
+    return back
+
+
 def journaled_write(
     target: Any,
     addr: int,
@@ -454,22 +479,8 @@ def journaled_write(
                 raise UsageError(f"width {width} does not match {len(data)} bytes of data")
             old = _get(target, addr, len(data), width)
             entry_id = jr.record(kind, target.describe(), addr, old, data, label, width)
-            try:
-                _put(target, addr, data, width)
-            except BaseException:
-                # a failed write may still have changed part of the range (page crossing)
-                try:
-                    now = _get(target, addr, len(data), width)
-                except Exception:
-                    now = None
-                if now == old:
-                    jr.mark(entry_id, "aborted")
-                elif now is not None:
-                    jr.mark(entry_id, "actual", now)
-                raise
-            back = _get(target, addr, len(data), width)
+            back = write_recorded(jr, entry_id, target, addr, old, data, width)
             if back != data:
-                jr.mark(entry_id, "actual", back)
                 if verify:
                     raise VerifyError(
                         f"wrote {_short(data)} at {addr:#x} but read back {_short(back)}",
@@ -488,6 +499,7 @@ __all__ = [
     "UndoResult",
     "WriteRecord",
     "journaled_write",
+    "write_recorded",
     "opener_for",
     "register_target",
 ]

@@ -167,22 +167,9 @@ def write_config_list(
             pending = list(ids)  # marked aborted if the list stops: their registers were not written
             try:
                 for entry_id, off, old, new in zip(ids, offsets, olds, news):
-                    try:
-                        cfg.write(off, new)
-                    except BaseException:
-                        try:
-                            now = cfg.read(off, size)
-                        except Exception:
-                            now = None
-                        if now != old:  # it reached the register after all, or may have: undo checks
-                            pending.remove(entry_id)
-                            if now is not None:
-                                jr.mark(entry_id, "actual", now)
-                        raise
-                    pending.remove(entry_id)
-                    back = cfg.read(off, size)
-                    if back != new:  # a register's read-back may differ by design (see _journaled)
-                        jr.mark(entry_id, "actual", back)
+                    pending.remove(entry_id)  # from here on its outcome is marked by write_recorded
+                    # a register's read-back may differ by design (see _journaled): recorded, not refused
+                    back = jmod.write_recorded(jr, entry_id, cfg, off, old, new)
                     done.append(PciWrite(entry_id, f"pci {dev.address} config+{off:#x}", off, old, new, back))
             finally:
                 if pending:
