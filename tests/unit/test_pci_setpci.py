@@ -15,17 +15,12 @@ import errno
 import json
 
 import pytest
+from helpers import pci_cli
 
 from pyphys import cli, journal, pci_access, pci_devices, pci_regs
 from pyphys.errors import UsageError, from_oserror
 
 EDU = "1234:11e8"  # one MSI capability at 0x40, 256 bytes of config space
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    rc = cli.main(["pci", "config", *argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def config_path(root, ids=EDU):
@@ -129,7 +124,7 @@ def test_list_writes_consecutive_registers_byte_by_byte_and_undo_restores_all(la
     path = config_path(lab_guest_copy)
     before = path.read_bytes()
     # three 16-bit registers from 0x48 (past edu's MSI capability), the last with a mask
-    rc, out, err = run(capsys, EDU, "0x48.w=0x1234,0x5,0xab00:0xff00", "--force")
+    rc, out, err = pci_cli(capsys, "config", EDU, "0x48.w=0x1234,0x5,0xab00:0xff00", "--force")
     assert rc == 0, err
     after = path.read_bytes()
     third = (int.from_bytes(before[0x4C:0x4E], "little") & 0x00FF) | 0xAB00
@@ -159,10 +154,10 @@ def test_list_writes_consecutive_registers_byte_by_byte_and_undo_restores_all(la
 def test_undo_takes_the_whole_group_and_nothing_older(lab_guest_copy, capsys):
     path = config_path(lab_guest_copy)
     before = path.read_bytes()
-    assert run(capsys, EDU, "0x50.b=0x11", "--force")[0] == 0  # a single write first
+    assert pci_cli(capsys, "config", EDU, "0x50.b=0x11", "--force")[0] == 0  # a single write first
     single = path.read_bytes()
-    assert run(capsys, EDU, "0x54.l=1,2", "--force")[0] == 0
-    assert run(capsys, EDU, "0x60.b=0x22", "--force")[0] == 0  # and one after the list
+    assert pci_cli(capsys, "config", EDU, "0x54.l=1,2", "--force")[0] == 0
+    assert pci_cli(capsys, "config", EDU, "0x60.b=0x22", "--force")[0] == 0  # and one after the list
     assert cli.main(["undo"]) == 0  # the 0x60 write alone
     assert path.read_bytes()[0x54:0x5C] == (1).to_bytes(4, "little") + (2).to_bytes(4, "little")
     assert cli.main(["undo"]) == 0  # the list, both registers
@@ -186,7 +181,7 @@ def test_every_register_is_read_before_any_is_written(lab_guest_copy, capsys, mo
 
     monkeypatch.setattr(pci_access.ConfigSpace, "read", read)
     monkeypatch.setattr(pci_access.ConfigSpace, "write", write)
-    assert run(capsys, EDU, "0x70.b=1,2,3,4", "--force")[0] == 0
+    assert pci_cli(capsys, "config", EDU, "0x70.b=1,2,3,4", "--force")[0] == 0
     first_write = log.index(("w", 0x70))
     assert {("r", off) for off in range(0x70, 0x74)} <= set(log[:first_write])
     assert [op for op in log if op[0] == "w"] == [("w", off) for off in range(0x70, 0x74)]
@@ -205,7 +200,7 @@ def test_a_write_failing_midway_leaves_the_rest_aborted_and_undo_restores_what_w
         return real_write(self, off, data)
 
     monkeypatch.setattr(pci_access.ConfigSpace, "write", write)
-    rc, out, err = run(capsys, EDU, "0x70.b=1,2,3", "--force")
+    rc, out, err = pci_cli(capsys, "config", EDU, "0x70.b=1,2,3", "--force")
     assert rc != 0 and out == "" and len(err.splitlines()) == 1
     es = entries(lab_guest_copy)
     assert [(e.addr, e.active, e.aborted) for e in es] == [
@@ -224,10 +219,10 @@ def test_a_list_must_end_inside_config_space(lab_guest_copy, capsys):
     """setpci: addr + width * n > 0x1000 is out of range; a 256-byte device ends at 0x100."""
     path = config_path(lab_guest_copy)
     before = path.read_bytes()
-    rc, out, err = run(capsys, EDU, "0xfc.l=1,2", "--force")
+    rc, out, err = pci_cli(capsys, "config", EDU, "0xfc.l=1,2", "--force")
     assert rc != 0 and out == "" and "nothing written" in err
     assert path.read_bytes() == before and entries(lab_guest_copy) == []
-    assert run(capsys, EDU, "0xf8.l=1,2", "--force")[0] == 0  # ends exactly at 0x100
+    assert pci_cli(capsys, "config", EDU, "0xf8.l=1,2", "--force")[0] == 0  # ends exactly at 0x100
     assert path.read_bytes()[0xF8:] == (1).to_bytes(4, "little") + (2).to_bytes(4, "little")
 
 
@@ -236,11 +231,11 @@ def test_a_list_crossing_0x1000_is_refused_with_nothing_written(lab_guest_copy, 
     path.write_bytes(path.read_bytes() + bytes(4096 - 256))  # a PCI Express-sized config space
     before = path.read_bytes()
     for spec in ("0xffc.l=1,2", "0xffe.w=1,2", "0xff0.b=" + ",".join(["1"] * 17)):
-        rc, out, err = run(capsys, EDU, spec, "--force")
+        rc, out, err = pci_cli(capsys, "config", EDU, spec, "--force")
         assert rc != 0 and out == "" and "0x1000" in err and "nothing written" in err, spec
         assert len(err.strip().splitlines()) == 1
     assert path.read_bytes() == before and entries(lab_guest_copy) == []
-    assert run(capsys, EDU, "0xff8.l=0x11223344,0x55667788", "--force")[0] == 0  # ends at 0x1000
+    assert pci_cli(capsys, "config", EDU, "0xff8.l=0x11223344,0x55667788", "--force")[0] == 0  # ends at 0x1000
     assert path.read_bytes()[0xFF8:] == bytes.fromhex("4433221188776655")
 
 
@@ -249,7 +244,7 @@ def test_list_json_is_one_document_with_a_write_per_register(lab_guest_copy, cap
 
     path = config_path(lab_guest_copy)
     before = path.read_bytes()
-    rc, out, err = run(capsys, EDU, "0x44", "16", "0xbeef,0x1:0x1", "--force", "--json")
+    rc, out, err = pci_cli(capsys, "config", EDU, "0x44", "16", "0xbeef,0x1:0x1", "--force", "--json")
     assert rc == 0, err
     doc = json.loads(out)
     validate_json(doc, "pci-config")
@@ -286,26 +281,32 @@ def test_cap10_reads_the_bytes_cap_exp_reads(lab_guest_copy, capsys):
     exp, aer = _add_express_and_aer(path)
     cfg = path.read_bytes()
     for spec, off, n in [("+2.w", 2, 2), ("+0x10.w", 0x10, 2), ("+0x12.b", 0x12, 1), ("+0x10.l", 0x10, 4)]:
-        numbered, named = (run(capsys, EDU, base + spec) for base in ("CAP10", "CAP_EXP"))
+        numbered, named = (pci_cli(capsys, "config", EDU, base + spec) for base in ("CAP10", "CAP_EXP"))
         assert numbered[0] == named[0] == 0, (numbered, named)
         assert numbered[1] == named[1] == f"0x{int.from_bytes(cfg[exp + off : exp + off + n], 'little'):0{2 * n}X}\n"
-    assert run(capsys, EDU, "cap0x10+2.w")[1] == run(capsys, EDU, "CAP_EXP+2.w")[1]
-    assert run(capsys, EDU, "CAP5.b")[1] == "0x05\n"  # edu's MSI, ID 5
-    assert run(capsys, EDU, "ECAP001+4.l")[1] == run(capsys, EDU, "ECAP_AER+4.l")[1] == "0xEFBEADDE\n"
-    assert run(capsys, EDU, "ECAPb.w")[1] == run(capsys, EDU, "ECAP_VNDR.w")[1] == "0x000B\n"
-    assert run(capsys, EDU, "ECAP001.w")[1] == f"0x{int.from_bytes(cfg[aer : aer + 2], 'little'):04X}\n"
+    assert pci_cli(capsys, "config", EDU, "cap0x10+2.w")[1] == pci_cli(capsys, "config", EDU, "CAP_EXP+2.w")[1]
+    assert pci_cli(capsys, "config", EDU, "CAP5.b")[1] == "0x05\n"  # edu's MSI, ID 5
+    assert (
+        pci_cli(capsys, "config", EDU, "ECAP001+4.l")[1]
+        == pci_cli(capsys, "config", EDU, "ECAP_AER+4.l")[1]
+        == "0xEFBEADDE\n"
+    )
+    assert (
+        pci_cli(capsys, "config", EDU, "ECAPb.w")[1] == pci_cli(capsys, "config", EDU, "ECAP_VNDR.w")[1] == "0x000B\n"
+    )
+    assert pci_cli(capsys, "config", EDU, "ECAP001.w")[1] == f"0x{int.from_bytes(cfg[aer : aer + 2], 'little'):04X}\n"
 
 
 def test_numbered_capability_write_and_refusals(lab_guest_copy, capsys):
     path = config_path(lab_guest_copy)
     exp, _ = _add_express_and_aer(path)
     before = path.read_bytes()
-    assert run(capsys, EDU, "CAP10+0x10.w=0x0:0x10", "--force")[0] == 0  # clear bit 4 of device control
+    assert pci_cli(capsys, "config", EDU, "CAP10+0x10.w=0x0:0x10", "--force")[0] == 0  # clear bit 4 of device control
     assert path.read_bytes()[exp + 0x10] == before[exp + 0x10] & ~0x10
-    rc, out, err = run(capsys, EDU, "CAP10+0x10")
+    rc, out, err = pci_cli(capsys, "config", EDU, "CAP10+0x10")
     assert (rc, out) == (2, "") and "no natural width" in err
-    rc, out, err = run(capsys, EDU, "CAP10.w@1")
+    rc, out, err = pci_cli(capsys, "config", EDU, "CAP10.w@1")
     assert rc == 1 and "CAP10 (CAP_EXP) capability @1: it has 1" in err
-    rc, out, err = run(capsys, EDU, "CAP11.w")
+    rc, out, err = pci_cli(capsys, "config", EDU, "CAP11.w")
     assert rc == 1 and "no CAP11 (CAP_MSIX) capability" in err
     capsys.readouterr()
