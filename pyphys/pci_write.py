@@ -86,22 +86,11 @@ def write_config(
 
     ``mask`` (setpci's VALUE:MASK): only the bits set in it change; the register is read and
     ``(old & ~mask) | (value & mask)`` written whole, journaled like any write, so undo puts the
-    whole old register back. A full mask is a plain write."""
+    whole old register back. A full mask is a plain write. A list of one
+    (:func:`write_config_list`)."""
     full = (1 << width) - 1
-    if mask is not None and (mask < 0 or mask > full):
-        raise UsageError(f"mask {mask:#x} is too wide for a {width}-bit register")
-    with ConfigSpace(dev) as probe:
-        size = check_access(f"{dev.short_address} config space", probe.size, offset, width, value, widths=(8, 16, 32))
-    if not force:
-        raise UsageError(
-            f"refusing to write config space of {dev.short_address} without --force",
-            "a wrong command/BAR value can disable the device or hang the machine",
-        )
-    with ConfigSpace(dev, writable=True) as cfg:
-        if mask is not None and mask != full:
-            old = int.from_bytes(cfg.read(offset, size), "little")
-            value = (old & ~mask & full) | (value & mask)
-        return _journaled(cfg, offset, value.to_bytes(size, "little"), f"pci {dev.address} config+{offset:#x}", journal)
+    values = [(value, full if mask is None else mask)]
+    return write_config_list(dev, offset, width, values, force=force, journal=journal)[0]
 
 
 def write_config_list(
@@ -116,7 +105,7 @@ def write_config_list(
     """setpci's ``REG.W=V1,V2,...``: value i (a ``(value, mask)`` pair, as
     :func:`pyphys.pci_regs.parse_values` gives) into the ``width``-bit register at
     ``offset + i * width / 8``, in order, journaled as ONE group: ``pyphys undo`` puts every
-    register back, last first. Returns one PciWrite per register.
+    register back, last first (a list of one is a plain write). Returns one PciWrite per register.
 
     Every register is checked (aligned, inside config space: the list ends at or below the
     config file's size, 0x100 or 0x1000) and read before any is written; UsageError/RegionError
@@ -156,12 +145,20 @@ def write_config_list(
                 word = (int.from_bytes(old, "little") & ~mask & full) | (value & mask)
                 news.append(word.to_bytes(size, "little"))
             target = cfg.describe()
+            n = len(offsets)
             ids = jr.record_many(
                 [
-                    (JOURNAL_KIND, target, off, old, new, f"pci {dev.address} config+{off:#x} ({i + 1}/{len(offsets)})")
+                    (
+                        JOURNAL_KIND,
+                        target,
+                        off,
+                        old,
+                        new,
+                        f"pci {dev.address} config+{off:#x}" + (f" ({i + 1}/{n})" if n > 1 else ""),
+                    )
                     for i, (off, old, new) in enumerate(zip(offsets, olds, news))
                 ],
-                group=True,
+                group=n > 1,
             )
             done: list[PciWrite] = []
             pending = list(ids)  # marked aborted if the list stops: their registers were not written
