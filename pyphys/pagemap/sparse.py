@@ -141,8 +141,7 @@ def _by_ioctl(scan, pieces, categories: int):
         got = size
         try:
             for start, end in _regions(fd, lo, hi, categories, vec, addr):
-                # a big region in blobs of BLOB_PAGES entries: the counting starts on the
-                # first while the next is read, and two counters can share the work
+                # a big region in blobs of BLOB_PAGES entries, counted one by one
                 pos, stop = start >> shift, end >> shift
                 while pos < stop:
                     n = min(stop - pos, BLOB_PAGES * 8 - size)

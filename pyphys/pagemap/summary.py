@@ -128,11 +128,7 @@ def summarize(process, start: int | None = None, end: int | None = None) -> Summ
         ft = s.flags_table
         counts: Counter = Counter()
         by_meta: Counter = Counter()
-        chunks = _Loader(s, ft, start, end)
-        try:
-            _count_in_parallel(chunks, ft, counts, by_meta)
-        finally:
-            chunks.close()
+        skipped = _count_in_two(s, ft, s.pieces(start, end), counts, by_meta)
         if _ALIASED in counts:
             del counts[_ALIASED]
             summ["notes"].append(
@@ -152,7 +148,7 @@ def summarize(process, start: int | None = None, end: int | None = None) -> Summ
                 summ["not_present"] += n
                 continue
             summ["raw"][key] = summ["raw"].get(key, 0) + n
-        summ["not_present"] += s.skipped  # entries the sparse reader never handed over
+        summ["not_present"] += skipped  # entries the sparse reader never handed over
         summ["notes"].extend(s.notes)
         return Summary(**summ)
 
@@ -187,59 +183,125 @@ def _merge(counts, c, g: int) -> None:
         counts[k | pme] += n
 
 
-class _NoLock:
-    """A lock for one thread: nothing to wait for."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc) -> None:
-        return None
+# a scan this big (pages of the mappings walked) is split between this process and a forked
+# one; below it the fork (a few ms) costs more than it saves
+FORK_MIN_PAGES = 1 << 16
 
 
-_NO_LOCK = _NoLock()
+def _count_in_two(scan, ft, pieces, counts, by_meta) -> int:
+    """Count ``pieces`` into ``counts``/``by_meta``; the pages the sparse reader skipped.
 
-
-def _count_in_parallel(loader, ft, counts, by_meta) -> None:
-    """:func:`_count_chunks` in this thread and, on a machine with several CPUs, one more: the
-    kernel's kpageflags work (most of a dense scan) runs in pread, without the GIL, so two
-    counters keep two CPUs busy. Each counts into its own Counters, added up at the end."""
+    On a machine with two CPUs a big scan is split in halves by pages, and a forked child
+    counts the second half: the counting is Python holding the GIL (measured on a 4 GiB
+    process: two threads were slower than one), so a second process is what keeps two CPUs
+    busy. Its counts come back through a pipe (in marshal's format: pickle would import re).
+    If the child fails, its half is counted here, which raises the real error. Forking is
+    skipped in a process with other threads."""
+    import marshal
+    import signal
     import threading
+
+    halves = _halves(pieces, scan.page_size)
+    if halves is None or ft is None or len(os.sched_getaffinity(0)) < 2 or threading.active_count() > 1:
+        return _count_part(scan, ft, pieces, counts, by_meta)
+    mine, theirs = halves
+    pid, r, hold = _fork_counter(scan, ft, theirs)
+    status = None
+    try:
+        skipped = _count_part(scan, ft, mine, counts, by_meta)
+        data = _read_all(r)
+        os.close(hold)  # both halves are counted: the child may exit now
+        hold = None
+        status = os.waitpid(pid, 0)[1]
+    finally:
+        os.close(r)
+        if hold is not None:
+            os.close(hold)
+        if status is None:  # this half failed (or was interrupted): the child's is not wanted
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0 or not data:
+        return skipped + _count_part(scan, ft, theirs, counts, by_meta)
+    c, b, their_skipped, notes = marshal.loads(data)
+    counts.update(c)
+    by_meta.update(b)
+    scan.notes.extend(notes)
+    return skipped + their_skipped
+
+
+def _count_part(scan, ft, pieces, counts, by_meta) -> int:
+    _count_chunks(populated(scan, pieces), ft, counts, by_meta)
+    return scan.skipped
+
+
+def _halves(pieces, ps: int, min_pages: int | None = None):
+    """``pieces`` cut in two with about as many pages each; None below ``min_pages``
+    (:data:`FORK_MIN_PAGES`)."""
+    total = sum((hi - lo) // ps for _row, lo, hi in pieces)
+    if total < (FORK_MIN_PAGES if min_pages is None else min_pages):
+        return None
+    want = total // 2
+    first: list = []
+    for i, (row, lo, hi) in enumerate(pieces):
+        n = (hi - lo) // ps
+        if n < want:
+            first.append((row, lo, hi))
+            want -= n
+            continue
+        cut = lo + want * ps
+        if cut > lo:
+            first.append((row, lo, cut))
+        rest = [(row, cut, hi)] if cut < hi else []
+        return first, rest + list(pieces[i + 1 :])
+    return None
+
+
+def _fork_counter(scan, ft, pieces) -> tuple[int, int, int]:
+    """Fork a child that counts ``pieces`` and writes its result to a pipe: ``(pid, read end,
+    hold)``. The child exits only once ``hold`` is closed: a process exit changes what
+    kpageflags says of pages the process maps (the kernel marks them referenced: on 6.18
+    each exit flips that bit on the vDSO's page), and none should happen while this process
+    is still counting."""
+    import marshal
     from collections import Counter
 
-    if (os.cpu_count() or 1) < 2 or ft is None:
-        _count_chunks(iter(loader), ft, counts, by_meta)
-        return
-    lock = threading.Lock()  # the PFN table (scattered frames) is filled by one thread at a time
-    theirs: tuple[Counter, Counter] = (Counter(), Counter())
-    failed: list[BaseException] = []
-
-    def other() -> None:
+    r, w = os.pipe()
+    hold_r, hold_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 1
         try:
-            _count_chunks(iter(loader), ft, *theirs, lock)
-        except BaseException as err:  # raised here, in the caller's thread
-            failed.append(err)
-            loader._stop = True  # the caller's counter ends too
+            os.close(r)
+            os.close(hold_w)
+            c, b, n = Counter(), Counter(), len(scan.notes)
+            skipped = _count_part(scan, ft, pieces, c, b)
+            data = marshal.dumps((dict(c), dict(b), skipped, scan.notes[n:]))
+            view = memoryview(data)
+            while view:
+                view = view[os.write(w, view) :]
+            os.close(w)
+            os.read(hold_r, 1)  # end of file once the parent is done (or gone)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    os.close(hold_r)
+    return pid, r, hold_w
 
-    t = threading.Thread(target=other, name="pyphys-pagemap-count", daemon=True)
-    t.start()
-    try:
-        _count_chunks(iter(loader), ft, counts, by_meta, lock)
-    finally:
-        t.join()
-    if failed:
-        raise failed[0]
-    counts.update(theirs[0])
-    by_meta.update(theirs[1])
+
+def _read_all(fd: int) -> bytes:
+    parts = []
+    while part := os.read(fd, 1 << 20):
+        parts.append(part)
+    return b"".join(parts)
 
 
-def _count_chunks(chunks, ft, counts, by_meta, lock=None) -> None:
+def _count_chunks(chunks, ft, counts, by_meta) -> None:
     """The counting half of :func:`summarize`: ``chunks`` yields blobs of pagemap entries.
     Frames in runs are counted by run (:mod:`pyphys.pagemap._pfnruns`); scattered ones through
     the PFN-indexed kpageflags table."""
     from pyphys.pagemap._pfnruns import count_by_runs
 
-    lock = lock or _NO_LOCK
     for data in chunks:
         m = len(data) >> 3
         # the pagemap bits 55-63 of each entry, as one byte per page: bits 56-63 are byte 7;
@@ -248,8 +310,7 @@ def _count_chunks(chunks, ft, counts, by_meta, lock=None) -> None:
         sd = data[6::8].translate(_SOFT_DIRTY_TO_BIT3)
         if hi.translate(_BITS_59_60).count(0) != m:
             # the kernel set bits documented as zero: count exactly, the slow way
-            with lock:
-                _count_slow(data, ft, counts)
+            _count_slow(data, ft, counts)
             continue
         meta = (int.from_bytes(hi, "little") | int.from_bytes(sd, "little")).to_bytes(m, "little")
         groups = set(meta)
@@ -268,8 +329,7 @@ def _count_chunks(chunks, ft, counts, by_meta, lock=None) -> None:
             for g, c in by_run.items():
                 _merge(counts, c, g)
             continue
-        with lock:
-            _count_in_table(data, meta, m, present_groups, ft, counts)
+        _count_in_table(data, meta, m, present_groups, ft, counts)
 
 
 def _count_in_table(data: bytes, meta: bytes, m: int, present_groups: list, ft, counts) -> None:
@@ -291,71 +351,6 @@ def _count_in_table(data: bytes, meta: bytes, m: int, present_groups: list, ft, 
         for g in present_groups:
             sel = meta.translate(_select(g))
             _merge(counts, Counter(map(getitem, table, compress(lanes, sel))), g)
-
-
-class _Loader:
-    """Feeds :func:`summarize`: pagemap is read chunk by chunk in a thread, up to two
-    chunks ahead; the counting reads the kpageflags of each chunk's frames as it takes it.
-
-    pread releases the GIL, so the pagemap walk overlaps the counting on a second CPU. The
-    kpageflags reads stay in the caller's thread: there are thousands of them, and a thread
-    re-taking the GIL after each one convoyed behind the counting (measured: slower).
-    Iterate for blobs of entries; errors in the thread are raised by the iteration. Call
-    :meth:`close` before the scan's files are closed.
-    """
-
-    _END = object()
-
-    def __init__(self, scan, ft, start, end):
-        import queue
-        import threading
-
-        self._queue = queue.Queue(maxsize=2)
-        self._full = queue.Full
-        self._empty = queue.Empty
-        self._stop = False
-        self._scan, self._ft, self._range = scan, ft, (start, end)
-        self._thread = threading.Thread(target=self._run, name="pyphys-pagemap", daemon=True)
-        self._thread.start()
-
-    def _put(self, item) -> bool:
-        while not self._stop:
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except self._full:
-                continue
-        return False
-
-    def _run(self) -> None:
-        try:
-            for data in populated(self._scan, self._scan.pieces(*self._range)):
-                if not self._put((data, None)):
-                    return
-            self._put((self._END, None))
-        except BaseException as err:  # raised in the consumer
-            self._put((self._END, err))
-
-    def __iter__(self):
-        """The blobs; several threads may iterate at once, each taking different blobs."""
-        empty = self._empty
-        while True:
-            try:
-                data, err = self._queue.get(timeout=0.1)
-            except empty:
-                if self._stop:
-                    return  # closed while counting (another counter failed)
-                continue
-            if data is self._END:
-                self._queue.put((data, err))  # for the other counters (a slot is free: just taken)
-                if err is not None:
-                    raise err
-                return
-            yield data
-
-    def close(self) -> None:
-        self._stop = True
-        self._thread.join()
 
 
 def _count_slow(data: bytes, ft, counts) -> None:

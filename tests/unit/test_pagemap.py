@@ -213,25 +213,49 @@ def test_summary_matches_per_page_scan(proc):
 
 
 @pytest.mark.parametrize("cpus", [1, 2])
-def test_summary_same_with_one_or_two_counters(proc, monkeypatch, cpus):
-    """Two counting threads (several CPUs) give what the per-page scan gives."""
-    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+def test_summary_same_in_one_or_two_processes(proc, monkeypatch, cpus):
+    """Split with a forked child (two CPUs) or not, the summary counts what the per-page scan
+    counts, pages skipped by the sparse reader included."""
+    from pyphys.pagemap import summary
+
+    monkeypatch.setattr(summary, "FORK_MIN_PAGES", 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)))
+    forks = []
+    real_fork = os.fork
+    monkeypatch.setattr(os, "fork", lambda: forks.append(1) or real_fork())
     want: dict[int, int] = {}
     for r in pagemap.scan(4242):
         if r.entry >> 62:
             want[r.flags] = want.get(r.flags, 0) + 1
-    assert {r.flags: r.pages for r in pagemap.summarize(4242).rows()} == want
+    s = pagemap.summarize(4242)
+    assert {r.flags: r.pages for r in s.rows()} == want
+    assert s.total + s.not_present == sum(1 for _ in pagemap.scan(4242))
+    assert len(forks) == (cpus - 1)
+
+
+def test_summary_halves_cover_every_page():
+    from pyphys.pagemap.summary import _halves
+
+    pieces = [(0, 0x1000, 0x5000), (1, 0x10000, 0x11000), (2, 0x20000, 0x30000)]
+    first, second = _halves(pieces, 0x1000, min_pages=1)
+    pages = lambda ps: sum((hi - lo) // 0x1000 for _r, lo, hi in ps)  # noqa: E731
+    assert pages(first) + pages(second) == pages(pieces) == 21
+    assert abs(pages(first) - pages(second)) <= 1
+    assert first[-1][2] == second[0][1] and first[-1][0] == second[0][0]  # cut inside one mapping
+    assert _halves(pieces, 0x1000, min_pages=22) is None
 
 
 def test_summary_counter_error_is_raised_not_hung(proc, monkeypatch):
-    """A read error in either counting thread ends the summary with that error."""
+    """A read error while counting (in this process or the forked one) ends the summary with
+    that error."""
     from pyphys.errors import PyphysError
     from pyphys.pagemap import _pfnruns, summary
 
     def broken(*a, **k):
         raise PyphysError("cannot read /proc/kpageflags: Input/output error")
 
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(summary, "FORK_MIN_PAGES", 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     for module, name in ((_pfnruns, "count_by_runs"), (summary, "_count_slow"), (summary, "_count_in_table")):
         monkeypatch.setattr(module, name, broken)
     with pytest.raises(PyphysError, match="kpageflags"):
