@@ -158,13 +158,26 @@ def parse_kallsyms(stream: IO[str], wanted: Iterable[str] | None = None) -> Kall
     )
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
 def _pick_kallsyms(text: str, wanted: Iterable[str]) -> Kallsyms:
     names = sorted(set(wanted))
     by_name: dict[str, int] = {}
-    if names:
-        pattern = r"^([0-9a-fA-F]+) \S+ (" + "|".join(re.escape(n) for n in names) + r")$"
-        for m in re.finditer(pattern, text, re.M):  # $ before a "\t[module]" fails: core kernel only
-            by_name.setdefault(m.group(2), int(m.group(1), 16))
+    if not text.endswith("\n"):
+        text += "\n"
+    for name in names:
+        # a plain substring search per name (C speed; a regular expression tried at every line
+        # start took 0.55 s of a 64 MiB dump in the TCG guest): " NAME\n" ends a core-kernel
+        # line, since a module symbol's name is followed by "\t[module]"
+        key = f" {name}\n"
+        pos = text.find(key)
+        while pos >= 0:
+            line = text[text.rfind("\n", 0, pos) + 1 : pos].split(" ")
+            if len(line) == 2 and line[1] and all(c in _HEX for c in line[0]) and line[0]:
+                by_name[name] = int(line[0], 16)
+                break
+            pos = text.find(key, pos + 1)
     pairs = sorted((a, n) for n, a in by_name.items())
     # hidden (kptr_restrict): every address reads zero, the wanted ones and the first lines alike
     first = re.findall(r"^([0-9a-fA-F]+) ", text[:4096], re.M)

@@ -275,6 +275,21 @@ def test_wanted_symbols_skip_modules_and_see_hidden():
     assert ksym.parse_kallsyms(io.StringIO(zeros), ["_text"]).hidden is True
 
 
+def test_wanted_symbols_whole_names_first_core_line_and_no_final_newline():
+    text = (
+        "ffffffffc0002000 t init_uts_ns\t[mod]\n"  # a module's, listed first: not the kernel's
+        "ffffffff82000000 D xinit_uts_ns\n"  # a longer name ending in the wanted one
+        "ffffffff82001000 D init_uts_ns_extra\n"
+        "ffffffff82002000 D init_uts_ns\n"
+        "ffffffff82003000 D init_uts_ns\n"  # a duplicate: the first line counts, as in the full parse
+        "ffffffff81000000 T _text"  # the last line, with no newline
+    )
+    picked = ksym.parse_kallsyms(io.StringIO(text), ["init_uts_ns", "_text"])
+    full = ksym.parse_kallsyms(io.StringIO(text))
+    assert picked.lookup("init_uts_ns") == full.lookup("init_uts_ns") == 0xFFFFFFFF82002000
+    assert picked.lookup("_text") == full.lookup("_text") == 0xFFFFFFFF81000000
+
+
 def test_walks_kernel_check_on_the_captured_boot(stock):
     """walk's check of a kernel address, from that boot's kallsyms (_text, _end) and iomem."""
     from pyphys import walk
