@@ -209,41 +209,35 @@ def main() -> int:
     best = {k: min(v) for k, v in times.items()}
     runs = "; ".join(f"{k} " + "/".join(f"{mb / t:.0f}" for t in v) for k, v in times.items())
     where = f"{start:#x}+{SIZE >> 20}M, to {why} {directory}, backend {getattr(run_py, 'backend', '?')}"
+
+    def copy_row(what: str, py: str, dd: str, peer_name: str, note: str) -> dict:
+        """A throughput row: pyphys variant ``py`` against dd variant ``dd`` (keys of ``best``)."""
+        return {
+            "bench": f"dump {SIZE >> 20} MiB {what}",
+            "pyphys": round(mb / best[py], 1),
+            "peer_name": peer_name,
+            "peer": round(mb / best[dd], 1),
+            "unit": "MB/s",
+            "ratio": round(best[dd] / best[py], 3),
+            "target": ">= 0.95x",
+            "note": note,
+        }
+
+    durable = "same durability: pyphys fsyncs the file before renaming it into place"
     rows = [
-        {
-            "bench": f"dump {SIZE >> 20} MiB buffered (no sidecar)",
-            "pyphys": round(mb / best["py"], 1),
-            "peer_name": "dd bs=16M",
-            "peer": round(mb / best["dd"], 1),
-            "unit": "MB/s",
-            "ratio": round(best["dd"] / best["py"], 3),
-            "target": ">= 0.95x",
-            "note": f"best of {REPEAT}; {where}; all runs MB/s: {runs}",
-        },
-        {
-            "bench": f"dump {SIZE >> 20} MiB buffered (no sidecar)",
-            "pyphys": round(mb / best["py"], 1),
-            "peer_name": "dd bs=16M conv=fsync",
-            "peer": round(mb / best["dd-fsync"], 1),
-            "unit": "MB/s",
-            "ratio": round(best["dd-fsync"] / best["py"], 3),
-            "target": ">= 0.95x",
-            "note": "same durability: pyphys fsyncs the file before renaming it into place",
-        },
+        copy_row("buffered (no sidecar)", "py", "dd", "dd bs=16M", f"best of {REPEAT}; {where}; all runs MB/s: {runs}"),
+        copy_row("buffered (no sidecar)", "py", "dd-fsync", "dd bs=16M conv=fsync", durable),
     ]
     if direct_ok:
         rows.append(
-            {
-                "bench": f"dump {SIZE >> 20} MiB --direct (no sidecar)",
-                "pyphys": round(mb / best["py-direct"], 1),
-                "peer_name": "dd bs=16M",
-                "peer": round(mb / best["dd"], 1),
-                "unit": "MB/s",
-                "ratio": round(best["dd"] / best["py-direct"], 3),
-                "target": ">= 0.95x",
-                "note": f"best of {REPEAT}; O_DIRECT through a 2 MiB bounce buffer; dd oflag=direct: "
+            copy_row(
+                "--direct (no sidecar)",
+                "py-direct",
+                "dd",
+                "dd bs=16M",
+                f"best of {REPEAT}; O_DIRECT through a 2 MiB bounce buffer; dd oflag=direct: "
                 f"{mb / best['dd-direct']:.1f} MB/s; {where}",
-            }
+            )
         )
     else:
         rows.append(
@@ -259,17 +253,14 @@ def main() -> int:
             }
         )
     rows.append(
-        {
-            "bench": f"dump {SIZE >> 20} MiB with SHA-256 sidecar (default)",
-            "pyphys": round(mb / best["py+sha"], 1),
-            "peer_name": "dd bs=16M + sha256sum",
-            "peer": round(mb / best["dd+sha"], 1),
-            "unit": "MB/s",
-            "ratio": round(best["dd+sha"] / best["py+sha"], 3),
-            "target": ">= 0.95x",
-            "note": f"best of {SHA_REPEAT}; hashing overlaps the copy in a thread, sha256sum runs after dd; "
+        copy_row(
+            "with SHA-256 sidecar (default)",
+            "py+sha",
+            "dd+sha",
+            "dd bs=16M + sha256sum",
+            f"best of {SHA_REPEAT}; hashing overlaps the copy in a thread, sha256sum runs after dd; "
             "under TCG SHA-256 is CPU-bound (no SHA-NI emulated)",
-        }
+        )
     )
     rows.append(
         {
@@ -284,48 +275,18 @@ def main() -> int:
             "(imports over 9p in the guest)",
         }
     )
-    rows.append(
-        {
-            "bench": f"dump {SIZE >> 20} MiB -f elf (VMCOREINFO note, metadata sidecar; no SHA-256)",
-            "pyphys": round(mb / best["py-elf"], 1),
-            "peer_name": "dd bs=16M",
-            "peer": round(mb / best["dd"], 1),
-            "unit": "MB/s",
-            "ratio": round(best["dd"] / best["py-elf"], 3),
-            "target": ">= 0.95x",
-            "note": f"best of {REPEAT}; includes reading VMCOREINFO, kallsyms and iomem for the metadata; {where}",
-        }
-    )
-    rows.append(
-        {
-            "bench": f"dump {SIZE >> 20} MiB -f elf (VMCOREINFO note, metadata sidecar; no SHA-256)",
-            "pyphys": round(mb / best["py-elf"], 1),
-            "peer_name": "dd bs=16M conv=fsync",
-            "peer": round(mb / best["dd-fsync"], 1),
-            "unit": "MB/s",
-            "ratio": round(best["dd-fsync"] / best["py-elf"], 3),
-            "target": ">= 0.95x",
-            "note": "same durability: the ELF is fsynced before it is renamed into place",
-        }
-    )
+    elf = "-f elf (VMCOREINFO note, metadata sidecar; no SHA-256)"
+    meta_note = "includes reading VMCOREINFO, kallsyms and iomem for the metadata"
+    rows.append(copy_row(elf, "py-elf", "dd", "dd bs=16M", f"best of {REPEAT}; {meta_note}; {where}"))
+    rows.append(copy_row(elf, "py-elf", "dd-fsync", "dd bs=16M conv=fsync", durable))
     mem = f"to a {SIZE * 3 >> 20} MiB tmpfs in the guest's RAM (no 9p); best of {REPEAT}"
     for key, what in (
         ("mem-py", "buffered, no sidecar"),
         ("mem-elf", "-f elf (VMCOREINFO note), no sidecar"),
         ("mem-elf+meta", "-f elf with the metadata sidecar"),
     ):
-        rows.append(
-            {
-                "bench": f"dump {SIZE >> 20} MiB {what}, into guest RAM",
-                "pyphys": round(mb / best[key], 1),
-                "peer_name": "dd bs=16M, same tmpfs",
-                "peer": round(mb / best["mem-dd"], 1),
-                "unit": "MB/s",
-                "ratio": round(best["mem-dd"] / best[key], 3),
-                "target": ">= 0.95x",
-                "note": mem + ("; the sidecar reads VMCOREINFO, kallsyms and iomem" if "meta" in key else ""),
-            }
-        )
+        note = mem + (f"; {meta_note}" if "meta" in key else "")
+        rows.append(copy_row(f"{what}, into guest RAM", key, "mem-dd", "dd bs=16M, same tmpfs", note))
     gib = total / 2**30
     rows.append(
         {
