@@ -129,14 +129,17 @@ class Kallsyms(Record):
         return self.addrs[i] - addr if i < len(self.addrs) else None
 
 
-def parse_kallsyms(stream: IO[str], wanted: Iterable[str] | None = None) -> Kallsyms:
+def parse_kallsyms(stream: IO[str], wanted: Iterable[str] | None = None, module: str | None = None) -> Kallsyms:
     """Parse /proc/kallsyms lines 'ADDR TYPE NAME [module]' (module symbols are skipped).
 
     With ``wanted``, only those names are kept, found by a substring search per name instead of
     a Python loop over every line (some 100 000 of them: seconds in the TCG lab guest, where a
-    dump looks up a few symbols); ``size_of`` then knows no neighbours."""
+    dump looks up a few symbols); ``size_of`` then knows no neighbours. With ``module`` too,
+    the names are that module's symbols ('ADDR TYPE NAME\t[module]'), not the core kernel's."""
     if wanted is not None:
-        return _pick_kallsyms(stream.read(), wanted)
+        return _pick_kallsyms(stream.read(), wanted, module)
+    if module is not None:
+        raise ValueError("a module's symbols are looked up by name only")  # a caller's bug
     pairs: list[tuple[int, str]] = []
     by_name: dict[str, int] = {}
     nonzero = False
@@ -161,16 +164,18 @@ def parse_kallsyms(stream: IO[str], wanted: Iterable[str] | None = None) -> Kall
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
-def _pick_kallsyms(text: str, wanted: Iterable[str]) -> Kallsyms:
+def _pick_kallsyms(text: str, wanted: Iterable[str], module: str | None) -> Kallsyms:
     names = sorted(set(wanted))
+    end = "\n" if module is None else f"\t[{module}]"
     by_name: dict[str, int] = {}
     if not text.endswith("\n"):
         text += "\n"
     for name in names:
         # a plain substring search per name (C speed; a regular expression tried at every line
         # start took 0.55 s of a 64 MiB dump in the TCG guest): " NAME\n" ends a core-kernel
-        # line, since a module symbol's name is followed by "\t[module]"
-        key = f" {name}\n"
+        # line, since a module symbol's name is followed by "\t[module]", which ends ``key``
+        # for a module's symbol
+        key = f" {name}{end}"
         pos = text.find(key)
         while pos >= 0:
             line = text[text.rfind("\n", 0, pos) + 1 : pos].split(" ")
@@ -185,14 +190,21 @@ def _pick_kallsyms(text: str, wanted: Iterable[str]) -> Kallsyms:
     return Kallsyms([a for a, _ in pairs], [n for _, n in pairs], by_name, hidden=hidden, wanted=frozenset(names))
 
 
-def load_kallsyms(wanted: Iterable[str] | None = None) -> Kallsyms:
-    """/proc/kallsyms parsed; with ``wanted``, only those symbols (much faster)."""
+def load_kallsyms(wanted: Iterable[str] | None = None, module: str | None = None) -> Kallsyms:
+    """/proc/kallsyms parsed; with ``wanted``, only those symbols (much faster), of ``module``
+    if given."""
     path = paths.proc("kallsyms")
     try:
         with open(path) as f:
-            return parse_kallsyms(f, wanted)
+            return parse_kallsyms(f, wanted, module)
     except OSError as err:
         raise from_oserror(err, f"read {path}", "needs CONFIG_KALLSYMS") from err
+
+
+def symbol_address(name: str, module: str | None = None) -> int | None:
+    """Where /proc/kallsyms puts the core kernel's symbol ``name`` (or ``module``'s): None when
+    it is not listed or its address is hidden as zero."""
+    return load_kallsyms((name,), module).lookup(name) or None
 
 
 def kallsyms_shows_addresses(lines: int = 16) -> bool | None:

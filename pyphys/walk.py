@@ -460,14 +460,10 @@ def _kernel_check(vaddr: int, levels: int, pm) -> dict:
 def module_buffer_virt() -> int:
     """The virtual address of pyphys.ko's buffer: the ``pyphys_buffer`` pointer, read through
     physical memory at its kallsyms address (walked from this process's pgd)."""
-    addr = None
-    with open(paths.proc("kallsyms")) as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 3 and parts[2] == "pyphys_buffer":
-                addr = int(parts[0], 16)
-                break
-    if not addr:
+    from pyphys import ksym
+
+    addr = ksym.symbol_address("pyphys_buffer", module="pyphys")
+    if addr is None:
         raise NotFoundError("pyphys_buffer is not in /proc/kallsyms (module not loaded, or addresses hidden)")
     start = read_start(os.getpid())
     with _open_memory("auto") as pm:

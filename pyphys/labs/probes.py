@@ -511,9 +511,6 @@ def module_buffer_virt() -> int:
 
 def kallsyms_address(name: str) -> int | None:
     """Where /proc/kallsyms says symbol ``name`` is (None when absent or hidden as zeros)."""
-    with oserrors("cannot read /proc/kallsyms"), open(paths.proc("kallsyms")) as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 3 and parts[2] == name:
-                return int(parts[0], 16) or None
-    return None
+    from pyphys import ksym
+
+    return ksym.symbol_address(name)

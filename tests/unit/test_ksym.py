@@ -7,6 +7,7 @@ kernel with __pa_symbol) captured from the same boot as kallsyms, iomem and kcor
 from __future__ import annotations
 
 import io
+import re
 import shutil
 from pathlib import Path
 
@@ -306,3 +307,20 @@ def test_a_symbol_not_asked_for_is_a_bug_not_a_miss():
     picked = ksym.parse_kallsyms(io.StringIO("ffffffff81000000 T _text\n"), ["_text"])
     with pytest.raises(ValueError, match="not '_end'"):
         picked.lookup("_end")
+
+
+def test_a_modules_symbol_by_name(stock):
+    """pyphys_buffer as the lab's kallsyms lists it: a module's data symbol, tab then [module]."""
+    kallsyms = stock / "proc" / "kallsyms"
+    text = kallsyms.read_text()
+    kallsyms.write_text(
+        "ffffffffc0a01000 b pyphys_buffer\t[other]\n"  # the same name in another module
+        + text
+        + "ffffffffc0b02000 b pyphys_buffer\t[pyphys]\nffffffffc0b03000 b pyphys_buffer_x\t[pyphys]\n"
+    )
+    assert ksym.symbol_address("pyphys_buffer", module="pyphys") == 0xFFFFFFFFC0B02000
+    assert ksym.symbol_address("pyphys_buffer") is None  # not the core kernel's
+    assert ksym.symbol_address("init_uts_ns") == ksym.parse_kallsyms(io.StringIO(text)).lookup("init_uts_ns")
+    assert ksym.symbol_address("pyphys_buffer", module="absent") is None
+    kallsyms.write_text(re.sub(r"(?m)^[0-9a-f]{16}", "0" * 16, text))  # kptr_restrict: zeros are no address
+    assert ksym.symbol_address("init_uts_ns") is None
