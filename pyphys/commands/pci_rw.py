@@ -233,7 +233,7 @@ def _config_register(rest: list[str]):
 
 
 def _print_config_writes(args, dev, width: int, recs) -> None:
-    """A list's writes: one line a register, as a single write prints it; JSON under ``writes``."""
+    """Config writes, one line a register; JSON: one write's fields, or a list's under ``writes``."""
     from pyphys.commands._common import note
 
     if args.json:
@@ -241,17 +241,20 @@ def _print_config_writes(args, dev, width: int, recs) -> None:
             {"offset": f"{r.offset:#x}", **written_json(r.old, r.new, r.after, width), "journal_id": r.record_id}
             for r in recs
         ]
-        print(json.dumps({"slot": dev.address, "width": width, "writes": writes}))
+        doc = {"slot": dev.address, "width": width}
+        print(json.dumps({**doc, "writes": writes} if len(recs) > 1 else {**doc, **writes[0]}))
         return
     for r in recs:
         old, new, back = (fmt_value(int.from_bytes(b, "little"), width) for b in (r.old, r.new, r.after))
         print(
             f"{dev.short_address} config+{r.offset:#x}: {old} -> {new} (reads back {back}); journal entry {r.record_id}"
         )
-    first, last = recs[0].record_id, recs[-1].record_id
-    note(
-        "pci config", f"journal entries {first}..{last} are one group: `pyphys undo` restores all {len(recs)} registers"
-    )
+    if len(recs) > 1:
+        first, last = recs[0].record_id, recs[-1].record_id
+        note(
+            "pci config",
+            f"journal entries {first}..{last} are one group: `pyphys undo` restores all {len(recs)} registers",
+        )
 
 
 def run_config(args) -> int:
@@ -273,31 +276,12 @@ def run_config(args) -> int:
     if reg is not None:
         located = reg.cap is not None or reg.header_mask
         offset = pci_regs.locate(reg, pci_access.read_config(dev)) if located else reg.offset
-    if values is not None and len(values) > 1:
-        recs = pci_write.write_config_list(dev, offset, width, values, force=args.force)
-        _print_config_writes(args, dev, width, recs)
-        return 0
     if value is not None:
-        rec = pci_write.write_config(dev, offset, width, value, mask=mask, force=args.force)
-        back = int.from_bytes(rec.after, "little")
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "slot": dev.address,
-                        "offset": f"{offset:#x}",
-                        "width": width,
-                        **written_json(rec.old, rec.new, rec.after, width),
-                        "journal_id": rec.record_id,
-                    }
-                )
-            )
+        if len(values) > 1:
+            recs = pci_write.write_config_list(dev, offset, width, values, force=args.force)
         else:
-            old, new = (fmt_value(int.from_bytes(b, "little"), width) for b in (rec.old, rec.new))
-            print(
-                f"{dev.short_address} config+{offset:#x}: {old} -> {new} "
-                f"(reads back {fmt_value(back, width)}); journal entry {rec.record_id}"
-            )
+            recs = [pci_write.write_config(dev, offset, width, value, mask=mask, force=args.force)]
+        _print_config_writes(args, dev, width, recs)
         return 0
     if offset is not None:
         word = pci_access.read_config_word(dev, offset, width)
