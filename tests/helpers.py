@@ -145,6 +145,11 @@ def pci_journal(tree) -> list:
     return journal.Journal(str(tree.journal)).entries() if tree.journal.exists() else []
 
 
+def pci_config_path(tree, ids):
+    """The config file of device ``ids`` in the ``pci_tree`` fixture (a regular file)."""
+    return tree.root / "sys/bus/pci/devices" / tree.dev(ids).address / "config"
+
+
 def pci_config_bytes(tree, ids) -> bytes:
     """The config file of device ``ids`` in the ``pci_tree`` fixture, read directly."""
-    return file_bytes(tree.root / "sys/bus/pci/devices" / tree.dev(ids).address / "config")
+    return file_bytes(pci_config_path(tree, ids))

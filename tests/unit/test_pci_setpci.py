@@ -15,22 +15,12 @@ import errno
 import json
 
 import pytest
-from helpers import pci_cli
+from helpers import pci_cli, pci_config_path, pci_journal
 
-from pyphys import cli, journal, pci_access, pci_devices, pci_regs
+from pyphys import cli, pci_access, pci_regs
 from pyphys.errors import UsageError, from_oserror
 
 EDU = "1234:11e8"  # one MSI capability at 0x40, 256 bytes of config space
-
-
-def config_path(root, ids=EDU):
-    dev = next(d for d in pci_devices.scan() if d.ids == ids)
-    return root / "sys" / "bus" / "pci" / "devices" / dev.address / "config"
-
-
-def entries(root) -> list:
-    path = root.parent / "journal.jsonl"
-    return journal.Journal(str(path)).entries() if path.exists() else []
 
 
 # -- parsing ------------------------------------------------------------------------------------
@@ -120,8 +110,8 @@ def test_value_list_refusals(text, words):
 
 
 # -- writing a list -----------------------------------------------------------------------------
-def test_list_writes_consecutive_registers_byte_by_byte_and_undo_restores_all(lab_guest_copy, capsys):
-    path = config_path(lab_guest_copy)
+def test_list_writes_consecutive_registers_byte_by_byte_and_undo_restores_all(pci_tree, capsys):
+    path = pci_config_path(pci_tree, EDU)
     before = path.read_bytes()
     # three 16-bit registers from 0x48 (past edu's MSI capability), the last with a mask
     rc, out, err = pci_cli(capsys, "config", EDU, "0x48.w=0x1234,0x5,0xab00:0xff00", "--force")
@@ -140,7 +130,7 @@ def test_list_writes_consecutive_registers_byte_by_byte_and_undo_restores_all(la
     )
     assert "-> 0x1234" in lines[0] and "-> 0x0005" in lines[1] and f"-> 0x{third:04X}" in lines[2]
     assert "one group" in err and "`pyphys undo`" in err
-    es = entries(lab_guest_copy)
+    es = pci_journal(pci_tree)
     assert [e.addr for e in es] == [0x48, 0x4A, 0x4C] and len({e.group for e in es}) == 1
     assert [e.old for e in es] == [before[0x48:0x4A], before[0x4A:0x4C], before[0x4C:0x4E]]
     # one `pyphys undo` puts every register back, the last written first
@@ -148,11 +138,11 @@ def test_list_writes_consecutive_registers_byte_by_byte_and_undo_restores_all(la
     undo_out = capsys.readouterr().out.splitlines()
     assert [int(ln.split()[0][1:]) for ln in undo_out] == [es[2].id, es[1].id, es[0].id]
     assert path.read_bytes() == before
-    assert all(e.undone for e in entries(lab_guest_copy))
+    assert all(e.undone for e in pci_journal(pci_tree))
 
 
-def test_undo_takes_the_whole_group_and_nothing_older(lab_guest_copy, capsys):
-    path = config_path(lab_guest_copy)
+def test_undo_takes_the_whole_group_and_nothing_older(pci_tree, capsys):
+    path = pci_config_path(pci_tree, EDU)
     before = path.read_bytes()
     assert pci_cli(capsys, "config", EDU, "0x50.b=0x11", "--force")[0] == 0  # a single write first
     single = path.read_bytes()
@@ -167,7 +157,7 @@ def test_undo_takes_the_whole_group_and_nothing_older(lab_guest_copy, capsys):
     capsys.readouterr()
 
 
-def test_every_register_is_read_before_any_is_written(lab_guest_copy, capsys, monkeypatch):
+def test_every_register_is_read_before_any_is_written(pci_tree, capsys, monkeypatch):
     log = []
     real_read, real_write = pci_access.ConfigSpace.read, pci_access.ConfigSpace.write
 
@@ -188,9 +178,9 @@ def test_every_register_is_read_before_any_is_written(lab_guest_copy, capsys, mo
 
 
 def test_a_write_failing_midway_leaves_the_rest_aborted_and_undo_restores_what_was_written(
-    lab_guest_copy, capsys, monkeypatch
+    pci_tree, capsys, monkeypatch
 ):
-    path = config_path(lab_guest_copy)
+    path = pci_config_path(pci_tree, EDU)
     before = path.read_bytes()
     real_write = pci_access.ConfigSpace.write
 
@@ -202,7 +192,7 @@ def test_a_write_failing_midway_leaves_the_rest_aborted_and_undo_restores_what_w
     monkeypatch.setattr(pci_access.ConfigSpace, "write", write)
     rc, out, err = pci_cli(capsys, "config", EDU, "0x70.b=1,2,3", "--force")
     assert rc != 0 and out == "" and len(err.splitlines()) == 1
-    es = entries(lab_guest_copy)
+    es = pci_journal(pci_tree)
     assert [(e.addr, e.active, e.aborted) for e in es] == [
         (0x70, True, False),
         (0x71, True, False),
@@ -215,34 +205,34 @@ def test_a_write_failing_midway_leaves_the_rest_aborted_and_undo_restores_what_w
     assert path.read_bytes() == before
 
 
-def test_a_list_must_end_inside_config_space(lab_guest_copy, capsys):
+def test_a_list_must_end_inside_config_space(pci_tree, capsys):
     """setpci: addr + width * n > 0x1000 is out of range; a 256-byte device ends at 0x100."""
-    path = config_path(lab_guest_copy)
+    path = pci_config_path(pci_tree, EDU)
     before = path.read_bytes()
     rc, out, err = pci_cli(capsys, "config", EDU, "0xfc.l=1,2", "--force")
     assert rc != 0 and out == "" and "nothing written" in err
-    assert path.read_bytes() == before and entries(lab_guest_copy) == []
+    assert path.read_bytes() == before and pci_journal(pci_tree) == []
     assert pci_cli(capsys, "config", EDU, "0xf8.l=1,2", "--force")[0] == 0  # ends exactly at 0x100
     assert path.read_bytes()[0xF8:] == (1).to_bytes(4, "little") + (2).to_bytes(4, "little")
 
 
-def test_a_list_crossing_0x1000_is_refused_with_nothing_written(lab_guest_copy, capsys):
-    path = config_path(lab_guest_copy)
+def test_a_list_crossing_0x1000_is_refused_with_nothing_written(pci_tree, capsys):
+    path = pci_config_path(pci_tree, EDU)
     path.write_bytes(path.read_bytes() + bytes(4096 - 256))  # a PCI Express-sized config space
     before = path.read_bytes()
     for spec in ("0xffc.l=1,2", "0xffe.w=1,2", "0xff0.b=" + ",".join(["1"] * 17)):
         rc, out, err = pci_cli(capsys, "config", EDU, spec, "--force")
         assert rc != 0 and out == "" and "0x1000" in err and "nothing written" in err, spec
         assert len(err.strip().splitlines()) == 1
-    assert path.read_bytes() == before and entries(lab_guest_copy) == []
+    assert path.read_bytes() == before and pci_journal(pci_tree) == []
     assert pci_cli(capsys, "config", EDU, "0xff8.l=0x11223344,0x55667788", "--force")[0] == 0  # ends at 0x1000
     assert path.read_bytes()[0xFF8:] == bytes.fromhex("4433221188776655")
 
 
-def test_list_json_is_one_document_with_a_write_per_register(lab_guest_copy, capsys):
+def test_list_json_is_one_document_with_a_write_per_register(pci_tree, capsys):
     from helpers import validate_json
 
-    path = config_path(lab_guest_copy)
+    path = pci_config_path(pci_tree, EDU)
     before = path.read_bytes()
     rc, out, err = pci_cli(capsys, "config", EDU, "0x44", "16", "0xbeef,0x1:0x1", "--force", "--json")
     assert rc == 0, err
@@ -255,7 +245,7 @@ def test_list_json_is_one_document_with_a_write_per_register(lab_guest_copy, cap
         ("0x44", f"0x{old0:04x}", "0xbeef", "0xbeef"),
         ("0x46", f"0x{old1:04x}", f"0x{new1:04x}", f"0x{new1:04x}"),
     ]
-    assert [w["journal_id"] for w in doc["writes"]] == [e.id for e in entries(lab_guest_copy)]
+    assert [w["journal_id"] for w in doc["writes"]] == [e.id for e in pci_journal(pci_tree)]
 
 
 # -- numbered capabilities on a device ----------------------------------------------------------
@@ -276,8 +266,8 @@ def _add_express_and_aer(path) -> tuple[int, int]:
     return 0xC0, 0x100
 
 
-def test_cap10_reads_the_bytes_cap_exp_reads(lab_guest_copy, capsys):
-    path = config_path(lab_guest_copy)
+def test_cap10_reads_the_bytes_cap_exp_reads(pci_tree, capsys):
+    path = pci_config_path(pci_tree, EDU)
     exp, aer = _add_express_and_aer(path)
     cfg = path.read_bytes()
     for spec, off, n in [("+2.w", 2, 2), ("+0x10.w", 0x10, 2), ("+0x12.b", 0x12, 1), ("+0x10.l", 0x10, 4)]:
@@ -297,8 +287,8 @@ def test_cap10_reads_the_bytes_cap_exp_reads(lab_guest_copy, capsys):
     assert pci_cli(capsys, "config", EDU, "ECAP001.w")[1] == f"0x{int.from_bytes(cfg[aer : aer + 2], 'little'):04X}\n"
 
 
-def test_numbered_capability_write_and_refusals(lab_guest_copy, capsys):
-    path = config_path(lab_guest_copy)
+def test_numbered_capability_write_and_refusals(pci_tree, capsys):
+    path = pci_config_path(pci_tree, EDU)
     exp, _ = _add_express_and_aer(path)
     before = path.read_bytes()
     assert pci_cli(capsys, "config", EDU, "CAP10+0x10.w=0x0:0x10", "--force")[0] == 0  # clear bit 4 of device control
