@@ -257,48 +257,64 @@ def parse_batch(lines: list[str], resolver: Resolver) -> list[Op]:
     return ops
 
 
+class _Slots:
+    """``pm`` for a batch's exact-width accesses: each address and width mapped once (a view and
+    an index into it; writable where the batch writes that word), remapped when its window was
+    evicted, ``pm``'s own word access otherwise. :func:`pyphys.journal.write_recorded` writes
+    through it."""
+
+    def __init__(self, pm, writes: list[Op]) -> None:
+        self.pm = pm
+        self.slots: dict = {}
+        self.writable = {(op.addr, op.width) for op in writes}
+
+    def _slot(self, addr: int, width: int, fresh: bool = False):
+        key = (addr, width)
+        if fresh or key not in self.slots:
+            self.slots[key] = self.pm.word_slot(addr, width, writable=key in self.writable)
+        return self.slots[key]
+
+    def read_word(self, addr: int, width: int) -> int:
+        slot = self._slot(addr, width)
+        if slot is None:
+            return self.pm.read_word(addr, width)
+        try:
+            return slot[0][slot[1]]
+        except ValueError:  # its window was evicted (released view): map again
+            slot = self._slot(addr, width, fresh=True)
+            return self.pm.read_word(addr, width) if slot is None else slot[0][slot[1]]
+
+    def write_word(self, addr: int, width: int, value: int) -> None:
+        slot = self._slot(addr, width)
+        if slot is not None:
+            try:
+                slot[0][slot[1]] = value
+                return
+            except ValueError:
+                slot = self._slot(addr, width, fresh=True)
+        if slot is None:
+            self.pm.write_word(addr, width, value)
+        else:
+            slot[0][slot[1]] = value
+
+
 def run_batch(pm, ops: list[Op], journal=None) -> list[dict]:
     """Run ``ops`` in order with one journal append (one fsync) for all writes.
 
     Old bytes are predicted before any write (memory overlaid with the batch's earlier writes)
     and journaled first; a different value found just before a write is appended as an ``old``
-    marker. Returns one dict per op. Raises VerifyError (remaining writes marked aborted).
+    marker. Each write goes through :func:`pyphys.journal.write_recorded`, which marks what a
+    failed or mismatched write left. Returns one dict per op. Raises VerifyError (remaining
+    writes marked aborted).
     """
     from pyphys import journal as jmod
 
     writes = [op for op in ops if op.kind == "w"]
     results: list[dict] = []
-    slots: dict = {}
-
-    def slot_of(op: Op, fresh: bool = False):
-        # the (view, index) of one exact-width access, resolved once per address and width
-        key = (op.addr, op.width)
-        slot = None if fresh else slots.get(key, False)
-        if slot is False or fresh:
-            slot = slots[key] = pm.word_slot(op.addr, op.width, writable=op.kind == "w")
-        return slot
+    mem = _Slots(pm, writes)
 
     def get(op: Op) -> int:
-        slot = slot_of(op)
-        if slot is None:
-            return pm.read_word(op.addr, op.width)
-        try:
-            return slot[0][slot[1]]
-        except ValueError:  # its window was evicted (released view): map again
-            return get(op) if slot_of(op, fresh=True) is not None else pm.read_word(op.addr, op.width)
-
-    def put(op: Op, value: int) -> None:
-        slot = slot_of(op)
-        if slot is None:
-            pm.write_word(op.addr, op.width, value)
-            return
-        try:
-            slot[0][slot[1]] = value
-        except ValueError:
-            if slot_of(op, fresh=True) is None:
-                pm.write_word(op.addr, op.width, value)
-            else:
-                put(op, value)
+        return mem.read_word(op.addr, op.width)
 
     if not writes:
         for op in ops:
@@ -337,9 +353,10 @@ def run_batch(pm, ops: list[Op], journal=None) -> list[dict]:
                     if before != predicted:
                         jr.mark(entry_id, "old", before)
                     assert op.value is not None
-                    put(op, op.value)
-                    done.add(entry_id)
-                    back = get(op)
+                    done.add(entry_id)  # from here on write_recorded marks what happened to it
+                    back = int.from_bytes(
+                        jmod.write_recorded(jr, entry_id, mem, op.addr, before, op.payload(), op.width), "little"
+                    )
                     results.append(
                         {
                             "op": "w",
@@ -351,7 +368,6 @@ def run_batch(pm, ops: list[Op], journal=None) -> list[dict]:
                         }
                     )
                     if back != op.value:
-                        jr.mark(entry_id, "actual", back.to_bytes(op.size, "little"))
                         raise VerifyError(
                             f"batch line {op.line}: wrote {fmt_value(op.value, op.width)} at {op.addr:#x}, "
                             f"read back {fmt_value(back, op.width)}",

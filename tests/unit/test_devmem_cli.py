@@ -505,3 +505,31 @@ def test_batch_json_follows_the_conventions(lab, capsys, monkeypatch):
     assert (w["op"], w["phys"], w["value"], w["readback"]) == ("w", f"{BUF:#x}", "0x11223344", "0x11223344")
     assert (r["op"], r["width"], r["value"]) == ("r", 16, "0x3344")
     assert mem(lab, BUF, 4) == struct.pack("<I", 0x11223344)
+
+
+@pytest.mark.parametrize("fault", ["reads back other bytes", "store fails"])
+def test_batch_fault_is_marked_and_the_rest_aborted(lab, capsys, monkeypatch, fault):
+    """A batch's second write goes wrong: the journal says what memory holds there, the third write
+    never runs and is marked aborted, and undo --all puts every byte back."""
+    real = physmem.PhysMem.write_word
+
+    def faulty(self, addr, width, value):
+        if addr != BUF + 4:
+            return real(self, addr, width, value)
+        if fault == "store fails":  # as the pwrite path reports EIO
+            raise self._explain(OSError(errno.EIO, os.strerror(errno.EIO)), addr, "write")
+        return real(self, addr, width, value ^ 1)
+
+    before = mem(lab)
+    script = "w buffer 32 0x11\nw buffer+4 32 0x22\nw buffer+8 32 0x33\n"
+    with monkeypatch.context() as m:
+        m.setattr(physmem.PhysMem, "word_slot", lambda *a, **k: None)  # word by word, as off mmap
+        m.setattr(physmem.PhysMem, "write_word", faulty)
+        rc, out, err = pyphys(capsys, "devmem", "--batch", "-", stdin=script, monkeypatch=m)
+    assert rc != 0 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    events = sorted((e["ref"], e["event"], e.get("hex")) for e in journal_lines(lab) if "event" in e)
+    second = (2, "actual", "23000000") if fault == "reads back other bytes" else (2, "aborted", None)
+    assert events == [second, (3, "aborted", None)]
+    assert mem(lab, BUF, 4) == struct.pack("<I", 0x11) and mem(lab, BUF + 8, 4) == before[BUF + 8 : BUF + 12]
+    rc, out, err = pyphys(capsys, "undo", "--all")
+    assert rc == 0 and mem(lab) == before, err
