@@ -173,8 +173,7 @@ def _pick_kallsyms(text: str, wanted: Iterable[str], module: str | None) -> Kall
     for name in names:
         # a plain substring search per name (C speed; a regular expression tried at every line
         # start took 0.55 s of a 64 MiB dump in the TCG guest): " NAME\n" ends a core-kernel
-        # line, since a module symbol's name is followed by "\t[module]", which ends ``key``
-        # for a module's symbol
+        # line, and " NAME\t[module]" one of that module's symbols
         key = f" {name}{end}"
         pos = text.find(key)
         while pos >= 0:
