@@ -121,8 +121,6 @@ def main() -> int:
     def dd_argv(out: str) -> list[str]:
         return ["dd", "if=/dev/mem", f"of={out}", f"bs={BS}", f"skip={start // BS}", f"count={SIZE // BS}"]
 
-    dd = dd_argv(out_dd)
-
     def run_dd(with_sha: bool = False, extra: tuple = (), out: str = out_dd) -> float:
         clean([out])
         t = time.perf_counter()
@@ -180,7 +178,7 @@ def main() -> int:
             [sys.executable, "-c", WAITER, *cli], env=env, capture_output=True, text=True, check=True
         ).stdout.split()
         rc_dd, dd_rss, _ = subprocess.run(
-            [sys.executable, "-c", WAITER, *dd], capture_output=True, text=True, check=True
+            [sys.executable, "-c", WAITER, *dd_argv(out_dd)], capture_output=True, text=True, check=True
         ).stdout.split()
         assert rc == "0" and rc_dd == "0"
         # compressed, all of System RAM: one run each (gzip under TCG is slow)
@@ -210,15 +208,15 @@ def main() -> int:
     runs = "; ".join(f"{k} " + "/".join(f"{mb / t:.0f}" for t in v) for k, v in times.items())
     where = f"{start:#x}+{SIZE >> 20}M, to {why} {directory}, backend {getattr(run_py, 'backend', '?')}"
 
-    def copy_row(what: str, py: str, dd: str, peer_name: str, note: str) -> dict:
-        """A throughput row: pyphys variant ``py`` against dd variant ``dd`` (keys of ``best``)."""
+    def copy_row(what: str, py: str, peer: str, peer_name: str, note: str) -> dict:
+        """A throughput row: pyphys variant ``py`` against dd variant ``peer`` (keys of ``best``)."""
         return {
             "bench": f"dump {SIZE >> 20} MiB {what}",
             "pyphys": round(mb / best[py], 1),
             "peer_name": peer_name,
-            "peer": round(mb / best[dd], 1),
+            "peer": round(mb / best[peer], 1),
             "unit": "MB/s",
-            "ratio": round(best[dd] / best[py], 3),
+            "ratio": round(best[peer] / best[py], 3),
             "target": ">= 0.95x",
             "note": note,
         }
